@@ -1,0 +1,13 @@
+"""User-facing errors: the CLI prints these as one line and exits with code 2."""
+
+
+class HwnasError(Exception):
+    """Bad input or usage that the user can fix; the message names the problem and the fix."""
+
+
+class ArchError(HwnasError, ValueError):
+    """An architecture that does not fit its search space."""
+
+
+class SpaceError(HwnasError, ValueError):
+    """An unknown or malformed search space."""

@@ -1,0 +1,70 @@
+"""AutoFormer's single-stage space: one embed width for all layers; per layer heads and MLP ratio."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from hwnas.spaces.blocks import ENCODER, HEAD, PATCH_EMBED, BlockConfig
+from hwnas.spaces.space import Gene, SearchSpace, SpaceSpec
+
+if TYPE_CHECKING:
+    from hwnas.spaces.arch import Arch
+
+
+def mlp_hidden(embed_dim: int, mlp_ratio: float) -> int:
+    """MLP hidden width as timm computes it (`int(dim * mlp_ratio)`), so extraction matches timm."""
+    return int(embed_dim * mlp_ratio)
+
+
+class AutoFormerSpace(SearchSpace):
+    """Genes: `embed_dim`, `depth`, and per layer `num_heads` and `mlp_ratio`.
+
+    Attention uses a fixed head width (`head_dim`, 64 in AutoFormer), so qkv width = heads x head_dim
+    and need not equal the embed width. Depth keeps the first `depth` layers of the supernet.
+    """
+
+    family = "autoformer"
+
+    @classmethod
+    def declare_genes(cls, spec: SpaceSpec) -> tuple[Gene, ...]:
+        c = spec.choices
+        return (
+            Gene("embed_dim", c["embed_dim"]),
+            Gene("depth", c["depth"]),
+            Gene("num_heads", c["num_heads"], length="depth"),
+            Gene("mlp_ratio", c["mlp_ratio"], length="depth"),
+        )
+
+    @property
+    def head_dim(self) -> int:
+        return int(self.spec.options.get("head_dim", 64))
+
+    @property
+    def num_tokens(self) -> int:
+        return self.num_patches + 1  # + class token
+
+    def patch_embed_block(self, embed_dim: int) -> BlockConfig:
+        s = self.spec
+        return BlockConfig(PATCH_EMBED, tokens=self.num_tokens, in_dim=s.in_chans, out_dim=embed_dim,
+                           patch_size=s.patch_size, in_chans=s.in_chans)
+
+    def encoder_block(self, embed_dim: int, num_heads: int, mlp_ratio: float) -> BlockConfig:
+        return BlockConfig(ENCODER, tokens=self.num_tokens, in_dim=embed_dim, out_dim=embed_dim,
+                           num_heads=num_heads, qkv_dim=num_heads * self.head_dim,
+                           mlp_hidden=mlp_hidden(embed_dim, mlp_ratio))
+
+    def head_block(self, embed_dim: int) -> BlockConfig:
+        return BlockConfig(HEAD, tokens=self.num_tokens, in_dim=embed_dim, out_dim=self.spec.num_classes,
+                           num_classes=self.spec.num_classes)
+
+    def arch_blocks(self, arch: Arch) -> list[BlockConfig]:
+        d = arch.embed_dim
+        layers = [self.encoder_block(d, h, r) for h, r in zip(arch.num_heads, arch.mlp_ratio)]
+        return [self.patch_embed_block(d), *layers, self.head_block(d)]
+
+    def block_configs(self) -> list[BlockConfig]:
+        c = self.spec.choices
+        blocks = {self.encoder_block(d, h, r) for d in c["embed_dim"] for h in c["num_heads"] for r in c["mlp_ratio"]}
+        for d in c["embed_dim"]:
+            blocks |= {self.patch_embed_block(d), self.head_block(d)}
+        return sorted(blocks)

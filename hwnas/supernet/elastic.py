@@ -1,0 +1,169 @@
+"""Elastic layers: each holds the largest weight, runs any smaller choice on a selection of it, and
+builds its static counterpart (`get_active_subnet`, after OFA) with that selection copied out.
+
+A *selection* names the channels a choice uses along one dimension: a leading `slice` (AutoFormer's
+weight entanglement: every smaller choice is the prefix of every larger one) or a 1-D index tensor
+(ViTAS's cyclic windows over token-embedding channels). Sizes are explicit arguments of `forward`:
+no layer keeps a "current config" between calls.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from timm.layers import DropPath, LayerNorm, Mlp
+from timm.models.vision_transformer import Attention, Block
+from torch import Tensor, nn
+
+Selection = slice | Tensor
+
+
+def leading(n: int) -> slice:
+    """The first `n` channels: the weight-entangled choice of width `n`."""
+    return slice(0, n)
+
+
+def width(sel: Selection) -> int:
+    return sel.stop - (sel.start or 0) if isinstance(sel, slice) else int(sel.numel())
+
+
+def take(t: Tensor, dim: int, sel: Selection) -> Tensor:
+    """`t` restricted to `sel` along `dim` (a view for slices, a gather for index sets)."""
+    if isinstance(sel, slice):
+        return t.narrow(dim, sel.start or 0, width(sel))
+    return t.index_select(dim, sel.to(t.device))
+
+
+def _copy_into(dst: nn.Module, **tensors: Tensor) -> nn.Module:
+    with torch.no_grad():
+        for name, value in tensors.items():
+            getattr(dst, name).copy_(value)
+    return dst
+
+
+class ElasticLinear(nn.Linear):
+    """`nn.Linear` at its largest size; a choice uses rows `out_sel` and columns `in_sel`."""
+
+    def active(self, in_sel: Selection, out_sel: Selection) -> tuple[Tensor, Tensor | None]:
+        weight = take(take(self.weight, 0, out_sel), 1, in_sel)
+        bias = None if self.bias is None else take(self.bias, 0, out_sel)
+        return weight, bias
+
+    def forward(self, x: Tensor, in_sel: Selection, out_sel: Selection) -> Tensor:  # type: ignore[override]
+        return F.linear(x, *self.active(in_sel, out_sel))
+
+    def get_active_subnet(self, in_sel: Selection, out_sel: Selection) -> nn.Linear:
+        weight, bias = self.active(in_sel, out_sel)
+        linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+        return _copy_into(linear, weight=weight, **({} if bias is None else {"bias": bias}))
+
+
+class ElasticLayerNorm(nn.LayerNorm):
+    """LayerNorm over the active channels only, with their affine parameters."""
+
+    def forward(self, x: Tensor, sel: Selection) -> Tensor:  # type: ignore[override]
+        return F.layer_norm(x, (width(sel),), take(self.weight, 0, sel), take(self.bias, 0, sel), self.eps)
+
+    def get_active_subnet(self, sel: Selection) -> LayerNorm:
+        norm = LayerNorm(width(sel), eps=self.eps)  # timm's LayerNorm, the class timm's ViT uses
+        return _copy_into(norm, weight=take(self.weight, 0, sel), bias=take(self.bias, 0, sel))
+
+
+class ElasticPatchEmbed(nn.Module):
+    """Non-overlapping conv patchify; a choice keeps the output channels `sel`. Output: (B, N, C)."""
+
+    def __init__(self, in_chans: int, max_dim: int, patch_size: int):
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_chans, max_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: Tensor, sel: Selection) -> Tensor:
+        w, b = take(self.proj.weight, 0, sel), take(self.proj.bias, 0, sel)
+        return F.conv2d(x, w, b, stride=self.patch_size).flatten(2).transpose(1, 2)
+
+    def get_active_subnet(self, sel: Selection) -> nn.Conv2d:
+        w = take(self.proj.weight, 0, sel)
+        conv = nn.Conv2d(w.shape[1], w.shape[0], kernel_size=self.patch_size, stride=self.patch_size)
+        return _copy_into(conv, weight=w, bias=take(self.proj.bias, 0, sel))
+
+
+class ElasticAttention(nn.Module):
+    """Multi-head self-attention with a fixed head width and an elastic number of heads.
+
+    The qkv weight is laid out as timm's: [q rows | k rows | v rows], each `max_heads * head_dim` tall.
+    A choice of h heads takes the leading h heads of each of q, k and v, and the *same* row set of the
+    bias (AutoFormer's released code slices weight rows strided but the bias contiguously: Cream#121).
+    """
+
+    def __init__(self, max_dim: int, max_heads: int, head_dim: int):
+        super().__init__()
+        self.max_heads, self.head_dim = max_heads, head_dim
+        qkv_dim = max_heads * head_dim
+        self.qkv = ElasticLinear(max_dim, 3 * qkv_dim)
+        self.proj = ElasticLinear(qkv_dim, max_dim)
+
+    def active_qkv(self, embed_sel: Selection, num_heads: int) -> tuple[Tensor, Tensor]:
+        """qkv weight and bias for `num_heads` heads, in timm's (3, heads, head_dim) row order."""
+        q = num_heads * self.head_dim
+        weight = take(self.qkv.weight.view(3, -1, self.qkv.in_features)[:, :q], 2, embed_sel)
+        bias = self.qkv.bias.view(3, -1)[:, :q]
+        return weight.reshape(3 * q, -1), bias.reshape(3 * q)
+
+    def forward(self, x: Tensor, embed_sel: Selection, num_heads: int) -> Tensor:
+        B, N, _ = x.shape
+        qkv = F.linear(x, *self.active_qkv(embed_sel, num_heads))
+        q, k, v = qkv.reshape(B, N, 3, num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        x = F.scaled_dot_product_attention(q, k, v)
+        x = x.transpose(1, 2).reshape(B, N, num_heads * self.head_dim)
+        return self.proj(x, leading(num_heads * self.head_dim), embed_sel)
+
+    def get_active_subnet(self, embed_sel: Selection, num_heads: int) -> Attention:
+        attn = Attention(width(embed_sel), num_heads=num_heads, attn_head_dim=self.head_dim, qkv_bias=True)
+        weight, bias = self.active_qkv(embed_sel, num_heads)
+        _copy_into(attn.qkv, weight=weight, bias=bias)
+        attn.proj = self.proj.get_active_subnet(leading(num_heads * self.head_dim), embed_sel)
+        return attn
+
+
+class ElasticMlp(nn.Module):
+    """fc1 -> GELU -> fc2 with an elastic hidden width (leading hidden units)."""
+
+    def __init__(self, max_dim: int, max_hidden: int):
+        super().__init__()
+        self.fc1 = ElasticLinear(max_dim, max_hidden)
+        self.act = nn.GELU()
+        self.fc2 = ElasticLinear(max_hidden, max_dim)
+
+    def forward(self, x: Tensor, embed_sel: Selection, hidden: int) -> Tensor:
+        return self.fc2(self.act(self.fc1(x, embed_sel, leading(hidden))), leading(hidden), embed_sel)
+
+    def get_active_subnet(self, embed_sel: Selection, hidden: int) -> Mlp:
+        mlp = Mlp(width(embed_sel), hidden_features=hidden)
+        mlp.fc1 = self.fc1.get_active_subnet(embed_sel, leading(hidden))
+        mlp.fc2 = self.fc2.get_active_subnet(leading(hidden), embed_sel)
+        return mlp
+
+
+class ElasticBlock(nn.Module):
+    """Pre-norm transformer block (timm's `Block` layout and parameter names) with elastic widths."""
+
+    def __init__(self, max_dim: int, max_heads: int, head_dim: int, max_hidden: int, drop_path: float = 0.0):
+        super().__init__()
+        self.norm1 = ElasticLayerNorm(max_dim, eps=1e-6)
+        self.attn = ElasticAttention(max_dim, max_heads, head_dim)
+        self.norm2 = ElasticLayerNorm(max_dim, eps=1e-6)
+        self.mlp = ElasticMlp(max_dim, max_hidden)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: Tensor, embed_sel: Selection, num_heads: int, hidden: int) -> Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x, embed_sel), embed_sel, num_heads))
+        return x + self.drop_path(self.mlp(self.norm2(x, embed_sel), embed_sel, hidden))
+
+    def get_active_subnet(self, embed_sel: Selection, num_heads: int, hidden: int) -> Block:
+        # A timm Block as skeleton (one head: any width divides by it); every part is then replaced.
+        block = Block(width(embed_sel), num_heads=1, mlp_ratio=1.0, qkv_bias=True)
+        block.norm1 = self.norm1.get_active_subnet(embed_sel)
+        block.attn = self.attn.get_active_subnet(embed_sel, num_heads)
+        block.norm2 = self.norm2.get_active_subnet(embed_sel)
+        block.mlp = self.mlp.get_active_subnet(embed_sel, hidden)
+        return block

@@ -1,0 +1,94 @@
+"""The CLI conventions: --help everywhere, --json gives one object, bad input exits 2 in one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def hwnas(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hwnas", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode == 2, result
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_spaces_lists_the_four_spaces():
+    result = hwnas("spaces")
+    assert result.returncode == 0
+    for name in ("autoformer-tiny", "autoformer-small", "autoformer-base", "autoformer-digits"):
+        assert name in result.stdout
+    data = json.loads(hwnas("spaces", "--json").stdout)
+    tiny = next(s for s in data["spaces"] if s["name"] == "autoformer-tiny")
+    assert tiny["num_archs"] == 3 * sum(4**d for d in (12, 13, 14))
+    assert tiny["num_block_configs"] == 18 and 5.0 < tiny["params_m"][0] < tiny["params_m"][1] < 11.0
+
+
+@pytest.mark.parametrize("command", [[], ["spaces"], ["sample"], ["arch"], ["demo"]])
+def test_help_describes_every_option(command):
+    result = hwnas(*command, "--help")
+    assert result.returncode == 0 and "Usage:" in result.stdout
+    options = [ln.strip() for ln in result.stdout.splitlines() if ln.strip().startswith("--")]
+    assert options, result.stdout
+    for line in options:  # every option line carries a description after its name
+        assert len(line.split("  ", 1)) == 2 and line.split("  ", 1)[1].strip(), line
+
+
+def test_sample_then_arch(tmp_path):
+    out = tmp_path / "arch.json"
+    result = hwnas("sample", "--space", "autoformer-tiny", "--seed", "3", "--out", str(out))
+    assert result.returncode == 0
+    assert json.loads(result.stdout) == json.loads(out.read_text())
+    summary = json.loads(hwnas("arch", str(out), "--json").stdout)
+    assert summary["arch"]["space"] == "autoformer-tiny" and summary["params"] > 5e6
+    assert sum(b["macs"] for b in summary["blocks"]) == summary["macs"]
+    largest = json.loads(hwnas("sample", "--space", "autoformer-tiny", "--largest").stdout)
+    assert largest["depth"] == 14 and set(largest["num_heads"]) == {4}
+
+
+def test_bad_arch_json_is_one_line_naming_the_field(tmp_path):
+    arch = json.loads(hwnas("sample", "--space", "autoformer-digits", "--seed", "0").stdout)
+    arch["num_heads"][1] = 7
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(arch))
+    assert_one_line_error(hwnas("arch", str(path)), "hwnas: error:", "num_heads[1] = 7 is not a choice", "choose from 2, 3")
+    arch["num_heads"] = arch["num_heads"][:-1]
+    path.write_text(json.dumps(arch))
+    assert_one_line_error(hwnas("arch", str(path)), "'num_heads' has", "give one per layer")
+    path.write_text("not json")
+    assert_one_line_error(hwnas("arch", str(path)), "is not valid JSON")
+    assert_one_line_error(hwnas("arch", str(tmp_path / "missing.json")), "does not exist")
+
+
+def test_usage_errors_exit_2_in_one_line():
+    assert_one_line_error(hwnas("spaces", "--frobnicate"), "No such option", "hwnas spaces --help")
+    assert_one_line_error(hwnas("sample"), "Missing option '--space'")
+    assert_one_line_error(hwnas("sample", "--space", "nope"), "unknown search space 'nope'")
+    assert_one_line_error(hwnas("sample", "--space", "autoformer-tiny", "--largest", "--smallest"), "exclude each other")
+    assert_one_line_error(hwnas("nosuchcommand"), "No such command")
+    assert_one_line_error(hwnas("demo", "--num-archs", "0"), "--num-archs")
+
+
+def test_debug_shows_traceback():
+    result = hwnas("--debug", "sample", "--space", "nope")
+    assert result.returncode == 2 and "Traceback" in result.stderr
+
+
+def test_demo_checks_extracted_subnets(tmp_path):
+    result = hwnas("demo", "--out", str(tmp_path / "demo"), "--num-archs", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["all_match"] and len(report["archs"]) == 4
+    assert all(r["macs"] == r["fvcore_macs"] and r["max_abs_diff"] <= 1e-5 for r in report["archs"])
+    assert Path(report["plot"]).stat().st_size > 10_000
+    assert json.loads(Path(report["results"]).read_text())["all_match"]
