@@ -106,6 +106,10 @@ def test_missing_fields():
     del data["depth"]
     with pytest.raises(ArchError, match="missing field 'depth'; give one of 12, 13, 14"):
         Arch.from_dict(data)
+    del data["num_heads"]
+    data["depth"] = 12
+    with pytest.raises(ArchError, match="missing field 'num_heads'; give a list, one per layer, of 3, 4"):
+        Arch.from_dict(data)
 
 
 def test_arch_file_errors(tmp_path):
@@ -177,3 +181,7 @@ def test_user_space_file_errors(tmp_path):
         get_space(_tiny_yaml(tmp_path, choices={"embed_dim": [8], "depth": [1], "num_heads": [1]}))
     with pytest.raises(SpaceError, match="space file .* does not exist"):
         get_space(tmp_path / "missing.yaml")
+    shadow = tmp_path / "autoformer-tiny.yaml"
+    shadow.write_text(_tiny_yaml(tmp_path).read_text())
+    with pytest.raises(SpaceError, match="has the name of a shipped space; rename the file"):
+        get_space(shadow)

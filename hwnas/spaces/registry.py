@@ -48,6 +48,8 @@ def _resolve(name: str | Path) -> Path:
         path = Path(text)
         if not path.is_file():
             raise SpaceError(f"space file {path} does not exist; give a shipped name ({', '.join(list_spaces())}) or a YAML path")
+        if path.stem in _builtin_files():
+            raise SpaceError(f"space file {path} has the name of a shipped space; rename the file")
         _USER_SPEC_FILES[path.stem] = path.resolve()
         return path.resolve()
     files = {**_builtin_files(), **_USER_SPEC_FILES}

@@ -132,7 +132,9 @@ class SearchSpace(ABC):
             )
         missing = [g.name for g in self.genes if g.name not in genes]
         if missing:
-            raise ArchError(f"{self.key} arch: missing field {missing[0]!r}; give one of {self._choices_text(missing[0])}")
+            gene = self._genes_by_name[missing[0]]
+            how = "a list, one per layer, of" if gene.is_list else "one of"
+            raise ArchError(f"{self.key} arch: missing field {gene.name!r}; give {how} {self._choices_text(gene.name)}")
         out: dict[str, GeneValue] = {}
         for gene in self.genes:
             value = genes[gene.name]
