@@ -7,6 +7,7 @@ Training, profiling, search and export join here as their issues land.
 
 from __future__ import annotations
 
+import io
 import random
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from tqdm import tqdm
 
 from hwnas.cost import count_flops, count_params
 from hwnas.data import load_digits_tensors
-from hwnas.io import atomic_write_json
+from hwnas.io import atomic_write_bytes, atomic_write_json
 from hwnas.spaces import Arch, SearchSpace
 from hwnas.supernet import build_supernet
 
@@ -75,9 +76,7 @@ def plot_space_costs(space: SearchSpace, checked: list[tuple[str, Arch]], path: 
     ax.set_title(f"{space.key}: cost of random subnets")
     ax.legend()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
     plt.close(fig)
-    tmp.replace(path)
-    return path
+    return atomic_write_bytes(path, png.getvalue())

@@ -97,7 +97,7 @@ class ElasticAttention(nn.Module):
 
     def __init__(self, max_dim: int, max_heads: int, head_dim: int):
         super().__init__()
-        self.max_heads, self.head_dim = max_heads, head_dim
+        self.head_dim = head_dim
         qkv_dim = max_heads * head_dim
         self.qkv = ElasticLinear(max_dim, 3 * qkv_dim)
         self.proj = ElasticLinear(qkv_dim, max_dim)
