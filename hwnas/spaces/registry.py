@@ -19,7 +19,9 @@ FAMILIES: dict[str, type[SearchSpace]] = {cls.family: cls for cls in (AutoFormer
 _USER_SPEC_FILES: dict[str, Path] = {}
 
 
+@lru_cache(maxsize=1)
 def _builtin_files() -> dict[str, Path]:
+    """The shipped YAML files by name (fixed for the life of the process, so listed once)."""
     folder = resources.files("hwnas.spaces") / "configs"
     return {Path(str(f)).stem: Path(str(f)) for f in folder.iterdir() if str(f).endswith(".yaml")}
 
