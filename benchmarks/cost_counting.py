@@ -7,7 +7,6 @@ extracted model), plus the extraction itself. Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -18,6 +17,7 @@ import torch
 
 from hwnas import count_flops, get_space
 from hwnas.io import atomic_write_json
+from hwnas.profilers.protocol import cpu_model
 from hwnas.supernet import build_supernet
 
 
@@ -31,16 +31,6 @@ def rate(fn, items, min_seconds: float = 1.0) -> float:
         elapsed = time.perf_counter() - start
         if elapsed >= min_seconds:
             return done / elapsed
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
 import click
 
-from hwnas.errors import HwnasError
+from hwnas.errors import HwnasError, HwnasWarning
+from hwnas.profilers.protocol import ProfilerError, Protocol
 from hwnas.spaces import Arch, get_space, list_spaces
 
 EXIT_USAGE = 2
@@ -115,11 +117,172 @@ def demo(out: Path, space_name: str, num_archs: int, as_json: bool) -> None:
     if as_json:
         emit_json(report)
         return
-    click.echo(f"{'arch':<18} {'params':>9} {'MMACs':>8} {'fvcore MMACs':>13} {'max |diff|':>11}")
+    click.echo(f"{'arch':<18} {'params':>9} {'MMACs':>8} {'fvcore MMACs':>13} {'max |diff|':>11} {'CPU ms':>7}")
     for row in report["archs"]:
-        click.echo(f"{row['name']:<18} {row['params']:>9,} {row['macs'] / 1e6:>8.2f} {row['fvcore_macs'] / 1e6:>13.2f} {row['max_abs_diff']:>11.2e}")
+        ms = f"{row['cpu_latency_ms']:.3f}" if "cpu_latency_ms" in row else "-"
+        click.echo(f"{row['name']:<18} {row['params']:>9,} {row['macs'] / 1e6:>8.2f} {row['fvcore_macs'] / 1e6:>13.2f} "
+                   f"{row['max_abs_diff']:>11.2e} {ms:>7}")
     click.echo(f"\nall {len(report['archs'])} extracted subnets match the supernet: {report['all_match']}")
+    click.echo(f"CPU ms: {report['latency']}")
     click.echo(f"results: {report['results']}\nplot:    {report['plot']}")
+
+
+# ---- latency tables -----------------------------------------------------------------------------
+QUICK_HELP = "Few, short timing rounds: rough numbers in seconds (smoke tests, the demo). Not for shipped tables."
+
+
+@cli.command()
+@click.option("--device", required=True, help="Label of the target: cpu, cpu-<name>, a100, h100, jetson-orin, gpu-<name>, ...")
+@click.option("--space", "space_name", required=True, help="Search space name (see `hwnas spaces`) or YAML path.")
+@click.option("--backend", type=click.Choice(["onnxruntime", "torch", "tensorrt"]), default=None, metavar="NAME",
+              help="onnxruntime, torch or tensorrt. Default: onnxruntime for CPU labels; tensorrt (else torch CUDA) "
+                   "for GPU labels.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
+              help="Precision the blocks run in (fp16 needs a GPU backend).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Images per call.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Intra-op threads of CPU backends (1 is the most stable on small hosts).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Table CSV to create or add to (default latency_tables/<device>_<backend>_<precision>_bs<N>[_t<T>].csv).")
+@click.option("--export-blocks", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Only write every block (and calibration subnet) as ONNX plus a manifest to this folder, "
+                   "for profilers/ort_profile.py or trt_profile.py on the target.")
+@click.option("--calibration-archs", type=click.IntRange(min=1), default=12, show_default=True, metavar="N",
+              help="Subnets measured end to end to calibrate the sum of rows (smallest and largest included).")
+@click.option("--cuda-graphs", is_flag=True, help="torch backend: time CUDA-graph replays instead of eager calls.")
+@click.option("--quick", is_flag=True, help=QUICK_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def profile(device: str, space_name: str, backend: str | None, precision: str, batch_size: int, threads: int,
+            out: Path | None, export_blocks: Path | None, calibration_archs: int, cuda_graphs: bool, quick: bool,
+            as_json: bool) -> None:
+    """Measure every block configuration of a space on this machine into a latency table.
+
+    Rows are saved as they finish; rerunning after an interruption resumes, and blocks already in
+    the table (from any space) are not measured again."""
+    import time
+
+    from hwnas.latency.profile import ProfileSettings, export_bundle, profile_space
+
+    space = get_space(space_name)
+    settings = ProfileSettings(device=device, backend=backend, precision=precision, batch_size=batch_size,
+                               threads=threads, calibration_archs=calibration_archs, cuda_graphs=cuda_graphs,
+                               protocol=Protocol.quick() if quick else Protocol())
+    start = time.perf_counter()
+    if export_blocks is not None:
+        folder = export_bundle(space, settings, export_blocks, progress=not as_json)
+        _, backend_used = settings.resolve()
+        script = f"ort_profile.py {folder} --threads {threads}" if backend_used == "onnxruntime" else f"trt_profile.py {folder}"
+        report: dict[str, Any] = {"bundle": str(folder), "space": space.key, "device": device, "backend": backend_used,
+                                  "next": [f"python profilers/{script} --device {device}",
+                                           f"hwnas import-table {folder} --device {device}"]}
+        if as_json:
+            emit_json(report)
+        else:
+            click.echo(f"wrote bundle {folder}; on the target run\n  {report['next'][0]}\nthen here\n  {report['next'][1]}")
+        return
+    report = profile_space(space, settings, out, progress=not as_json)
+    report["seconds"] = round(time.perf_counter() - start, 1)
+    if as_json:
+        emit_json(report)
+        return
+    if report["up_to_date"]:
+        click.echo(f"{report['table']} already has every block of {space.key} and its calibration; nothing to measure")
+        return
+    cal = report["calibration"]
+    click.echo(f"measured {report['blocks_measured']} of {report['blocks_in_space']} blocks and "
+               f"{report['calibration_subnets']} calibration subnets of {space.key} in {report['seconds']:.0f} s")
+    click.echo(f"calibration: measured = {cal['a']:.4f} x sum + {cal['b']:.4f} ms (n={cal['n']})")
+    click.echo(f"table: {report['table']}")
+
+
+@cli.command(name="import-table")
+@click.argument("bundle", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--device", default=None, help="Label of the device that measured it (default: the one it recorded).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Table CSV to create or add to (default: latency_tables/<setup>.csv).")
+def import_table(bundle: Path, device: str | None, out: Path | None) -> None:
+    """Turn a bundle measured on a target by profilers/*.py into a latency table."""
+    from hwnas.latency.profile import import_bundle
+
+    table, added = import_bundle(bundle, device, out)
+    click.echo(f"added {added} rows to {table.name} ({len(table)} rows; calibrated spaces: {', '.join(table.calibrations)})")
+
+
+@cli.command()
+@click.option("--arch", "arch_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Arch JSON (from `hwnas sample` or a search).")
+@click.option("--device", required=True, help="Device label whose table to use.")
+@click.option("--table", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Table CSV (default: the one table for --device under $HWNAS_TABLES, ./latency_tables or the shipped ones).")
+@click.option("--space", "space_name", default=None, help="The arch's space YAML, for archs of a user space.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def predict(arch_file: Path, device: str, table: Path | None, space_name: str | None, as_json: bool) -> None:
+    """Predict an arch's latency on a device: the sum of its block rows, calibrated, with the breakdown."""
+    from hwnas.latency.device import parse_device
+    from hwnas.latency.predict import LatencyPredictor
+    from hwnas.latency.table import find_table, fingerprint_summary
+
+    arch = Arch.from_json(arch_file, get_space(space_name) if space_name else None)
+    found = find_table(parse_device(device).label, table)
+    prediction = LatencyPredictor(found, arch.space).predict(arch)
+    if as_json:
+        emit_json({"arch": arch.to_dict(), "device": device, "table": found.name, **prediction.to_dict(),
+                   "calibration": found.calibration(arch.space.key).to_dict()})
+        return
+    width = max(len(k) for k, _ in prediction.blocks)
+    click.echo(f"{arch!r}\ntable {found.name}: {fingerprint_summary(found.fingerprint)}\n")
+    click.echo(f"{'block':<{width}} {'ms':>9}")
+    for key, ms in prediction.blocks:
+        click.echo(f"{key:<{width}} {ms:>9.4f}")
+    cal = found.calibration(arch.space.key)
+    click.echo(f"{'sum of rows':<{width}} {prediction.sum_ms:>9.4f}")
+    click.echo(f"{'predicted latency':<{width}} {prediction.latency_ms:>9.4f}   (= {cal.a:.4f} x sum + {cal.b:.4f})")
+
+
+@cli.command(name="validate-table")
+@click.option("--device", required=True, help="Device label whose table to validate (on this machine).")
+@click.option("--space", "space_name", required=True, help="Search space whose subnets to measure.")
+@click.option("--table", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Table CSV (default: found by --device).")
+@click.option("--n", "n", type=click.IntRange(min=2), default=50, show_default=True, help="Random subnets to measure.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random subnets.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for validate.json/.csv/.png (default runs/validate/<device>_<space>).")
+@click.option("--quick", is_flag=True, help=QUICK_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def validate_table(device: str, space_name: str, table: Path | None, n: int, seed: int, out: Path | None,
+                   quick: bool, as_json: bool) -> None:
+    """Measure N random subnets end to end and report how well the table predicts them."""
+    from hwnas.latency.device import parse_device
+    from hwnas.latency.table import find_table
+    from hwnas.latency.validate import validate_table as run
+
+    space = get_space(space_name)
+    found = find_table(parse_device(device).label, table)
+    report = run(space, found, n, seed, out, Protocol.quick() if quick else None, progress=not as_json)
+    if as_json:
+        emit_json(report)
+        return
+    click.echo(f"{report['n']} subnets of {space.key}, measured {report['measured_ms_range'][0]:.3f}-"
+               f"{report['measured_ms_range'][1]:.3f} ms on {device} ({report['backend']})")
+    click.echo(f"{'':<26} {'MAPE %':>7} {'within 10%':>11} {'Kendall tau':>12}")
+    for label, key in (("calibrated prediction", "calibrated"), ("sum of rows", "uncalibrated_sum"),
+                       ("floor: 2nd vs 1st measure", "floor_pass2_vs_pass1")):
+        m = report[key]
+        click.echo(f"{label:<26} {m['mape_pct']:>7.2f} {m['within_10pct']:>10.0f}% {m['kendall_tau']:>12.3f}")
+    click.echo(f"results: {report['json']}\nplot:    {report['plot']}")
+
+
+def _one_line_warnings(prog: str) -> None:
+    """Print our own warnings as `hwnas: warning: ...` (others keep Python's format)."""
+    default = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, HwnasWarning):
+            click.echo(f"{prog}: warning: {message}", err=True)
+        else:
+            default(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -127,6 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     prog = "hwnas"
+    _one_line_warnings(prog)
     try:
         cli.main(args=args, prog_name=prog, standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as exc:
@@ -141,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
         where = ctx.command_path if ctx else prog
         click.echo(f"{where}: error: {exc.format_message()} (see '{where} --help')", err=True)
         sys.exit(EXIT_USAGE)
-    except HwnasError as exc:
+    except (HwnasError, ProfilerError) as exc:
         if debug:
             traceback.print_exc()
         click.echo(f"{prog}: error: {exc}", err=True)

@@ -11,3 +11,7 @@ class ArchError(HwnasError, ValueError):
 
 class SpaceError(HwnasError, ValueError):
     """An unknown or malformed search space."""
+
+
+class HwnasWarning(UserWarning):
+    """Something the user should know that does not stop the command; the CLI prints it as one line."""

@@ -1,29 +1,18 @@
-"""File writing that never leaves a half-written result behind (write a temporary file, then rename)."""
+"""File writing that never leaves a half-written result behind (write a temporary file, then rename).
+
+The implementation is the device-side profilers' (they cannot import hwnas), shared here.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from hwnas.profilers.protocol import atomic_write as atomic_write_bytes
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+__all__ = ["atomic_write_bytes", "atomic_write_json"]
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+    return atomic_write_bytes(path, json.dumps(obj, indent=2) + "\n")

@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-
-def hwnas(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hwnas", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert result.returncode == 2, result
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+from tests.helpers import assert_one_line_error, hwnas
 
 
 def test_spaces_lists_the_four_spaces():
@@ -34,7 +21,8 @@ def test_spaces_lists_the_four_spaces():
     assert tiny["num_block_configs"] == 18 and 5.0 < tiny["params_m"][0] < tiny["params_m"][1] < 11.0
 
 
-@pytest.mark.parametrize("command", [[], ["spaces"], ["sample"], ["arch"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["spaces"], ["sample"], ["arch"], ["demo"], ["profile"], ["import-table"],
+                                     ["predict"], ["validate-table"]])
 def test_help_describes_every_option(command):
     result = hwnas(*command, "--help")
     assert result.returncode == 0 and "Usage:" in result.stdout
@@ -91,4 +79,6 @@ def test_demo_checks_extracted_subnets(tmp_path):
     assert report["all_match"] and len(report["archs"]) == 4
     assert all(r["macs"] == r["fvcore_macs"] and r["max_abs_diff"] <= 1e-5 for r in report["archs"])
     assert Path(report["plot"]).stat().st_size > 10_000
+    latency = {r["name"]: r["cpu_latency_ms"] for r in report["archs"]}  # from the shipped CPU table
+    assert 0 < latency["smallest"] < latency["largest"], report["latency"]
     assert json.loads(Path(report["results"]).read_text())["all_match"]

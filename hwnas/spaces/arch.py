@@ -80,8 +80,9 @@ class Arch:
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Arch:
-        """Rebuild (and validate) an arch from `to_dict()` output; its space is looked up by name."""
+    def from_dict(cls, data: Mapping[str, Any], space: SearchSpace | None = None) -> Arch:
+        """Rebuild (and validate) an arch from `to_dict()` output. Its space is looked up by name,
+        unless given (a user's YAML space, which a name alone cannot find in another process)."""
         from hwnas.spaces.registry import get_space
 
         if not isinstance(data, Mapping):
@@ -91,7 +92,10 @@ class Arch:
         options = data.get(SPACE_OPTIONS_KEY) or {}
         if not isinstance(options, Mapping):
             raise ArchError(f"arch: field {SPACE_OPTIONS_KEY!r} must be an object, got {options!r}")
-        space = get_space(data[SPACE_KEY], **options)
+        if space is None:
+            space = get_space(data[SPACE_KEY], **options)
+        elif data[SPACE_KEY] != space.name:
+            raise ArchError(f"arch is from space {data[SPACE_KEY]!r}, not {space.name!r}; give that space")
         genes = {k: v for k, v in data.items() if k not in (SPACE_KEY, SPACE_OPTIONS_KEY)}
         return cls(space, genes)
 
@@ -102,7 +106,7 @@ class Arch:
         return text
 
     @classmethod
-    def from_json(cls, path: str | Path) -> Arch:
+    def from_json(cls, path: str | Path, space: SearchSpace | None = None) -> Arch:
         """Load an arch JSON file; a missing or malformed file is a one-line ArchError."""
         path = Path(path)
         try:
@@ -111,7 +115,7 @@ class Arch:
             raise ArchError(f"arch file {path} does not exist; write one with `hwnas sample --space NAME --out {path}`") from None
         except json.JSONDecodeError as exc:
             raise ArchError(f"arch file {path} is not valid JSON ({exc.msg} at line {exc.lineno}); fix the file") from None
-        return cls.from_dict(data)
+        return cls.from_dict(data, space)
 
     # ---- what it costs ---------------------------------------------------------------------------
     def blocks(self) -> list[BlockConfig]:

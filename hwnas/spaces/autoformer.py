@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from hwnas.spaces.blocks import ENCODER, HEAD, PATCH_EMBED, BlockConfig
@@ -61,6 +62,19 @@ class AutoFormerSpace(SearchSpace):
         d = arch.embed_dim
         layers = [self.encoder_block(d, h, r) for h, r in zip(arch.num_heads, arch.mlp_ratio)]
         return [self.patch_embed_block(d), *layers, self.head_block(d)]
+
+    def block_indexer(self, index: Mapping[BlockConfig, int]) -> Callable[[Arch], list[int]]:
+        c = self.spec.choices
+        layer = {(d, h, r): index[self.encoder_block(d, h, r)]
+                 for d in c["embed_dim"] for h in c["num_heads"] for r in c["mlp_ratio"]}
+        ends = {d: (index[self.patch_embed_block(d)], index[self.head_block(d)]) for d in c["embed_dim"]}
+
+        def indices(arch: Arch) -> list[int]:
+            d = arch.embed_dim
+            first, last = ends[d]
+            return [first, *[layer[d, h, r] for h, r in zip(arch.num_heads, arch.mlp_ratio)], last]
+
+        return indices
 
     def block_configs(self) -> list[BlockConfig]:
         c = self.spec.choices

@@ -11,7 +11,7 @@ import itertools
 import math
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +82,13 @@ class SearchSpace(ABC):
     @abstractmethod
     def block_configs(self) -> list[BlockConfig]:
         """Every distinct block configuration any arch of this space can produce, sorted."""
+
+    def block_indexer(self, index: Mapping[BlockConfig, int]) -> Callable[[Arch], list[int]]:
+        """A function giving an arch's blocks as positions in `index` (a latency table's rows).
+
+        Latency prediction calls it once per arch, so families override it with a lookup keyed by
+        genes that skips building `BlockConfig`s; this default is correct but slower."""
+        return lambda arch: [index[b] for b in self.arch_blocks(arch)]
 
     def canonicalize(self, genes: dict[str, GeneValue]) -> dict[str, GeneValue]:
         """Map encodings that compute the same function to one (identity shifting). Default: as is."""

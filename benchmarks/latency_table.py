@@ -1,0 +1,78 @@
+"""Latency tables on this machine: how long a whole space takes to profile, how well the table
+predicts subnets measured end to end (with the measurement's own run-to-run floor), and how fast
+prediction is. Prints a markdown table and writes JSON.
+
+    .venv/bin/python benchmarks/latency_table.py [--table latency_tables/cpu_onnxruntime_fp32_bs1_t1.csv]
+
+Profiles each space from scratch into `--table` (deleted first), so run it on a quiet machine;
+the shipped CPU table is this script's output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from pathlib import Path
+
+from hwnas import get_space
+from hwnas.io import atomic_write_json
+from hwnas.latency.predict import LatencyPredictor
+from hwnas.latency.profile import ProfileSettings, profile_space
+from hwnas.latency.table import LatencyTable, fingerprint_summary
+from hwnas.latency.validate import validate_table
+
+
+def prediction_rate(predictor: LatencyPredictor, n: int = 100_000) -> float:
+    rng = random.Random(0)
+    archs = [predictor.space.sample(rng) for _ in range(n)]
+    start = time.perf_counter()
+    predictor.predict_many(archs)
+    return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--table", type=Path, default=Path("runs/bench/cpu_onnxruntime_fp32_bs1_t1.csv"))
+    parser.add_argument("--spaces", nargs="+", default=["autoformer-tiny", "autoformer-digits"])
+    parser.add_argument("--n", type=int, default=50, help="subnets measured end to end per space")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/latency_table.json"))
+    args = parser.parse_args()
+    for stale in (args.table, LatencyTable.sidecar_path(args.table)):
+        stale.unlink(missing_ok=True)
+    settings = ProfileSettings(device="cpu", threads=1)
+    rows = []
+    for name in args.spaces:
+        space = get_space(name)
+        start = time.perf_counter()
+        profiled = profile_space(space, settings, args.table)
+        seconds = time.perf_counter() - start
+        table = LatencyTable.load(args.table)
+        report = validate_table(space, table, n=args.n, out=args.out.parent / f"validate_{name}")
+        rows.append({
+            "space": name, "blocks": profiled["blocks_measured"], "calibration_subnets": profiled["calibration_subnets"],
+            "profile_seconds": round(seconds, 1), "predictions_per_s": round(prediction_rate(LatencyPredictor(table, space))),
+            "validation": {k: report[k] for k in ("n", "measured_ms_range", "calibrated", "uncalibrated_sum",
+                                                  "floor_pass2_vs_pass1", "calibration")},
+            "plot": report["plot"],
+        })
+    fingerprint = LatencyTable.load(args.table).fingerprint
+    atomic_write_json(args.out, {"table": str(args.table), "setup": fingerprint_summary(fingerprint),
+                                 "fingerprint": fingerprint, "results": rows})
+    print(f"setup: {fingerprint_summary(fingerprint)}\n")
+    print("| space | blocks + calib. subnets | profile time | predictions/s | n | measured ms | "
+          "MAPE | within ±10% | Kendall τ | floor: MAPE / within ±10% / τ | uncalibrated MAPE |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        v = r["validation"]
+        c, f, u = v["calibrated"], v["floor_pass2_vs_pass1"], v["uncalibrated_sum"]
+        lo, hi = v["measured_ms_range"]
+        print(f"| {r['space']} | {r['blocks']} + {r['calibration_subnets']} | {r['profile_seconds']:.0f} s | "
+              f"{r['predictions_per_s']:,} | {v['n']} | {lo:.2f}–{hi:.2f} | {c['mape_pct']:.1f}% | "
+              f"{c['within_10pct']:.0f}% | {c['kendall_tau']:.3f} | {f['mape_pct']:.1f}% / {f['within_10pct']:.0f}% / "
+              f"{f['kendall_tau']:.3f} | {u['mape_pct']:.1f}% |")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

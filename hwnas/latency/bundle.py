@@ -1,0 +1,130 @@
+"""What a profile measures, and the bundle format that carries it to a device.
+
+A *plan* is one model to measure: a single block (a table row) or a whole calibration network
+(an extracted subnet whose end-to-end time fits the table's calibration). A *bundle* is a folder
+with every planned model as ONNX plus `manifest.json`; `profilers/*.py` measure it anywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import random
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from hwnas.io import atomic_write_bytes, atomic_write_json
+from hwnas.latency.modules import block_input_shape, block_module
+from hwnas.profilers.protocol import MANIFEST, MANIFEST_VERSION, Entry
+from hwnas.spaces import Arch, SearchSpace
+from hwnas.spaces.blocks import BlockConfig
+from hwnas.supernet import Supernet, build_supernet
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+BLOCK, NETWORK = "block", "network"
+OPSET = 20
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One model to measure: its manifest entry and how to build it (eval mode, right dtype)."""
+
+    entry: Entry
+    build: Callable[[], nn.Module]
+
+
+def _dtype_name(precision: str) -> str:
+    return str(DTYPES[precision]).removeprefix("torch.")
+
+
+def block_plans(configs: Iterable[BlockConfig], batch_size: int, precision: str) -> list[Plan]:
+    plans = []
+    for cfg in configs:
+        name = cfg.key.replace("/", "_").replace("=", "")
+        entry = Entry(file=f"blocks/{name}.onnx", key=cfg.key, kind=BLOCK,
+                      input_shape=block_input_shape(cfg, batch_size), input_dtype=_dtype_name(precision),
+                      extra={"block": cfg.to_dict()})
+        plans.append(Plan(entry, lambda cfg=cfg: block_module(cfg).to(DTYPES[precision])))
+    return plans
+
+
+@lru_cache(maxsize=1)
+def _random_supernet(space: SearchSpace) -> Supernet:
+    """A randomly initialised supernet: latency does not depend on trained weights."""
+    torch.manual_seed(0)
+    return build_supernet(space).eval()
+
+
+def network_plans(archs: Sequence[Arch], batch_size: int, precision: str) -> list[Plan]:
+    plans = []
+    for arch in archs:
+        s = arch.space.spec
+        entry = Entry(file=f"networks/{arch.space.key}-{arch.digest}.onnx", key=f"net/{arch.space.key}/{arch.digest}",
+                      kind=NETWORK, input_shape=(batch_size, s.in_chans, s.img_size, s.img_size),
+                      input_dtype=_dtype_name(precision), blocks=tuple(b.key for b in arch.blocks()),
+                      extra={"space": arch.space.key, "arch": arch.to_dict()})
+        plans.append(Plan(entry, lambda arch=arch: _random_supernet(arch.space).extract(arch).eval().to(DTYPES[precision])))
+    return plans
+
+
+def sample_archs(space: SearchSpace, n: int, seed: int, extremes: bool = False) -> list[Arch]:
+    """`n` distinct archs drawn with `seed` (with `extremes`, the smallest and largest among them)."""
+    rng = random.Random(seed)
+    archs: dict[str, Arch] = {}
+    if extremes:
+        for arch in (space.smallest(), space.largest())[:n]:
+            archs[arch.digest] = arch
+    for _ in range(100 * n):
+        if len(archs) >= n:
+            break
+        arch = space.sample(rng)
+        archs.setdefault(arch.digest, arch)
+    return list(archs.values())
+
+
+def example_input(entry: Entry) -> torch.Tensor:
+    return torch.randn(entry.input_shape, generator=torch.Generator().manual_seed(0)).to(getattr(torch, entry.input_dtype))
+
+
+def export_onnx(module: nn.Module, example: torch.Tensor, path: str | Path) -> Path:
+    """Export with the dynamo exporter into one self-contained file (no external data, so
+    TensorRT can parse it), without the exporter's metadata (stack traces with local paths)."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(module, (example,), dynamo=True, external_data=False, verbose=False,
+                                    opset_version=OPSET, input_names=["x"], output_names=["y"])
+    model = program.model_proto
+    del model.metadata_props[:]
+    for node in model.graph.node:
+        del node.metadata_props[:]
+    onnx.checker.check_model(model)
+    return atomic_write_bytes(path, model.SerializeToString())
+
+
+def write_bundle(folder: str | Path, plans: Sequence[Plan], info: dict[str, Any], progress: bool = True) -> Path:
+    """Export every plan (files already there are kept: an interrupted export resumes) and write
+    the manifest, which `info` (space, precision, batch size, ...) heads."""
+    folder = Path(folder)
+    todo = [p for p in plans if not (folder / p.entry.file).is_file()]
+    for plan in tqdm(todo, desc="export ONNX", unit="model", disable=not progress or not todo):
+        export_onnx(plan.build(), example_input(plan.entry), folder / plan.entry.file)
+    models = [manifest_entry(p.entry) for p in plans]
+    atomic_write_json(folder / MANIFEST, {"version": MANIFEST_VERSION, **info, "opset": OPSET, "models": models})
+    return folder
+
+
+def manifest_entry(e: Entry) -> dict[str, Any]:
+    row: dict[str, Any] = {"file": e.file, "key": e.key, "kind": e.kind,
+                           "input": {"name": e.input_name, "shape": list(e.input_shape), "dtype": e.input_dtype}}
+    if e.blocks:
+        row["blocks"] = list(e.blocks)
+    return {**row, **e.extra}

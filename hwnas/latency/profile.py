@@ -1,0 +1,225 @@
+"""`hwnas profile`: measure every block of a space (and calibration subnets) into a latency table.
+
+The flow is the same on every backend: plan the models the table lacks, measure them in a work
+folder beside the table (rows reach the table after every group, so a killed run loses at most
+one group and resumes there), then fit the space's calibration on the measured subnets.
+ONNX backends go through a bundle and the very profilers a device runs (`profilers/`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hwnas.errors import HwnasError
+from hwnas.latency.bundle import BLOCK, NETWORK, OPSET, Plan, block_plans, network_plans, sample_archs, write_bundle
+from hwnas.latency.device import ONNXRUNTIME, PRECISIONS, TENSORRT, TORCH, Device, check_local_gpu, choose_backend, parse_device
+from hwnas.latency.table import Calibration, LatencyTable, TableError, stats_from_row, table_filename
+from hwnas.profilers import ort_profile
+from hwnas.profilers.protocol import FINGERPRINT, MEASUREMENTS, Entry, Protocol, measure_entries, read_manifest, read_measurements, text_progress
+from hwnas.spaces import SearchSpace
+from hwnas.spaces.blocks import BlockConfig
+
+CALIBRATION_SEED = 1_000_003  # calibration subnets are drawn apart from validation's seeds
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    """How a table is measured; everything here is recorded in its fingerprint."""
+
+    device: str = "cpu"
+    backend: str | None = None  # None: the device's default
+    precision: str = "fp32"
+    batch_size: int = 1
+    threads: int = 1  # CPU backends only
+    calibration_archs: int = 12
+    cuda_graphs: bool = False  # torch backend only
+    protocol: Protocol = field(default_factory=Protocol)
+
+    def resolve(self) -> tuple[Device, str]:
+        if self.precision not in PRECISIONS:
+            raise HwnasError(f"unknown precision {self.precision!r}; use {' or '.join(PRECISIONS)}")
+        if self.batch_size < 1 or self.threads < 1:
+            what = "--batch-size" if self.batch_size < 1 else "--threads"
+            raise HwnasError(f"{what} must be at least 1")
+        if self.calibration_archs < 1:
+            raise HwnasError("--calibration-archs must be at least 1: the table's calibration needs measured subnets")
+        device = parse_device(self.device)
+        return device, choose_backend(device, self.backend, self.precision)
+
+    @classmethod
+    def of_table(cls, fingerprint: dict[str, Any]) -> ProfileSettings:
+        """The settings a table was measured with (to measure more under the same ones)."""
+        return cls(device=fingerprint["device"], backend=fingerprint["backend"], precision=fingerprint["precision"],
+                   batch_size=int(fingerprint["batch_size"]), threads=int(fingerprint.get("threads") or 1),
+                   cuda_graphs=bool(fingerprint.get("cuda_graphs", False)))
+
+    def bundle_info(self, space: SearchSpace, backend: str) -> dict[str, Any]:
+        return {"space": space.key, "device": self.device, "backend": backend, "precision": self.precision,
+                "batch_size": self.batch_size, "threads": self.threads if backend == ONNXRUNTIME else None,
+                "exporter": "torch.onnx dynamo", "torch": torch.__version__, "hwnas": version("hwnas")}
+
+
+def default_table_path(settings: ProfileSettings, backend: str) -> Path:
+    threads = settings.threads if backend == ONNXRUNTIME else None
+    return Path("latency_tables") / table_filename(settings.device, backend, settings.precision, settings.batch_size, threads)
+
+
+def plans_for(space: SearchSpace, settings: ProfileSettings, blocks: Sequence[BlockConfig], calibrate: bool) -> list[Plan]:
+    plans = block_plans(blocks, settings.batch_size, settings.precision)
+    if calibrate:
+        archs = sample_archs(space, settings.calibration_archs, CALIBRATION_SEED, extremes=True)
+        plans += network_plans(archs, settings.batch_size, settings.precision)
+    return plans
+
+
+def export_bundle(space: SearchSpace, settings: ProfileSettings, folder: Path, progress: bool = True) -> Path:
+    """Write every block of `space` plus the calibration subnets as ONNX for a device to measure."""
+    device, backend = settings.resolve()
+    if backend == TORCH:
+        raise HwnasError("--export-blocks writes ONNX for onnxruntime or tensorrt; pick --backend tensorrt for a GPU target")
+    plans = plans_for(space, settings, space.block_configs(), calibrate=True)
+    return write_bundle(folder, plans, settings.bundle_info(space, backend), progress)
+
+
+def measured_fingerprint(profiler_fp: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+    """A table's fingerprint: the measuring machine and runtime plus how the models were made."""
+    keep = ("precision", "batch_size", "exporter", "torch", "hwnas")
+    return {**profiler_fp, **{k: info[k] for k in keep if k in info}, "opset": OPSET,
+            "created": profiler_fp.get("date") or datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def merge_measurements(table: LatencyTable, entries: Sequence[Entry], rows: Sequence[dict[str, Any]], space_key: str) -> int:
+    """Add the measured block rows to the table; once every calibration subnet is measured (and its
+    blocks are rows), fit the space's calibration. Returns the number of rows added."""
+    by_file = {r["file"]: r for r in rows}
+    blocks = [(BlockConfig(**e.extra["block"]), by_file[e.file]) for e in entries if e.kind == BLOCK and e.file in by_file]
+    added = table.add_rows((b, stats_from_row(r)) for b, r in blocks)
+    networks = [e for e in entries if e.kind == NETWORK]
+    if networks and all(e.file in by_file for e in networks):
+        sums, measured = [], []
+        for e in networks:
+            keys = list(e.blocks)
+            missing = [k for k in keys if k not in table]
+            if missing:
+                raise TableError(f"calibration subnet {e.key} uses block {missing[0]}, which the bundle did not measure")
+            sums.append(float(table.rows.loc[keys, "p50_ms"].sum()))
+            measured.append(float(by_file[e.file]["p50_ms"]))
+        table.calibrations[space_key] = Calibration.fit(sums, measured)
+    return added
+
+
+def open_table(path: Path, fingerprint: dict[str, Any]) -> LatencyTable:
+    """The table at `path` to add to (new if absent); refused when measured on another setup,
+    since mixing two machines' rows in one table would be silently wrong."""
+    if not path.exists():
+        return LatencyTable.empty(fingerprint)
+    table = LatencyTable.load(path)
+    diffs = table.setup_differences(fingerprint)
+    if diffs:
+        raise TableError(f"{path} was measured on another setup ({'; '.join(diffs)}); "
+                         f"write this one elsewhere with --out NEW.csv")
+    return table
+
+
+def _work_folder(table_path: Path, space: SearchSpace) -> Path:
+    return table_path.with_name(f".{table_path.stem}.{re.sub(r'[^A-Za-z0-9_.-]', '_', space.key)}.work")
+
+
+def profile_space(space: SearchSpace, settings: ProfileSettings, out: Path | None = None,
+                  progress: bool = True) -> dict[str, Any]:
+    """Measure what the table at `out` lacks for `space` on this machine; returns a summary."""
+    device, backend = settings.resolve()
+    if device.is_gpu:
+        check_local_gpu(device)
+    path = out or default_table_path(settings, backend)
+    info = settings.bundle_info(space, backend)
+    fingerprint = measured_fingerprint(local_fingerprint(backend, settings), info)
+    table = open_table(path, fingerprint)
+    blocks = table.missing(space.block_configs())
+    calibrate = space.key not in table.calibrations
+    summary = {"table": str(path), "space": space.key, "device": settings.device, "backend": backend,
+               "blocks_in_space": len(space.block_configs()), "blocks_measured": len(blocks),
+               "calibration_subnets": settings.calibration_archs if calibrate else 0}
+    if not blocks and not calibrate:
+        return {**summary, "up_to_date": True}
+    work = _work_folder(path, space)
+    plans = plans_for(space, settings, blocks, calibrate)
+    entries = [p.entry for p in plans]
+
+    def on_rows(rows: list[dict[str, Any]]) -> None:
+        merge_measurements(table, entries, rows, space.key)
+        table.save(path)
+
+    rows = measure_plans(plans, backend, settings, work, info, f"profile {space.key}" if progress else None, on_rows=on_rows)
+    on_rows(rows)
+    shutil.rmtree(work, ignore_errors=True)
+    return {**summary, "up_to_date": False, "calibration": table.calibrations[space.key].to_dict()}
+
+
+def local_fingerprint(backend: str, settings: ProfileSettings) -> dict[str, Any]:
+    if backend == ONNXRUNTIME:
+        return ort_profile.fingerprint(settings.device, settings.threads, settings.protocol)
+    if backend == TENSORRT:
+        from hwnas.profilers import trt_profile
+
+        return trt_profile.fingerprint(settings.device, settings.protocol)
+    from hwnas.latency import torch_cuda
+
+    return torch_cuda.fingerprint(settings.device, settings.cuda_graphs, settings.protocol)
+
+
+def measure_plans(plans: Sequence[Plan], backend: str, settings: ProfileSettings, work: Path, info: dict[str, Any],
+                  progress: str | None, **kwargs: Any) -> list[dict[str, Any]]:
+    """Measure `plans` on this machine with `backend`, resuming from `work` (the ONNX backends
+    export a bundle there and run the device-side profiler on it). `kwargs`: on_rows, out."""
+    kwargs["progress"] = text_progress(progress) if progress else None
+    if backend == TORCH:
+        from hwnas.latency import torch_cuda
+
+        loader = torch_cuda.loader({p.entry.file: p for p in plans}, settings.protocol, settings.cuda_graphs)
+        work.mkdir(parents=True, exist_ok=True)
+        entries = [p.entry for p in plans]
+        return measure_entries(work, entries, loader, settings.protocol, release=torch_cuda.release, **kwargs)
+    write_bundle(work, plans, info, progress is not None)
+    if backend == ONNXRUNTIME:
+        return ort_profile.measure(work, settings.device, settings.threads, settings.protocol, **kwargs)
+    from hwnas.profilers import trt_profile
+
+    return trt_profile.measure(work, settings.device, settings.protocol, **kwargs)
+
+
+def import_bundle(folder: Path, device: str | None = None, out: Path | None = None) -> tuple[LatencyTable, int]:
+    """Turn a bundle measured on a device (`profilers/*.py`) into a table (or add to one)."""
+    manifest, entries = read_manifest(folder)
+    rows = read_measurements(folder / MEASUREMENTS)
+    fp_path = folder / FINGERPRINT
+    if not rows or not fp_path.is_file():
+        raise TableError(f"bundle {folder} has not been measured yet; run profilers/ort_profile.py or "
+                         f"profilers/trt_profile.py on it on the target, then import it")
+    unmeasured = [e.file for e in entries if e.file not in rows]
+    if unmeasured:
+        raise TableError(f"bundle {folder} lacks measurements for {unmeasured[0]} (and {len(unmeasured) - 1} more); "
+                         f"rerun the profiler on it (it resumes)")
+    profiler_fp = json.loads(fp_path.read_text())
+    label = profiler_fp.get("device")
+    if device and label and device != label:
+        raise TableError(f"bundle {folder} was measured as device {label!r}, not {device!r}; pass --device {label}")
+    profiler_fp["device"] = device or label or manifest.get("device")
+    parse_device(profiler_fp["device"])
+    fingerprint = measured_fingerprint(profiler_fp, manifest)
+    path = out or default_table_path(ProfileSettings.of_table(fingerprint), fingerprint["backend"])
+    table = open_table(path, fingerprint)
+    added = merge_measurements(table, entries, list(rows.values()), manifest["space"])
+    table.save(path)
+    return table, added
+

@@ -1,0 +1,426 @@
+"""Latency tables: real ONNX exports measured by real ONNX Runtime sessions on a toy space."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+import pytest
+import torch
+
+import hwnas.profilers.protocol as protocol_mod
+from hwnas.errors import HwnasError
+from hwnas.latency.bundle import block_plans, example_input, export_onnx
+from hwnas.latency.device import DeviceError, choose_backend, parse_device
+from hwnas.latency.modules import block_module
+from hwnas.latency.predict import LatencyPredictor
+from hwnas.latency.profile import ProfileSettings, profile_space
+from hwnas.latency.table import Calibration, LatencyTable, SetupMismatchWarning, TableError, find_table
+from hwnas.latency.validate import agreement, validate_table
+from hwnas.profilers.protocol import Protocol, Stats
+from hwnas.spaces import get_space
+from tests.helpers import assert_one_line_error, hwnas, toy_space_yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = Protocol(warmup_runs=3, warmup_s=0.01, rounds=2, round_s=0.01, group_size=3)
+SETTINGS = ProfileSettings(device="cpu", calibration_archs=3, protocol=QUICK)
+
+
+@pytest.fixture(scope="module")
+def toy_yaml(tmp_path_factory) -> Path:
+    return toy_space_yaml(tmp_path_factory.mktemp("spaces"))
+
+
+@pytest.fixture(scope="module")
+def toy(toy_yaml):
+    return get_space(toy_yaml)
+
+
+@pytest.fixture(scope="module")
+def toy_table(toy, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("tables") / "cpu.csv"
+    profile_space(toy, SETTINGS, path, progress=False)
+    return path
+
+
+# ---- devices ---------------------------------------------------------------------------------------
+def test_device_labels_and_backends():
+    assert parse_device("cpu").backends == ("onnxruntime",) and parse_device("cpu-graviton3").label == "cpu-graviton3"
+    a100 = parse_device("A100")
+    assert a100.is_gpu and a100.gpu_name == "A100" and parse_device("gpu-mycard").gpu_name is None
+    assert choose_backend(parse_device("cpu"), None, "fp32") == "onnxruntime"
+    assert choose_backend(a100, None, "fp16") in ("tensorrt", "torch")
+    with pytest.raises(DeviceError, match="unknown device label 'foo'.*cpu-<name>"):
+        parse_device("foo")
+    with pytest.raises(DeviceError, match="fp32 only"):
+        choose_backend(parse_device("cpu"), None, "fp16")
+    with pytest.raises(DeviceError, match="use --backend tensorrt or torch"):
+        choose_backend(a100, "onnxruntime", "fp32")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_gpu_label_without_that_gpu_is_refused(toy, tmp_path):
+    with pytest.raises(DeviceError, match="has no CUDA GPU.*--export-blocks"):
+        profile_space(toy, replace(SETTINGS, device="a100", backend="torch"), tmp_path / "t.csv", progress=False)
+    assert not (tmp_path / "t.csv").exists()
+
+
+# ---- block modules and export ----------------------------------------------------------------------
+def test_block_modules_have_the_analytic_size_and_export_exactly(toy, tmp_path):
+    for plan in block_plans(toy.block_configs(), batch_size=2, precision="fp32"):
+        cfg = toy.block_configs()[[b.key for b in toy.block_configs()].index(plan.entry.key)]
+        module = plan.build()
+        assert sum(p.numel() for p in module.parameters()) == cfg.params(), cfg.key
+        x = example_input(plan.entry)
+        path = export_onnx(module, x, tmp_path / plan.entry.file)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        (got,) = session.run(None, {"x": x.numpy()})
+        with torch.no_grad():
+            assert np.abs(got - module(x).numpy()).max() < 1e-4, cfg.key
+    text = path.read_bytes()
+    assert str(ROOT).encode() not in text and b".py" not in text  # exporter metadata (local paths) stripped
+
+
+def test_encoder_block_module_is_the_extracted_block(toy):
+    """The row is measured on the same module type/layout that extraction produces."""
+    from hwnas.supernet import build_supernet
+
+    arch = toy.largest()
+    extracted = build_supernet(toy).extract(arch).blocks[0]
+    standalone = block_module(arch.blocks()[1])
+    assert [type(m) for m in extracted.modules()] == [type(m) for m in standalone.modules()]
+    assert [p.shape for p in extracted.parameters()] == [p.shape for p in standalone.parameters()]
+
+
+# ---- profiling --------------------------------------------------------------------------------------
+def test_profile_measures_every_block_and_records_the_setup(toy, toy_table):
+    table = LatencyTable.load(toy_table)
+    assert sorted(table.rows.index) == sorted(b.key for b in toy.block_configs())
+    rows = table.rows
+    assert (rows["p10_ms"] <= rows["p50_ms"]).all() and (rows["p50_ms"] <= rows["p90_ms"]).all()
+    assert (rows["rounds"] == QUICK.rounds).all() and (rows["runs"] >= QUICK.rounds * QUICK.min_runs_per_round).all()
+    fp = table.fingerprint
+    for field in ("device", "cpu_model", "cpu_count", "threads", "backend", "backend_version", "onnxruntime", "torch",
+                  "precision", "batch_size", "session_options", "created"):
+        assert fp.get(field) not in (None, ""), field
+    assert fp["session_options"]["intra_op_num_threads"] == 1 and fp["backend"] == "onnxruntime"
+    cal = table.calibration(toy.key)
+    assert cal.n == 3 and cal.a > 0
+    # wider encoder blocks take longer: the table measured something real
+    enc = rows[rows["kind"] == "encoder"].groupby("in_dim")["p50_ms"].mean()
+    assert enc[48] > enc[32]
+    assert not list(toy_table.parent.glob(".*work"))  # the work folder is cleaned up
+
+
+def test_rerun_is_up_to_date_and_measures_nothing(toy, toy_table):
+    before = toy_table.read_bytes()
+    report = profile_space(toy, SETTINGS, toy_table, progress=False)
+    assert report["up_to_date"] and toy_table.read_bytes() == before
+
+
+def test_interrupted_profile_keeps_rows_and_resumes(toy, tmp_path, monkeypatch):
+    path = tmp_path / "t.csv"
+    real_time_group = protocol_mod.time_group
+    groups = []
+
+    def dies_on_third_group(*args, **kwargs):
+        if len(groups) == 2:
+            raise KeyboardInterrupt
+        groups.append(1)
+        return real_time_group(*args, **kwargs)
+
+    monkeypatch.setattr(protocol_mod, "time_group", dies_on_third_group)
+    with pytest.raises(KeyboardInterrupt):
+        profile_space(toy, SETTINGS, path, progress=False)
+    saved = LatencyTable.load(path)
+    assert len(saved) == 2 * QUICK.group_size  # both finished groups reached the table
+    kept = saved.rows["p50_ms"].copy()
+
+    groups.clear()
+    monkeypatch.setattr(protocol_mod, "time_group", lambda *a, **k: (groups.append(a[0]), real_time_group(*a, **k))[1])
+    report = profile_space(toy, SETTINGS, path, progress=False)
+    measured_again = sum(len(runners) for runners in groups)
+    assert measured_again == len(toy.block_configs()) - len(kept) + SETTINGS.calibration_archs
+    assert report["blocks_measured"] == len(toy.block_configs()) - len(kept)
+    final = LatencyTable.load(path)
+    pd.testing.assert_series_equal(final.rows.loc[kept.index, "p50_ms"], kept)
+    assert toy.key in final.calibrations
+
+
+def test_tables_share_rows_between_spaces(toy, toy_table, tmp_path):
+    path = tmp_path / "shared.csv"
+    shutil.copy(toy_table, path)
+    shutil.copy(toy_table.with_suffix(".json"), path.with_suffix(".json"))
+    wider = get_space(toy_space_yaml(tmp_path, "toy-wider", embed_dim=[48, 64]))
+    report = profile_space(wider, SETTINGS, path, progress=False)
+    new_blocks = [b for b in wider.block_configs() if b.in_dim == 64 or b.out_dim == 64]
+    assert report["blocks_measured"] == len(new_blocks) < len(wider.block_configs())
+    table = LatencyTable.load(path)
+    assert set(table.calibrations) == {toy.key, wider.key}
+    assert LatencyPredictor(table, wider).predict(wider.largest()).latency_ms > 0
+
+
+def test_profile_refuses_to_mix_setups(toy, toy_table, tmp_path):
+    with pytest.raises(TableError, match="another setup.*threads.*--out NEW.csv"):
+        profile_space(toy, replace(SETTINGS, threads=2), toy_table, progress=False)
+
+
+# ---- prediction ------------------------------------------------------------------------------------
+def test_prediction_is_calibrated_sum_and_vectorised(toy, toy_table):
+    table = LatencyTable.load(toy_table)
+    predictor = LatencyPredictor(table, toy)
+    archs = [toy.sample(i) for i in range(40)]
+    many = predictor.predict_many(archs)
+    cal = table.calibration(toy.key)
+    for arch, value in zip(archs, many):
+        p = predictor.predict(arch)
+        assert [k for k, _ in p.blocks] == [b.key for b in arch.blocks()]
+        assert p.sum_ms == pytest.approx(table.rows.loc[[b.key for b in arch.blocks()], "p50_ms"].sum())
+        assert p.latency_ms == pytest.approx(cal.a * p.sum_ms + cal.b) == pytest.approx(value)
+    assert predictor.predict(toy.largest()).latency_ms > predictor.predict(toy.smallest()).latency_ms
+
+
+def test_calibration_fit():
+    cal = Calibration.fit([1.0, 2.0, 3.0, 4.0], [1.1, 2.1, 3.1, 4.1])
+    assert cal.a == pytest.approx(1.0) and cal.b == pytest.approx(0.1) and cal(10.0) == pytest.approx(10.1)
+    assert Calibration.fit([2.0], [3.0]).a == pytest.approx(1.5)  # one point: a pure scale
+    assert Calibration.from_dict(cal.to_dict()) == cal
+
+
+def test_missing_row_names_the_block_and_the_command(toy, toy_table, tmp_path):
+    table = LatencyTable.load(toy_table)
+    dropped = toy.largest().blocks()[1].key
+    table.rows = table.rows.drop(index=dropped)
+    table.save(tmp_path / "holey.csv")
+    with pytest.raises(TableError) as err:
+        LatencyPredictor(LatencyTable.load(tmp_path / "holey.csv"), toy)
+    message = str(err.value)
+    assert dropped in message and f"hwnas profile --device cpu --space {toy.key}" in message and "\n" not in message
+
+
+def test_table_of_another_space_is_refused(toy_table):
+    digits = get_space("autoformer-digits")
+    with pytest.raises(TableError, match="no row for block .*hwnas profile --device cpu --space autoformer-digits"):
+        LatencyPredictor(LatencyTable.load(toy_table), digits)
+    table = LatencyTable.load(toy_table)
+    with pytest.raises(TableError, match="was profiled for .*toy-space.*not autoformer-digits"):
+        table.calibration("autoformer-digits")
+
+
+def _set_cell(path: Path, row: int, column: int, value: str) -> None:
+    lines = path.read_text().splitlines()
+    cells = lines[row].split(",")
+    cells[column] = value
+    lines[row] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda p: p.write_text("not,a\ncsv table"), "missing column"),
+    (lambda p: _set_cell(p, row=1, column=12, value="oops"), "non-numeric"),
+    (lambda p: p.write_bytes(b"\xff\xfe\x00garbage"), "corrupted"),
+    (lambda p: p.with_suffix(".json").write_text("{"), "sidecar"),
+    (lambda p: p.with_suffix(".json").unlink(), "no sidecar"),
+])
+def test_corrupted_tables_are_clear_errors(toy_table, tmp_path, damage, reason):
+    path = tmp_path / "t.csv"
+    shutil.copy(toy_table, path)
+    shutil.copy(toy_table.with_suffix(".json"), path.with_suffix(".json"))
+    damage(path)
+    with pytest.raises(TableError, match=reason):
+        LatencyTable.load(path)
+
+
+def test_find_table_by_device(toy_table, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HWNAS_TABLES", str(toy_table.parent))
+    assert find_table("cpu").path == toy_table
+    with pytest.raises(TableError, match="no latency table for device 'a100'.*hwnas profile --device a100"):
+        find_table("a100")
+    with pytest.warns(SetupMismatchWarning, match="measured for device 'cpu', not 'cpu-other'"):
+        find_table("cpu-other", toy_table)
+
+
+# ---- validation -------------------------------------------------------------------------------------
+def test_agreement_metrics():
+    measured = np.array([10.0, 20.0, 30.0, 40.0])
+    m = agreement(np.array([11.0, 19.0, 30.0, 48.0]), measured)
+    assert m["mape_pct"] == pytest.approx(100 * (0.1 + 0.05 + 0 + 0.2) / 4)
+    assert m["within_10pct"] == pytest.approx(75.0) and m["kendall_tau"] == pytest.approx(1.0)
+    assert agreement(measured[::-1].copy(), measured)["kendall_tau"] == pytest.approx(-1.0)
+
+
+def test_validate_table_measures_subnets_end_to_end(toy, toy_table, tmp_path):
+    report = validate_table(toy, LatencyTable.load(toy_table), n=4, seed=3, out=tmp_path / "val", protocol=QUICK,
+                            progress=False)
+    assert report["n"] == 4
+    for key in ("calibrated", "uncalibrated_sum", "floor_pass2_vs_pass1"):
+        assert 0 <= report[key]["within_10pct"] <= 100 and report[key]["mape_pct"] >= 0
+    df = pd.read_csv(report["csv"])
+    assert len(df) == 4 and (df["measured_ms"] > 0).all()
+    assert Path(report["plot"]).read_bytes()[:4] == b"\x89PNG"
+    assert json.loads(Path(report["json"]).read_text())["n"] == 4
+    assert not (tmp_path / "val" / "work").exists()
+
+
+def test_validate_warns_on_another_setup(toy, toy_table, tmp_path):
+    table = LatencyTable.load(toy_table)
+    table.fingerprint = {**table.fingerprint, "cpu_model": "Some Other CPU"}
+    with pytest.warns(SetupMismatchWarning, match="cpu_model"):
+        validate_table(toy, table, n=2, out=tmp_path / "val", protocol=QUICK, progress=False)
+
+
+# ---- device-side bundles ---------------------------------------------------------------------------
+def test_bundle_measured_without_torch_imports_as_a_table(toy, toy_yaml, tmp_path):
+    bundle = tmp_path / "bundle"
+    result = hwnas("profile", "--device", "cpu-target", "--space", str(toy_yaml), "--export-blocks", str(bundle),
+                   "--calibration-archs", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["next"][0].startswith("python profilers/ort_profile.py")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert len([m for m in manifest["models"] if m["kind"] == "block"]) == len(toy.block_configs())
+    # the device-side script, with torch and hwnas made unimportable
+    script = ROOT / "profilers" / "ort_profile.py"
+    code = ("import runpy, sys; sys.modules['torch'] = None; sys.modules['hwnas'] = None; "
+            f"sys.path.insert(0, {str(script.parent)!r}); "  # as `python profilers/ort_profile.py` would
+            f"sys.argv = ['ort_profile.py', {str(bundle)!r}, '--device', 'cpu-target', '--rounds', '2']; "
+            f"runpy.run_path({str(script)!r}, run_name='__main__')")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""})
+    assert run.returncode == 0, run.stderr
+    assert "hwnas import-table" in run.stdout
+    imported = hwnas("import-table", str(bundle), "--out", str(tmp_path / "dev.csv"))
+    assert imported.returncode == 0, imported.stderr
+    table = LatencyTable.load(tmp_path / "dev.csv")
+    assert table.device == "cpu-target" and len(table) == len(toy.block_configs()) and toy.key in table.calibrations
+    assert table.fingerprint["session_options"]["intra_op_num_threads"] == 1
+
+
+def test_unmeasured_bundle_is_a_clear_error(toy, tmp_path):
+    bundle = tmp_path / "bundle"
+    from hwnas.latency.profile import export_bundle
+
+    export_bundle(toy, SETTINGS, bundle, progress=False)
+    assert_one_line_error(hwnas("import-table", str(bundle)), "has not been measured yet", "ort_profile.py")
+
+
+def test_trt_profiler_without_tensorrt_fails_in_one_line(tmp_path):
+    pytest.importorskip("numpy")
+    try:
+        import tensorrt  # noqa: F401
+
+        pytest.skip("tensorrt is installed; the GPU test below covers it")
+    except ImportError:
+        pass
+    (tmp_path / "manifest.json").write_text(json.dumps({"version": 1, "models": []}))
+    run = subprocess.run([sys.executable, str(ROOT / "profilers" / "trt_profile.py"), str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and run.stderr.strip() == "trt_profile: error: tensorrt is not installed; pip install tensorrt (or use an NGC container)"
+
+
+def test_stats_of_rounds():
+    s = Stats.of([[1.0, 2.0, 3.0], [2.0, 2.0, 2.0]])
+    assert s.p50_ms == 2.0 and s.runs == 6 and s.rounds == 2 and s.round_spread == 0.0
+
+
+# ---- GPU backends (run where a GPU is present) ----------------------------------------------------
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@gpu
+@pytest.mark.parametrize("cuda_graphs", [False, True])
+def test_torch_cuda_backend(toy, tmp_path, cuda_graphs):
+    settings = replace(SETTINGS, device="gpu-local", backend="torch", cuda_graphs=cuda_graphs)
+    profile_space(toy, settings, tmp_path / "t.csv", progress=False)
+    table = LatencyTable.load(tmp_path / "t.csv")
+    assert len(table) == len(toy.block_configs()) and table.fingerprint["gpu_model"] == torch.cuda.get_device_name(0)
+    assert table.fingerprint["cuda_graphs"] is cuda_graphs
+    report = validate_table(toy, table, n=3, out=tmp_path / "val", protocol=QUICK, progress=False)
+    assert report["n"] == 3
+
+
+@gpu
+def test_tensorrt_backend(toy, tmp_path):
+    pytest.importorskip("tensorrt")
+    settings = replace(SETTINGS, device="gpu-local", backend="tensorrt", precision="fp16")
+    profile_space(toy, settings, tmp_path / "t.csv", progress=False)
+    assert len(LatencyTable.load(tmp_path / "t.csv")) == len(toy.block_configs())
+
+
+# ---- CLI ---------------------------------------------------------------------------------------------
+def test_cli_predict(toy, toy_yaml, toy_table, tmp_path):
+    arch = toy.largest()
+    arch.to_json(tmp_path / "arch.json")
+    args = ["predict", "--arch", str(tmp_path / "arch.json"), "--device", "cpu", "--table", str(toy_table), "--space", str(toy_yaml)]
+    result = hwnas(*args, "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    expected = LatencyPredictor(LatencyTable.load(toy_table), toy).predict(arch)
+    assert data["latency_ms"] == pytest.approx(expected.latency_ms) and len(data["blocks"]) == len(arch.blocks())
+    text = hwnas(*args)
+    assert "predicted latency" in text.stdout and arch.blocks()[1].key in text.stdout
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["profile", "--device", "foo", "--space", "autoformer-digits"], ["unknown device label 'foo'"]),
+    (["profile", "--device", "cpu", "--space", "nope"], ["nope"]),
+    (["profile", "--device", "cpu", "--space", "autoformer-digits", "--threads", "0"], ["--threads", "0"]),
+    (["profile", "--device", "cpu", "--space", "autoformer-digits", "--precision", "fp16"], ["fp32 only"]),
+    (["validate-table", "--device", "cpu", "--space", "autoformer-digits", "--table", "missing.csv"], ["does not exist"]),
+])
+def test_cli_bad_input_is_one_line(args, fragments, tmp_path):
+    assert_one_line_error(hwnas(*args, cwd=tmp_path), *fragments)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_cli_gpu_label_here_is_refused(tmp_path):
+    assert_one_line_error(hwnas("profile", "--device", "a100", "--space", "autoformer-digits", "--backend", "torch",
+                                cwd=tmp_path), "no CUDA GPU")
+
+
+def test_cli_missing_table(tmp_path):
+    arch_file = tmp_path / "a.json"
+    get_space("autoformer-digits").smallest().to_json(arch_file)
+    env = {**os.environ, "HWNAS_TABLES": str(tmp_path / "none")}
+    result = hwnas("predict", "--arch", str(arch_file), "--device", "jetson-orin", cwd=tmp_path, env=env)
+    assert_one_line_error(result, "no latency table for device 'jetson-orin'", "hwnas profile --device jetson-orin")
+
+
+# ---- shipped tables and packaging ------------------------------------------------------------------
+@pytest.mark.parametrize("space_name", ["autoformer-tiny", "autoformer-digits"])
+def test_shipped_cpu_table_covers_its_spaces(space_name):
+    table = LatencyTable.load(ROOT / "latency_tables" / "cpu_onnxruntime_fp32_bs1_t1.csv")
+    space = get_space(space_name)
+    predictor = LatencyPredictor(table, space)
+    assert table.fingerprint["cpu_model"] and table.fingerprint["threads"] == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        small, large = predictor.predict_many([space.smallest(), space.largest()])
+    assert 0 < small < large
+
+
+def test_every_package_is_installed():
+    """pyproject lists packages explicitly (profilers/ maps to hwnas.profilers); none may be left out."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "hwnas").rglob("__init__.py")}
+    assert found | {"hwnas.profilers"} == listed
+
+
+def test_bad_threads_in_protocol():
+    from hwnas.profilers.ort_profile import session_settings
+    from hwnas.profilers.protocol import ProfilerError
+
+    with pytest.raises(ProfilerError, match="at least 1"):
+        session_settings(0)
+    with pytest.raises(HwnasError, match="--batch-size must be at least 1"):
+        replace(SETTINGS, batch_size=0).resolve()
