@@ -8,7 +8,6 @@ writes BUNDLE_DIR/measurements.csv and fingerprint.json; bring the folder back a
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -95,21 +94,11 @@ def measure(folder: str | Path, device: str = "cpu", threads: int = 1, protocol:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("bundle", type=Path, help="folder written by `hwnas profile --export-blocks`")
-    parser.add_argument("--device", default="cpu", help="label of this target, recorded in the fingerprint")
+    parser = P.script_parser(__doc__, default_device="cpu")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
-    parser.add_argument("--rounds", type=int, default=P.Protocol.rounds, help="interleaved timing rounds")
     args = parser.parse_args(argv)
-    try:
-        protocol = P.Protocol(rounds=args.rounds)
-        rows = measure(args.bundle, args.device, args.threads, protocol, progress=P.text_progress("ort_profile"))
-    except P.ProfilerError as exc:
-        print(f"ort_profile: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"measured {len(rows)} models -> {Path(args.bundle) / P.MEASUREMENTS}")
-    print(f"next: hwnas import-table {args.bundle} --device {args.device}")
-    return 0
+    return P.run_script("ort_profile", args, lambda protocol, progress: measure(
+        args.bundle, args.device, args.threads, protocol, progress=progress))
 
 
 if __name__ == "__main__":

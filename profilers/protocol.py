@@ -15,7 +15,9 @@ tensors. Interleaving spreads slow phases of a noisy machine over all models ins
 
 from __future__ import annotations
 
+import argparse
 import csv
+import sys
 import io
 import json
 import os
@@ -298,3 +300,25 @@ def text_progress(label: str) -> Callable[[int, int], None]:
             bar.close()
 
     return update
+
+
+# ---- the scripts' shared command line ---------------------------------------------------------------
+def script_parser(doc: str, default_device: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bundle", type=Path, help="folder written by `hwnas profile --export-blocks`")
+    parser.add_argument("--device", default=default_device, help="label of this target, recorded in the fingerprint")
+    parser.add_argument("--rounds", type=int, default=Protocol.rounds, help="interleaved timing rounds")
+    return parser
+
+
+def run_script(name: str, args: argparse.Namespace,
+               measure: Callable[[Protocol, Callable[[int, int], None]], list[dict[str, Any]]]) -> int:
+    """Run a profiler script's measurement; bad input is one line on stderr and exit code 2."""
+    try:
+        rows = measure(Protocol(rounds=args.rounds), text_progress(name))
+    except ProfilerError as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"measured {len(rows)} models -> {Path(args.bundle) / MEASUREMENTS}")
+    print(f"next: hwnas import-table {args.bundle} --device {args.device}")
+    return 0

@@ -12,7 +12,6 @@ BUNDLE_DIR/measurements.csv and fingerprint.json; then `hwnas import-table BUNDL
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import ctypes.util
 import glob
@@ -222,21 +221,11 @@ def measure(folder: str | Path, device: str = "gpu", protocol: P.Protocol = P.Pr
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("bundle", type=Path, help="folder written by `hwnas profile --export-blocks`")
-    parser.add_argument("--device", default="gpu", help="label of this target (a100, jetson-orin, ...)")
-    parser.add_argument("--rounds", type=int, default=P.Protocol.rounds, help="interleaved timing rounds")
+    parser = P.script_parser(__doc__, default_device="gpu")
     parser.add_argument("--save-engines", action="store_true", help="keep each built engine beside its ONNX file")
     args = parser.parse_args(argv)
-    try:
-        rows = measure(args.bundle, args.device, P.Protocol(rounds=args.rounds), args.save_engines,
-                       progress=P.text_progress("trt_profile"))
-    except P.ProfilerError as exc:
-        print(f"trt_profile: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"measured {len(rows)} models -> {Path(args.bundle) / P.MEASUREMENTS}")
-    print(f"next: hwnas import-table {args.bundle} --device {args.device}")
-    return 0
+    return P.run_script("trt_profile", args, lambda protocol, progress: measure(
+        args.bundle, args.device, protocol, args.save_engines, progress=progress))
 
 
 if __name__ == "__main__":

@@ -251,6 +251,17 @@ def test_find_table_by_device(toy_table, tmp_path, monkeypatch):
         find_table("cpu-other", toy_table)
 
 
+def test_generic_cpu_table_from_another_cpu_warns(toy_table, tmp_path):
+    table = LatencyTable.load(toy_table)
+    table.fingerprint["cpu_model"] = "Some Other CPU"
+    table.save(tmp_path / "other.csv")
+    with pytest.warns(SetupMismatchWarning, match="measured on CPU 'Some Other CPU', not this machine's"):
+        find_table("cpu", tmp_path / "other.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        find_table("cpu", toy_table)  # measured here: silent
+
+
 # ---- validation -------------------------------------------------------------------------------------
 def test_agreement_metrics():
     measured = np.array([10.0, 20.0, 30.0, 40.0])
@@ -315,7 +326,6 @@ def test_unmeasured_bundle_is_a_clear_error(toy, tmp_path):
 
 
 def test_trt_profiler_without_tensorrt_fails_in_one_line(tmp_path):
-    pytest.importorskip("numpy")
     try:
         import tensorrt  # noqa: F401
 

@@ -21,7 +21,7 @@ import pandas as pd
 
 from hwnas.errors import HwnasError, HwnasWarning
 from hwnas.io import atomic_write_bytes, atomic_write_json
-from hwnas.profilers.protocol import STAT_COLUMNS
+from hwnas.profilers.protocol import STAT_COLUMNS, cpu_model
 from hwnas.spaces.blocks import BlockConfig
 
 TABLE_FORMAT = 1
@@ -238,17 +238,28 @@ def find_table(device: str, table: str | Path | None = None) -> LatencyTable:
         if found.device != device:
             warnings.warn(f"latency table {table} was measured for device {found.device!r}, not {device!r}",
                           SetupMismatchWarning, stacklevel=2)
-        return found
+        return _warn_if_generic_cpu_elsewhere(found)
     for folder in table_dirs():
         candidates = sorted({*folder.glob(f"{device}.csv"), *folder.glob(f"{device}_*.csv")})
         if len(candidates) == 1:
-            return LatencyTable.load(candidates[0])
+            return _warn_if_generic_cpu_elsewhere(LatencyTable.load(candidates[0]))
         if len(candidates) > 1:
             names = ", ".join(str(c) for c in candidates)
             raise TableError(f"several latency tables for device {device!r} ({names}); choose one with --table")
     where = ", ".join(str(d) for d in table_dirs())
     raise TableError(f"no latency table for device {device!r} in {where}; build one with "
                      f"`hwnas profile --device {device} --space SPACE` or pass --table")
+
+
+def _warn_if_generic_cpu_elsewhere(table: LatencyTable) -> LatencyTable:
+    """The label `cpu` reads as "this machine": say so when the table's CPU is another one
+    (`cpu-<name>` labels name a target on purpose and are not checked)."""
+    theirs, ours = table.fingerprint.get("cpu_model"), cpu_model()
+    if table.device == "cpu" and theirs != ours:
+        warnings.warn(f"latency table {table.name} was measured on CPU {theirs!r}, not this machine's {ours!r}; its "
+                      f"numbers describe that CPU (profile yours with `hwnas profile --device cpu-<name> ...`)",
+                      SetupMismatchWarning, stacklevel=3)
+    return table
 
 
 def stats_from_row(row: Mapping[str, Any]) -> dict[str, float]:
