@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import statistics
 import time
 from pathlib import Path
 
@@ -23,12 +24,16 @@ from hwnas.latency.table import LatencyTable, fingerprint_summary
 from hwnas.latency.validate import validate_table
 
 
-def prediction_rate(predictor: LatencyPredictor, n: int = 100_000) -> float:
+def prediction_rate(predictor: LatencyPredictor, n: int = 100_000, repeats: int = 5) -> float:
+    """Archs scored per second by `predict_many` on `n` random archs (median of `repeats` calls)."""
     rng = random.Random(0)
     archs = [predictor.space.sample(rng) for _ in range(n)]
-    start = time.perf_counter()
-    predictor.predict_many(archs)
-    return n / (time.perf_counter() - start)
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predictor.predict_many(archs)
+        rates.append(n / (time.perf_counter() - start))
+    return statistics.median(rates)
 
 
 def main() -> None:

@@ -41,6 +41,8 @@ COLUMNS = ("file", "key", *STAT_COLUMNS)
 
 # A runner times one call of a loaded model on rotated input number i and returns milliseconds.
 Runner = Callable[[int], float]
+# Progress callbacks get (model-rounds done, model-rounds in all, models done, models in all).
+Progress = Callable[[int, int, int, int], None]
 
 
 class ProfilerError(Exception):
@@ -200,7 +202,7 @@ def measure_entries(
     entries: Sequence[Entry],
     load: Callable[[Path, Entry], Runner],
     protocol: Protocol = Protocol(),
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     release: Callable[[], None] = lambda: None,
     on_rows: Callable[[list[dict[str, Any]]], None] = lambda rows: None,
     out: str | Path | None = None,
@@ -209,7 +211,7 @@ def measure_entries(
 
     Rows go to `out` (default `folder/measurements.csv`) after every group, and entries already
     there are not measured again (a killed run resumes). `progress` gets (model-rounds done,
-    total); `release` frees a group's resources; `on_rows` sees all rows so far after every group.
+    total, models done, total); `release` frees a group's resources; `on_rows` sees all rows so far after every group.
     """
     folder = Path(folder)
     out = Path(out) if out else folder / MEASUREMENTS
@@ -223,10 +225,10 @@ def measure_entries(
         nonlocal count
         count += 1
         if progress:
-            progress(count, total)
+            progress(count, total, len(rows), len(entries))
 
     if progress:
-        progress(count, total)
+        progress(count, total, len(rows), len(entries))
     for start in range(0, len(todo), protocol.group_size):
         group = todo[start : start + protocol.group_size]
         runners = [load(folder / e.file, e) for e in group]
@@ -235,6 +237,8 @@ def measure_entries(
         release()
         rows += [{"file": e.file, "key": e.key, **asdict(s)} for e, s in zip(group, stats)]
         write_measurements(out, rows)
+        if progress:
+            progress(count, total, len(rows), len(entries))
         on_rows(rows)
     return rows
 
@@ -273,30 +277,32 @@ def write_fingerprint(folder: str | Path, fingerprint: dict[str, Any]) -> None:
     atomic_write(Path(folder) / FINGERPRINT, json.dumps(stamped, indent=2) + "\n")
 
 
-def text_progress(label: str) -> Callable[[int, int], None]:
-    """A progress callback: tqdm when installed, else a line every 10%."""
+def text_progress(label: str) -> Progress:
+    """A progress callback: a tqdm bar (rounds, with time left, and models done) when tqdm is
+    installed, else a line every 10%."""
     try:
         from tqdm import tqdm
     except ImportError:
         last = [-1]
 
-        def report(done: int, total: int) -> None:
+        def report(done: int, total: int, models: int, all_models: int) -> None:
             tenth = done * 10 // max(total, 1)
             if tenth != last[0]:
                 last[0] = tenth
-                print(f"{label}: {done}/{total} model-rounds", flush=True)
+                print(f"{label}: {models}/{all_models} models measured", flush=True)
 
         return report
     bars: list[Any] = []
 
-    def update(done: int, total: int) -> None:
+    def update(done: int, total: int, models: int, all_models: int) -> None:
         if not bars:  # created on first use, so its clock starts with the measuring
             bars.append(tqdm(desc=label, unit="model-round", initial=done, total=total))
         bar = bars[0]
         bar.total = total
         bar.n = done
+        bar.set_postfix_str(f"models done {models}/{all_models}", refresh=False)
         bar.refresh()
-        if done >= total:
+        if models >= all_models:
             bar.close()
 
     return update
@@ -312,7 +318,7 @@ def script_parser(doc: str, default_device: str) -> argparse.ArgumentParser:
 
 
 def run_script(name: str, args: argparse.Namespace,
-               measure: Callable[[Protocol, Callable[[int, int], None]], list[dict[str, Any]]]) -> int:
+               measure: Callable[[Protocol, Progress], list[dict[str, Any]]]) -> int:
     """Run a profiler script's measurement; bad input is one line on stderr and exit code 2."""
     try:
         rows = measure(Protocol(rounds=args.rounds), text_progress(name))

@@ -65,14 +65,14 @@ class AutoFormerSpace(SearchSpace):
 
     def block_indexer(self, index: Mapping[BlockConfig, int]) -> Callable[[Arch], list[int]]:
         c = self.spec.choices
-        layer = {(d, h, r): index[self.encoder_block(d, h, r)]
-                 for d in c["embed_dim"] for h in c["num_heads"] for r in c["mlp_ratio"]}
+        layers = {d: {(h, r): index[self.encoder_block(d, h, r)] for h in c["num_heads"] for r in c["mlp_ratio"]}
+                  for d in c["embed_dim"]}
         ends = {d: (index[self.patch_embed_block(d)], index[self.head_block(d)]) for d in c["embed_dim"]}
 
         def indices(arch: Arch) -> list[int]:
             d = arch.embed_dim
             first, last = ends[d]
-            return [first, *[layer[d, h, r] for h, r in zip(arch.num_heads, arch.mlp_ratio)], last]
+            return [first, *map(layers[d].__getitem__, zip(arch.num_heads, arch.mlp_ratio)), last]
 
         return indices
 
