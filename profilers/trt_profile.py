@@ -173,10 +173,10 @@ class EngineRunner:
         return self.cuda.elapsed_ms(self.start, self.end)
 
     def close(self) -> None:
+        self.context = self.engine = None  # release TensorRT's objects before the memory they point to
         for ptr in self.buffers:
             self.cuda.free(ptr)
         self.buffers.clear()
-        self.context = self.engine = None
 
 
 def gpu_model() -> str:

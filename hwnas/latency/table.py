@@ -43,10 +43,16 @@ class SetupMismatchWarning(HwnasWarning):
     """A table used on (or merged with) a setup other than the one it was measured on."""
 
 
-def profile_command(device: str, space: str, backend: str | None = None, out: Path | None = None) -> str:
-    cmd = f"hwnas profile --device {device} --space {space}"
-    if backend:
-        cmd += f" --backend {backend}"
+def profile_command(fingerprint: Mapping[str, Any], space: str, out: Path | None) -> str:
+    """The `hwnas profile` command that adds rows for `space` to a table measured with `fingerprint`."""
+    fp = fingerprint
+    cmd = f"hwnas profile --device {fp.get('device', 'DEVICE')} --space {space}"
+    if fp.get("backend"):
+        cmd += f" --backend {fp['backend']}"
+    for option, key, default in (("--precision", "precision", "fp32"), ("--batch-size", "batch_size", 1),
+                                 ("--threads", "threads", 1)):
+        if fp.get(key) not in (None, default):
+            cmd += f" {option} {fp[key]}"
     return cmd + (f" --out {out}" if out else "")
 
 
@@ -189,7 +195,7 @@ class LatencyTable:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
             raise TableError(
                 f"latency table {self.name} has no row for block {missing[0].key}{more}; "
-                f"profile it with `{profile_command(self.device, space_key, out=self.path)}`"
+                f"profile it with `{profile_command(self.fingerprint, space_key, self.path)}`"
             )
         return self.rows.loc[[b.key for b in blocks], LATENCY].to_numpy(dtype=float)
 
@@ -198,7 +204,7 @@ class LatencyTable:
             profiled = ", ".join(self.calibrations) or "no space"
             raise TableError(
                 f"latency table {self.name} was profiled for {profiled}, not {space_key}; "
-                f"run `{profile_command(self.device, space_key, out=self.path)}`"
+                f"run `{profile_command(self.fingerprint, space_key, self.path)}`"
             )
         return self.calibrations[space_key]
 
