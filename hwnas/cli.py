@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import traceback
 import warnings
 from pathlib import Path
@@ -159,8 +160,6 @@ def profile(device: str, space_name: str, backend: str | None, precision: str, b
 
     Rows are saved as they finish; rerunning after an interruption resumes, and blocks already in
     the table (from any space) are not measured again."""
-    import time
-
     from hwnas.latency.profile import ProfileSettings, export_bundle, profile_space
 
     space = get_space(space_name)

@@ -185,3 +185,11 @@ def test_user_space_file_errors(tmp_path):
     shadow.write_text(_tiny_yaml(tmp_path).read_text())
     with pytest.raises(SpaceError, match="has the name of a shipped space; rename the file"):
         get_space(shadow)
+
+
+def test_arch_of_a_user_space_loads_with_its_space(tmp_path):
+    toy = get_space(_tiny_yaml(tmp_path))
+    data = toy.largest().to_dict()
+    assert Arch.from_dict(data, space=toy) == toy.largest()
+    with pytest.raises(ArchError, match="is from space 'toy-space', not 'autoformer-digits'; give that space"):
+        Arch.from_dict(data, space=get_space("autoformer-digits"))

@@ -30,6 +30,7 @@ from hwnas.spaces.blocks import BlockConfig
 from hwnas.supernet import Supernet, build_supernet
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+DTYPE_NAMES = {"fp32": "float32", "fp16": "float16"}  # as numpy and the manifest spell them
 BLOCK, NETWORK = "block", "network"
 OPSET = 20
 
@@ -42,16 +43,12 @@ class Plan:
     build: Callable[[], nn.Module]
 
 
-def _dtype_name(precision: str) -> str:
-    return str(DTYPES[precision]).removeprefix("torch.")
-
-
 def block_plans(configs: Iterable[BlockConfig], batch_size: int, precision: str) -> list[Plan]:
     plans = []
     for cfg in configs:
         name = cfg.key.replace("/", "_").replace("=", "")
         entry = Entry(file=f"blocks/{name}.onnx", key=cfg.key, kind=BLOCK,
-                      input_shape=block_input_shape(cfg, batch_size), input_dtype=_dtype_name(precision),
+                      input_shape=block_input_shape(cfg, batch_size), input_dtype=DTYPE_NAMES[precision],
                       extra={"block": cfg.to_dict()})
         plans.append(Plan(entry, lambda cfg=cfg: block_module(cfg).to(DTYPES[precision])))
     return plans
@@ -70,7 +67,7 @@ def network_plans(archs: Sequence[Arch], batch_size: int, precision: str) -> lis
         s = arch.space.spec
         entry = Entry(file=f"networks/{arch.space.key}-{arch.digest}.onnx", key=f"net/{arch.space.key}/{arch.digest}",
                       kind=NETWORK, input_shape=(batch_size, s.in_chans, s.img_size, s.img_size),
-                      input_dtype=_dtype_name(precision), blocks=tuple(b.key for b in arch.blocks()),
+                      input_dtype=DTYPE_NAMES[precision], blocks=tuple(b.key for b in arch.blocks()),
                       extra={"space": arch.space.key, "arch": arch.to_dict()})
         plans.append(Plan(entry, lambda arch=arch: _random_supernet(arch.space).extract(arch).eval().to(DTYPES[precision])))
     return plans

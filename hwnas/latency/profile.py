@@ -23,7 +23,7 @@ import torch
 from hwnas.errors import HwnasError
 from hwnas.latency.bundle import BLOCK, NETWORK, OPSET, Plan, block_plans, network_plans, sample_archs, write_bundle
 from hwnas.latency.device import ONNXRUNTIME, PRECISIONS, TENSORRT, TORCH, Device, check_local_gpu, choose_backend, parse_device
-from hwnas.latency.table import Calibration, LatencyTable, TableError, stats_from_row, table_filename
+from hwnas.latency.table import LATENCY, Calibration, LatencyTable, TableError, stats_from_row, table_filename
 from hwnas.profilers import ort_profile
 from hwnas.profilers.protocol import FINGERPRINT, MEASUREMENTS, Entry, Protocol, measure_entries, read_manifest, read_measurements, text_progress
 from hwnas.spaces import SearchSpace
@@ -112,7 +112,7 @@ def merge_measurements(table: LatencyTable, entries: Sequence[Entry], rows: Sequ
             missing = [k for k in keys if k not in table]
             if missing:
                 raise TableError(f"calibration subnet {e.key} uses block {missing[0]}, which the bundle did not measure")
-            sums.append(float(table.rows.loc[keys, "p50_ms"].sum()))
+            sums.append(float(table.rows.loc[keys, LATENCY].sum()))
             measured.append(float(by_file[e.file]["p50_ms"]))
         table.calibrations[space_key] = Calibration.fit(sums, measured)
     return added

@@ -66,8 +66,8 @@ def validate_table(space: SearchSpace, table: LatencyTable, n: int = 50, seed: i
         by_file = {r["file"]: float(r["p50_ms"]) for r in rows}
         passes.append(np.array([by_file[p.entry.file] for p in plans]))
     measured = (passes[0] + passes[1]) / 2
-    predicted = predictor.predict_many(archs)
-    sums = np.array([predictor.predict(a).sum_ms for a in archs])
+    sums = predictor.sum_many(archs)
+    predicted = predictor.calibration(sums)
 
     report = {
         "space": space.key, "table": table.name, "device": settings.device, "backend": settings.backend,
