@@ -128,6 +128,61 @@ def demo(out: Path, space_name: str, num_archs: int, as_json: bool) -> None:
     click.echo(f"results: {report['results']}\nplot:    {report['plot']}")
 
 
+# ---- training -------------------------------------------------------------------------------------
+@cli.command(name="train")
+@click.option("--space", "space_name", required=True, help="Search space name (see `hwnas spaces`) or YAML path.")
+@click.option("--data", default="digits", show_default=True,
+              help="digits (embedded, real), synthetic (tests) or an ImageFolder path with train/ and val/.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder.")
+@click.option("--epochs", type=click.IntRange(min=0), default=0, help="Epochs (default: the space's budget).")
+@click.option("--batch-size", type=click.IntRange(min=0), default=0, help="Batch size (default: the space's budget).")
+@click.option("--lr", type=float, default=0.0, help="Peak AdamW learning rate (default: the space's budget).")
+@click.option("--sampling", type=click.Choice(["uniform", "sandwich"]), default="uniform", show_default=True,
+              help="uniform: one arch per step (AutoFormer); sandwich: largest + smallest + random, distilled.")
+@click.option("--weight-sharing", type=click.Choice(["prefix", "cyclic"]), default="prefix", show_default=True,
+              help="How smaller widths share channels (cyclic: ViTAS, for spaces that support it).")
+@click.option("--aug", type=click.Choice(["weak", "deit", "none"]), default="weak", show_default=True,
+              help="weak: ViTAS's stable-supernet recipe; deit: RandAugment + Mixup/CutMix (DeiT, AutoFormer).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out exactly where its last checkpoint left it.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, init, order and archs.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def train_cmd(space_name: str, data: str, out: Path, epochs: int, batch_size: int, lr: float, sampling: str,
+              weight_sharing: str, aug: str, resume: bool, seed: int, as_json: bool) -> None:
+    """Train a weight-sharing supernet (checkpoint every epoch; --resume continues exactly)."""
+    from hwnas.train import TrainConfig, train
+
+    config = TrainConfig(space=space_name, data=data, epochs=epochs, batch_size=batch_size, lr=lr, sampling=sampling,
+                         weight_sharing=weight_sharing, aug=aug, seed=seed)
+    report = train(config, out, resume=resume, progress=not as_json)
+    if as_json:
+        emit_json(report)
+        return
+    final = report["final"] or {}
+    click.echo(f"trained {report['space']} for {report['epochs_run']} epochs; search-val top-1: "
+               + ", ".join(f"{k.removeprefix('val_top1_')} {v:.1f}%" for k, v in final.items() if k.startswith("val_top1_")))
+    click.echo(f"run:     {report['run']}\nmetrics: {report['metrics']}\nplot:    {report['plot']}")
+
+
+@cli.command(name="eval")
+@click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Run folder written by `hwnas train`.")
+@click.option("--arch", "arch_file", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Arch JSON.")
+@click.option("--split", "part", type=click.Choice(["search-val", "test"]), default="search-val", show_default=True,
+              help="Which held-out part to score on (search uses search-val; report test once, at the end).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def eval_cmd(run_dir: Path, arch_file: Path, part: str, as_json: bool) -> None:
+    """Top-1 of an arch with the weights it inherits from a trained supernet."""
+    from hwnas.train import TrainedRun
+
+    run = TrainedRun(run_dir)
+    arch = Arch.from_json(arch_file, run.space)
+    accuracy = run.top1(arch, part.replace("-", "_"))
+    if as_json:
+        emit_json({"run": str(run_dir), "arch": arch.to_dict(), "split": part, "top1": accuracy})
+        return
+    click.echo(f"{arch!r}\n{part} top-1: {accuracy:.2f}%")
+
+
 # ---- latency tables -----------------------------------------------------------------------------
 QUICK_HELP = "Few, short timing rounds: rough numbers in seconds (smoke tests, the demo). Not for shipped tables."
 

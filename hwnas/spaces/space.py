@@ -202,19 +202,35 @@ class SearchSpace(ABC):
                 genes[gene.name] = pick(gene)
         return self.arch(**genes)
 
-    # ---- size --------------------------------------------------------------------------------
-    def num_archs(self) -> int:
-        """Number of distinct architectures (exact; canonicalising families override this)."""
+    # ---- size ----------------------------------------------------------------------------------
+    def _sizings(self) -> list[tuple[dict[str, GeneValue], int]]:
+        """Each combination of the genes that size others (depth), with its number of archs."""
         sizing = [g for g in self.genes if any(o.length == g.name for o in self.genes)]
-        total = 0
+        out = []
         for combo in itertools.product(*(g.choices for g in sizing)):
-            resolved = {g.name: v for g, v in zip(sizing, combo)}
+            resolved: dict[str, GeneValue] = {g.name: v for g, v in zip(sizing, combo)}
             count = 1
             for gene in self.genes:
                 if gene.name not in resolved:
                     count *= len(gene.choices) ** self._length(gene, resolved)
-            total += count
-        return total
+            out.append((resolved, count))
+        return out
+
+    def num_archs(self) -> int:
+        """Number of distinct architectures (exact; canonicalising families override this)."""
+        return sum(count for _, count in self._sizings())
+
+    def sample_distinct(self, seed: Seed = None) -> Arch:
+        """A random arch drawn uniformly over distinct archs: the sizing genes (depth) are drawn in
+        proportion to how many archs each value has, then every other gene uniformly."""
+        rng = seed if isinstance(seed, random.Random) else random.Random(seed)
+        sizings = self._sizings()
+        resolved, _ = rng.choices(sizings, weights=[count for _, count in sizings])[0]
+        return self._build(lambda gene: resolved[gene.name] if gene.name in resolved else rng.choice(gene.choices))
+
+    def middle(self) -> Arch:
+        """The arch with every gene at its middle choice (the lower one of an even count)."""
+        return self._build(lambda gene: sorted(gene.choices)[(len(gene.choices) - 1) // 2])
 
     def describe(self) -> dict[str, Any]:
         """What `hwnas spaces` shows: shape, choices, size and the cost range."""

@@ -1,0 +1,102 @@
+"""Checkpoints: everything an exact resume needs, written atomically, loaded without unpickling.
+
+`checkpoint.pt` (torch.save, read back with `weights_only=True`) holds the model, optimiser,
+scheduler, RNG states, epoch, config and metrics; `supernet.safetensors` holds the weights alone
+for search and export, with the space in its metadata.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from hwnas.errors import HwnasError
+from hwnas.io import atomic_write_bytes
+
+CHECKPOINT = "checkpoint.pt"
+WEIGHTS = "supernet.safetensors"
+FORMAT = 1
+
+
+class CheckpointError(HwnasError):
+    """A corrupted checkpoint, or one from another space or run."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss]}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(tuple(s if not isinstance(s, list) else tuple(s) for s in state["python"]))
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buf)
+    return atomic_write_bytes(run_dir / CHECKPOINT, buf.getvalue())
+
+
+def load_checkpoint(path: Path, space_key: str) -> dict[str, Any]:
+    """A checkpoint of `space_key`, or a one-line refusal (corrupted, foreign, other space)."""
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}; start the run without --resume")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for truncated or foreign files
+        raise CheckpointError(f"{path} is corrupted or not a hwnas checkpoint ({type(exc).__name__}); "
+                              f"delete it to start over") from exc
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a hwnas checkpoint (format {FORMAT}); delete it to start over")
+    if state.get("space") != space_key:
+        raise CheckpointError(f"{path} is a checkpoint of space {state.get('space')!r}, not {space_key!r}; "
+                              f"resume with --space {state.get('space')} or use another --out")
+    return state
+
+
+def save_weights(run_dir: Path, model: nn.Module, space_key: str) -> Path:
+    """The supernet's weights as safetensors (what search and export load)."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    path = run_dir / WEIGHTS
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp), metadata={"space": space_key, "format": str(FORMAT)})
+    tmp.replace(path)
+    return path
+
+
+def load_weights(path: Path, model: nn.Module, space_key: str) -> None:
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise CheckpointError(f"no trained weights at {path}; train with `hwnas train --out {path.parent}`")
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+    except Exception as exc:
+        raise CheckpointError(f"{path} is corrupted or not safetensors ({type(exc).__name__}); train again") from exc
+    if meta.get("space") != space_key:
+        raise CheckpointError(f"{path} holds a supernet of space {meta.get('space')!r}, not {space_key!r}")
+    model.load_state_dict(tensors)

@@ -1,0 +1,61 @@
+"""What a supernet training run is: every choice that changes the result, saved with the run."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from hwnas.errors import HwnasError
+from hwnas.spaces import SearchSpace
+
+SAMPLINGS = ("uniform", "sandwich")
+WEIGHT_SHARINGS = ("prefix",)  # ViTAS's "cyclic" joins with its space family
+SMALL_IMAGE = 64  # spaces at or below this resolution (the digits ones) get the small budget
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    space: str
+    data: str = "digits"
+    epochs: int = 0  # 0: the space's default budget (see `with_defaults`)
+    batch_size: int = 0
+    lr: float = 0.0
+    min_lr: float = 1e-5
+    warmup_epochs: int = -1
+    weight_decay: float = 0.05
+    drop_path: float = 0.1
+    sampling: str = "uniform"
+    sandwich_random: int = 2  # random subnets per sandwich step, besides the smallest
+    weight_sharing: str = "prefix"
+    aug: str = "weak"
+    seed: int = 0
+    workers: int = 0
+
+    def check(self) -> TrainConfig:
+        if self.sampling not in SAMPLINGS:
+            raise HwnasError(f"unknown --sampling {self.sampling!r}; use {' or '.join(SAMPLINGS)}")
+        if self.weight_sharing not in WEIGHT_SHARINGS:
+            raise HwnasError(f"--weight-sharing {self.weight_sharing} is not available for this space; use prefix")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise HwnasError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.lr <= 0:
+            raise HwnasError("--lr must be positive")
+        return self
+
+    def with_defaults(self, space: SearchSpace) -> TrainConfig:
+        """Fill unset budget fields: a few CPU minutes for digits-sized spaces, AutoFormer's recipe
+        (per-GPU batch 128, lr 1e-3, 500 epochs, 20 warm-up) otherwise."""
+        small = space.spec.img_size <= SMALL_IMAGE
+        budget = dict(epochs=40, batch_size=32, lr=2e-3, warmup_epochs=3) if small else \
+            dict(epochs=500, batch_size=128, lr=1e-3, warmup_epochs=20)
+        unset = {k: v for k, v in budget.items() if getattr(self, k) in (0, 0.0, -1)}
+        return replace(self, **unset).check()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})

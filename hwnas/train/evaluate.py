@@ -1,0 +1,63 @@
+"""Inherited-weight accuracy: a subnet scored on a split part with the supernet's weights as they are."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from hwnas.data import PoolDataset, Split, load_pool
+from hwnas.data.split import DataError
+from hwnas.spaces import Arch, SearchSpace, get_space
+from hwnas.supernet import Supernet, build_supernet
+from hwnas.train.checkpoint import WEIGHTS, load_weights
+from hwnas.train.config import TrainConfig
+
+CONFIG, SPLIT = "config.json", "split.json"
+EVAL_BATCH = 256
+
+
+@torch.no_grad()
+def top1(supernet: Supernet, arch: Arch, loader: DataLoader) -> float:
+    """Top-1 accuracy (percent) of subnet `arch` on every example of `loader`."""
+    was_training = supernet.training
+    supernet.eval()
+    device = next(supernet.parameters()).device
+    correct = total = 0
+    for x, y in loader:
+        logits = supernet(x.to(device, non_blocking=True), arch)
+        correct += int((logits.argmax(1).cpu() == y).sum())
+        total += len(y)
+    supernet.train(was_training)
+    return 100.0 * correct / max(total, 1)
+
+
+def split_loader(space: SearchSpace, config: TrainConfig, split: Split, part: str) -> DataLoader:
+    pool = load_pool(config.data, space.spec.img_size, space.spec.in_chans, space.spec.num_classes)
+    if pool.name != split.source:
+        raise DataError(f"the run's split indexes {split.source}, but --data gives {pool.name}; use the run's data")
+    dataset = PoolDataset(pool, getattr(split, part), space.spec.img_size)
+    return DataLoader(dataset, batch_size=EVAL_BATCH, num_workers=config.workers)
+
+
+class TrainedRun:
+    """A finished (or running) training folder: its config, split, space and trained supernet."""
+
+    def __init__(self, run_dir: str | Path):
+        self.dir = Path(run_dir)
+        config_path = self.dir / CONFIG
+        if not config_path.is_file():
+            raise DataError(f"{self.dir} is not a training run (no {CONFIG}); train one with `hwnas train --out {self.dir}`")
+        self.config = TrainConfig.from_dict(json.loads(config_path.read_text()))
+        self.space = get_space(self.config.space)
+        self.split = Split.load(self.dir / SPLIT)
+
+    def supernet(self) -> Supernet:
+        net = build_supernet(self.space)
+        load_weights(self.dir / WEIGHTS, net, self.space.key)
+        return net.eval()
+
+    def top1(self, arch: Arch, part: str = "search_val", supernet: Supernet | None = None) -> float:
+        return top1(supernet or self.supernet(), arch, split_loader(self.space, self.config, self.split, part))

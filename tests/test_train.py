@@ -1,0 +1,144 @@
+"""Supernet training: it learns, checkpoints every epoch, resumes exactly, and refuses bad runs."""
+
+from __future__ import annotations
+
+import collections
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import hwnas.train.trainer as trainer_mod
+from hwnas.errors import HwnasError
+from hwnas.spaces import get_space
+from hwnas.train import TrainConfig, TrainedRun, train
+from hwnas.train.checkpoint import CheckpointError
+from hwnas.train.sampling import step_archs
+from tests.helpers import assert_one_line_error, hwnas, toy_space_yaml
+
+
+@pytest.fixture(scope="module")
+def toy_yaml(tmp_path_factory) -> Path:
+    return toy_space_yaml(tmp_path_factory.mktemp("spaces"), "train-toy")
+
+
+def config(toy_yaml: Path, **kw) -> TrainConfig:
+    base = dict(space=str(toy_yaml), data="synthetic", epochs=3, batch_size=16, lr=2e-3, warmup_epochs=1)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def trained(toy_yaml, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "run"
+    train(config(toy_yaml), out, progress=False)
+    return out
+
+
+def test_run_folder_has_everything(trained):
+    for name in ("config.json", "split.json", "checkpoint.pt", "supernet.safetensors", "metrics.jsonl", "metrics.csv",
+                 "learning_curve.png"):
+        assert (trained / name).is_file(), name
+    metrics = pd.read_csv(trained / "metrics.csv")
+    assert list(metrics["epoch"]) == [1, 2, 3]
+    assert {"loss", "lr", "val_top1_largest", "val_top1_smallest", "val_top1_middle"} <= set(metrics.columns)
+    assert metrics["loss"].iloc[-1] < metrics["loss"].iloc[0]
+    assert metrics["val_top1_largest"].iloc[-1] > 50  # 10 classes: chance is 10%
+
+
+def test_inherited_accuracy_on_held_out_parts(trained):
+    run = TrainedRun(trained)
+    split = run.split
+    assert not set(split.train) & (set(split.search_val) | set(split.test))
+    net = run.supernet()
+    val = run.top1(run.space.largest(), "search_val", net)
+    metrics = pd.read_csv(trained / "metrics.csv")
+    assert val == pytest.approx(metrics["val_top1_largest"].iloc[-1])  # the saved weights are the trained ones
+    assert 0 <= run.top1(run.space.smallest(), "test", net) <= 100
+
+
+def test_resume_after_a_kill_is_exact(toy_yaml, trained, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    real_save = trainer_mod.save_checkpoint
+
+    def save_then_die(run_dir, state):
+        real_save(run_dir, state)
+        if state["epoch"] == 0:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(config(toy_yaml), out, progress=False)
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", real_save)
+    report = train(config(toy_yaml), out, resume=True, progress=False)
+    assert report["epochs_run"] == 2
+    straight, resumed = load_file(str(trained / "supernet.safetensors")), load_file(str(out / "supernet.safetensors"))
+    assert straight.keys() == resumed.keys()
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    drop = ["seconds"]
+    pd.testing.assert_frame_equal(pd.read_csv(trained / "metrics.csv").drop(columns=drop),
+                                  pd.read_csv(out / "metrics.csv").drop(columns=drop))
+
+
+def test_bad_runs_are_refused(toy_yaml, trained, tmp_path):
+    with pytest.raises(HwnasError, match="already holds a training run; pass --resume"):
+        train(config(toy_yaml), trained, progress=False)
+    with pytest.raises(HwnasError, match=r"other settings than the run's: lr=0.001 \(run: 0.002\)"):
+        train(config(toy_yaml, lr=1e-3), trained, resume=True, progress=False)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        train(config(toy_yaml), tmp_path / "fresh", resume=True, progress=False)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupted or not a hwnas checkpoint"):
+        train(config(toy_yaml), broken, resume=True, progress=False)
+    other = toy_space_yaml(tmp_path, "other-toy")
+    with pytest.raises(CheckpointError, match="checkpoint of space 'train-toy', not 'other-toy'"):
+        train(config(other), trained, resume=True, progress=False)
+
+
+def test_sandwich_trains_teacher_and_students(toy_yaml, tmp_path):
+    space = get_space(toy_yaml)
+    archs = step_archs(space, "sandwich", seed=0, step=5, sandwich_random=2)
+    assert archs[:2] == [space.largest(), space.smallest()] and len(archs) == 4
+    assert step_archs(space, "sandwich", 0, 5, 2) == archs and step_archs(space, "uniform", 0, 5) != step_archs(space, "uniform", 0, 6)
+    report = train(config(toy_yaml, sampling="sandwich", epochs=1), tmp_path / "run", progress=False)
+    assert report["final"]["val_top1_smallest"] > 10
+
+
+def test_uniform_sampling_is_uniform_over_distinct_archs():
+    space = get_space("autoformer-digits")  # depth 4/5/6 hold 768/3,072/12,288 archs
+    counts = collections.Counter(step_archs(space, "uniform", 0, step)[0].depth for step in range(4000))
+    assert counts[6] / 4000 == pytest.approx(12288 / 16128, abs=0.03)
+    assert counts[4] / 4000 == pytest.approx(768 / 16128, abs=0.02)
+
+
+def test_digits_budget_is_the_default():
+    cfg = TrainConfig(space="autoformer-digits").with_defaults(get_space("autoformer-digits"))
+    assert (cfg.epochs, cfg.batch_size, cfg.lr) == (40, 32, 2e-3)
+    tiny = TrainConfig(space="autoformer-tiny").with_defaults(get_space("autoformer-tiny"))
+    assert (tiny.epochs, tiny.batch_size) == (500, 128)
+    with pytest.raises(HwnasError, match="weight-sharing cyclic"):
+        replace(cfg, weight_sharing="cyclic").check()
+
+
+def test_cli_eval(trained, toy_yaml, tmp_path):
+    space = get_space(toy_yaml)
+    arch_file = tmp_path / "arch.json"
+    space.largest().to_json(arch_file)
+    result = hwnas("eval", "--run", str(trained), "--arch", str(arch_file), "--split", "test", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["top1"] == pytest.approx(TrainedRun(trained).top1(space.largest(), "test"))
+    get_space("autoformer-digits").smallest().to_json(tmp_path / "other.json")
+    assert_one_line_error(hwnas("eval", "--run", str(trained), "--arch", str(tmp_path / "other.json")),
+                          "is from space 'autoformer-digits', not 'train-toy'")
+    assert_one_line_error(hwnas("eval", "--run", str(tmp_path), "--arch", str(arch_file)), "is not a training run")
+
+
+def test_cli_train_bad_data(tmp_path):
+    assert_one_line_error(hwnas("train", "--space", "autoformer-digits", "--data", str(tmp_path / "nope"),
+                                "--out", str(tmp_path / "run")), "does not exist")
