@@ -134,9 +134,10 @@ def demo(out: Path, space_name: str, num_archs: int, as_json: bool) -> None:
 @click.option("--data", default="digits", show_default=True,
               help="digits (embedded, real), synthetic (tests) or an ImageFolder path with train/ and val/.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder.")
-@click.option("--epochs", type=click.IntRange(min=0), default=0, help="Epochs (default: the space's budget).")
-@click.option("--batch-size", type=click.IntRange(min=0), default=0, help="Batch size (default: the space's budget).")
-@click.option("--lr", type=float, default=0.0, help="Peak AdamW learning rate (default: the space's budget).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs (default: the space's budget).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Batch size (default: the space's budget).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Peak AdamW learning rate (default: the space's budget).")
 @click.option("--sampling", type=click.Choice(["uniform", "sandwich"]), default="uniform", show_default=True,
               help="uniform: one arch per step (AutoFormer); sandwich: largest + smallest + random, distilled.")
 @click.option("--weight-sharing", type=click.Choice(["prefix", "cyclic"]), default="prefix", show_default=True,
@@ -146,7 +147,7 @@ def demo(out: Path, space_name: str, num_archs: int, as_json: bool) -> None:
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where its last checkpoint left it.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, init, order and archs.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-def train_cmd(space_name: str, data: str, out: Path, epochs: int, batch_size: int, lr: float, sampling: str,
+def train_cmd(space_name: str, data: str, out: Path, epochs: int | None, batch_size: int | None, lr: float | None, sampling: str,
               weight_sharing: str, aug: str, resume: bool, seed: int, as_json: bool) -> None:
     """Train a weight-sharing supernet (checkpoint every epoch; --resume continues exactly)."""
     from hwnas.train import TrainConfig, train

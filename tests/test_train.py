@@ -27,7 +27,7 @@ def toy_yaml(tmp_path_factory) -> Path:
 
 
 def config(toy_yaml: Path, **kw) -> TrainConfig:
-    base = dict(space=str(toy_yaml), data="synthetic", epochs=3, batch_size=16, lr=2e-3, warmup_epochs=1)
+    base = dict(space=str(toy_yaml), data="synthetic", epochs=4, batch_size=16, lr=2e-3, warmup_epochs=1)
     return TrainConfig(**{**base, **kw})
 
 
@@ -43,7 +43,7 @@ def test_run_folder_has_everything(trained):
                  "learning_curve.png"):
         assert (trained / name).is_file(), name
     metrics = pd.read_csv(trained / "metrics.csv")
-    assert list(metrics["epoch"]) == [1, 2, 3]
+    assert list(metrics["epoch"]) == [1, 2, 3, 4]
     assert {"loss", "lr", "val_top1_largest", "val_top1_smallest", "val_top1_middle"} <= set(metrics.columns)
     assert metrics["loss"].iloc[-1] < metrics["loss"].iloc[0]
     assert metrics["val_top1_largest"].iloc[-1] > 50  # 10 classes: chance is 10%
@@ -74,7 +74,7 @@ def test_resume_after_a_kill_is_exact(toy_yaml, trained, tmp_path, monkeypatch):
         train(config(toy_yaml), out, progress=False)
     monkeypatch.setattr(trainer_mod, "save_checkpoint", real_save)
     report = train(config(toy_yaml), out, resume=True, progress=False)
-    assert report["epochs_run"] == 2
+    assert report["epochs_run"] == 3
     straight, resumed = load_file(str(trained / "supernet.safetensors")), load_file(str(out / "supernet.safetensors"))
     assert straight.keys() == resumed.keys()
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
@@ -118,9 +118,9 @@ def test_uniform_sampling_is_uniform_over_distinct_archs():
 
 def test_digits_budget_is_the_default():
     cfg = TrainConfig(space="autoformer-digits").with_defaults(get_space("autoformer-digits"))
-    assert (cfg.epochs, cfg.batch_size, cfg.lr) == (40, 32, 2e-3)
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.drop_path) == (40, 32, 1e-3, 0.0)
     tiny = TrainConfig(space="autoformer-tiny").with_defaults(get_space("autoformer-tiny"))
-    assert (tiny.epochs, tiny.batch_size) == (500, 128)
+    assert (tiny.epochs, tiny.batch_size, tiny.drop_path) == (500, 128, 0.1)
     with pytest.raises(HwnasError, match="weight-sharing cyclic"):
         replace(cfg, weight_sharing="cyclic").check()
 
