@@ -155,6 +155,8 @@ def train_cmd(space_name: str, data: str, out: Path, epochs: int | None, batch_s
     config = TrainConfig(space=space_name, data=data, epochs=epochs, batch_size=batch_size, lr=lr, sampling=sampling,
                          weight_sharing=weight_sharing, aug=aug, seed=seed)
     report = train(config, out, resume=resume, progress=not as_json)
+    if report["rank"] != 0:  # under torchrun, rank 0 reports for all
+        return
     if as_json:
         emit_json(report)
         return

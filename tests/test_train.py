@@ -142,3 +142,23 @@ def test_cli_eval(trained, toy_yaml, tmp_path):
 def test_cli_train_bad_data(tmp_path):
     assert_one_line_error(hwnas("train", "--space", "autoformer-digits", "--data", str(tmp_path / "nope"),
                                 "--out", str(tmp_path / "run")), "does not exist")
+
+
+def test_torchrun_two_processes_on_cpu(toy_yaml, tmp_path):
+    """DDP with gloo: both ranks train the same arch each step (else the gradient sync would fail)."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "hwnas",
+           "train", "--space", str(toy_yaml), "--data", "synthetic", "--epochs", "2", "--batch-size", "16",
+           "--out", str(out), "--json"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout[result.stdout.index("{"):])
+    assert report["processes"] == 2 and report["final"]["epoch"] == 2
+    single = TrainedRun(out)
+    assert 0 <= single.top1(single.space.largest()) <= 100
+    resumed = subprocess.run([*cmd[:-1]], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode != 0 and "already holds a training run" in resumed.stderr

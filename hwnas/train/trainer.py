@@ -20,7 +20,8 @@ from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from hwnas.data import AUGMENTS, PoolDataset, Split, load_pool
@@ -33,6 +34,7 @@ from hwnas.supernet import Supernet, build_supernet
 from hwnas.train.checkpoint import (CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, save_weights,
                                    seed_everything, set_rng_state)
 from hwnas.train.config import TrainConfig
+from hwnas.train.distributed import MultiArch, World, join_world
 from hwnas.train.evaluate import CONFIG, SPLIT, split_loader, top1
 from hwnas.train.sampling import step_archs
 
@@ -71,8 +73,10 @@ def distill(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     return torch.sum(-F.softmax(teacher.detach(), dim=-1) * F.log_softmax(student, dim=-1), dim=-1).mean()
 
 
-def prepare_run(config: TrainConfig, out: Path, resume: bool) -> tuple[SearchSpace, TrainConfig, Split, dict[str, Any] | None]:
-    """Check the run folder, then load or draw (and save) the split; the checkpoint when resuming."""
+def prepare_run(config: TrainConfig, out: Path, resume: bool,
+                write: bool = True) -> tuple[SearchSpace, TrainConfig, Split, dict[str, Any] | None]:
+    """Check the run folder, then load or draw (and, if `write`, save) the split; the checkpoint when
+    resuming. Every rank draws the same split; only the writing one saves it."""
     space = get_space(config.space)
     config = config.with_defaults(space)
     state = None
@@ -86,7 +90,8 @@ def prepare_run(config: TrainConfig, out: Path, resume: bool) -> tuple[SearchSpa
                              f"resume with the run's settings or use another --out")
     elif (out / CHECKPOINT).exists():
         raise HwnasError(f"{out} already holds a training run; pass --resume to continue it or use another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    if write:
+        out.mkdir(parents=True, exist_ok=True)
     pool = load_pool(config.data, space.spec.img_size, space.spec.in_chans, space.spec.num_classes)
     if (out / SPLIT).exists():
         split = Split.load(out / SPLIT)
@@ -94,24 +99,44 @@ def prepare_run(config: TrainConfig, out: Path, resume: bool) -> tuple[SearchSpa
             raise DataError(f"{out}/{SPLIT} splits {split.source}, not {pool.name}; use another --out")
     else:
         split = pool.split(config.seed)
-        split.save(out / SPLIT)
-    atomic_write_json(out / CONFIG, config.to_dict())
+        if write:
+            split.save(out / SPLIT)
+    if write:
+        atomic_write_json(out / CONFIG, config.to_dict())
     return space, config, split, state
 
 
 def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train (or resume) the supernet of `config.space` into the run folder `out`."""
-    space, config, split, state = prepare_run(config, out, resume)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """Train (or resume) the supernet of `config.space` into the run folder `out`; under torchrun,
+    data-parallel over the ranks."""
+    world = join_world()
+    try:
+        return _train(world, config, out, resume, progress and world.is_main)
+    finally:
+        world.close()
+
+
+def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress: bool) -> dict[str, Any]:
+    space, config, split, state = prepare_run(config, out, resume, write=world.is_main)
+    device = world.device()
     seed_everything(config.seed)  # torch (init, DropPath, shifts), numpy (timm's Mixup/CutMix), python
     supernet = build_supernet(space, drop_path_rate=config.drop_path).to(device)
     pool = load_pool(config.data, space.spec.img_size, space.spec.in_chans, space.spec.num_classes)
     aug = AUGMENTS[config.aug]
     train_set = PoolDataset(pool, split.train, space.spec.img_size, training=True, augment=aug)
-    if len(train_set) < config.batch_size:
-        raise DataError(f"the train split has {len(train_set)} images, fewer than --batch-size {config.batch_size}")
-    steps = len(train_set) // config.batch_size
+    # the shuffle of every epoch is fixed by (seed, epoch): resumable, and sharded over the ranks
+    sampler = DistributedSampler(train_set, num_replicas=world.size, rank=world.rank, shuffle=True, seed=config.seed,
+                                 drop_last=True)
+    loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, drop_last=True,
+                        num_workers=config.workers)
+    steps = len(loader)
+    if steps == 0:
+        raise DataError(f"the train split has {len(train_set)} images, too few for --batch-size {config.batch_size} "
+                        f"on {world.size} process(es)")
     recipe = build_recipe(supernet, config, steps, space.spec.num_classes)
+    model: torch.nn.Module = MultiArch(supernet)
+    if world.distributed:
+        model = DistributedDataParallel(model, find_unused_parameters=True)  # skipped layers get no gradient
     val_loader = split_loader(space, config, split, "search_val")
     amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
@@ -128,10 +153,8 @@ def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool =
 
     for epoch in range(start_epoch, config.epochs):
         began = time.perf_counter()
-        supernet.train()
-        order = torch.Generator().manual_seed(config.seed * 100_003 + epoch)  # the epoch's shuffle, resumable
-        loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=True, generator=order,
-                            num_workers=config.workers)
+        model.train()
+        sampler.set_epoch(epoch)
         losses = []
         for i, (x, y) in enumerate(tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
                                         disable=not progress)):
@@ -141,30 +164,33 @@ def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool =
                 x, y = recipe.mixup(x, y)
             archs = step_archs(space, config.sampling, config.seed, global_step, config.sandwich_random)
             with torch.autocast(device.type, enabled=amp):
-                teacher = supernet(x, archs[0])
+                teacher, *students = model(x, archs)
                 loss = recipe.criterion(teacher, y)
-                for arch in archs[1:]:
-                    loss = loss + distill(supernet(x, arch), teacher)
+                for student in students:
+                    loss = loss + distill(student, teacher)
             recipe.optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(recipe.optimizer)
             scaler.update()
             recipe.scheduler.step_update(global_step + 1)
             losses.append(float(loss.detach()))
-        row = {"epoch": epoch + 1, "loss": sum(losses) / len(losses), "lr": recipe.optimizer.param_groups[0]["lr"],
-               **{f"val_top1_{name}": top1(supernet, arch, val_loader) for name, arch in probes.items()},
-               "seconds": round(time.perf_counter() - began, 2)}
-        metrics.append(row)
-        if progress:
-            tqdm.write(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-        save_weights(out, supernet, space.key)
-        write_metrics(out, metrics)
-        save_checkpoint(out, {"space": space.key, "config": config.to_dict(), "epoch": epoch,
-                              "model": supernet.state_dict(), "optimizer": recipe.optimizer.state_dict(),
-                              "scheduler": recipe.scheduler.state_dict(), "scaler": scaler.state_dict(),
-                              "rng": rng_state(), "metrics": metrics})
+        if world.is_main:
+            row = {"epoch": epoch + 1, "loss": sum(losses) / len(losses), "lr": recipe.optimizer.param_groups[0]["lr"],
+                   **{f"val_top1_{name}": top1(supernet, arch, val_loader) for name, arch in probes.items()},
+                   "seconds": round(time.perf_counter() - began, 2)}
+            metrics.append(row)
+            if progress:
+                tqdm.write(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+            save_weights(out, supernet, space.key)
+            write_metrics(out, metrics)
+            save_checkpoint(out, {"space": space.key, "config": config.to_dict(), "epoch": epoch,
+                                  "model": supernet.state_dict(), "optimizer": recipe.optimizer.state_dict(),
+                                  "scheduler": recipe.scheduler.state_dict(), "scaler": scaler.state_dict(),
+                                  "rng": rng_state(), "metrics": metrics})
+        world.barrier()
     return {"run": str(out), "space": space.key, "config": config.to_dict(), "epochs_run": config.epochs - start_epoch,
-            "final": metrics[-1] if metrics else None, "metrics": str(out / METRICS_CSV), "plot": str(out / CURVE)}
+            "processes": world.size, "rank": world.rank, "final": metrics[-1] if metrics else None, "metrics": str(out / METRICS_CSV),
+            "plot": str(out / CURVE)}
 
 
 def write_metrics(out: Path, metrics: list[dict[str, Any]]) -> None:
