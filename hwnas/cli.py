@@ -141,7 +141,7 @@ def demo(out: Path, space_name: str, num_archs: int, as_json: bool) -> None:
 @click.option("--sampling", type=click.Choice(["uniform", "sandwich"]), default="uniform", show_default=True,
               help="uniform: one arch per step (AutoFormer); sandwich: largest + smallest + random, distilled.")
 @click.option("--weight-sharing", type=click.Choice(["prefix", "cyclic"]), default="prefix", show_default=True,
-              help="How smaller widths share channels (cyclic: ViTAS, for spaces that support it).")
+              help="Token-embedding channels of smaller widths: prefix (AutoFormer) or cyclic windows (ViTAS).")
 @click.option("--aug", type=click.Choice(["weak", "deit", "none"]), default="weak", show_default=True,
               help="weak: ViTAS's stable-supernet recipe; deit: RandAugment + Mixup/CutMix (DeiT, AutoFormer).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where its last checkpoint left it.")

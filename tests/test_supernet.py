@@ -151,3 +151,23 @@ def test_take_gathers_index_sets():
     t = torch.arange(10.0)
     assert torch.equal(take(t, 0, torch.tensor([8, 9, 0])), torch.tensor([8.0, 9.0, 0.0]))
     assert torch.equal(take(t, 0, leading(3)), torch.tensor([0.0, 1.0, 2.0]))
+
+
+def test_cyclic_sharing_balances_channels_and_extracts_exactly():
+    from hwnas.supernet.sharing import ChannelSharing
+
+    prefix, cyclic = ChannelSharing([64, 80, 96], "prefix"), ChannelSharing([64, 80, 96], "cyclic")
+    assert prefix.balance() == 3.0 and cyclic.balance() == 1.5  # digits: last 16 channels serve 1 width vs 2
+    assert torch.equal(cyclic.select(80), (torch.arange(80) + 64) % 96) and cyclic.select(96) == slice(0, 96)
+    assert cyclic.usage().sum() == prefix.usage().sum() == 64 + 80 + 96
+    net = perturbed_supernet("autoformer-digits", weight_sharing="cyclic")
+    space = net.space
+    rng = random.Random(2)
+    for arch in [space.smallest(), space.largest(), *(space.sample(rng) for _ in range(10))]:
+        assert _max_diff(net, arch, batch=4) <= TOL, arch
+    # width 80 inherits other channels under cyclic sharing (64 starts at 0 both ways)
+    x = torch.randn(2, 3, 32, 32)
+    prefix_net = perturbed_supernet("autoformer-digits")
+    with torch.no_grad():
+        assert torch.equal(net(x, space.smallest()), prefix_net(x, space.smallest()))
+        assert not torch.allclose(net(x, space.middle()), prefix_net(x, space.middle()))

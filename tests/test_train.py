@@ -121,8 +121,8 @@ def test_digits_budget_is_the_default():
     assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.drop_path) == (40, 32, 1e-3, 0.0)
     tiny = TrainConfig(space="autoformer-tiny").with_defaults(get_space("autoformer-tiny"))
     assert (tiny.epochs, tiny.batch_size, tiny.drop_path) == (500, 128, 0.1)
-    with pytest.raises(HwnasError, match="weight-sharing cyclic"):
-        replace(cfg, weight_sharing="cyclic").check()
+    with pytest.raises(HwnasError, match="unknown --weight-sharing 'suffix'; use prefix or cyclic"):
+        replace(cfg, weight_sharing="suffix").check()
 
 
 def test_cli_eval(trained, toy_yaml, tmp_path):
@@ -162,3 +162,11 @@ def test_torchrun_two_processes_on_cpu(toy_yaml, tmp_path):
     assert 0 <= single.top1(single.space.largest()) <= 100
     resumed = subprocess.run([*cmd[:-1]], capture_output=True, text=True, timeout=600)
     assert resumed.returncode != 0 and "already holds a training run" in resumed.stderr
+
+
+def test_cyclic_weight_sharing_trains_and_evaluates(toy_yaml, tmp_path):
+    out = tmp_path / "cyclic"
+    report = train(config(toy_yaml, weight_sharing="cyclic", epochs=2), out, progress=False)
+    run = TrainedRun(out)
+    assert run.config.weight_sharing == "cyclic"
+    assert run.top1(run.space.smallest()) == pytest.approx(report["final"]["val_top1_smallest"])

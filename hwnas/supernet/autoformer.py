@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from hwnas.spaces import Arch
 from hwnas.spaces.autoformer import AutoFormerSpace, mlp_hidden
 from hwnas.supernet.base import Supernet
+from hwnas.supernet.sharing import ChannelSharing
 from hwnas.supernet.elastic import ElasticBlock, ElasticLayerNorm, ElasticLinear, ElasticPatchEmbed, leading, take
 
 
@@ -17,13 +18,16 @@ class AutoFormerSupernet(Supernet):
     """Parameter names follow timm's `VisionTransformer`, so an extracted subnet is one.
 
     Depth keeps the first `depth` blocks. `drop_path_rate` rises linearly over the blocks (timm's rule).
+    `weight_sharing` picks the token-embedding channels of each embed width: `prefix` (AutoFormer) or
+    `cyclic` (ViTAS; see `sharing.py`); heads and MLP widths are always prefixes.
     """
 
     space: AutoFormerSpace
 
-    def __init__(self, space: AutoFormerSpace, drop_path_rate: float = 0.0):
+    def __init__(self, space: AutoFormerSpace, drop_path_rate: float = 0.0, weight_sharing: str = "prefix"):
         super().__init__(space)
         c, s = space.spec.choices, space.spec
+        self.embed_sharing = ChannelSharing(c["embed_dim"], weight_sharing)  # token-embedding channels
         max_dim, max_depth = max(c["embed_dim"]), max(c["depth"])
         max_hidden = max(mlp_hidden(max_dim, r) for r in c["mlp_ratio"])
         self.patch_embed = ElasticPatchEmbed(s.in_chans, max_dim, s.patch_size)
@@ -47,7 +51,7 @@ class AutoFormerSupernet(Supernet):
 
     def forward(self, x: Tensor, arch: Arch) -> Tensor:
         self.check_arch(arch)
-        embed = leading(arch.embed_dim)
+        embed = self.embed_sharing.select(arch.embed_dim)
         x = self.patch_embed(x, embed)
         cls = take(self.cls_token, 2, embed).expand(x.shape[0], -1, -1)
         x = torch.cat([cls, x], dim=1) + take(self.pos_embed, 2, embed)
@@ -60,7 +64,7 @@ class AutoFormerSupernet(Supernet):
         """A timm `VisionTransformer`; for a plain DeiT/ViT arch it is exactly the model that
         `timm.create_model` builds from `timm_kwargs(arch)`."""
         self.check_arch(arch)
-        s, embed = self.space.spec, leading(arch.embed_dim)
+        s, embed = self.space.spec, self.embed_sharing.select(arch.embed_dim)
         vit = VisionTransformer(
             img_size=s.img_size, patch_size=s.patch_size, in_chans=s.in_chans, num_classes=s.num_classes,
             embed_dim=arch.embed_dim, depth=arch.depth, num_heads=1, mlp_ratio=1.0, qkv_bias=True,

@@ -55,7 +55,7 @@ class TrainedRun:
         self.split = Split.load(self.dir / SPLIT)
 
     def supernet(self) -> Supernet:
-        net = build_supernet(self.space)
+        net = build_supernet(self.space, weight_sharing=self.config.weight_sharing)
         load_weights(self.dir / WEIGHTS, net, self.space.key)
         return net.eval()
 

@@ -120,7 +120,7 @@ def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress:
     space, config, split, state = prepare_run(config, out, resume, write=world.is_main)
     device = world.device()
     seed_everything(config.seed)  # torch (init, DropPath, shifts), numpy (timm's Mixup/CutMix), python
-    supernet = build_supernet(space, drop_path_rate=config.drop_path).to(device)
+    supernet = build_supernet(space, drop_path_rate=config.drop_path, weight_sharing=config.weight_sharing).to(device)
     pool = load_pool(config.data, space.spec.img_size, space.spec.in_chans, space.spec.num_classes)
     aug = AUGMENTS[config.aug]
     train_set = PoolDataset(pool, split.train, space.spec.img_size, training=True, augment=aug)
