@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import pickle
@@ -177,7 +178,7 @@ def test_space_overrides():
 def test_user_space_file_errors(tmp_path):
     with pytest.raises(SpaceError, match="family 'mobilenet' is not one of autoformer"):
         get_space(_tiny_yaml(tmp_path, family="mobilenet"))
-    with pytest.raises(SpaceError, match="needs choices for 'mlp_ratio'"):
+    with pytest.raises(SpaceError, match=r"needs 'mlp_ratio' \(a choice or option\)"):
         get_space(_tiny_yaml(tmp_path, choices={"embed_dim": [8], "depth": [1], "num_heads": [1]}))
     with pytest.raises(SpaceError, match="space file .* does not exist"):
         get_space(tmp_path / "missing.yaml")
@@ -193,3 +194,38 @@ def test_arch_of_a_user_space_loads_with_its_space(tmp_path):
     assert Arch.from_dict(data, space=toy) == toy.largest()
     with pytest.raises(ArchError, match="is from space 'toy-space', not 'autoformer-digits'; give that space"):
         Arch.from_dict(data, space=get_space("autoformer-digits"))
+
+
+def _vitas_yaml(tmp_path: Path) -> Path:
+    spec = {"family": "vitas", "img_size": 16, "patch_size": 8, "in_chans": 3, "num_classes": 4, "head_dim": 8,
+            "layers": 3, "min_layers": 1, "choices": {"embed_dim": [8, 16], "num_heads": [1, 2], "mlp_ratio": [1.0]}}
+    path = tmp_path / "vitas-toy.yaml"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def test_identity_shifting_gives_one_encoding_per_function(tmp_path):
+    space = get_space("vitas-digits")
+    a = space.arch(embed_dim=80, num_heads=[2, 0, 3, 0, 2, 2], mlp_ratio=[2.0, 3.0, 3.0, 2.0, 2.0, 3.0])
+    b = space.arch(embed_dim=80, num_heads=[2, 3, 0, 2, 2, 0], mlp_ratio=[2.0, 3.0, 2.0, 2.0, 3.0, 3.0])
+    assert a == b and a.digest == b.digest and a.num_heads == (2, 3, 2, 2, 0, 0)
+    assert [blk.num_heads for blk in a.blocks()[1:-1]] == [2, 3, 2, 2]  # identities are not blocks
+    with pytest.raises(ArchError, match="has 2 non-identity layers; it needs at least 3"):
+        space.arch(embed_dim=80, num_heads=[2, 0, 0, 0, 0, 3], mlp_ratio=[2.0] * 6)
+    # brute force: distinct canonical archs over every encoding == num_archs
+    toy = get_space(_vitas_yaml(tmp_path))
+    distinct = set()
+    for e in (8, 16):
+        for heads in itertools.product((0, 1, 2), repeat=3):
+            if any(heads):
+                distinct.add(toy.arch(embed_dim=e, num_heads=list(heads), mlp_ratio=[1.0] * 3).digest)
+    assert len(distinct) == toy.num_archs() == 2 * (2 + 4 + 8)
+
+
+def test_vitas_sampling_is_uniform_over_distinct_archs():
+    space = get_space("vitas-digits")  # 3..6 active layers hold 64/256/1,024/4,096 archs per width
+    counts = collections.Counter(len(space.layers(space.sample_distinct(i))) for i in range(4000))
+    assert counts[6] / 4000 == pytest.approx(4096 / 5440, abs=0.03)
+    assert counts[3] / 4000 == pytest.approx(64 / 5440, abs=0.01)
+    assert all(len(space.layers(space.sample(i))) >= 3 for i in range(200))
+    assert len(space.layers(space.smallest())) == 3 and len(space.layers(space.largest())) == 6

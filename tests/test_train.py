@@ -170,3 +170,15 @@ def test_cyclic_weight_sharing_trains_and_evaluates(toy_yaml, tmp_path):
     run = TrainedRun(out)
     assert run.config.weight_sharing == "cyclic"
     assert run.top1(run.space.smallest()) == pytest.approx(report["final"]["val_top1_smallest"])
+
+
+def test_vitas_space_trains_with_shifted_identities(tmp_path):
+    out = tmp_path / "vitas"
+    report = train(TrainConfig(space="vitas-digits", data="synthetic", epochs=1, batch_size=32), out, progress=False)
+    assert report["final"]["epoch"] == 1
+    run = TrainedRun(out)
+    space = run.space
+    shifted = space.arch(embed_dim=64, num_heads=[2, 0, 2, 0, 2, 0], mlp_ratio=[2.0] * 6)
+    assert shifted == space.smallest()  # one encoding, so one set of inherited weights and one score
+    net = run.supernet()
+    assert run.top1(shifted, "search_val", net) == run.top1(space.smallest(), "search_val", net)

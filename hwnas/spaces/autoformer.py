@@ -41,6 +41,14 @@ class AutoFormerSpace(SearchSpace):
         return int(self.spec.options.get("head_dim", 64))
 
     @property
+    def max_layers(self) -> int:
+        return int(max(self.spec.choices["depth"]))
+
+    def layers(self, arch: Arch) -> list[tuple[int, float]]:
+        """(heads, MLP ratio) of each layer the arch runs, in order."""
+        return list(zip(arch.num_heads, arch.mlp_ratio))
+
+    @property
     def num_tokens(self) -> int:
         return self.num_patches + 1  # + class token
 
@@ -60,25 +68,26 @@ class AutoFormerSpace(SearchSpace):
 
     def arch_blocks(self, arch: Arch) -> list[BlockConfig]:
         d = arch.embed_dim
-        layers = [self.encoder_block(d, h, r) for h, r in zip(arch.num_heads, arch.mlp_ratio)]
+        layers = [self.encoder_block(d, h, r) for h, r in self.layers(arch)]
         return [self.patch_embed_block(d), *layers, self.head_block(d)]
 
     def block_indexer(self, index: Mapping[BlockConfig, int]) -> Callable[[Arch], list[int]]:
         c = self.spec.choices
-        layers = {d: {(h, r): index[self.encoder_block(d, h, r)] for h in c["num_heads"] for r in c["mlp_ratio"]}
+        layers = {d: {(h, r): index[self.encoder_block(d, h, r)] for h in c["num_heads"] if h for r in c["mlp_ratio"]}
                   for d in c["embed_dim"]}
         ends = {d: (index[self.patch_embed_block(d)], index[self.head_block(d)]) for d in c["embed_dim"]}
 
         def indices(arch: Arch) -> list[int]:
             d = arch.embed_dim
             first, last = ends[d]
-            return [first, *map(layers[d].__getitem__, zip(arch.num_heads, arch.mlp_ratio)), last]
+            return [first, *map(layers[d].__getitem__, self.layers(arch)), last]
 
         return indices
 
     def block_configs(self) -> list[BlockConfig]:
         c = self.spec.choices
-        blocks = {self.encoder_block(d, h, r) for d in c["embed_dim"] for h in c["num_heads"] for r in c["mlp_ratio"]}
+        blocks = {self.encoder_block(d, h, r) for d in c["embed_dim"] for h in c["num_heads"] if h
+                  for r in c["mlp_ratio"]}
         for d in c["embed_dim"]:
             blocks |= {self.patch_embed_block(d), self.head_block(d)}
         return sorted(blocks)

@@ -12,8 +12,9 @@ import yaml
 from hwnas.errors import SpaceError
 from hwnas.spaces.autoformer import AutoFormerSpace
 from hwnas.spaces.space import SHAPE_FIELDS, SearchSpace, SpaceSpec
+from hwnas.spaces.vitas import ViTASSpace
 
-FAMILIES: dict[str, type[SearchSpace]] = {cls.family: cls for cls in (AutoFormerSpace,)}
+FAMILIES: dict[str, type[SearchSpace]] = {cls.family: cls for cls in (AutoFormerSpace, ViTASSpace)}
 
 # Spaces loaded from a user's YAML path, by name, so `Arch.from_dict` finds them again in-process.
 _USER_SPEC_FILES: dict[str, Path] = {}
@@ -99,7 +100,7 @@ def load_spec(path: Path, overrides: dict[str, int] | None = None) -> SpaceSpec:
     try:
         genes = FAMILIES[family].declare_genes(spec)
     except KeyError as exc:
-        raise SpaceError(f"space file {path}: family {family} needs choices for {exc.args[0]!r}") from None
+        raise SpaceError(f"space file {path}: family {family} needs {exc.args[0]!r} (a choice or option)") from None
     extra = sorted(set(choices) - {g.name for g in genes})
     if extra:
         raise SpaceError(f"space file {path}: {extra[0]!r} is not a gene of family {family}")

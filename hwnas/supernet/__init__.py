@@ -8,7 +8,7 @@ from hwnas.spaces import SearchSpace
 from hwnas.supernet.autoformer import AutoFormerSupernet, timm_kwargs
 from hwnas.supernet.base import Supernet
 
-SUPERNETS: dict[str, type[Supernet]] = {"autoformer": AutoFormerSupernet}
+SUPERNETS: dict[str, type[Supernet]] = {"autoformer": AutoFormerSupernet, "vitas": AutoFormerSupernet}
 
 
 def build_supernet(space: SearchSpace | str, **kwargs: Any) -> Supernet:

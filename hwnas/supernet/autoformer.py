@@ -28,7 +28,7 @@ class AutoFormerSupernet(Supernet):
         super().__init__(space)
         c, s = space.spec.choices, space.spec
         self.embed_sharing = ChannelSharing(c["embed_dim"], weight_sharing)  # token-embedding channels
-        max_dim, max_depth = max(c["embed_dim"]), max(c["depth"])
+        max_dim, max_depth = max(c["embed_dim"]), space.max_layers
         max_hidden = max(mlp_hidden(max_dim, r) for r in c["mlp_ratio"])
         self.patch_embed = ElasticPatchEmbed(s.in_chans, max_dim, s.patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, max_dim))
@@ -55,7 +55,7 @@ class AutoFormerSupernet(Supernet):
         x = self.patch_embed(x, embed)
         cls = take(self.cls_token, 2, embed).expand(x.shape[0], -1, -1)
         x = torch.cat([cls, x], dim=1) + take(self.pos_embed, 2, embed)
-        for block, heads, ratio in zip(self.blocks, arch.num_heads, arch.mlp_ratio):
+        for block, (heads, ratio) in zip(self.blocks, self.space.layers(arch)):
             x = block(x, embed, heads, mlp_hidden(arch.embed_dim, ratio))
         x = self.norm(x, embed)[:, 0]
         return self.head(x, embed, leading(self.head.out_features))
@@ -65,15 +65,16 @@ class AutoFormerSupernet(Supernet):
         `timm.create_model` builds from `timm_kwargs(arch)`."""
         self.check_arch(arch)
         s, embed = self.space.spec, self.embed_sharing.select(arch.embed_dim)
+        layers = self.space.layers(arch)
         vit = VisionTransformer(
             img_size=s.img_size, patch_size=s.patch_size, in_chans=s.in_chans, num_classes=s.num_classes,
-            embed_dim=arch.embed_dim, depth=arch.depth, num_heads=1, mlp_ratio=1.0, qkv_bias=True,
+            embed_dim=arch.embed_dim, depth=len(layers), num_heads=1, mlp_ratio=1.0, qkv_bias=True,
         )
         vit.patch_embed.proj = self.patch_embed.get_active_subnet(embed)
         with torch.no_grad():
             vit.cls_token.copy_(take(self.cls_token, 2, embed))
             vit.pos_embed.copy_(take(self.pos_embed, 2, embed))
-        for i, (heads, ratio) in enumerate(zip(arch.num_heads, arch.mlp_ratio)):
+        for i, (heads, ratio) in enumerate(layers):
             vit.blocks[i] = self.blocks[i].get_active_subnet(embed, heads, mlp_hidden(arch.embed_dim, ratio))
         vit.norm = self.norm.get_active_subnet(embed)
         vit.head = self.head.get_active_subnet(embed, leading(self.head.out_features))
@@ -86,9 +87,10 @@ def timm_kwargs(arch: Arch) -> dict[str, int | float] | None:
     space = arch.space
     if not isinstance(space, AutoFormerSpace):
         return None
-    heads, ratios = set(arch.num_heads), set(arch.mlp_ratio)
-    if len(heads) != 1 or len(ratios) != 1 or arch.num_heads[0] * space.head_dim != arch.embed_dim:
+    layers = space.layers(arch)
+    heads, ratios = {h for h, _ in layers}, {r for _, r in layers}
+    if len(heads) != 1 or len(ratios) != 1 or layers[0][0] * space.head_dim != arch.embed_dim:
         return None
     s = space.spec
     return dict(img_size=s.img_size, patch_size=s.patch_size, in_chans=s.in_chans, num_classes=s.num_classes,
-                embed_dim=arch.embed_dim, depth=arch.depth, num_heads=arch.num_heads[0], mlp_ratio=ratios.pop())
+                embed_dim=arch.embed_dim, depth=len(layers), num_heads=heads.pop(), mlp_ratio=ratios.pop())

@@ -1,0 +1,107 @@
+"""ViTAS's DeiT-style space: a fixed number of layer slots, each an encoder block (heads, MLP
+ratio) or an identity, under one embed width.
+
+Identity shifting (ViTAS): networks that differ only in where their identities sit compute the same
+function once identities are moved to the end, so canonicalisation does exactly that. Such archs
+share one encoding, one digest and (as the k-th active layer always uses supernet block k) one set
+of weights; `sample_distinct` and `num_archs` count each of them once.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING
+
+from hwnas.errors import ArchError
+from hwnas.spaces.autoformer import AutoFormerSpace
+from hwnas.spaces.space import Gene, GeneValue, Seed, SpaceSpec
+
+if TYPE_CHECKING:
+    from hwnas.spaces.arch import Arch
+
+IDENTITY = 0  # the `num_heads` value of a skipped layer slot
+
+
+class ViTASSpace(AutoFormerSpace):
+    """Genes: `embed_dim`, and per slot `num_heads` (0 = identity) and `mlp_ratio`. YAML options:
+    `layers` (slots) and `min_layers` (fewest non-identity layers)."""
+
+    family = "vitas"
+
+    @classmethod
+    def declare_genes(cls, spec: SpaceSpec) -> tuple[Gene, ...]:
+        c, slots = spec.choices, int(spec.options["layers"])
+        return (
+            Gene("embed_dim", c["embed_dim"]),
+            Gene("num_heads", (IDENTITY, *c["num_heads"]), length=slots),
+            Gene("mlp_ratio", c["mlp_ratio"], length=slots),
+        )
+
+    @property
+    def max_layers(self) -> int:
+        return int(self.spec.options["layers"])
+
+    @property
+    def min_layers(self) -> int:
+        return int(self.spec.options.get("min_layers", 1))
+
+    def layers(self, arch: Arch) -> list[tuple[int, float]]:
+        return [(h, r) for h, r in zip(arch.num_heads, arch.mlp_ratio) if h != IDENTITY]
+
+    def canonicalize(self, genes: dict[str, GeneValue]) -> dict[str, GeneValue]:
+        active = [(h, r) for h, r in zip(genes["num_heads"], genes["mlp_ratio"]) if h != IDENTITY]  # type: ignore[call-overload]
+        if len(active) < self.min_layers:
+            raise ArchError(f"{self.key} arch has {len(active)} non-identity layers; it needs at least {self.min_layers}")
+        idle = [(IDENTITY, min(self.spec.choices["mlp_ratio"]))] * (self.max_layers - len(active))
+        heads, ratios = zip(*(active + idle))
+        return {**genes, "num_heads": tuple(heads), "mlp_ratio": tuple(ratios)}
+
+    # ---- counting and drawing distinct archs -----------------------------------------------------
+    def _per_layer(self) -> int:
+        return len(self.spec.choices["num_heads"]) * len(self.spec.choices["mlp_ratio"])
+
+    def num_archs(self) -> int:
+        depths = range(self.min_layers, self.max_layers + 1)
+        return len(self.spec.choices["embed_dim"]) * sum(self._per_layer() ** k for k in depths)
+
+    def _with_layers(self, embed: int, layers: list[tuple[int, float]]) -> Arch:
+        heads, ratios = zip(*layers)
+        return self.arch(embed_dim=embed, num_heads=list(heads), mlp_ratio=list(ratios))
+
+    def sample_distinct(self, seed: Seed = None) -> Arch:
+        rng = seed if isinstance(seed, random.Random) else random.Random(seed)
+        c = self.spec.choices
+        depths = list(range(self.min_layers, self.max_layers + 1))
+        k = rng.choices(depths, weights=[self._per_layer() ** d for d in depths])[0]
+        layers = [(rng.choice(c["num_heads"]), rng.choice(c["mlp_ratio"])) for _ in range(k)]
+        return self._with_layers(rng.choice(c["embed_dim"]), layers + [(IDENTITY, c["mlp_ratio"][0])] * (self.max_layers - k))
+
+    def sample(self, seed: Seed = None) -> Arch:
+        """Every slot's genes uniform (identity among the head choices), redrawn while too few
+        layers are active."""
+        rng = seed if isinstance(seed, random.Random) else random.Random(seed)
+        for _ in range(1000):
+            try:
+                return super().sample(rng)
+            except ArchError:
+                continue
+        raise ArchError(f"{self.key}: could not draw an arch with {self.min_layers} active layers")
+
+    def _extreme(self, pick: int, k: int) -> Arch:
+        c = self.spec.choices
+        at = lambda values: sorted(values)[pick if pick >= 0 else len(values) + pick]  # noqa: E731
+        layers = [(at(c["num_heads"]), at(c["mlp_ratio"]))] * k + [(IDENTITY, min(c["mlp_ratio"]))] * (self.max_layers - k)
+        return self._with_layers(at(c["embed_dim"]), layers)
+
+    def largest(self) -> Arch:
+        return self._extreme(-1, self.max_layers)
+
+    def smallest(self) -> Arch:
+        return self._extreme(0, self.min_layers)
+
+    def middle(self) -> Arch:
+        c = self.spec.choices
+        mid = lambda values: sorted(values)[(len(values) - 1) // 2]  # noqa: E731
+        k = (self.min_layers + self.max_layers) // 2
+        layers = [(mid(c["num_heads"]), mid(c["mlp_ratio"]))] * k + [(IDENTITY, min(c["mlp_ratio"]))] * (self.max_layers - k)
+        return self._with_layers(mid(c["embed_dim"]), layers)
