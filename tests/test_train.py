@@ -182,3 +182,17 @@ def test_vitas_space_trains_with_shifted_identities(tmp_path):
     assert shifted == space.smallest()  # one encoding, so one set of inherited weights and one score
     net = run.supernet()
     assert run.top1(shifted, "search_val", net) == run.top1(space.smallest(), "search_val", net)
+
+
+def test_trains_on_an_image_folder(tmp_path):
+    from tests.test_data import make_folder
+
+    data = make_folder(tmp_path / "data", classes=("a", "b"), per_class=(8, 3), corrupt=1)
+    spec = json.loads(toy_space_yaml(tmp_path, "folder-toy").read_text())
+    (tmp_path / "folder-toy.yaml").write_text(json.dumps({**spec, "num_classes": 2}))
+    with pytest.warns(Warning, match="skipped 1 images"):
+        report = train(TrainConfig(space=str(tmp_path / "folder-toy.yaml"), data=str(data), epochs=1, batch_size=4,
+                                   aug="deit"), tmp_path / "run", progress=False)
+    assert report["final"]["epoch"] == 1
+    run = TrainedRun(tmp_path / "run")
+    assert len(run.split.test) == 6 and 0 <= run.top1(run.space.largest(), "test") <= 100

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from hwnas.errors import HwnasError
@@ -79,11 +79,7 @@ def load_checkpoint(path: Path, space_key: str) -> dict[str, Any]:
 def save_weights(run_dir: Path, model: nn.Module, space_key: str) -> Path:
     """The supernet's weights as safetensors (what search and export load)."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    path = run_dir / WEIGHTS
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata={"space": space_key, "format": str(FORMAT)})
-    tmp.replace(path)
-    return path
+    return atomic_write_bytes(run_dir / WEIGHTS, save(tensors, metadata={"space": space_key, "format": str(FORMAT)}))
 
 
 def load_weights(path: Path, model: nn.Module, space_key: str) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from functools import cached_property
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
-from hwnas.data import PoolDataset, Split, load_pool
+from hwnas.data import ImagePool, PoolDataset, Split, load_pool
 from hwnas.data.split import DataError
 from hwnas.spaces import Arch, SearchSpace, get_space
 from hwnas.supernet import Supernet, build_supernet
@@ -34,8 +35,7 @@ def top1(supernet: Supernet, arch: Arch, loader: DataLoader) -> float:
     return 100.0 * correct / max(total, 1)
 
 
-def split_loader(space: SearchSpace, config: TrainConfig, split: Split, part: str) -> DataLoader:
-    pool = load_pool(config.data, space.spec.img_size, space.spec.in_chans, space.spec.num_classes)
+def split_loader(space: SearchSpace, config: TrainConfig, pool: ImagePool, split: Split, part: str) -> DataLoader:
     if pool.name != split.source:
         raise DataError(f"the run's split indexes {split.source}, but --data gives {pool.name}; use the run's data")
     dataset = PoolDataset(pool, getattr(split, part), space.spec.img_size)
@@ -54,10 +54,16 @@ class TrainedRun:
         self.space = get_space(self.config.space)
         self.split = Split.load(self.dir / SPLIT)
 
+    @cached_property
+    def pool(self) -> ImagePool:
+        """The run's images, loaded (a folder: scanned) once per run object."""
+        s = self.space.spec
+        return load_pool(self.config.data, s.img_size, s.in_chans, s.num_classes)
+
     def supernet(self) -> Supernet:
         net = build_supernet(self.space, weight_sharing=self.config.weight_sharing)
         load_weights(self.dir / WEIGHTS, net, self.space.key)
         return net.eval()
 
     def top1(self, arch: Arch, part: str = "search_val", supernet: Supernet | None = None) -> float:
-        return top1(supernet or self.supernet(), arch, split_loader(self.space, self.config, self.split, part))
+        return top1(supernet or self.supernet(), arch, split_loader(self.space, self.config, self.pool, self.split, part))

@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from hwnas.data import AUGMENTS, PoolDataset, Split, load_pool
+from hwnas.data import AUGMENTS, ImagePool, PoolDataset, Split, load_pool
 from hwnas.data.split import DataError
 from hwnas.errors import HwnasError
 from hwnas.io import atomic_write_bytes, atomic_write_json
@@ -74,7 +74,7 @@ def distill(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
 
 
 def prepare_run(config: TrainConfig, out: Path, resume: bool,
-                write: bool = True) -> tuple[SearchSpace, TrainConfig, Split, dict[str, Any] | None]:
+                write: bool = True) -> tuple[SearchSpace, TrainConfig, ImagePool, Split, dict[str, Any] | None]:
     """Check the run folder, then load or draw (and, if `write`, save) the split; the checkpoint when
     resuming. Every rank draws the same split; only the writing one saves it."""
     space = get_space(config.space)
@@ -103,7 +103,7 @@ def prepare_run(config: TrainConfig, out: Path, resume: bool,
             split.save(out / SPLIT)
     if write:
         atomic_write_json(out / CONFIG, config.to_dict())
-    return space, config, split, state
+    return space, config, pool, split, state
 
 
 def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -117,11 +117,10 @@ def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool =
 
 
 def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress: bool) -> dict[str, Any]:
-    space, config, split, state = prepare_run(config, out, resume, write=world.is_main)
+    space, config, pool, split, state = prepare_run(config, out, resume, write=world.is_main)
     device = world.device()
     seed_everything(config.seed)  # torch (init, DropPath, shifts), numpy (timm's Mixup/CutMix), python
     supernet = build_supernet(space, drop_path_rate=config.drop_path, weight_sharing=config.weight_sharing).to(device)
-    pool = load_pool(config.data, space.spec.img_size, space.spec.in_chans, space.spec.num_classes)
     aug = AUGMENTS[config.aug]
     train_set = PoolDataset(pool, split.train, space.spec.img_size, training=True, augment=aug)
     # the shuffle of every epoch is fixed by (seed, epoch): resumable, and sharded over the ranks
@@ -137,7 +136,7 @@ def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress:
     model: torch.nn.Module = MultiArch(supernet)
     if world.distributed:
         model = DistributedDataParallel(model, find_unused_parameters=True)  # skipped layers get no gradient
-    val_loader = split_loader(space, config, split, "search_val")
+    val_loader = split_loader(space, config, pool, split, "search_val")
     amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     metrics: list[dict[str, Any]] = []
