@@ -10,7 +10,8 @@ of weights; `sample_distinct` and `num_archs` count each of them once.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from hwnas.errors import ArchError
 from hwnas.spaces.autoformer import AutoFormerSpace
@@ -64,8 +65,10 @@ class ViTASSpace(AutoFormerSpace):
         depths = range(self.min_layers, self.max_layers + 1)
         return len(self.spec.choices["embed_dim"]) * sum(self._per_layer() ** k for k in depths)
 
-    def _with_layers(self, embed: int, layers: list[tuple[int, float]]) -> Arch:
-        heads, ratios = zip(*layers)
+    def _with_layers(self, embed: int, active: list[tuple[int, float]]) -> Arch:
+        """The arch running `active` (heads, ratio) layers, the remaining slots identities."""
+        idle = [(IDENTITY, min(self.spec.choices["mlp_ratio"]))] * (self.max_layers - len(active))
+        heads, ratios = zip(*(active + idle))
         return self.arch(embed_dim=embed, num_heads=list(heads), mlp_ratio=list(ratios))
 
     def sample_distinct(self, seed: Seed = None) -> Arch:
@@ -74,7 +77,7 @@ class ViTASSpace(AutoFormerSpace):
         depths = list(range(self.min_layers, self.max_layers + 1))
         k = rng.choices(depths, weights=[self._per_layer() ** d for d in depths])[0]
         layers = [(rng.choice(c["num_heads"]), rng.choice(c["mlp_ratio"])) for _ in range(k)]
-        return self._with_layers(rng.choice(c["embed_dim"]), layers + [(IDENTITY, c["mlp_ratio"][0])] * (self.max_layers - k))
+        return self._with_layers(rng.choice(c["embed_dim"]), layers)
 
     def sample(self, seed: Seed = None) -> Arch:
         """Every slot's genes uniform (identity among the head choices), redrawn while too few
@@ -87,21 +90,17 @@ class ViTASSpace(AutoFormerSpace):
                 continue
         raise ArchError(f"{self.key}: could not draw an arch with {self.min_layers} active layers")
 
-    def _extreme(self, pick: int, k: int) -> Arch:
+    def _uniform(self, pick: Callable[[list[Any]], Any], k: int) -> Arch:
+        """k active layers, every gene at `pick` of its sorted choices."""
         c = self.spec.choices
-        at = lambda values: sorted(values)[pick if pick >= 0 else len(values) + pick]  # noqa: E731
-        layers = [(at(c["num_heads"]), at(c["mlp_ratio"]))] * k + [(IDENTITY, min(c["mlp_ratio"]))] * (self.max_layers - k)
-        return self._with_layers(at(c["embed_dim"]), layers)
+        at = lambda name: pick(sorted(c[name]))  # noqa: E731
+        return self._with_layers(at("embed_dim"), [(at("num_heads"), at("mlp_ratio"))] * k)
 
     def largest(self) -> Arch:
-        return self._extreme(-1, self.max_layers)
+        return self._uniform(lambda v: v[-1], self.max_layers)
 
     def smallest(self) -> Arch:
-        return self._extreme(0, self.min_layers)
+        return self._uniform(lambda v: v[0], self.min_layers)
 
     def middle(self) -> Arch:
-        c = self.spec.choices
-        mid = lambda values: sorted(values)[(len(values) - 1) // 2]  # noqa: E731
-        k = (self.min_layers + self.max_layers) // 2
-        layers = [(mid(c["num_heads"]), mid(c["mlp_ratio"]))] * k + [(IDENTITY, min(c["mlp_ratio"]))] * (self.max_layers - k)
-        return self._with_layers(mid(c["embed_dim"]), layers)
+        return self._uniform(lambda v: v[(len(v) - 1) // 2], (self.min_layers + self.max_layers) // 2)

@@ -10,7 +10,6 @@ from hwnas.spaces import SearchSpace
 from hwnas.supernet.sharing import SHARINGS
 
 SAMPLINGS = ("uniform", "sandwich")
-WEIGHT_SHARINGS = SHARINGS
 SMALL_IMAGE = 64  # spaces at or below this resolution (the digits ones) get the small budget
 
 
@@ -36,8 +35,8 @@ class TrainConfig:
     def check(self) -> TrainConfig:
         if self.sampling not in SAMPLINGS:
             raise HwnasError(f"unknown --sampling {self.sampling!r}; use {' or '.join(SAMPLINGS)}")
-        if self.weight_sharing not in WEIGHT_SHARINGS:
-            raise HwnasError(f"unknown --weight-sharing {self.weight_sharing!r}; use {' or '.join(WEIGHT_SHARINGS)}")
+        if self.weight_sharing not in SHARINGS:
+            raise HwnasError(f"unknown --weight-sharing {self.weight_sharing!r}; use {' or '.join(SHARINGS)}")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise HwnasError(f"--{name.replace('_', '-')} must be at least 1")
