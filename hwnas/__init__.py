@@ -8,6 +8,7 @@ Public API (stages flow one way: space -> supernet -> train -> latency table -> 
     logits = supernet(images, arch)              # the subnet on shared weights
     model = supernet.extract(arch)               # static timm VisionTransformer, same outputs
     hwnas.count_params(arch), hwnas.count_flops(arch)   # analytic; also accept a module
+    result = hwnas.search("runs/digits", latency_ms=0.8, device="cpu")   # best arch under a budget
 
 Names that need torch load on first use, so the CLI and the space tools start fast.
 """
@@ -29,6 +30,8 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "search":  # the package is callable: hwnas.search(run, latency_ms=..., device=...)
+        return import_module("hwnas.search")
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'hwnas' has no attribute {name!r}")
@@ -36,5 +39,5 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Arch", "ArchError", "BlockConfig", "HwnasError", "SearchSpace", "SpaceError", "Supernet",
-    "build_supernet", "count_flops", "count_params", "get_space", "list_spaces",
+    "build_supernet", "count_flops", "count_params", "get_space", "list_spaces", "search",
 ]

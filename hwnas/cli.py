@@ -329,6 +329,63 @@ def validate_table(device: str, space_name: str, table: Path | None, n: int, see
     click.echo(f"results: {report['json']}\nplot:    {report['plot']}")
 
 
+# ---- search ---------------------------------------------------------------------------------------
+@cli.command(name="search")
+@click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Run folder written by `hwnas train` (its supernet and search-val split).")
+@click.option("--latency-ms", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Latency budget (ms) predicted from the table of --device.")
+@click.option("--device", default=None, help="Device label whose latency table predicts latency (cpu, a100, ...).")
+@click.option("--table", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Table CSV (default: the one table for --device under $HWNAS_TABLES, ./latency_tables or shipped).")
+@click.option("--flops-g", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="FLOPs budget in G multiply-accumulates (the ViT papers' FLOPs).")
+@click.option("--params-m", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Parameter budget in millions.")
+@click.option("--strategy", type=click.Choice(["evolution", "random", "hierarchical"]), default="evolution",
+              show_default=True, metavar="NAME",
+              help="evolution (AutoFormer), random (baseline, same evaluations) or hierarchical (GLiT).")
+@click.option("--population", type=click.IntRange(min=2), default=50, show_default=True, help="Archs per generation.")
+@click.option("--generations", type=click.IntRange(min=1), default=20, show_default=True, help="Generations.")
+@click.option("--parents", type=click.IntRange(min=1), default=10, show_default=True, help="Top archs bred from.")
+@click.option("--mutation-prob", type=click.FloatRange(0, 1), default=0.2, show_default=True,
+              help="Chance each layer's heads and MLP ratio are redrawn in a mutation.")
+@click.option("--resample-prob", type=click.FloatRange(0, 1), default=0.4, show_default=True,
+              help="Chance the depth and the embed width are redrawn in a mutation.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed: the same seed gives the same search.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for best.json, history.csv, pareto.csv/.png (default RUN/search/<strategy>-<budget>-seed<S>).")
+@click.option("--measure", is_flag=True, help="Also time the winner end to end with the table's backend and settings.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (best.json) instead of text.")
+def search_cmd(run_dir: Path, latency_ms: float | None, device: str | None, table: Path | None, flops_g: float | None,
+               params_m: float | None, strategy: str, population: int, generations: int, parents: int,
+               mutation_prob: float, resample_prob: float, seed: int, out: Path | None, measure: bool, as_json: bool) -> None:
+    """Find the most accurate subnet of a trained supernet within a latency, FLOPs or params budget.
+
+    Fitness is top-1 with inherited weights on the run's search-val split; the winner is scored once
+    on the test split. State is saved every generation: rerunning the same command resumes."""
+    from hwnas.search import search
+
+    result = search(run_dir, latency_ms=latency_ms, device=device, table=table, flops_g=flops_g, params_m=params_m,
+                    strategy=strategy, population=population, generations=generations, parents=parents,
+                    mutation_prob=mutation_prob, resample_prob=resample_prob, seed=seed, out=out, measure=measure,
+                    progress=not as_json)
+    r = result.report
+    if as_json:
+        emit_json(r)
+        return
+    click.echo(f"best of {r['evaluations']} archs ({r['strategy']}, seed {r['seed']}, {r['seconds']:.0f} s): {result.best!r}")
+    click.echo(f"top-1: search-val {r['top1_search_val']:.2f}%, test {r['top1_test']:.2f}%")
+    for metric, b in r["budget"].items():
+        value = r["predicted_latency"]["latency_ms"] if metric == "latency_ms" else r[metric]
+        click.echo(f"{metric}: {value:.4g} (budget {b['limit']:g}; space spans {b['min']:.4g}-{b['max']:.4g})")
+    if "measured_latency_ms" in r:
+        click.echo(f"measured here end to end: {r['measured_latency_ms']:.4g} ms")
+    for note in r["notes"]:
+        click.echo(f"note: {note}")
+    click.echo("\n".join(f"{name + ':':<18} {path}" for name, path in r["outputs"].items()))
+
+
 def _one_line_warnings(prog: str) -> None:
     """Print our own warnings as `hwnas: warning: ...` (others keep Python's format)."""
     default = warnings.showwarning

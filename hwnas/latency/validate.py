@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from hwnas.latency.profile import CALIBRATION_SEED, ProfileSettings, local_finge
 from hwnas.latency.table import LatencyTable
 from hwnas.plots import figure, save_figure
 from hwnas.profilers.protocol import Protocol
-from hwnas.spaces import SearchSpace
+from hwnas.spaces import Arch, SearchSpace
 
 
 def agreement(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
@@ -38,39 +39,46 @@ def agreement(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
             "kendall_tau": float(tau), "max_error_pct": float(100 * rel.max())}
 
 
-def validate_table(space: SearchSpace, table: LatencyTable, n: int = 50, seed: int = 0, out: Path | None = None,
-                   protocol: Protocol | None = None, progress: bool = True) -> dict[str, Any]:
-    """Measure `n` random subnets end to end and compare them with the table's predictions."""
-    if n < 2:
-        raise HwnasError(f"--n must be at least 2 to rank subnets, got {n}")
-    predictor = LatencyPredictor(table, space)
+def measure_archs(space: SearchSpace, table: LatencyTable, archs: Sequence[Arch], work: Path, passes: int = 1,
+                  protocol: Protocol | None = None, progress: bool = True) -> list[np.ndarray]:
+    """Measure `archs` end to end on this machine with `table`'s backend and settings: one array
+    of p50 latencies (ms) per pass. A GPU table needs that GPU here; another setup warns."""
     settings = ProfileSettings.of_table(table.fingerprint)
     if protocol:
         settings = replace(settings, protocol=protocol)
     device = parse_device(settings.device)
     if device.is_gpu:
         check_local_gpu(device)
-    # the timing protocol of the end-to-end runs is the validation's own choice
-    table.warn_if_setup_differs(local_fingerprint(settings.backend, settings), "validating", ignore=("protocol",))
-
-    calibration = {a.digest for a in sample_archs(space, predictor.calibration.n, CALIBRATION_SEED, extremes=True)}
-    archs = [a for a in sample_archs(space, n + len(calibration), seed) if a.digest not in calibration][:n]
-    out = Path(out or Path("runs") / "validate" / f"{settings.device}_{space.key}")
-    work = out / "work"
+    # the timing protocol of the end-to-end runs is the caller's own choice
+    table.warn_if_setup_differs(local_fingerprint(settings.backend, settings), "measuring", ignore=("protocol",))
     plans = network_plans(archs, settings.batch_size, settings.precision)
-    info = {**settings.bundle_info(space, settings.backend), "purpose": "validate-table"}
-    passes = []
-    for i in (1, 2):
-        label = f"validate {space.key} pass {i}/2" if progress else None
+    info = {**settings.bundle_info(space, settings.backend), "purpose": "end-to-end measurement"}
+    out = []
+    for i in range(1, passes + 1):
+        label = f"measure {space.key} pass {i}/{passes}" if progress else None
         rows = measure_plans(plans, settings.backend, settings, work, info, label, out=work / f"pass{i}.csv")
         by_file = {r["file"]: float(r["p50_ms"]) for r in rows}
-        passes.append(np.array([by_file[p.entry.file] for p in plans]))
+        out.append(np.array([by_file[p.entry.file] for p in plans]))
+    shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def validate_table(space: SearchSpace, table: LatencyTable, n: int = 50, seed: int = 0, out: Path | None = None,
+                   protocol: Protocol | None = None, progress: bool = True) -> dict[str, Any]:
+    """Measure `n` random subnets end to end and compare them with the table's predictions."""
+    if n < 2:
+        raise HwnasError(f"--n must be at least 2 to rank subnets, got {n}")
+    predictor = LatencyPredictor(table, space)
+    calibration = {a.digest for a in sample_archs(space, predictor.calibration.n, CALIBRATION_SEED, extremes=True)}
+    archs = [a for a in sample_archs(space, n + len(calibration), seed) if a.digest not in calibration][:n]
+    out = Path(out or Path("runs") / "validate" / f"{table.device}_{space.key}")
+    passes = measure_archs(space, table, archs, out / "work", passes=2, protocol=protocol, progress=progress)
     measured = (passes[0] + passes[1]) / 2
     sums = predictor.sum_many(archs)
     predicted = predictor.calibration(sums)
 
     report = {
-        "space": space.key, "table": table.name, "device": settings.device, "backend": settings.backend,
+        "space": space.key, "table": table.name, "device": table.device, "backend": table.fingerprint["backend"],
         "n": len(archs), "seed": seed, "calibration": predictor.calibration.to_dict(),
         "calibrated": agreement(predicted, measured),
         "uncalibrated_sum": agreement(sums, measured),
@@ -86,7 +94,6 @@ def validate_table(space: SearchSpace, table: LatencyTable, n: int = 50, seed: i
     report["plot"] = str(scatter_plot(df, report, out / "validate.png"))
     report["json"] = str(out / "validate.json")
     atomic_write_json(out / "validate.json", report)
-    shutil.rmtree(work, ignore_errors=True)
     return report
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from hwnas.spaces.blocks import ENCODER, HEAD, PATCH_EMBED, BlockConfig
@@ -25,6 +25,7 @@ class AutoFormerSpace(SearchSpace):
     """
 
     family = "autoformer"
+    high_level_genes = ("embed_dim", "depth")  # macro shape first, then per-layer heads and MLP ratio
 
     @classmethod
     def declare_genes(cls, spec: SpaceSpec) -> tuple[Gene, ...]:
@@ -44,9 +45,33 @@ class AutoFormerSpace(SearchSpace):
     def max_layers(self) -> int:
         return int(max(self.spec.choices["depth"]))
 
+    def depths(self) -> list[int]:
+        """How many encoder layers an arch may run."""
+        return sorted(int(d) for d in self.spec.choices["depth"])
+
     def layers(self, arch: Arch) -> list[tuple[int, float]]:
         """(heads, MLP ratio) of each layer the arch runs, in order."""
         return list(zip(arch.num_heads, arch.mlp_ratio))
+
+    def with_layers(self, embed_dim: int, layers: Sequence[tuple[int, float]]) -> Arch:
+        """The arch of width `embed_dim` running `layers` ((heads, MLP ratio) each), in order."""
+        heads, ratios = zip(*layers)
+        return self.arch(embed_dim=embed_dim, depth=len(layers), num_heads=list(heads), mlp_ratio=list(ratios))
+
+    def extreme_arch(self, block_cost: Callable[[BlockConfig], float], costliest: bool = False) -> Arch:
+        """Exact: an arch's cost is its two fixed blocks plus one block per layer, every layer chosen
+        alone, so per width the best arch repeats the best layer as few (or many) times as allowed."""
+        c = self.spec.choices
+        pick = max if costliest else min
+        options = [(h, r) for h in c["num_heads"] if h for r in c["mlp_ratio"]]
+        candidates = []
+        for d in c["embed_dim"]:
+            layer = pick(options, key=lambda o: block_cost(self.encoder_block(d, *o)))
+            ends = block_cost(self.patch_embed_block(d)) + block_cost(self.head_block(d))
+            per_layer = block_cost(self.encoder_block(d, *layer))
+            candidates += [(ends + k * per_layer, d, layer, k) for k in self.depths()]
+        _, d, layer, k = pick(candidates, key=lambda t: t[0])
+        return self.with_layers(d, [layer] * k)
 
     @property
     def num_tokens(self) -> int:

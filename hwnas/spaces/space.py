@@ -94,6 +94,18 @@ class SearchSpace(ABC):
         """Map encodings that compute the same function to one (identity shifting). Default: as is."""
         return genes
 
+    # Genes a hierarchical search (GLiT) evolves first, with the other ("low-level") genes fixed.
+    # Empty: the space has no such split and hierarchical search falls back to plain evolution.
+    high_level_genes: tuple[str, ...] = ()
+
+    def extreme_arch(self, block_cost: Callable[[BlockConfig], float], costliest: bool = False) -> Arch:
+        """The arch with the lowest (or highest) sum of `block_cost` over its blocks.
+
+        Search uses it to find the minimum achievable latency, FLOPs or params before evaluating
+        anything. This default is `smallest()` / `largest()`, exact only when every cost grows with
+        every gene; families whose blocks are chosen independently override it with an exact search."""
+        return self.largest() if costliest else self.smallest()
+
     # ---- identity --------------------------------------------------------------------------
     @property
     def name(self) -> str:

@@ -10,7 +10,7 @@ of weights; `sample_distinct` and `num_archs` count each of them once.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hwnas.errors import ArchError
@@ -28,6 +28,7 @@ class ViTASSpace(AutoFormerSpace):
     `layers` (slots) and `min_layers` (fewest non-identity layers)."""
 
     family = "vitas"
+    high_level_genes = ()  # depth lives in the per-slot identity choice: no gene-wise high/low split
 
     @classmethod
     def declare_genes(cls, spec: SpaceSpec) -> tuple[Gene, ...]:
@@ -46,6 +47,9 @@ class ViTASSpace(AutoFormerSpace):
     def min_layers(self) -> int:
         return int(self.spec.options.get("min_layers", 1))
 
+    def depths(self) -> list[int]:
+        return list(range(self.min_layers, self.max_layers + 1))
+
     def layers(self, arch: Arch) -> list[tuple[int, float]]:
         return [(h, r) for h, r in zip(arch.num_heads, arch.mlp_ratio) if h != IDENTITY]
 
@@ -62,22 +66,21 @@ class ViTASSpace(AutoFormerSpace):
         return len(self.spec.choices["num_heads"]) * len(self.spec.choices["mlp_ratio"])
 
     def num_archs(self) -> int:
-        depths = range(self.min_layers, self.max_layers + 1)
-        return len(self.spec.choices["embed_dim"]) * sum(self._per_layer() ** k for k in depths)
+        return len(self.spec.choices["embed_dim"]) * sum(self._per_layer() ** k for k in self.depths())
 
-    def _with_layers(self, embed: int, active: list[tuple[int, float]]) -> Arch:
-        """The arch running `active` (heads, ratio) layers, the remaining slots identities."""
-        idle = [(IDENTITY, min(self.spec.choices["mlp_ratio"]))] * (self.max_layers - len(active))
-        heads, ratios = zip(*(active + idle))
-        return self.arch(embed_dim=embed, num_heads=list(heads), mlp_ratio=list(ratios))
+    def with_layers(self, embed_dim: int, layers: Sequence[tuple[int, float]]) -> Arch:
+        """The arch running `layers` ((heads, ratio) each), the remaining slots identities."""
+        idle = [(IDENTITY, min(self.spec.choices["mlp_ratio"]))] * (self.max_layers - len(layers))
+        heads, ratios = zip(*(list(layers) + idle))
+        return self.arch(embed_dim=embed_dim, num_heads=list(heads), mlp_ratio=list(ratios))
 
     def sample_distinct(self, seed: Seed = None) -> Arch:
         rng = seed if isinstance(seed, random.Random) else random.Random(seed)
         c = self.spec.choices
-        depths = list(range(self.min_layers, self.max_layers + 1))
+        depths = self.depths()
         k = rng.choices(depths, weights=[self._per_layer() ** d for d in depths])[0]
         layers = [(rng.choice(c["num_heads"]), rng.choice(c["mlp_ratio"])) for _ in range(k)]
-        return self._with_layers(rng.choice(c["embed_dim"]), layers)
+        return self.with_layers(rng.choice(c["embed_dim"]), layers)
 
     def sample(self, seed: Seed = None) -> Arch:
         """Every slot's genes uniform (identity among the head choices), redrawn while too few
@@ -94,7 +97,7 @@ class ViTASSpace(AutoFormerSpace):
         """k active layers, every gene at `pick` of its sorted choices."""
         c = self.spec.choices
         at = lambda name: pick(sorted(c[name]))  # noqa: E731
-        return self._with_layers(at("embed_dim"), [(at("num_heads"), at("mlp_ratio"))] * k)
+        return self.with_layers(at("embed_dim"), [(at("num_heads"), at("mlp_ratio"))] * k)
 
     def largest(self) -> Arch:
         return self._uniform(lambda v: v[-1], self.max_layers)

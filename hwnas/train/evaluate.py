@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader
 
 from hwnas.data import ImagePool, PoolDataset, Split, load_pool
@@ -21,8 +23,8 @@ EVAL_BATCH = 256
 
 
 @torch.no_grad()
-def top1(supernet: Supernet, arch: Arch, loader: DataLoader) -> float:
-    """Top-1 accuracy (percent) of subnet `arch` on every example of `loader`."""
+def top1(supernet: Supernet, arch: Arch, loader: Iterable[tuple[Tensor, Tensor]]) -> float:
+    """Top-1 accuracy (percent) of subnet `arch` on every (images, labels) batch of `loader`."""
     was_training = supernet.training
     supernet.eval()
     device = next(supernet.parameters()).device

@@ -1,0 +1,306 @@
+"""Search: exact feasibility before any evaluation, bounded constraint handling, evolution, random and
+hierarchical strategies, resumable and reproducible, on a really trained toy supernet and a really
+profiled toy latency table (the engine-only tests use an arch-computed objective to stay fast)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import hwnas
+from hwnas.latency.predict import LatencyPredictor
+from hwnas.latency.profile import ProfileSettings, profile_space
+from hwnas.latency.table import LatencyTable
+from hwnas.profilers.protocol import Protocol
+from hwnas.search import Budget, BudgetError, Constraints, Costs, EvolutionSettings, SearchState, check_feasible
+from hwnas.search.evolution import Evolution
+from hwnas.search.operators import Operators
+from hwnas.spaces import get_space
+from hwnas.train import TrainConfig, TrainedRun, train
+from tests.helpers import assert_one_line_error, hwnas as run_cli, toy_space_yaml
+
+QUICK = Protocol(warmup_runs=3, warmup_s=0.01, rounds=2, round_s=0.01, group_size=3)
+SMALL = dict(population=6, generations=4, parents=3)
+
+
+@pytest.fixture(scope="module")
+def toy_yaml(tmp_path_factory) -> Path:
+    # 2 widths x (4 + 16 + 64) layer choices = 168 archs, 12 blocks
+    return toy_space_yaml(tmp_path_factory.mktemp("spaces"), "search-toy", depth=[1, 2, 3], mlp_ratio=[2.0, 3.0])
+
+
+@pytest.fixture(scope="module")
+def toy(toy_yaml):
+    return get_space(toy_yaml)
+
+
+@pytest.fixture(scope="module")
+def run_dir(toy_yaml, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "run"
+    train(TrainConfig(space=str(toy_yaml), data="synthetic", epochs=3, batch_size=16, lr=2e-3, warmup_epochs=1), out,
+          progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def table(toy, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("tables") / "cpu.csv"
+    profile_space(toy, ProfileSettings(device="cpu", calibration_archs=3, protocol=QUICK), path, progress=False)
+    return path
+
+
+def latency_range(toy, table) -> tuple[float, float]:
+    ms = LatencyPredictor(LatencyTable.load(table), toy).predict_many(all_archs(toy))
+    return float(ms.min()), float(ms.max())
+
+
+def all_archs(space):
+    c = space.spec.choices
+    layers = list(itertools.product(c["num_heads"], c["mlp_ratio"]))
+    return [space.with_layers(d, combo) for d in c["embed_dim"] for k in c["depth"]
+            for combo in itertools.product(layers, repeat=k)]
+
+
+def engine(space, budget: Budget, fitness=lambda a: float(a.params()), **settings) -> Evolution:
+    """An evolution over `space` scored by an arch-computed objective (no supernet)."""
+    costs = Costs(space)
+    constraints = Constraints(budget, costs)
+    return Evolution(space, EvolutionSettings(**settings), constraints, costs, check_feasible(constraints).anchor,
+                     lambda archs: [fitness(a) for a in archs], SearchState())
+
+
+# ---- feasibility and constraints ----------------------------------------------------------------------
+def test_cheapest_and_costliest_arch_are_exact(toy, table):
+    archs = all_archs(toy)
+    assert len(archs) == toy.num_archs() == 168
+    costs = Costs(toy, LatencyPredictor(LatencyTable.load(table), toy))
+    every = costs.many(archs)
+    for metric in costs.metrics:
+        low, high = (costs.of(toy.extreme_arch(costs.block_cost(metric), costliest=c))[metric] for c in (False, True))
+        assert low == pytest.approx(every[metric].min()) and high == pytest.approx(every[metric].max())
+
+
+def test_vitas_cheapest_arch_is_exact(tmp_path):
+    spec = {"family": "vitas", "img_size": 16, "patch_size": 4, "in_chans": 3, "num_classes": 10, "head_dim": 8,
+            "layers": 3, "min_layers": 1, "choices": {"embed_dim": [8, 16], "num_heads": [1, 2], "mlp_ratio": [1.0, 2.0]}}
+    (tmp_path / "v.yaml").write_text(json.dumps(spec))
+    space = get_space(tmp_path / "v.yaml")
+    rng = random.Random(0)
+    archs = {space.sample_distinct(rng) for _ in range(3000)}
+    assert len(archs) == space.num_archs()
+    for cost in (lambda b: b.params(), lambda b: b.macs(), lambda b: -b.params() if b.kind == "encoder" else 1):
+        best = min(sum(cost(b) for b in a.blocks()) for a in archs)
+        assert sum(cost(b) for b in space.extreme_arch(cost).blocks()) == best
+
+
+def test_repair_meets_the_budget_near_its_edge():
+    space = get_space("autoformer-digits")
+    budget = Budget(params_m=0.3)
+    constraints = Constraints(budget, Costs(space))
+    ops = Operators(space, random.Random(0), [g.name for g in space.genes])
+    for seed in range(5):
+        ops.rng.seed(seed)
+        fixed = ops.repair(space.largest(), constraints)
+        assert fixed is not None and fixed.params() <= 300_000
+        # it stops once within the budget (no step of this space drops 40% of it), not at the smallest arch
+        assert fixed.params() > 0.6 * 300_000 > 1.2 * space.smallest().params()
+    middle = space.middle()
+    assert middle.params() <= 300_000 and ops.repair(middle, constraints) == middle
+
+
+def test_operators_respect_the_space_and_mixed_depths():
+    space = get_space("autoformer-digits")
+    rng = random.Random(0)
+    ops = Operators(space, rng, [g.name for g in space.genes])
+    a, b = space.largest(), space.smallest()  # depth 6 and 4
+    for _ in range(50):
+        child = ops.crossover(a, b)
+        assert child is not None and child.depth in (4, 6) and child.embed_dim in (64, 96)
+        for i, heads in enumerate(child.num_heads):
+            assert heads in {p.num_heads[i] for p in (a, b) if i < p.depth}
+    assert ops.mutate(a, mutation_prob=0.0, resample_prob=0.0) == a
+    high = Operators(space, rng, ["embed_dim", "depth"], frozen={"num_heads": 3, "mlp_ratio": 3.0})
+    for _ in range(20):
+        child = high.sample(space.largest())
+        assert set(child.num_heads) == {3} and set(child.mlp_ratio) == {3.0}
+
+
+def test_budget_checks_before_any_evaluation():
+    space = get_space("autoformer-digits")
+    costs = Costs(space)
+    smallest = space.smallest().params() / 1e6
+    with pytest.raises(BudgetError, match=f"minimum achievable is {smallest:.4g} M params"):
+        check_feasible(Constraints(Budget(params_m=smallest * 0.9), costs))
+    assert check_feasible(Constraints(Budget(params_m=smallest), costs)).binds
+    assert not check_feasible(Constraints(Budget(params_m=10.0), costs)).binds
+    for bad, match in (({}, "at least one constraint"), ({"params_m": 0}, "positive"), ({"flops_g": -1}, "positive"),
+                       ({"latency_ms": float("nan")}, "positive")):
+        with pytest.raises(BudgetError, match=match):
+            Budget(**bad)
+    with pytest.raises(BudgetError, match="--latency-ms needs --device"):
+        Constraints(Budget(latency_ms=1.0), costs)
+
+
+def test_contradicting_constraints_are_refused(toy, table, tmp_path):
+    # A table where the wider embedding is the faster one: latency and params then pull apart.
+    doctored = LatencyTable.load(table)
+    narrow = doctored.rows["in_dim"] == 32
+    doctored.rows.loc[narrow, "p50_ms"] *= 10
+    path = doctored.save(tmp_path / "cpu.csv")
+    costs = Costs(toy, LatencyPredictor(LatencyTable.load(path), toy))
+    fast = costs.of(toy.extreme_arch(costs.block_cost("latency_ms")))
+    light = costs.of(toy.smallest())
+    budget = Budget(latency_ms=fast["latency_ms"] * 1.01, params_m=light["params_m"] * 1.01)
+    with pytest.raises(BudgetError, match="contradict each other"):
+        check_feasible(Constraints(budget, costs))
+
+
+# ---- the engine ---------------------------------------------------------------------------------------
+def test_evolution_is_bounded_deduplicated_and_feasible():
+    space = get_space("autoformer-digits")
+    evo = engine(space, Budget(params_m=0.3), population=20, generations=6, parents=5)
+    state = evo.run()
+    digests = [r.arch.digest for r in state.records]
+    assert len(digests) == len(set(digests)) == 120
+    assert all(r.arch.params() <= 300_000 for r in state.records)
+    assert {r.origin.split("+")[0] for r in state.records} == {"random", "mutation", "crossover"}
+    assert evo.best().top1 == max(r.top1 for r in state.records)
+
+
+def test_exhausted_space_stops_without_hanging(tmp_path):
+    space = get_space(toy_space_yaml(tmp_path))  # 12 archs in all
+    state = engine(space, Budget(params_m=1.0), population=5, generations=10, parents=2).run()
+    assert len({r.arch.digest for r in state.records}) == len(state.records) == 12
+    assert any("no new feasible arch" in n for n in state.notes)
+
+
+def test_evolution_beats_random_on_an_objective_it_can_learn():
+    space = get_space("autoformer-digits")
+    budget = Budget(params_m=0.35)  # objective: the most heads x MLP ratio summed over layers, within params
+
+    def fitness(a):
+        return float(sum(h * r for h, r in zip(a.num_heads, a.mlp_ratio)))
+
+    for seed in range(3):
+        evo = engine(space, budget, fitness, population=20, generations=8, parents=5, seed=seed)
+        rnd = engine(space, budget, fitness, strategy="random", population=20, generations=8, parents=5, seed=seed)
+        evo.run(), rnd.run()
+        assert len(evo.state.records) == len(rnd.state.records)
+        assert evo.best().top1 >= rnd.best().top1
+
+
+def test_hierarchical_fixes_then_frees_the_per_layer_genes():
+    space = get_space("autoformer-digits")
+    evo = engine(space, Budget(params_m=0.5), strategy="hierarchical", population=10, generations=4, parents=3)
+    state = evo.run()
+    # 9 (embed, depth) pairs: the high-level stage runs out after 1 generation and hands on the rest
+    assert state.stage == 1 and state.stage_began == 1 and "ran out of new archs" in state.notes[0]
+    first = [r.arch for r in state.records if r.generation < state.stage_began]
+    later = [r.arch for r in state.records if r.generation >= state.stage_began]
+    assert len(first) == 9 and len(later) == 30
+    assert all(set(a.num_heads) == {2} and set(a.mlp_ratio) == {2.0} for a in first)  # middle (lower) choices
+    best_high = min((r for r in state.records if r.generation < state.stage_began), key=evo.rank_key).arch
+    assert all((a.embed_dim, a.depth) == (best_high.embed_dim, best_high.depth) for a in later)
+    assert any(len(set(a.num_heads)) > 1 for a in later)
+    vitas = engine(get_space("vitas-digits"), Budget(params_m=0.4), strategy="hierarchical", population=4,
+                   generations=2, parents=2)
+    assert "no high/low gene split" in vitas.run().notes[0]
+
+
+# ---- on a trained supernet --------------------------------------------------------------------------
+def test_search_writes_its_outputs_and_scores_on_search_val(run_dir, toy, table, tmp_path):
+    low, high = latency_range(toy, table)
+    budget = (low + high) / 2
+    result = hwnas.search(run_dir, latency_ms=budget, device="cpu", table=table, out=tmp_path / "s", progress=False,
+                          **SMALL)
+    r = result.report
+    assert {p.name for p in (tmp_path / "s").iterdir()} >= {"best.json", "history.csv", "pareto.csv", "pareto.png",
+                                                             "search_state.json"}
+    assert json.loads((tmp_path / "s" / "best.json").read_text()) == json.loads(json.dumps(r))
+    assert r["arch"] == result.best.to_dict() and r["evaluations"] == 24
+    assert r["predicted_latency"]["latency_ms"] <= budget and len(r["predicted_latency"]["blocks"]) == result.best.depth + 2
+    assert r["table"]["fingerprint"]["device"] == "cpu" and r["seed"] == 0
+    history = pd.read_csv(tmp_path / "s" / "history.csv")
+    assert len(history) == 24 and history["digest"].is_unique and (history["latency_ms"] <= budget).all()
+    assert r["top1_search_val"] == history["top1_search_val"].max()
+    run = TrainedRun(run_dir)
+    net = run.supernet()
+    assert r["top1_search_val"] == pytest.approx(run.top1(result.best, "search_val", net))
+    assert r["top1_test"] == pytest.approx(run.top1(result.best, "test", net))
+    pareto = pd.read_csv(tmp_path / "s" / "pareto.csv")
+    assert pareto["latency_ms"].is_monotonic_increasing and pareto["top1_search_val"].is_monotonic_increasing
+    for _, p in pareto.iterrows():  # nothing evaluated beats a front point in both
+        assert not ((history["latency_ms"] <= p["latency_ms"]) & (history["top1_search_val"] > p["top1_search_val"])).any()
+
+
+def test_killed_search_resumes_to_the_same_result(run_dir, table, tmp_path):
+    args = dict(latency_ms=1e3, device="cpu", table=table, flops_g=0.0006, progress=False, **SMALL)  # MACs bind
+    straight = hwnas.search(run_dir, out=tmp_path / "a", **args)
+
+    def die_after_two(state):
+        if state.generation == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        hwnas.search(run_dir, out=tmp_path / "b", on_generation=die_after_two, **args)
+    saved = json.loads((tmp_path / "b" / "search_state.json").read_text())
+    assert saved["state"]["generation"] == 2 and len(saved["state"]["records"]) == 12
+    resumed = hwnas.search(run_dir, out=tmp_path / "b", **args)
+    pd.testing.assert_frame_equal(straight.history, resumed.history)
+    assert resumed.best == straight.best
+    again = hwnas.search(run_dir, out=tmp_path / "b", **args)  # finished: nothing evaluated again
+    pd.testing.assert_frame_equal(again.history, straight.history)
+    with pytest.raises(BudgetError, match="holds a search with another budget"):
+        hwnas.search(run_dir, out=tmp_path / "b", **{**args, "flops_g": 0.0007})
+
+
+def test_random_strategy_and_a_budget_every_arch_meets(run_dir, table, tmp_path):
+    rnd = hwnas.search(run_dir, params_m=0.03, strategy="random", out=tmp_path / "r", progress=False, **SMALL)
+    assert set(rnd.history["origin"].str.split("+").str[0]) == {"random"} and len(rnd.history) == 24
+    assert rnd.report["predicted_latency"] is None and (rnd.history["params_m"] <= 0.03).all()
+    loose = hwnas.search(run_dir, params_m=100.0, out=tmp_path / "l", progress=False, **SMALL)
+    assert loose.best == loose.best.space.largest() and loose.report["budget_binds"] is False
+    assert "returned the largest arch" in loose.notes[0] and loose.report["evaluations"] == 1
+
+
+def test_cli_search_with_measure(run_dir, toy, table, tmp_path):
+    low, high = latency_range(toy, table)
+    result = run_cli("search", "--run", str(run_dir), "--latency-ms", f"{high:.4f}", "--device", "cpu", "--table",
+                     str(table), "--population", "4", "--generations", "2", "--parents", "2", "--out",
+                     str(tmp_path / "s"), "--measure", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["measured_latency_ms"] > 0 and "measured_over_budget_pct" in report
+    text = run_cli("search", "--run", str(run_dir), "--latency-ms", f"{high:.4f}", "--device", "cpu", "--table",
+                   str(table), "--population", "4", "--generations", "2", "--parents", "2", "--out", str(tmp_path / "s"))
+    assert text.returncode == 0 and "top-1: search-val" in text.stdout and "pareto.png" in text.stdout
+
+
+def test_cli_bad_input_is_one_line(run_dir, toy, table, tmp_path):
+    low, _ = latency_range(toy, table)
+    base = ["search", "--run", str(run_dir), "--table", str(table)]
+    cases = [
+        (base + ["--latency-ms", f"{low / 2:.6f}", "--device", "cpu"], ["minimum achievable is", "ms"]),
+        (base + ["--latency-ms", "0", "--device", "cpu"], ["--latency-ms", "0"]),
+        (base + ["--params-m", "-1"], ["--params-m"]),
+        (base, ["at least one constraint"]),
+        (base + ["--params-m", "1", "--strategy", "annealing"], ["--strategy", "annealing"]),
+        (base + ["--latency-ms", "1", "--device", "a100"], ["measured on device 'cpu', not 'a100'"]),
+        (["search", "--run", str(tmp_path / "nowhere"), "--params-m", "1"], ["is not a training run", "hwnas train"]),
+        (["search", "--run", str(run_dir), "--latency-ms", "1", "--device", "cpu"],  # the shipped table lacks the toy
+         ["no row for block", "hwnas profile --device cpu --space"]),
+    ]
+    for args, fragments in cases:
+        assert_one_line_error(run_cli(*args), *fragments)
+    no_weights = tmp_path / "half"
+    no_weights.mkdir()
+    for name in ("config.json", "split.json"):
+        (no_weights / name).write_text((run_dir / name).read_text())
+    assert_one_line_error(run_cli("search", "--run", str(no_weights), "--params-m", "1"), "no trained weights")
+    assert not (run_dir / "search").exists()  # refused before anything was written
+
