@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +16,7 @@ import pytest
 import hwnas
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.profile import ProfileSettings, profile_space
-from hwnas.latency.table import LatencyTable
+from hwnas.latency.table import SHIPPED_DIR, LatencyTable, TableError, find_table
 from hwnas.profilers.protocol import Protocol
 from hwnas.search import Budget, BudgetError, Constraints, Costs, EvolutionSettings, SearchState, check_feasible
 from hwnas.search.evolution import Evolution
@@ -176,7 +177,7 @@ def test_exhausted_space_stops_without_hanging(tmp_path):
     space = get_space(toy_space_yaml(tmp_path))  # 12 archs in all
     state = engine(space, Budget(params_m=1.0), population=5, generations=10, parents=2).run()
     assert len({r.arch.digest for r in state.records}) == len(state.records) == 12
-    assert any("no new feasible arch" in n for n in state.notes)
+    assert any("no new feasible arch" in n for n in state.notes) and any("not 50" in n for n in state.notes)
 
 
 def test_evolution_beats_random_on_an_objective_it_can_learn():
@@ -304,3 +305,16 @@ def test_cli_bad_input_is_one_line(run_dir, toy, table, tmp_path):
     assert_one_line_error(run_cli("search", "--run", str(no_weights), "--params-m", "1"), "no trained weights")
     assert not (run_dir / "search").exists()  # refused before anything was written
 
+
+
+def test_device_table_is_the_one_calibrated_for_the_run_space(toy, table, tmp_path, monkeypatch):
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    for src, name in ((table, "cpu_toy.csv"), (SHIPPED_DIR / "cpu_onnxruntime_fp32_bs1_t1.csv", "cpu_shipped.csv")):
+        shutil.copy(src, folder / name)
+        shutil.copy(src.with_suffix(".json"), (folder / name).with_suffix(".json"))
+    monkeypatch.setenv("HWNAS_TABLES", str(folder))
+    assert find_table("cpu", space_key=toy.key).path == folder / "cpu_toy.csv"
+    assert find_table("cpu", space_key="autoformer-digits").path == folder / "cpu_shipped.csv"
+    with pytest.raises(TableError, match="several latency tables"):
+        find_table("cpu")

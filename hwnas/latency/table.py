@@ -237,8 +237,9 @@ def table_dirs() -> list[Path]:
     return list(unique.values())
 
 
-def find_table(device: str, table: str | Path | None = None) -> LatencyTable:
-    """The table given, or the one table for `device` in `table_dirs()`; a clear error otherwise."""
+def find_table(device: str, table: str | Path | None = None, space_key: str | None = None) -> LatencyTable:
+    """The table given, or the one table for `device` in `table_dirs()`; a clear error otherwise.
+    With `space_key`, several tables for the device narrow to those calibrated for that space."""
     if table is not None:
         found = LatencyTable.load(table)
         if found.device != device:
@@ -246,11 +247,13 @@ def find_table(device: str, table: str | Path | None = None) -> LatencyTable:
                           SetupMismatchWarning, stacklevel=2)
         return _warn_if_generic_cpu_elsewhere(found)
     for folder in table_dirs():
-        candidates = sorted({*folder.glob(f"{device}.csv"), *folder.glob(f"{device}_*.csv")})
+        candidates = [LatencyTable.load(c) for c in sorted({*folder.glob(f"{device}.csv"), *folder.glob(f"{device}_*.csv")})]
+        if len(candidates) > 1 and space_key is not None:
+            candidates = [c for c in candidates if space_key in c.calibrations] or candidates
         if len(candidates) == 1:
-            return _warn_if_generic_cpu_elsewhere(LatencyTable.load(candidates[0]))
+            return _warn_if_generic_cpu_elsewhere(candidates[0])
         if len(candidates) > 1:
-            names = ", ".join(str(c) for c in candidates)
+            names = ", ".join(c.name for c in candidates)
             raise TableError(f"several latency tables for device {device!r} ({names}); choose one with --table")
     where = ", ".join(str(d) for d in table_dirs())
     raise TableError(f"no latency table for device {device!r} in {where}; build one with "

@@ -195,6 +195,10 @@ class Evolution:
             state.rng = self.rng.getstate()
             if on_generation:
                 on_generation(state)
+        planned = self.settings.population * self.settings.generations
+        if len(state.records) < planned:
+            self._note(f"evaluated {len(state.records)} archs, not {planned}: generations found fewer new feasible "
+                       f"archs than --population (the budget leaves few archs, or a stage's subspace is small)")
         state.done = True
         return state
 

@@ -49,12 +49,13 @@ class SearchResult:
         return list(self.report["notes"])
 
 
-def search_table(device: str | None, table: str | Path | None) -> LatencyTable:
-    """The table for `device` (found) or given; a given table of another device is refused."""
+def search_table(device: str | None, table: str | Path | None, space_key: str) -> LatencyTable:
+    """The table for `device` (found, preferring one calibrated for the space) or given; a given
+    table of another device is refused."""
     label = parse_device(device).label if device else None
     if table is None:
         assert label is not None
-        return find_table(label, None)
+        return find_table(label, None, space_key)
     found = LatencyTable.load(table)
     if label and found.device != label:
         raise TableError(f"latency table {table} was measured on device {found.device!r}, not {label!r}; "
@@ -110,7 +111,7 @@ def search(run: str | Path, *, latency_ms: float | None = None, device: str | No
     if not weights.is_file():
         raise CheckpointError(f"{trained.dir} has no trained weights ({WEIGHTS}); finish `hwnas train --out {trained.dir}` first")
     space = trained.space
-    found = search_table(device, table) if device or table else None
+    found = search_table(device, table, space.key) if device or table else None
     predictor = LatencyPredictor(found, space) if found else None
     costs = Costs(space, predictor)
     constraints = Constraints(budget, costs)

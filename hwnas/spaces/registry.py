@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -105,3 +106,26 @@ def load_spec(path: Path, overrides: dict[str, int] | None = None) -> SpaceSpec:
     if extra:
         raise SpaceError(f"space file {path}: {extra[0]!r} is not a gene of family {family}")
     return spec
+
+
+def spec_dict(space: SearchSpace) -> dict[str, Any]:
+    """A space's full declaration as plain data (exported models carry it to load without the YAML)."""
+    s = space.spec
+    return {"name": s.name, "family": s.family, "description": s.description,
+            **{k: getattr(s, k) for k in SHAPE_FIELDS}, "choices": {k: list(v) for k, v in s.choices.items()},
+            "options": dict(s.options), "overrides": dict(s.overrides)}
+
+
+def space_from_dict(data: Mapping[str, Any]) -> SearchSpace:
+    """The space `spec_dict` describes: the shipped one when its name and choices match, else built from the data."""
+    if data["name"] in _builtin_files():
+        shipped = get_space(data["name"], **data.get("overrides", {}))
+        if spec_dict(shipped) == dict(data):
+            return shipped
+    if data["family"] not in FAMILIES:
+        raise SpaceError(f"space {data['name']!r} is of family {data['family']!r}, which this hwnas does not know")
+    spec = SpaceSpec(name=data["name"], family=data["family"], description=data.get("description", ""),
+                     **{k: int(data[k]) for k in SHAPE_FIELDS},
+                     choices={k: tuple(sorted(v)) for k, v in data["choices"].items()},
+                     options=dict(data.get("options", {})), overrides=dict(data.get("overrides", {})))
+    return FAMILIES[spec.family](spec)

@@ -1,0 +1,133 @@
+"""Search on the digits supernet under a CPU latency budget: scoring speed, evolution against random
+search (and hierarchical) over 3 seeds at the same number of evaluations, a hand-designed uniform
+DeiT-style subnet of the same budget, and the winner's latency measured end to end against the
+budget. Prints a table, writes JSON and a best-so-far plot.
+
+    .venv/bin/python benchmarks/search.py [--run runs/bench_search] [--seeds 0 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import hwnas
+from hwnas.io import atomic_write_json
+from hwnas.latency import LatencyPredictor, find_table
+from hwnas.latency.validate import measure_archs
+from hwnas.plots import figure, save_figure
+from hwnas.profilers.protocol import cpu_model
+from hwnas.search import Costs
+from hwnas.train import TrainConfig, TrainedRun, train
+from hwnas.train.checkpoint import WEIGHTS
+
+STRATEGIES = ("evolution", "random", "hierarchical")
+
+
+def predictions_per_second(predictor: LatencyPredictor, space: hwnas.SearchSpace, n: int = 100_000) -> float:
+    rng = random.Random(0)
+    archs = [space.sample(rng) for _ in range(n)]
+    predictor.predict_many(archs[:1000])  # warm
+    start = time.perf_counter()
+    predictor.predict_many(archs)
+    return n / (time.perf_counter() - start)
+
+
+def uniform_baseline(space: hwnas.SearchSpace, predictor: LatencyPredictor, budget: float) -> hwnas.Arch:
+    """The hand-designed reference: DeiT-style (every layer alike), the costliest such arch within
+    the budget, widest first (a designer's usual reading of 'as big as fits')."""
+    c = space.spec.choices
+    uniform = [space.with_layers(d, [(h, r)] * k) for d in c["embed_dim"] for k in space.depths()
+               for h in c["num_heads"] for r in c["mlp_ratio"]]
+    fits = [(ms, a) for ms, a in zip(predictor.predict_many(uniform), uniform) if ms <= budget]
+    return max(fits, key=lambda t: (t[0], t[1].embed_dim))[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, default=Path("runs/bench_search"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--budget-frac", type=float, default=0.4,
+                        help="latency budget as a fraction of the way from the fastest to the slowest subnet")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/search.json"))
+    args = parser.parse_args()
+    train_seconds = None
+    if not (args.run / WEIGHTS).is_file() or not (args.run / "checkpoint.pt").is_file():
+        start = time.perf_counter()
+        train(TrainConfig(space="autoformer-digits", data="digits"), args.run, resume=(args.run / "checkpoint.pt").is_file())
+        train_seconds = round(time.perf_counter() - start, 1)
+    run = TrainedRun(args.run)
+    space = run.space
+    table = find_table("cpu")
+    predictor = LatencyPredictor(table, space)
+    costs = Costs(space, predictor)
+    low, high = (float(predictor.predict(space.extreme_arch(costs.block_cost("latency_ms"), costliest=c)).latency_ms)
+                 for c in (False, True))
+    budget = round(low + args.budget_frac * (high - low), 3)
+    rate = predictions_per_second(predictor, space)
+
+    rows, curves = [], {}
+    for strategy in STRATEGIES:
+        for seed in args.seeds:
+            out = args.run / "search" / f"bench-{strategy}-seed{seed}"
+            start = time.perf_counter()
+            result = hwnas.search(args.run, latency_ms=budget, device="cpu", strategy=strategy, seed=seed, out=out,
+                                  measure=strategy == "evolution")
+            r = result.report
+            rows.append({"strategy": strategy, "seed": seed, "evaluations": r["evaluations"],
+                         "seconds": round(time.perf_counter() - start, 1), "search_val_top1": r["top1_search_val"],
+                         "test_top1": r["top1_test"], "predicted_ms": r["predicted_latency"]["latency_ms"],
+                         "measured_ms": r.get("measured_latency_ms"), "arch": r["arch"], "notes": r["notes"]})
+            curves[(strategy, seed)] = np.maximum.accumulate(result.history["top1_search_val"].to_numpy())
+
+    hand = uniform_baseline(space, predictor, budget)
+    net = run.supernet()
+    (hand_measured,) = measure_archs(space, table, [hand], args.run / "search" / "measure-hand", progress=False)
+    reference = {"arch": hand.to_dict(), "predicted_ms": float(predictor.predict(hand).latency_ms),
+                 "measured_ms": float(hand_measured[0]), "search_val_top1": run.top1(hand, "search_val", net),
+                 "test_top1": run.top1(hand, "test", net)}
+    evo = [r for r in rows if r["strategy"] == "evolution"]
+    rnd = {r["seed"]: r for r in rows if r["strategy"] == "random"}
+    result = {
+        "space": space.key, "run": str(args.run), "train_seconds": train_seconds, "table": table.name,
+        "budget_ms": budget, "space_latency_ms": [low, high], "predictions_per_second": rate,
+        "searches": rows, "hand_designed_uniform": reference,
+        "evolution_ge_random_every_seed": all(r["search_val_top1"] >= rnd[r["seed"]]["search_val_top1"] for r in evo),
+        "worst_measured_over_budget_pct": max(100 * (r["measured_ms"] / budget - 1) for r in evo),
+        "machine": {"cpu": cpu_model(), "torch": torch.__version__, "threads": torch.get_num_threads()},
+    }
+    fig, ax = figure(7, 4.5)
+    colours = {"evolution": "tab:blue", "random": "tab:gray", "hierarchical": "tab:green"}
+    for (strategy, seed), curve in curves.items():
+        ax.plot(np.arange(1, len(curve) + 1), curve, color=colours[strategy], lw=1.2, alpha=0.8,
+                label=strategy if seed == args.seeds[0] else None)
+    ax.axhline(reference["search_val_top1"], color="k", ls=":", label="hand-designed uniform subnet")
+    ax.set_xlabel("archs evaluated")
+    ax.set_ylabel("best search-val top-1 so far (%)")
+    ax.set_title(f"{space.key}, predicted CPU latency <= {budget} ms, seeds {args.seeds}", fontsize=9)
+    ax.legend(fontsize=8)
+    result["plot"] = str(save_figure(fig, args.out.with_suffix(".png")))
+    atomic_write_json(args.out, result)
+
+    print(f"{space.key}: budget {budget} ms (subnets span {low:.3f}-{high:.3f} ms); "
+          f"{rate:,.0f} latency predictions/s")
+    print("| strategy | seed | evaluations | time (s) | search-val top-1 | test top-1 | predicted ms | measured ms |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        measured = f"{r['measured_ms']:.3f}" if r["measured_ms"] else "-"
+        print(f"| {r['strategy']} | {r['seed']} | {r['evaluations']} | {r['seconds']:.0f} | {r['search_val_top1']:.2f}% | "
+              f"{r['test_top1']:.2f}% | {r['predicted_ms']:.3f} | {measured} |")
+    print(f"| hand-designed uniform | - | - | - | {reference['search_val_top1']:.2f}% | {reference['test_top1']:.2f}% | "
+          f"{reference['predicted_ms']:.3f} | {reference['measured_ms']:.3f} |")
+    print(f"\nevolution >= random on every seed: {result['evolution_ge_random_every_seed']}; "
+          f"worst measured vs budget: {result['worst_measured_over_budget_pct']:+.1f}%")
+    print(f"wrote {args.out} and {result['plot']}")
+
+
+if __name__ == "__main__":
+    main()
