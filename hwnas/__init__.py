@@ -9,6 +9,7 @@ Public API (stages flow one way: space -> supernet -> train -> latency table -> 
     model = supernet.extract(arch)               # static timm VisionTransformer, same outputs
     hwnas.count_params(arch), hwnas.count_flops(arch)   # analytic; also accept a module
     result = hwnas.search("runs/digits", latency_ms=0.8, device="cpu")   # best arch under a budget
+    model = hwnas.load_model("export_dir")       # an exported subnet back (safetensors + config.json)
 
 Names that need torch load on first use, so the CLI and the space tools start fast.
 """
@@ -26,6 +27,7 @@ _LAZY = {
     "Supernet": "hwnas.supernet",
     "count_flops": "hwnas.cost",
     "count_params": "hwnas.cost",
+    "load_model": "hwnas.export",
 }
 
 
@@ -39,5 +41,5 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Arch", "ArchError", "BlockConfig", "HwnasError", "SearchSpace", "SpaceError", "Supernet",
-    "build_supernet", "count_flops", "count_params", "get_space", "list_spaces", "search",
+    "build_supernet", "count_flops", "count_params", "get_space", "list_spaces", "load_model", "search",
 ]

@@ -105,27 +105,40 @@ def arch_cmd(arch_file: Path, as_json: bool) -> None:
 
 @cli.command()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo_out"),
-              show_default=True, help="Folder for the demo's results.")
-@click.option("--space", "space_name", default="autoformer-digits", show_default=True, help="Search space to demonstrate.")
-@click.option("--num-archs", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Random archs to extract and check (plus the smallest and largest).")
+              show_default=True, help="Folder for the demo's run, search, export and summary.")
+@click.option("--budget-ms", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Predicted CPU latency budget (default: 40% of the way from the fastest to the slowest subnet).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Supernet epochs (default: the digits budget, 40).")
+@click.option("--population", type=click.IntRange(min=2), default=50, show_default=True, help="Search population.")
+@click.option("--generations", type=click.IntRange(min=1), default=20, show_default=True, help="Search generations.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def demo(out: Path, space_name: str, num_archs: int, as_json: bool) -> None:
-    """Run what the pipeline has so far: build a supernet, extract subnets, check them."""
+def demo(out: Path, budget_ms: float | None, epochs: int | None, population: int, generations: int, as_json: bool) -> None:
+    """The whole pipeline on the embedded digits data on CPU: train, table, search, export.
+
+    A rerun reuses every finished stage (training resumes, the search continues, the export is kept)."""
     from hwnas.demo import run_demo
 
-    report = run_demo(get_space(space_name), out, num_archs, progress=not as_json)
+    report = run_demo(out, budget_ms, epochs, population, generations, progress=not as_json)
     if as_json:
         emit_json(report)
         return
-    click.echo(f"{'arch':<18} {'params':>9} {'MMACs':>8} {'fvcore MMACs':>13} {'max |diff|':>11} {'CPU ms':>7}")
-    for row in report["archs"]:
-        ms = f"{row['cpu_latency_ms']:.3f}" if "cpu_latency_ms" in row else "-"
-        click.echo(f"{row['name']:<18} {row['params']:>9,} {row['macs'] / 1e6:>8.2f} {row['fvcore_macs'] / 1e6:>13.2f} "
-                   f"{row['max_abs_diff']:>11.2e} {ms:>7}")
-    click.echo(f"\nall {len(report['archs'])} extracted subnets match the supernet: {report['all_match']}")
-    click.echo(f"CPU ms: {report['latency']}")
-    click.echo(f"results: {report['results']}\nplot:    {report['plot']}")
+    low, high = report["space_latency_ms"]
+    click.echo(f"\n{report['space']}: supernet {report['stages']['train']}; latency table {report['stages']['table']}")
+    click.echo(f"budget: {report['budget_ms']} ms predicted on this CPU (subnets span {low:.3f}-{high:.3f} ms)\n")
+    click.echo(f"{'subnet':<22} {'test top-1':>10} {'search-val':>10} {'params':>9} {'MMACs':>7} {'predicted ms':>12} {'measured ms':>11}")
+    for r in report["rows"]:
+        measured = f"{r['measured_ms']:.3f}" if r["measured_ms"] else "-"
+        click.echo(f"{r['name']:<22} {r['test_top1']:>9.2f}% {r['search_val_top1']:>9.2f}% {r['params']:>9,} "
+                   f"{r['macs'] / 1e6:>7.2f} {r['predicted_ms']:>12.3f} {measured:>11}")
+    for r in report["rows"]:
+        click.echo(f"{r['name']}: {json.dumps(r['arch'])}")
+    for note in report["notes"]:
+        click.echo(f"note: {note}")
+    click.echo("")
+    for name, path in {**report["artifacts"], **report["plots"], "best arch": report["search"],
+                       "summary": report["results"]}.items():
+        click.echo(f"{name + ':':<20} {path}")
+    click.echo(f"demo took {report['seconds']:.0f} s")
 
 
 # ---- training -------------------------------------------------------------------------------------
@@ -138,11 +151,11 @@ def demo(out: Path, space_name: str, num_archs: int, as_json: bool) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Batch size (default: the space's budget).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Peak AdamW learning rate (default: the space's budget).")
-@click.option("--sampling", type=click.Choice(["uniform", "sandwich"]), default="uniform", show_default=True,
+@click.option("--sampling", type=click.Choice(["uniform", "sandwich"]), default="uniform", show_default=True, metavar="NAME",
               help="uniform: one arch per step (AutoFormer); sandwich: largest + smallest + random, distilled.")
-@click.option("--weight-sharing", type=click.Choice(["prefix", "cyclic"]), default="prefix", show_default=True,
+@click.option("--weight-sharing", type=click.Choice(["prefix", "cyclic"]), default="prefix", show_default=True, metavar="NAME",
               help="Token-embedding channels of smaller widths: prefix (AutoFormer) or cyclic windows (ViTAS).")
-@click.option("--aug", type=click.Choice(["weak", "deit", "none"]), default="weak", show_default=True,
+@click.option("--aug", type=click.Choice(["weak", "deit", "none"]), default="weak", show_default=True, metavar="NAME",
               help="weak: ViTAS's stable-supernet recipe; deit: RandAugment + Mixup/CutMix (DeiT, AutoFormer).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where its last checkpoint left it.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, init, order and archs.")
@@ -384,6 +397,52 @@ def search_cmd(run_dir: Path, latency_ms: float | None, device: str | None, tabl
     for note in r["notes"]:
         click.echo(f"note: {note}")
     click.echo("\n".join(f"{name + ':':<18} {path}" for name, path in r["outputs"].items()))
+
+
+# ---- export ---------------------------------------------------------------------------------------
+@cli.command(name="export")
+@click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Run folder written by `hwnas train` (the supernet the arch inherits from).")
+@click.option("--arch", "arch_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="A search's best.json, or an arch JSON.")
+@click.option("--formats", default="onnx,pt2,safetensors", show_default=True,
+              help="Comma-separated: onnx, pt2 (torch.export), safetensors (+ config.json), tensorrt (GPU).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder for the artifacts.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
+              help="Precision of the ONNX, .pt2 and engine (safetensors keep fp32).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Static batch size.")
+@click.option("--opset", type=click.IntRange(min=18), default=20, show_default=True, help="ONNX opset (dynamo exporter).")
+@click.option("--device", default=None, help="Device label whose table predicts latency (default: cpu, if it covers the space).")
+@click.option("--table", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Table CSV instead of --device.")
+@click.option("--no-measure", is_flag=True, help="Skip timing the subnet here with the table's backend.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as one JSON object instead of text.")
+def export_cmd(run_dir: Path, arch_file: Path, formats: str, out: Path, precision: str, batch_size: int, opset: int,
+               device: str | None, table: Path | None, no_measure: bool, as_json: bool) -> None:
+    """Export a subnet as deployable artifacts, each loaded back and checked against PyTorch.
+
+    Writes into a staging folder and moves each file into --out only once all are checked, with a
+    manifest.json (arch, accuracy, FLOPs, params, predicted and measured latency, versions, sha256)."""
+    from hwnas.export import export
+
+    manifest = export(run_dir, arch_file, out, formats, precision, batch_size, device, table, opset=opset,
+                      measure=not no_measure, progress=not as_json)
+    if as_json:
+        emit_json(manifest)
+        return
+    acc, lat = manifest["accuracy_top1"], manifest["latency"]
+    click.echo(f"arch {manifest['digest']}: {json.dumps(manifest['arch'])}\ntop-1: search-val {acc['search_val']:.2f}%, test {acc['test']:.2f}%; "
+               f"{manifest['params']:,} params, {manifest['macs'] / 1e6:.2f} MMACs")
+    if lat["predicted"]:
+        line = f"latency on {lat['predicted']['device']}: predicted {lat['predicted']['latency_ms']:.4g} ms"
+        if lat["measured"]:
+            line += f", measured here {lat['measured']['latency_ms']:.4g} ms ({lat['measured']['vs_predicted_pct']:+.1f}%)"
+        click.echo(line)
+    for fmt, check in manifest["checks"].items():
+        detail = f"max |diff| vs PyTorch {check['max_abs_diff']:.1e}" if "max_abs_diff" in check else "engine loads"
+        click.echo(f"  {fmt:<12} {detail}")
+    for fmt, why in manifest["skipped"].items():
+        click.echo(f"  {fmt:<12} skipped: {why}")
+    click.echo("\n".join(f"{name:<18} {out / name}" for name in [*manifest["artifacts"], "manifest.json"]))
 
 
 def _one_line_warnings(prog: str) -> None:

@@ -1,90 +1,105 @@
-"""`hwnas demo`: the pipeline as far as it exists, on the embedded digits data, on CPU.
+"""`hwnas demo`: the whole pipeline on the embedded digits data, on CPU, in a few minutes.
 
-Today: build the supernet, extract the smallest, the largest and random subnets, check each static
-model against the supernet on real digits images, count its cost both ways, predict its CPU latency
-from the CPU latency table (`hwnas profile --device cpu` builds one; one ships), and plot the space.
-Training, search and export join here as their issues land.
+train the `autoformer-digits` supernet -> reuse the shipped CPU latency table (or profile one) ->
+search under a latency budget between the fastest and the slowest subnet -> export the winner ->
+compare it with a hand-designed DeiT-style subnet (every layer alike) that is predicted to be at
+least as slow. Every stage resumes or reuses what an earlier run of the demo finished.
 """
 
 from __future__ import annotations
 
-import random
+import json
+import time
 from pathlib import Path
 from typing import Any
 
-import torch
-from tqdm import tqdm
-
-from hwnas.cost import count_flops, count_params
-from hwnas.data import load_digits_tensors
+from hwnas.export import export
+from hwnas.export.exporter import MANIFEST
 from hwnas.io import atomic_write_json
-from hwnas.plots import figure, save_figure
-from hwnas.spaces import Arch, SearchSpace
-from hwnas.supernet import build_supernet
+from hwnas.latency.predict import LatencyPredictor
+from hwnas.latency.profile import ProfileSettings, profile_space
+from hwnas.latency.table import LatencyTable, TableError, find_table
+from hwnas.search import Costs, search
+from hwnas.spaces import Arch, SearchSpace, get_space
+from hwnas.train import TrainConfig, TrainedRun, train
+from hwnas.train.checkpoint import CHECKPOINT, WEIGHTS
+from hwnas.train.trainer import METRICS_JSONL
 
-EQUIVALENCE_TOL = 1e-5
+SPACE = "autoformer-digits"
+BUDGET_FRACTION = 0.4  # default budget: this far from the fastest to the slowest subnet
 
 
-def run_demo(space: SearchSpace, out: Path, num_archs: int = 8, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+def _train(out: Path, config: TrainConfig, progress: bool) -> tuple[TrainedRun, str]:
+    metrics = out / METRICS_JSONL
+    if (out / WEIGHTS).is_file() and metrics.is_file():
+        done = len(metrics.read_text().splitlines())
+        run = TrainedRun(out)
+        if done >= (run.config.epochs or 0):
+            return run, f"reused ({done} epochs)"
+    began = time.perf_counter()
+    train(config, out, resume=(out / CHECKPOINT).is_file(), progress=progress)
+    return TrainedRun(out), f"trained in {time.perf_counter() - began:.0f} s"
+
+
+def _table(space: SearchSpace, out: Path, progress: bool) -> tuple[LatencyTable, str]:
+    try:
+        table = find_table("cpu", None, space.key)
+        LatencyPredictor(table, space)
+        return table, f"reused {table.name}"
+    except TableError:
+        path = out / "cpu.csv"
+        profile_space(space, ProfileSettings(device="cpu"), path, progress=progress)
+        return LatencyTable.load(path), f"profiled into {path}"
+
+
+def uniform_reference(space: SearchSpace, predictor: LatencyPredictor, at_least_ms: float) -> Arch:
+    """The hand-designed baseline: DeiT-style (every layer the same heads and MLP ratio), the
+    fastest such arch predicted to take at least `at_least_ms` (wider first among equals)."""
+    c = space.spec.choices
+    uniform = [space.with_layers(d, [(h, r)] * k) for d in c["embed_dim"] for k in space.depths()
+               for h in c["num_heads"] for r in c["mlp_ratio"]]
+    slower = [(ms, -a.embed_dim, a) for ms, a in zip(predictor.predict_many(uniform), uniform) if ms >= at_least_ms]
+    return min(slower, key=lambda t: t[:2])[2] if slower else space.largest()
+
+
+def run_demo(out: Path, budget_ms: float | None = None, epochs: int | None = None, population: int = 50,
+             generations: int = 20, progress: bool = True) -> dict[str, Any]:
+    began = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    supernet = build_supernet(space).eval()
-    # A fresh supernet has zero biases and unit norms, which would hide a wrong bias or norm slice:
-    # perturb every parameter so the check covers them (until training lands in the demo).
-    with torch.no_grad():
-        for p in supernet.parameters():
-            p.add_(torch.randn_like(p), alpha=0.05)
-    images, _ = load_digits_tensors(space.spec.img_size, space.spec.in_chans)
-    batch = images[:64]
-    rng = random.Random(seed)
-    archs: list[tuple[str, Arch]] = [("smallest", space.smallest()), ("largest", space.largest())]
-    archs += [(f"random-{i}", space.sample(rng)) for i in range(num_archs)]
-
-    rows = []
-    for name, arch in tqdm(archs, desc="extract + check", disable=not progress):
-        model = supernet.extract(arch).eval()
-        with torch.no_grad():
-            diff = (supernet(batch, arch) - model(batch)).abs().max().item()
-        rows.append({
-            "name": name, "arch": arch.to_dict(), "digest": arch.digest,
-            "params": arch.params(), "model_params": count_params(model),
-            "macs": arch.macs(), "fvcore_macs": count_flops(model), "max_abs_diff": diff,
-        })
-    latency_note = add_cpu_latency(space, archs, rows)
-    all_match = all(r["max_abs_diff"] <= EQUIVALENCE_TOL and r["params"] == r["model_params"]
-                    and r["macs"] == r["fvcore_macs"] for r in rows)
-    plot = plot_space_costs(space, archs, out / "space_costs.png", seed)
-    report = {"space": space.describe(), "archs": rows, "all_match": all_match, "latency": latency_note,
-              "tolerance": EQUIVALENCE_TOL, "plot": str(plot), "results": str(out / "demo.json")}
+    space = get_space(SPACE)
+    run, trained = _train(out / "run", TrainConfig(space=SPACE, data="digits", epochs=epochs), progress)
+    table, tabled = _table(space, out / "tables", progress)
+    predictor = LatencyPredictor(table, space)
+    costs = Costs(space, predictor)
+    fastest, slowest = (float(predictor.predict(space.extreme_arch(costs.block_cost("latency_ms"), costliest=c)).latency_ms)
+                        for c in (False, True))
+    if budget_ms is None:
+        budget_ms = round(fastest + BUDGET_FRACTION * (slowest - fastest), 3)
+    found = search(run.dir, latency_ms=budget_ms, device="cpu", table=table.path, population=population,
+                   generations=generations, parents=min(10, population), out=out / "search", progress=progress)
+    best = found.best
+    manifest_path = out / "export" / MANIFEST
+    previous = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    manifest = previous if previous.get("digest") == best.digest else \
+        export(run.dir, best, out / "export", table=table.path, progress=progress)
+    reference = uniform_reference(space, predictor, found.report["predicted_latency"]["latency_ms"])
+    net = run.supernet()
+    rows = [
+        {"name": "searched", "arch": best.to_dict(), "test_top1": found.report["top1_test"],
+         "search_val_top1": found.report["top1_search_val"], "params": best.params(), "macs": best.macs(),
+         "predicted_ms": manifest["latency"]["predicted"]["latency_ms"],
+         "measured_ms": (manifest["latency"]["measured"] or {}).get("latency_ms")},
+        {"name": "hand-designed uniform", "arch": reference.to_dict(), "test_top1": run.top1(reference, "test", net),
+         "search_val_top1": run.top1(reference, "search_val", net), "params": reference.params(),
+         "macs": reference.macs(), "predicted_ms": float(predictor.predict(reference).latency_ms), "measured_ms": None},
+    ]
+    report = {
+        "space": space.key, "stages": {"train": trained, "table": tabled}, "budget_ms": budget_ms,
+        "space_latency_ms": [fastest, slowest], "table": table.name, "rows": rows, "notes": found.notes,
+        "artifacts": {name: str(out / "export" / name) for name in [*manifest["artifacts"], MANIFEST]},
+        "plots": {"learning_curve": str(run.dir / "learning_curve.png"), "pareto": str(out / "search" / "pareto.png")},
+        "search": str(out / "search" / "best.json"), "seconds": round(time.perf_counter() - began, 1),
+        "results": str(out / "demo.json"),
+    }
     atomic_write_json(out / "demo.json", report)
     return report
-
-
-def add_cpu_latency(space: SearchSpace, archs: list[tuple[str, Arch]], rows: list[dict[str, Any]]) -> str:
-    """Add each arch's predicted CPU latency to its row; say which table gave it (or why none)."""
-    from hwnas.latency.predict import LatencyPredictor
-    from hwnas.latency.table import TableError, find_table, fingerprint_summary
-
-    try:
-        table = find_table("cpu")
-        predicted = LatencyPredictor(table, space).predict_many([a for _, a in archs])
-    except TableError as exc:
-        return f"no CPU latency prediction: {exc}"
-    for row, ms in zip(rows, predicted):
-        row["cpu_latency_ms"] = float(ms)
-    return f"predicted with {table.name}: {fingerprint_summary(table.fingerprint)}"
-
-
-def plot_space_costs(space: SearchSpace, checked: list[tuple[str, Arch]], path: Path, seed: int, n: int = 2000) -> Path:
-    """Params vs MACs of `n` random archs of the space, with the checked ones marked."""
-    rng = random.Random(seed)
-    cloud = [space.sample(rng) for _ in range(n)]
-    fig, ax = figure()
-    ax.scatter([a.macs() / 1e6 for a in cloud], [a.params() / 1e6 for a in cloud], s=4, alpha=0.3, label=f"{n} random archs")
-    ax.scatter([a.macs() / 1e6 for _, a in checked], [a.params() / 1e6 for _, a in checked], s=30, c="red",
-               label="extracted and checked")
-    ax.set_xlabel("MMACs per image")
-    ax.set_ylabel("parameters (M)")
-    ax.set_title(f"{space.key}: cost of random subnets")
-    ax.legend()
-    return save_figure(fig, path)

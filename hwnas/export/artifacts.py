@@ -14,11 +14,12 @@ from safetensors.torch import save_file
 from torch import nn
 
 from hwnas.errors import HwnasError
-from hwnas.latency.bundle import export_onnx
+from hwnas.latency.bundle import OPSET, export_onnx
 from hwnas.spaces import Arch, spec_dict
 from hwnas.supernet.autoformer import timm_kwargs
 
 FORMATS = ("onnx", "pt2", "safetensors", "tensorrt")
+DEFAULT_OPSET = OPSET
 FILES = {"onnx": "model.onnx", "pt2": "model.pt2", "safetensors": "model.safetensors", "tensorrt": "model.engine"}
 CONFIG = "config.json"
 TIMM_MODEL = "vit_base_patch16_224"  # any timm ViT name: the kwargs override its whole shape
@@ -47,8 +48,8 @@ def _check(name: str, diff: float, tolerance: float) -> dict[str, float]:
 
 
 # ---- ONNX --------------------------------------------------------------------------------------------
-def write_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
-    export_onnx(model, example, path)  # dynamo, one file, metadata (local paths) stripped, onnx.checker
+def write_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
+    export_onnx(model, example, path, opset)  # dynamo, one file, metadata (local paths) stripped, onnx.checker
 
 
 def check_onnx(path: Path, model: nn.Module, inputs: list[torch.Tensor], precision: str) -> dict[str, Any]:

@@ -92,13 +92,13 @@ def example_input(entry: Entry) -> torch.Tensor:
     return torch.randn(entry.input_shape, generator=torch.Generator().manual_seed(0)).to(getattr(torch, entry.input_dtype))
 
 
-def export_onnx(module: nn.Module, example: torch.Tensor, path: str | Path) -> Path:
+def export_onnx(module: nn.Module, example: torch.Tensor, path: str | Path, opset: int = OPSET) -> Path:
     """Export with the dynamo exporter into one self-contained file (no external data, so
     TensorRT can parse it), without the exporter's metadata (stack traces with local paths)."""
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(module, (example,), dynamo=True, external_data=False, verbose=False,
-                                    opset_version=OPSET, input_names=["x"], output_names=["y"])
+                                    opset_version=opset, input_names=["x"], output_names=["y"])
     model = program.model_proto
     del model.metadata_props[:]
     for node in model.graph.node:

@@ -1,0 +1,178 @@
+"""`hwnas export`: a searched subnet as deployable artifacts plus a manifest that says what they are.
+
+Everything is written into a staging folder next to `out` and checked there; only then is each
+file moved into `out` (a rename), so a failed export leaves earlier artifacts intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hwnas.errors import ArchError
+from hwnas.export.artifacts import (
+    CONFIG, DEFAULT_OPSET, FILES, FORMATS, ExportError, check_onnx, check_pt2, check_safetensors, check_tensorrt, fresh_inputs,
+    tensorrt_unavailable, write_onnx, write_pt2, write_safetensors, write_tensorrt,
+)
+from hwnas.io import atomic_write_json
+from hwnas.latency.predict import LatencyPredictor
+from hwnas.latency.table import LatencyTable, TableError, find_table
+from hwnas.search.runner import search_table
+from hwnas.spaces import Arch
+from hwnas.train.checkpoint import WEIGHTS, CheckpointError
+from hwnas.train.evaluate import TrainedRun
+
+MANIFEST = "manifest.json"
+DEFAULT_FORMATS = ("onnx", "pt2", "safetensors")
+PRECISIONS = ("fp32", "fp16")
+
+
+def read_arch(path: str | Path, run: TrainedRun) -> Arch:
+    """An arch JSON file, or a search's best.json (its `arch` field), of the run's space."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ArchError(f"arch file {path} does not exist; give a search's best.json or an arch JSON") from None
+    except json.JSONDecodeError as exc:
+        raise ArchError(f"arch file {path} is not valid JSON ({exc.msg} at line {exc.lineno}); fix the file") from None
+    if isinstance(data, dict) and isinstance(data.get("arch"), dict):
+        data = data["arch"]
+    if isinstance(data, dict) and data.get("space") not in (None, run.space.name):
+        raise ArchError(f"arch {path} is from space {data['space']!r}, but run {run.dir} trained {run.space.key!r}; "
+                        f"export it with the run that searched it")
+    return Arch.from_dict(data, run.space)
+
+
+def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
+    names = [f.strip() for f in (formats.split(",") if isinstance(formats, str) else formats) if f.strip()]
+    unknown = [f for f in names if f not in FORMATS]
+    if unknown or not names:
+        raise ExportError(f"unknown format {unknown[0] if unknown else '(none)'!r}; choose from {', '.join(FORMATS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for package in ("hwnas", "torch", "timm", "onnx", "onnxruntime", "onnxscript", "safetensors", "tensorrt"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _staging(out: Path) -> Path:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".export-", dir=out))
+    except OSError as exc:
+        raise ExportError(f"cannot write to {out} ({exc.strerror}); choose a writable --out") from None
+
+
+def export(run: str | Path, arch: str | Path | Arch, out: str | Path, formats: str | Sequence[str] = DEFAULT_FORMATS,
+           precision: str = "fp32", batch_size: int = 1, device: str | None = None, table: str | Path | None = None,
+           opset: int = DEFAULT_OPSET, measure: bool = True, progress: bool = True) -> dict[str, Any]:
+    """Export subnet `arch` (an Arch, an arch JSON or a search's best.json) of the supernet in `run`.
+
+    Returns the manifest. Latency is predicted from the table of `device` (default: the CPU table,
+    when one covers the space) and, with `measure`, timed here with that table's backend and settings."""
+    formats = parse_formats(formats)
+    if precision not in PRECISIONS:
+        raise ExportError(f"unknown precision {precision!r}; use fp32 or fp16")
+    if batch_size < 1:
+        raise ExportError(f"--batch-size must be at least 1, got {batch_size}")
+    if "tensorrt" in formats and (why := tensorrt_unavailable()):
+        raise ExportError(f"tensorrt was requested but {why}; drop it from --formats or export on a GPU machine")
+    trained = TrainedRun(run)
+    if not (trained.dir / WEIGHTS).is_file():
+        raise CheckpointError(f"{trained.dir} has no trained weights ({WEIGHTS}); finish `hwnas train --out {trained.dir}` first")
+    arch = arch if isinstance(arch, Arch) else read_arch(arch, trained)
+    if arch.space != trained.space:
+        raise ArchError(f"arch is from space {arch.space.key!r}, but the run trained {trained.space.key!r}")
+    found = _table(device, table, trained)
+    out = Path(out)
+    staging = _staging(out)
+    try:
+        manifest = _export(trained, arch, staging, formats, precision, batch_size, opset, found, measure, progress)
+        for name in manifest["artifacts"]:
+            os.chmod(staging / name, 0o644)
+            os.replace(staging / name, out / name)
+        manifest["out"] = str(out)
+        atomic_write_json(out / MANIFEST, manifest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
+def _table(device: str | None, table: str | Path | None, run: TrainedRun) -> LatencyTable | None:
+    if device or table:
+        return search_table(device, table, run.space.key)
+    try:  # no device named: the CPU table, when one covers the space
+        found = find_table("cpu", None, run.space.key)
+        LatencyPredictor(found, run.space)
+        return found
+    except TableError:
+        return None
+
+
+def _export(run: TrainedRun, arch: Arch, folder: Path, formats: tuple[str, ...], precision: str, batch_size: int,
+            opset: int, table: LatencyTable | None, measure: bool, progress: bool) -> dict[str, Any]:
+    fp32 = run.supernet().extract(arch).eval()
+    model = fp32 if precision == "fp32" else run.supernet().extract(arch).eval().half()
+    inputs = fresh_inputs(arch, batch_size)
+    example = inputs[0].to(next(model.parameters()).dtype)
+    checks: dict[str, Any] = {}
+    if "onnx" in formats or "tensorrt" in formats:
+        write_onnx(model, example, folder / FILES["onnx"], opset)
+        checks["onnx"] = check_onnx(folder / FILES["onnx"], fp32, inputs, precision)
+    if "pt2" in formats:
+        write_pt2(model, example, folder / FILES["pt2"])
+        checks["pt2"] = check_pt2(folder / FILES["pt2"], fp32, inputs, precision)
+    if "safetensors" in formats:
+        write_safetensors(fp32, arch, folder / FILES["safetensors"])
+        checks["safetensors"] = check_safetensors(folder / FILES["safetensors"], fp32, inputs, "fp32")
+    if "tensorrt" in formats:
+        write_tensorrt(folder / FILES["onnx"], folder / FILES["tensorrt"])
+        checks["tensorrt"] = check_tensorrt(folder / FILES["tensorrt"])
+    names = [FILES[f] for f in FORMATS if f in formats or (f == "onnx" and "tensorrt" in formats)]
+    if "safetensors" in formats:
+        names.append(CONFIG)
+    skipped = {} if "tensorrt" in formats else {
+        "tensorrt": "not requested" + (f"; it could not be built here: {why}" if (why := tensorrt_unavailable()) else "")}
+
+    accuracy = {"search_val": run.top1(arch, "search_val"), "test": run.top1(arch, "test")}
+    latency: dict[str, Any] = {"predicted": None, "measured": None}
+    if table is not None:
+        predictor = LatencyPredictor(table, arch.space)
+        latency["predicted"] = {"device": table.device, "table": table.name, "fingerprint": table.fingerprint,
+                                **predictor.predict(arch).to_dict()}
+        if measure:
+            from hwnas.latency.validate import measure_archs
+
+            (ms,) = measure_archs(arch.space, table, [arch], folder / "measure", progress=progress)
+            predicted = latency["predicted"]["latency_ms"]
+            latency["measured"] = {"latency_ms": float(ms[0]), "vs_predicted_pct": 100 * (float(ms[0]) / predicted - 1),
+                                   "how": f"end to end here with {table.fingerprint.get('backend')}, the table's settings"}
+    return {
+        "arch": arch.to_dict(), "digest": arch.digest, "space": arch.space.key, "run": str(run.dir),
+        "precision": precision, "batch_size": batch_size, "input_shape": list(example.shape),
+        "accuracy_top1": accuracy, "flops_g": arch.macs() / 1e9, "macs": arch.macs(), "params": arch.params(),
+        "latency": latency, "checks": checks, "skipped": skipped,
+        "artifacts": {name: {"sha256": sha256(folder / name), "bytes": (folder / name).stat().st_size} for name in names},
+        "versions": versions(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }

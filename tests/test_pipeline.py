@@ -1,0 +1,155 @@
+"""End to end: a short `hwnas demo` (train, table, search, export) whose every artifact loads and
+agrees with PyTorch, a rerun that reuses its stages, and export's refusals."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import timm
+import torch
+
+import hwnas
+import hwnas.export.exporter as exporter_mod
+from hwnas.export import ExportError, export
+from hwnas.export.artifacts import tensorrt_unavailable
+from hwnas.spaces import get_space
+from tests.helpers import assert_one_line_error, hwnas as run_cli
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+SHORT = ["--epochs", "1", "--population", "4", "--generations", "2"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> tuple[Path, dict]:
+    home = tmp_path_factory.mktemp("user")
+    result = run_cli("demo", "--out", "demo_out", *SHORT, "--json", cwd=home)
+    assert result.returncode == 0, result.stderr
+    return home, json.loads(result.stdout)
+
+
+def inputs(n: int = 2) -> torch.Tensor:
+    return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(7))
+
+
+def test_demo_runs_every_stage_and_reports(demo):
+    home, report = demo
+    low, high = report["space_latency_ms"]
+    assert low < report["budget_ms"] < high
+    searched, reference = report["rows"]
+    assert searched["predicted_ms"] <= report["budget_ms"] and reference["predicted_ms"] >= searched["predicted_ms"]
+    assert searched["measured_ms"] > 0 and 0 <= searched["test_top1"] <= 100
+    for path in [*report["artifacts"].values(), *report["plots"].values(), report["search"], report["results"]]:
+        assert (home / path).is_file(), path
+    manifest = json.loads((home / report["artifacts"]["manifest.json"]).read_text())
+    for name, meta in manifest["artifacts"].items():
+        assert hashlib.sha256((home / "demo_out/export" / name).read_bytes()).hexdigest() == meta["sha256"]
+    assert manifest["latency"]["predicted"]["fingerprint"]["backend"] == "onnxruntime"
+    assert set(manifest["accuracy_top1"]) == {"search_val", "test"}
+    assert "tensorrt" in manifest["skipped"] or "tensorrt" in manifest["checks"]
+
+
+def test_every_artifact_loads_and_agrees_with_pytorch(demo):
+    home, _ = demo
+    folder = home / "demo_out/export"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    model = hwnas.load_model(folder)
+    x = inputs()
+    with torch.no_grad():
+        expected = model(x).numpy()
+    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert np.abs(session.run(None, {"x": x[:1].numpy()})[0] - expected[:1]).max() <= 1e-4
+    check = manifest["checks"]["onnx"]
+    assert check["metadata_entries"] == 0 and str(home) not in (folder / "model.onnx").read_bytes().decode("latin-1")
+    assert manifest["params"] <= check["stored_weights"] <= 1.01 * manifest["params"]  # the subnet only
+    np.save(folder / "x.npy", x[:1].numpy())
+    np.save(folder / "y.npy", expected[:1])
+    script = ("import sys; sys.modules['hwnas'] = None\n"  # torch.export.load must not need hwnas
+              "import numpy as np, torch\n"
+              f"m = torch.export.load({str(folder / 'model.pt2')!r}).module()\n"
+              f"y = m(torch.from_numpy(np.load({str(folder / 'x.npy')!r}))).detach().numpy()\n"
+              f"print(float(np.abs(y - np.load({str(folder / 'y.npy')!r})).max()))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=folder)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout) <= 1e-5
+
+
+def test_plain_deit_arch_rebuilds_with_timm(demo, tmp_path):
+    home, _ = demo
+    space = get_space("autoformer-digits")
+    arch = space.with_layers(96, [(3, 2.0)] * 4)  # 3 heads x 32 = the embed width: a plain ViT
+    export(home / "demo_out/run", arch, tmp_path / "deit", formats="safetensors", measure=False, progress=False)
+    config = json.loads((tmp_path / "deit" / "config.json").read_text())
+    model = timm.create_model(config["timm"]["model_name"], pretrained=False, **config["timm"]["kwargs"])
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(str(tmp_path / "deit" / "model.safetensors")), strict=True)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(inputs()), hwnas.load_model(tmp_path / "deit")(inputs()))
+
+
+def test_rerun_reuses_finished_stages(demo):
+    home, first = demo
+    history = (home / "demo_out/search/history.csv").read_text()
+    result = run_cli("demo", "--out", "demo_out", *SHORT, "--json", cwd=home)
+    assert result.returncode == 0, result.stderr
+    again = json.loads(result.stdout)
+    assert again["stages"]["train"].startswith("reused") and again["rows"] == first["rows"]
+    assert (home / "demo_out/search/history.csv").read_text() == history
+
+
+def test_readme_search_and_export_block_runs(demo, monkeypatch):
+    home, _ = demo
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    block = next(b for b in blocks if "load_model" in b)
+    monkeypatch.chdir(home)
+    namespace: dict = {}
+    exec(compile(block, str(README), "exec"), namespace)
+    assert namespace["result"].report["predicted_latency"]["latency_ms"] <= 0.6
+    assert namespace["manifest"]["digest"] == namespace["result"].best.digest
+    assert isinstance(namespace["model"], torch.nn.Module)
+
+
+def test_export_refusals_are_one_line(demo, tmp_path):
+    home, report = demo
+    run, best = str(home / "demo_out/run"), str(home / report["search"])
+    tiny = tmp_path / "tiny.json"
+    tiny.write_text(get_space("autoformer-tiny").smallest().to_json())
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    base = ["export", "--run", run, "--no-measure"]
+    cases = [
+        (base + ["--arch", str(tiny), "--out", str(tmp_path / "a")], ["from space 'autoformer-tiny'"]),
+        (base + ["--arch", best, "--out", str(blocker / "sub")], ["cannot write to", "writable --out"]),
+        (base + ["--arch", best, "--out", str(tmp_path / "b"), "--formats", "onnx,tflite"], ["unknown format 'tflite'"]),
+        (["export", "--run", str(tmp_path), "--arch", best, "--out", str(tmp_path / "c")], ["is not a training run"]),
+    ]
+    if tensorrt_unavailable():
+        cases.append((base + ["--arch", best, "--out", str(tmp_path / "d"), "--formats", "onnx,tensorrt"],
+                      ["tensorrt was requested but", "drop it from --formats"]))
+    for args, fragments in cases:
+        assert_one_line_error(run_cli(*args), *fragments)
+
+
+def test_failed_export_leaves_earlier_artifacts_intact(demo, tmp_path, monkeypatch):
+    home, report = demo
+    run, best = home / "demo_out/run", home / report["search"]
+    out = tmp_path / "out"
+    export(run, best, out, formats="onnx", measure=False, progress=False)
+    before = (out / "model.onnx").read_bytes()
+
+    def broken(*args, **kwargs):
+        raise ExportError("model.pt2 differs from PyTorch")
+
+    monkeypatch.setattr(exporter_mod, "check_pt2", broken)
+    with pytest.raises(ExportError):
+        export(run, best, out, formats="onnx,pt2", measure=False, progress=False)
+    assert (out / "model.onnx").read_bytes() == before and not (out / "model.pt2").exists()
+    assert not list(out.glob(".export-*"))
