@@ -41,9 +41,7 @@ def predictions_per_second(predictor: LatencyPredictor, space: hwnas.SearchSpace
 def uniform_baseline(space: hwnas.SearchSpace, predictor: LatencyPredictor, budget: float) -> hwnas.Arch:
     """The hand-designed reference: DeiT-style (every layer alike), the costliest such arch within
     the budget, widest first (a designer's usual reading of 'as big as fits')."""
-    c = space.spec.choices
-    uniform = [space.with_layers(d, [(h, r)] * k) for d in c["embed_dim"] for k in space.depths()
-               for h in c["num_heads"] for r in c["mlp_ratio"]]
+    uniform = space.uniform_archs()
     fits = [(ms, a) for ms, a in zip(predictor.predict_many(uniform), uniform) if ms <= budget]
     return max(fits, key=lambda t: (t[0], t[1].embed_dim))[1]
 

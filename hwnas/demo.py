@@ -21,6 +21,7 @@ from hwnas.latency.profile import ProfileSettings, profile_space
 from hwnas.latency.table import LatencyTable, TableError, find_table
 from hwnas.search import Costs, search
 from hwnas.spaces import Arch, SearchSpace, get_space
+from hwnas.spaces.autoformer import AutoFormerSpace
 from hwnas.train import TrainConfig, TrainedRun, train
 from hwnas.train.checkpoint import CHECKPOINT, WEIGHTS
 from hwnas.train.trainer import METRICS_JSONL
@@ -52,12 +53,10 @@ def _table(space: SearchSpace, out: Path, progress: bool) -> tuple[LatencyTable,
         return LatencyTable.load(path), f"profiled into {path}"
 
 
-def uniform_reference(space: SearchSpace, predictor: LatencyPredictor, at_least_ms: float) -> Arch:
+def uniform_reference(space: AutoFormerSpace, predictor: LatencyPredictor, at_least_ms: float) -> Arch:
     """The hand-designed baseline: DeiT-style (every layer the same heads and MLP ratio), the
     fastest such arch predicted to take at least `at_least_ms` (wider first among equals)."""
-    c = space.spec.choices
-    uniform = [space.with_layers(d, [(h, r)] * k) for d in c["embed_dim"] for k in space.depths()
-               for h in c["num_heads"] for r in c["mlp_ratio"]]
+    uniform = space.uniform_archs()
     slower = [(ms, -a.embed_dim, a) for ms, a in zip(predictor.predict_many(uniform), uniform) if ms >= at_least_ms]
     return min(slower, key=lambda t: t[:2])[2] if slower else space.largest()
 

@@ -58,6 +58,13 @@ class AutoFormerSpace(SearchSpace):
         heads, ratios = zip(*layers)
         return self.arch(embed_dim=embed_dim, depth=len(layers), num_heads=list(heads), mlp_ratio=list(ratios))
 
+    def uniform_archs(self) -> list[Arch]:
+        """Every DeiT-style arch of the space: all layers with the same heads and MLP ratio (the
+        hand-designed baselines searched subnets are compared with)."""
+        c = self.spec.choices
+        return [self.with_layers(d, [(h, r)] * k) for d in c["embed_dim"] for k in self.depths()
+                for h in c["num_heads"] if h for r in c["mlp_ratio"]]
+
     def extreme_arch(self, block_cost: Callable[[BlockConfig], float], costliest: bool = False) -> Arch:
         """Exact: an arch's cost is its two fixed blocks plus one block per layer, every layer chosen
         alone, so per width the best arch repeats the best layer as few (or many) times as allowed."""
