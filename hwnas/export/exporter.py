@@ -7,7 +7,6 @@ file moved into `out` (a rename), so a failed export leaves earlier artifacts in
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
 import shutil
@@ -35,23 +34,6 @@ from hwnas.train.evaluate import TrainedRun
 MANIFEST = "manifest.json"
 DEFAULT_FORMATS = ("onnx", "pt2", "safetensors")
 PRECISIONS = ("fp32", "fp16")
-
-
-def read_arch(path: str | Path, run: TrainedRun) -> Arch:
-    """An arch JSON file, or a search's best.json (its `arch` field), of the run's space."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ArchError(f"arch file {path} does not exist; give a search's best.json or an arch JSON") from None
-    except json.JSONDecodeError as exc:
-        raise ArchError(f"arch file {path} is not valid JSON ({exc.msg} at line {exc.lineno}); fix the file") from None
-    if isinstance(data, dict) and isinstance(data.get("arch"), dict):
-        data = data["arch"]
-    if isinstance(data, dict) and data.get("space") not in (None, run.space.name):
-        raise ArchError(f"arch {path} is from space {data['space']!r}, but run {run.dir} trained {run.space.key!r}; "
-                        f"export it with the run that searched it")
-    return Arch.from_dict(data, run.space)
 
 
 def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
@@ -101,7 +83,7 @@ def export(run: str | Path, arch: str | Path | Arch, out: str | Path, formats: s
     trained = TrainedRun(run)
     if not (trained.dir / WEIGHTS).is_file():
         raise CheckpointError(f"{trained.dir} has no trained weights ({WEIGHTS}); finish `hwnas train --out {trained.dir}` first")
-    arch = arch if isinstance(arch, Arch) else read_arch(arch, trained)
+    arch = arch if isinstance(arch, Arch) else Arch.from_json(arch, trained.space)
     if arch.space != trained.space:
         raise ArchError(f"arch is from space {arch.space.key!r}, but the run trained {trained.space.key!r}")
     found = _table(device, table, trained)

@@ -107,7 +107,8 @@ class Arch:
 
     @classmethod
     def from_json(cls, path: str | Path, space: SearchSpace | None = None) -> Arch:
-        """Load an arch JSON file; a missing or malformed file is a one-line ArchError."""
+        """Load an arch JSON file, or a search's best.json (its `arch` field); a missing or
+        malformed file is a one-line ArchError."""
         path = Path(path)
         try:
             data = json.loads(path.read_text())
@@ -115,6 +116,8 @@ class Arch:
             raise ArchError(f"arch file {path} does not exist; write one with `hwnas sample --space NAME --out {path}`") from None
         except json.JSONDecodeError as exc:
             raise ArchError(f"arch file {path} is not valid JSON ({exc.msg} at line {exc.lineno}); fix the file") from None
+        if isinstance(data, Mapping) and isinstance(data.get("arch"), Mapping):
+            data = data["arch"]
         return cls.from_dict(data, space)
 
     # ---- what it costs ---------------------------------------------------------------------------
