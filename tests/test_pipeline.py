@@ -153,3 +153,13 @@ def test_failed_export_leaves_earlier_artifacts_intact(demo, tmp_path, monkeypat
         export(run, best, out, formats="onnx,pt2", measure=False, progress=False)
     assert (out / "model.onnx").read_bytes() == before and not (out / "model.pt2").exists()
     assert not list(out.glob(".export-*"))
+
+
+def test_fp16_export_runs_in_half_precision(demo, tmp_path):
+    home, report = demo
+    manifest = export(home / "demo_out/run", home / report["search"], tmp_path / "half", formats="onnx,pt2",
+                      precision="fp16", measure=False, progress=False)
+    assert manifest["precision"] == "fp16" and set(manifest["checks"]) == {"onnx", "pt2"}
+    assert all(0 < c["max_abs_diff"] <= 2e-2 for c in manifest["checks"].values())  # half, not silently fp32
+    session = ort.InferenceSession(str(tmp_path / "half" / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].type == "tensor(float16)"

@@ -6,6 +6,7 @@ file moved into `out` (a rename), so a failed export leaves earlier artifacts in
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import platform
@@ -114,8 +115,9 @@ def _table(device: str | None, table: str | Path | None, run: TrainedRun) -> Lat
 
 def _export(run: TrainedRun, arch: Arch, folder: Path, formats: tuple[str, ...], precision: str, batch_size: int,
             opset: int, table: LatencyTable | None, measure: bool, progress: bool) -> dict[str, Any]:
-    fp32 = run.supernet().extract(arch).eval()
-    model = fp32 if precision == "fp32" else run.supernet().extract(arch).eval().half()
+    supernet = run.supernet()
+    fp32 = supernet.extract(arch).eval()
+    model = fp32 if precision == "fp32" else copy.deepcopy(fp32).half()
     inputs = fresh_inputs(arch, batch_size)
     example = inputs[0].to(next(model.parameters()).dtype)
     checks: dict[str, Any] = {}
@@ -137,7 +139,7 @@ def _export(run: TrainedRun, arch: Arch, folder: Path, formats: tuple[str, ...],
     skipped = {} if "tensorrt" in formats else {
         "tensorrt": "not requested" + (f"; it could not be built here: {why}" if (why := tensorrt_unavailable()) else "")}
 
-    accuracy = {"search_val": run.top1(arch, "search_val"), "test": run.top1(arch, "test")}
+    accuracy = {part: run.top1(arch, part, supernet) for part in ("search_val", "test")}
     latency: dict[str, Any] = {"predicted": None, "measured": None}
     if table is not None:
         predictor = LatencyPredictor(table, arch.space)
