@@ -7,7 +7,6 @@ file moved into `out` (a rename), so a failed export leaves earlier artifacts in
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 import platform
 import shutil
@@ -24,7 +23,7 @@ from hwnas.export.artifacts import (
     CONFIG, DEFAULT_OPSET, FILES, FORMATS, ExportError, check_onnx, check_pt2, check_safetensors, check_tensorrt, fresh_inputs,
     tensorrt_unavailable, write_onnx, write_pt2, write_safetensors, write_tensorrt,
 )
-from hwnas.io import atomic_write_json
+from hwnas.io import atomic_write_json, sha256_file
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.table import LatencyTable, TableError, find_table
 from hwnas.search.runner import search_table
@@ -53,10 +52,6 @@ def versions() -> dict[str, str]:
         except PackageNotFoundError:
             continue
     return out
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _staging(out: Path) -> Path:
@@ -157,6 +152,6 @@ def _export(run: TrainedRun, arch: Arch, folder: Path, formats: tuple[str, ...],
         "precision": precision, "batch_size": batch_size, "input_shape": list(example.shape),
         "accuracy_top1": accuracy, "flops_g": arch.macs() / 1e9, "macs": arch.macs(), "params": arch.params(),
         "latency": latency, "checks": checks, "skipped": skipped,
-        "artifacts": {name: {"sha256": sha256(folder / name), "bytes": (folder / name).stat().st_size} for name in names},
+        "artifacts": {name: {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size} for name in names},
         "versions": versions(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from hwnas.io import atomic_write_json
+from hwnas.io import atomic_write_json, sha256_file
 from hwnas.latency.device import parse_device
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.table import LatencyTable, TableError, find_table
@@ -61,14 +61,6 @@ def search_table(device: str | None, table: str | Path | None, space_key: str) -
         raise TableError(f"latency table {table} was measured on device {found.device!r}, not {label!r}; "
                          f"pass --device {found.device} or that device's table")
     return found
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def default_out(run: Path, budget: Budget, settings: EvolutionSettings, device: str | None) -> Path:
@@ -120,7 +112,7 @@ def search(run: str | Path, *, latency_ms: float | None = None, device: str | No
     label = found.device if found else None
     out = Path(out) if out is not None else default_out(trained.dir, budget, settings, label)
     out.mkdir(parents=True, exist_ok=True)
-    context = {"run": str(trained.dir.resolve()), "weights_sha256": _sha256(weights), "space": space.key,
+    context = {"run": str(trained.dir.resolve()), "weights_sha256": sha256_file(weights), "space": space.key,
                "budget": budget.limits(), "settings": settings.to_dict(),
                "table": None if predictor is None else {
                    "fingerprint": found.fingerprint, "calibration": predictor.calibration.to_dict(),  # type: ignore[union-attr]
