@@ -18,8 +18,9 @@ import torch
 
 import hwnas
 from hwnas.io import atomic_write_json
-from hwnas.latency import LatencyPredictor, find_table
-from hwnas.latency.validate import measure_archs
+from hwnas.latency import LatencyPredictor
+from hwnas.latency.measure import measure_archs
+from hwnas.latency.resolve import resolve_table
 from hwnas.plots import figure, save_figure
 from hwnas.profilers.protocol import cpu_model
 from hwnas.search import Costs
@@ -61,7 +62,7 @@ def main() -> None:
         train_seconds = round(time.perf_counter() - start, 1)
     run = TrainedRun(args.run)
     space = run.space
-    table = find_table("cpu")
+    table = resolve_table(space, device="cpu")  # as it holds here (spot-checked when this setup differs)
     predictor = LatencyPredictor(table, space)
     costs = Costs(space, predictor)
     low, high = (float(predictor.predict(space.extreme_arch(costs.block_cost("latency_ms"), costliest=c)).latency_ms)
@@ -85,7 +86,7 @@ def main() -> None:
 
     hand = uniform_baseline(space, predictor, budget)
     net = run.supernet()
-    (hand_measured,) = measure_archs(space, table, [hand], args.run / "search" / "measure-hand", progress=False)
+    hand_measured = measure_archs(space, table, [hand], args.run / "search" / "measure-hand", progress=False)
     reference = {"arch": hand.to_dict(), "predicted_ms": float(predictor.predict(hand).latency_ms),
                  "measured_ms": float(hand_measured[0]), "search_val_top1": run.top1(hand, "search_val", net),
                  "test_top1": run.top1(hand, "test", net)}

@@ -7,6 +7,7 @@ line on stderr and exits with code 2 (`hwnas --debug ...` shows the traceback in
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import time
@@ -17,11 +18,17 @@ from typing import Any
 
 import click
 
-from hwnas.errors import HwnasError, HwnasWarning
+from hwnas.errors import HwnasError, HwnasNotice, HwnasWarning
 from hwnas.profilers.protocol import ProfilerError, Protocol
 from hwnas.spaces import Arch, get_space, list_spaces
 
 EXIT_USAGE = 2
+DRIFT_MODES = ("refit", "fail", "ignore")  # hwnas.latency.drift.DRIFT_MODES, spelled here so the CLI starts without torch
+drift_option = click.option(
+    "--drift", type=click.Choice(DRIFT_MODES), default="refit", show_default=True, metavar="MODE",
+    help="When this machine runs the table's setup with other versions or another CPU/GPU: refit (measure a few "
+         "calibration subnets end to end and refit the calibration for this setup if the table is off), fail (refuse "
+         "if it is off) or ignore (no check). A refit is stored beside the table and reused.")
 
 
 def emit_json(obj: dict[str, Any]) -> None:
@@ -111,14 +118,16 @@ def arch_cmd(arch_file: Path, as_json: bool) -> None:
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Supernet epochs (default: the digits budget, 40).")
 @click.option("--population", type=click.IntRange(min=2), default=50, show_default=True, help="Search population.")
 @click.option("--generations", type=click.IntRange(min=1), default=20, show_default=True, help="Search generations.")
+@drift_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def demo(out: Path, budget_ms: float | None, epochs: int | None, population: int, generations: int, as_json: bool) -> None:
+def demo(out: Path, budget_ms: float | None, epochs: int | None, population: int, generations: int, drift: str,
+         as_json: bool) -> None:
     """The whole pipeline on the embedded digits data on CPU: train, table, search, export.
 
     A rerun reuses every finished stage (training resumes, the search continues, the export is kept)."""
     from hwnas.demo import run_demo
 
-    report = run_demo(out, budget_ms, epochs, population, generations, progress=not as_json)
+    report = run_demo(out, budget_ms, epochs, population, generations, drift=drift, progress=not as_json)
     if as_json:
         emit_json(report)
         return
@@ -222,11 +231,17 @@ QUICK_HELP = "Few, short timing rounds: rough numbers in seconds (smoke tests, t
 @click.option("--calibration-archs", type=click.IntRange(min=1), default=12, show_default=True, metavar="N",
               help="Subnets measured end to end to calibrate the sum of rows (smallest and largest included).")
 @click.option("--cuda-graphs", is_flag=True, help="torch backend: time CUDA-graph replays instead of eager calls.")
+@click.option("--recalibrate", is_flag=True,
+              help="Instead of profiling: re-measure the calibration subnets and a sample of rows of an existing "
+                   "table on this machine (with the table's own settings), refit its calibration for this setup "
+                   "(stored beside the table, never in it) and report the drift of both.")
+@click.option("--table", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --recalibrate: the table to recalibrate (default: the one table for --device).")
 @click.option("--quick", is_flag=True, help=QUICK_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def profile(device: str, space_name: str, backend: str | None, precision: str, batch_size: int, threads: int,
-            out: Path | None, export_blocks: Path | None, calibration_archs: int, cuda_graphs: bool, quick: bool,
-            as_json: bool) -> None:
+            out: Path | None, export_blocks: Path | None, calibration_archs: int, cuda_graphs: bool, recalibrate: bool,
+            table: Path | None, quick: bool, as_json: bool) -> None:
     """Measure every block configuration of a space on this machine into a latency table.
 
     Rows are saved as they finish; rerunning after an interruption resumes, and blocks already in
@@ -234,6 +249,11 @@ def profile(device: str, space_name: str, backend: str | None, precision: str, b
     from hwnas.latency.profile import ProfileSettings, export_bundle, profile_space
 
     space = get_space(space_name)
+    if recalibrate or table is not None:
+        if not recalibrate or export_blocks is not None:
+            raise click.UsageError("--table goes with --recalibrate, and --recalibrate excludes --export-blocks")
+        _recalibrate(device, space, table, Protocol.quick() if quick else None, as_json)
+        return
     settings = ProfileSettings(device=device, backend=backend, precision=precision, batch_size=batch_size,
                                threads=threads, calibration_archs=calibration_archs, cuda_graphs=cuda_graphs,
                                protocol=Protocol.quick() if quick else Protocol())
@@ -265,6 +285,66 @@ def profile(device: str, space_name: str, backend: str | None, precision: str, b
     click.echo(f"table: {report['table']}")
 
 
+def _recalibrate(device: str, space: Any, table: Path | None, protocol: Protocol | None, as_json: bool) -> None:
+    from hwnas.latency.drift import recalibrate
+    from hwnas.latency.resolve import select_table
+
+    report = recalibrate(select_table(device, table, space.key), space, protocol=protocol, progress=not as_json)
+    if as_json:
+        emit_json(report)
+        return
+    subnets, after = report["calibration_subnets"], report["calibration_after"]
+    low, high = report["rows_ratio_range"]
+    differs = "; ".join(report["setup_differences"]) or "none"
+    click.echo(f"recalibrated {report['table']} for {report['space']} on this machine in {report['seconds']:.0f} s "
+               f"(setup differences: {differs})")
+    click.echo(f"calibration subnets: {len(subnets['measured_ms'])} measured at {subnets['ratio']:.3f}x the table's "
+               f"predictions (median); refit: measured = {after['a']:.4f} x sum + {after['b']:.4f} ms, within "
+               f"{subnets['residual_after_refit_pct']:.1f}% of them")
+    click.echo(f"rows: {len(report['rows'])} sampled rows measured at {report['rows_ratio_median']:.3f}x the table's "
+               f"(range {low:.3f}-{high:.3f}x)")
+    click.echo(f"stored: {report['stored']} (used on this setup by predict, search, export and demo)"
+               if report["stored"] else "not stored: see the warning above")
+    if report["reprofile"]:
+        click.echo(f"the rows drifted unevenly: no calibration can make this table hold here; re-profile with "
+                   f"`{report['reprofile']}`")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def tables(as_json: bool) -> None:
+    """List the latency tables found ($HWNAS_TABLES, ./latency_tables, shipped) and how each stands here.
+
+    matches: measured on this setup. differs: this machine runs its setup with other versions or
+    another processor (checked on first use; local calibrations listed). elsewhere: another device."""
+    from hwnas.latency.resolve import list_tables
+    from hwnas.latency.table import table_dirs
+
+    found = list_tables()
+    if as_json:
+        emit_json({"dirs": [str(d) for d in table_dirs()], "tables": found})
+        return
+    if not found:
+        click.echo(f"no latency tables in {', '.join(str(d) for d in table_dirs())}; build one with `hwnas profile`")
+    for t in found:
+        click.echo(f"{t['path']} ({t['source']})")
+        if t["here"] == "unreadable":
+            click.echo(f"  unreadable: {t['error']}\n")
+            continue
+        click.echo(f"  setup:  {t['setup']}; measured {str(t['created'])[:10]}")
+        click.echo(f"  spaces: {', '.join(t['spaces']) or 'none'} ({t['rows']} rows)")
+        if t["here"] == "elsewhere":
+            click.echo(f"  here:   not this machine ({t['why']}); its predictions are used as measured there")
+        elif t["here"] == "matches":
+            click.echo("  here:   matches this machine's setup")
+        else:
+            click.echo(f"  here:   runs here, but the setup differs ({'; '.join(t['differences'])}); each space is "
+                       f"spot-checked on first use")
+        for space, local in t.get("local_calibrations", {}).items():
+            click.echo(f"  local calibration of {space}: {local['outcome']}")
+        click.echo("")
+
+
 @cli.command(name="import-table")
 @click.argument("bundle", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--device", default=None, help="Label of the device that measured it (default: the one it recorded).")
@@ -285,19 +365,21 @@ def import_table(bundle: Path, device: str | None, out: Path | None) -> None:
 @click.option("--table", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Table CSV (default: the one table for --device under $HWNAS_TABLES, ./latency_tables or the shipped ones).")
 @click.option("--space", "space_name", default=None, help="The arch's space YAML, for archs of a user space.")
+@drift_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def predict(arch_file: Path, device: str, table: Path | None, space_name: str | None, as_json: bool) -> None:
+def predict(arch_file: Path, device: str, table: Path | None, space_name: str | None, drift: str, as_json: bool) -> None:
     """Predict an arch's latency on a device: the sum of its block rows, calibrated, with the breakdown."""
-    from hwnas.latency.device import parse_device
     from hwnas.latency.predict import LatencyPredictor
-    from hwnas.latency.table import find_table, fingerprint_summary
+    from hwnas.latency.resolve import resolve_table
+    from hwnas.latency.table import fingerprint_summary
 
     arch = Arch.from_json(arch_file, get_space(space_name) if space_name else None)
-    found = find_table(parse_device(device).label, table)
+    found = resolve_table(arch.space, device=device, table=table, drift=drift, progress=not as_json)
     prediction = LatencyPredictor(found, arch.space).predict(arch)
+    source = found.calibration_sources.get(arch.space.key)
     if as_json:
         emit_json({"arch": arch.to_dict(), "device": device, "table": found.name, **prediction.to_dict(),
-                   "calibration": found.calibration(arch.space.key).to_dict()})
+                   "calibration": found.calibration(arch.space.key).to_dict(), "calibration_source": source})
         return
     width = max(len(k) for k, _ in prediction.blocks)
     click.echo(f"{arch!r}\ntable {found.name}: {fingerprint_summary(found.fingerprint)}\n")
@@ -306,7 +388,8 @@ def predict(arch_file: Path, device: str, table: Path | None, space_name: str | 
         click.echo(f"{key:<{width}} {ms:>9.4f}")
     cal = found.calibration(arch.space.key)
     click.echo(f"{'sum of rows':<{width}} {prediction.sum_ms:>9.4f}")
-    click.echo(f"{'predicted latency':<{width}} {prediction.latency_ms:>9.4f}   (= {cal.a:.4f} x sum + {cal.b:.4f})")
+    whose = f"this setup's local calibration, {source['how']}" if source else "the table's calibration"
+    click.echo(f"{'predicted latency':<{width}} {prediction.latency_ms:>9.4f}   (= {cal.a:.4f} x sum + {cal.b:.4f}; {whose})")
 
 
 @cli.command(name="validate-table")
@@ -317,28 +400,35 @@ def predict(arch_file: Path, device: str, table: Path | None, space_name: str | 
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random subnets.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for validate.json/.csv/.png (default runs/validate/<device>_<space>).")
+@click.option("--processes", type=click.IntRange(min=2), default=2, show_default=True,
+              help="Separate processes that each measure every subnet (the floor compares them).")
 @click.option("--quick", is_flag=True, help=QUICK_HELP)
+@drift_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def validate_table(device: str, space_name: str, table: Path | None, n: int, seed: int, out: Path | None,
-                   quick: bool, as_json: bool) -> None:
-    """Measure N random subnets end to end and report how well the table predicts them."""
-    from hwnas.latency.device import parse_device
-    from hwnas.latency.table import find_table
+                   processes: int, quick: bool, drift: str, as_json: bool) -> None:
+    """Measure N random subnets end to end and report how well the table predicts them.
+
+    Each of --processes fresh processes measures every subnet; the prediction is compared with
+    each one's measurement, and the processes with each other (the noise floor)."""
+    from hwnas.latency.resolve import resolve_table
     from hwnas.latency.validate import validate_table as run
 
     space = get_space(space_name)
-    found = find_table(parse_device(device).label, table)
-    report = run(space, found, n, seed, out, Protocol.quick() if quick else None, progress=not as_json)
+    found = resolve_table(space, device=device, table=table, drift=drift, progress=not as_json)
+    report = run(space, found, n, seed, out, Protocol.quick() if quick else None, processes, progress=not as_json)
     if as_json:
         emit_json(report)
         return
     click.echo(f"{report['n']} subnets of {space.key}, measured {report['measured_ms_range'][0]:.3f}-"
-               f"{report['measured_ms_range'][1]:.3f} ms on {device} ({report['backend']})")
-    click.echo(f"{'':<26} {'MAPE %':>7} {'within 10%':>11} {'Kendall tau':>12}")
-    for label, key in (("calibrated prediction", "calibrated"), ("sum of rows", "uncalibrated_sum"),
-                       ("floor: 2nd vs 1st measure", "floor_pass2_vs_pass1")):
-        m = report[key]
-        click.echo(f"{label:<26} {m['mape_pct']:>7.2f} {m['within_10pct']:>10.0f}% {m['kendall_tau']:>12.3f}")
+               f"{report['measured_ms_range'][1]:.3f} ms on {device} ({report['backend']}) in {processes} processes")
+    click.echo(f"{'':<34} {'MAPE %':>7} {'within 10%':>11} {'Kendall tau':>12}")
+    rows = [(f"calibrated, vs process {i + 1}", m) for i, m in enumerate(report["calibrated"])]
+    rows += [(f"sum of rows, vs process {i + 1}", m) for i, m in enumerate(report["uncalibrated_sum"])]
+    rows += [(f"floor: process {j + 1} vs {i + 1}", m) for (i, j), m in
+             zip(itertools.combinations(range(processes), 2), report["floor_process_vs_process"])]
+    for label, m in rows:
+        click.echo(f"{label:<34} {m['mape_pct']:>7.2f} {m['within_10pct']:>10.0f}% {m['kendall_tau']:>12.3f}")
     click.echo(f"results: {report['json']}\nplot:    {report['plot']}")
 
 
@@ -369,10 +459,12 @@ def validate_table(device: str, space_name: str, table: Path | None, n: int, see
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for best.json, history.csv, pareto.csv/.png (default RUN/search/<strategy>-<budget>-seed<S>).")
 @click.option("--measure", is_flag=True, help="Also time the winner end to end with the table's backend and settings.")
+@drift_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (best.json) instead of text.")
 def search_cmd(run_dir: Path, latency_ms: float | None, device: str | None, table: Path | None, flops_g: float | None,
                params_m: float | None, strategy: str, population: int, generations: int, parents: int,
-               mutation_prob: float, resample_prob: float, seed: int, out: Path | None, measure: bool, as_json: bool) -> None:
+               mutation_prob: float, resample_prob: float, seed: int, out: Path | None, measure: bool, drift: str,
+               as_json: bool) -> None:
     """Find the most accurate subnet of a trained supernet within a latency, FLOPs or params budget.
 
     Fitness is top-1 with inherited weights on the run's search-val split; the winner is scored once
@@ -382,7 +474,7 @@ def search_cmd(run_dir: Path, latency_ms: float | None, device: str | None, tabl
     result = search(run_dir, latency_ms=latency_ms, device=device, table=table, flops_g=flops_g, params_m=params_m,
                     strategy=strategy, population=population, generations=generations, parents=parents,
                     mutation_prob=mutation_prob, resample_prob=resample_prob, seed=seed, out=out, measure=measure,
-                    progress=not as_json)
+                    drift=drift, progress=not as_json)
     r = result.report
     if as_json:
         emit_json(r)
@@ -414,10 +506,11 @@ def search_cmd(run_dir: Path, latency_ms: float | None, device: str | None, tabl
 @click.option("--opset", type=click.IntRange(min=18), default=20, show_default=True, help="ONNX opset (dynamo exporter).")
 @click.option("--device", default=None, help="Device label whose table predicts latency (default: cpu, if it covers the space).")
 @click.option("--table", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Table CSV instead of --device.")
-@click.option("--no-measure", is_flag=True, help="Skip timing the subnet here with the table's backend.")
+@click.option("--no-measure", is_flag=True, help="Skip timing the written model here with the table's backend.")
+@drift_option
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as one JSON object instead of text.")
 def export_cmd(run_dir: Path, arch_file: Path, formats: str, out: Path, precision: str, batch_size: int, opset: int,
-               device: str | None, table: Path | None, no_measure: bool, as_json: bool) -> None:
+               device: str | None, table: Path | None, no_measure: bool, drift: str, as_json: bool) -> None:
     """Export a subnet as deployable artifacts, each loaded back and checked against PyTorch.
 
     Writes into a staging folder and moves each file into --out only once all are checked, with a
@@ -425,7 +518,7 @@ def export_cmd(run_dir: Path, arch_file: Path, formats: str, out: Path, precisio
     from hwnas.export import export
 
     manifest = export(run_dir, arch_file, out, formats, precision, batch_size, device, table, opset=opset,
-                      measure=not no_measure, progress=not as_json)
+                      measure=not no_measure, drift=drift, progress=not as_json)
     if as_json:
         emit_json(manifest)
         return
@@ -433,10 +526,14 @@ def export_cmd(run_dir: Path, arch_file: Path, formats: str, out: Path, precisio
     click.echo(f"arch {manifest['digest']}: {json.dumps(manifest['arch'])}\ntop-1: search-val {acc['search_val']:.2f}%, test {acc['test']:.2f}%; "
                f"{manifest['params']:,} params, {manifest['macs'] / 1e6:.2f} MMACs")
     if lat["predicted"]:
-        line = f"latency on {lat['predicted']['device']}: predicted {lat['predicted']['latency_ms']:.4g} ms"
-        if lat["measured"]:
-            line += f", measured here {lat['measured']['latency_ms']:.4g} ms ({lat['measured']['vs_predicted_pct']:+.1f}%)"
-        click.echo(line)
+        click.echo(f"latency on {lat['predicted']['device']}: predicted {lat['predicted']['latency_ms']:.4g} ms")
+    if lat["measured"]:
+        m = lat["measured"]
+        versus = f" ({m['vs_predicted_pct']:+.1f}% vs predicted)" if m["comparable"] else f" ({m['note']})"
+        click.echo(f"measured here: {m['file'] or 'the PyTorch model'} {m['latency_ms']:.4g} ms with "
+                   f"{m['setup']['backend']} {m['setup']['backend_version']}{versus}")
+    elif lat["not_measured"]:
+        click.echo(f"not timed here: {lat['not_measured']}")
     for fmt, check in manifest["checks"].items():
         detail = f"max |diff| vs PyTorch {check['max_abs_diff']:.1e}" if "max_abs_diff" in check else "engine loads"
         click.echo(f"  {fmt:<12} {detail}")
@@ -450,7 +547,9 @@ def _one_line_warnings(prog: str) -> None:
     default = warnings.showwarning
 
     def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
-        if issubclass(category, HwnasWarning):
+        if issubclass(category, HwnasNotice):
+            click.echo(f"{prog}: {message}", err=True)
+        elif issubclass(category, HwnasWarning):
             click.echo(f"{prog}: warning: {message}", err=True)
         else:
             default(message, category, *args, **kwargs)

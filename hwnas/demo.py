@@ -1,7 +1,8 @@
 """`hwnas demo`: the whole pipeline on the embedded digits data, on CPU, in a few minutes.
 
-train the `autoformer-digits` supernet -> reuse the shipped CPU latency table (or profile one) ->
-search under a latency budget between the fastest and the slowest subnet -> export the winner ->
+train the `autoformer-digits` supernet -> reuse the shipped CPU latency table, spot-checked on this
+machine (or profile one) -> search under a latency budget between the fastest and the slowest
+subnet -> export the winner, timing the written model ->
 compare it with a hand-designed DeiT-style subnet (every layer alike) that is predicted to be at
 least as slow. Every stage resumes or reuses what an earlier run of the demo finished.
 """
@@ -16,9 +17,11 @@ from typing import Any
 from hwnas.export import export
 from hwnas.export.exporter import MANIFEST
 from hwnas.io import atomic_write_json
+from hwnas.latency.drift import describe_outcome
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.profile import ProfileSettings, profile_space
-from hwnas.latency.table import LatencyTable, TableError, find_table
+from hwnas.latency.resolve import resolve_table
+from hwnas.latency.table import LatencyTable, TableError
 from hwnas.search import Costs, search
 from hwnas.spaces import Arch, SearchSpace, get_space
 from hwnas.spaces.autoformer import AutoFormerSpace
@@ -42,15 +45,17 @@ def _train(out: Path, config: TrainConfig, progress: bool) -> tuple[TrainedRun, 
     return TrainedRun(out), f"trained in {time.perf_counter() - began:.0f} s"
 
 
-def _table(space: SearchSpace, out: Path, progress: bool) -> tuple[LatencyTable, str]:
+def _table(space: SearchSpace, out: Path, drift: str, progress: bool) -> tuple[LatencyTable, str]:
+    """The CPU table as it holds here (spot-checked when this setup differs from its own), or a new one."""
     try:
-        table = find_table("cpu", None, space.key)
-        LatencyPredictor(table, space)
-        return table, f"reused {table.name}"
+        table = resolve_table(space, device="cpu", drift=drift, progress=progress)
     except TableError:
         path = out / "cpu.csv"
         profile_space(space, ProfileSettings(device="cpu"), path, progress=progress)
         return LatencyTable.load(path), f"profiled into {path}"
+    source = table.calibration_sources.get(space.key)
+    return table, f"reused {table.name}" + (f" with this setup's local calibration ({describe_outcome(source)})"
+                                             if source else "")
 
 
 def uniform_reference(space: AutoFormerSpace, predictor: LatencyPredictor, at_least_ms: float) -> Arch:
@@ -62,25 +67,25 @@ def uniform_reference(space: AutoFormerSpace, predictor: LatencyPredictor, at_le
 
 
 def run_demo(out: Path, budget_ms: float | None = None, epochs: int | None = None, population: int = 50,
-             generations: int = 20, progress: bool = True) -> dict[str, Any]:
+             generations: int = 20, drift: str = "refit", progress: bool = True) -> dict[str, Any]:
     began = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     space = get_space(SPACE)
     run, trained = _train(out / "run", TrainConfig(space=SPACE, data="digits", epochs=epochs), progress)
-    table, tabled = _table(space, out / "tables", progress)
+    table, tabled = _table(space, out / "tables", drift, progress)
     predictor = LatencyPredictor(table, space)
     costs = Costs(space, predictor)
     fastest, slowest = (float(predictor.predict(space.extreme_arch(costs.block_cost("latency_ms"), costliest=c)).latency_ms)
                         for c in (False, True))
     if budget_ms is None:
         budget_ms = round(fastest + BUDGET_FRACTION * (slowest - fastest), 3)
-    found = search(run.dir, latency_ms=budget_ms, device="cpu", table=table.path, population=population,
+    found = search(run.dir, latency_ms=budget_ms, device="cpu", table=table, population=population,
                    generations=generations, parents=min(10, population), out=out / "search", progress=progress)
     best = found.best
     manifest_path = out / "export" / MANIFEST
     previous = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     manifest = previous if previous.get("digest") == best.digest else \
-        export(run.dir, best, out / "export", table=table.path, progress=progress)
+        export(run.dir, best, out / "export", table=table, progress=progress)
     reference = uniform_reference(space, predictor, found.report["predicted_latency"]["latency_ms"])
     net = run.supernet()
     rows = [
@@ -94,7 +99,9 @@ def run_demo(out: Path, budget_ms: float | None = None, epochs: int | None = Non
     ]
     report = {
         "space": space.key, "stages": {"train": trained, "table": tabled}, "budget_ms": budget_ms,
-        "space_latency_ms": [fastest, slowest], "table": table.name, "rows": rows, "notes": found.notes,
+        "space_latency_ms": [fastest, slowest], "table": table.name,
+        "calibration": {"used": predictor.calibration.to_dict(), "source": table.calibration_sources.get(space.key)},
+        "rows": rows, "notes": found.notes,
         "artifacts": {name: str(out / "export" / name) for name in [*manifest["artifacts"], MANIFEST]},
         "plots": {"learning_curve": str(run.dir / "learning_curve.png"), "pareto": str(out / "search" / "pareto.png")},
         "search": str(out / "search" / "best.json"), "seconds": round(time.perf_counter() - began, 1),

@@ -15,3 +15,8 @@ class SpaceError(HwnasError, ValueError):
 
 class HwnasWarning(UserWarning):
     """Something the user should know that does not stop the command; the CLI prints it as one line."""
+
+
+class HwnasNotice(HwnasWarning):
+    """The outcome of a check the user should see once (it held, or what was reused); the CLI prints
+    it as one line without the word 'warning'."""

@@ -26,7 +26,7 @@ import random
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +65,18 @@ class Protocol:
         """Few, short rounds: rough numbers in seconds, for smoke tests and the demo."""
         return cls(warmup_runs=5, warmup_s=0.05, rounds=3, round_s=0.03)
 
+    @classmethod
+    def brief(cls) -> Protocol:
+        """Short interleaved rounds for a spot check or a recalibration of whole subnets: a few
+        hundred calls per small model, medians within a few percent of the full protocol's."""
+        return cls(warmup_runs=10, warmup_s=0.1, rounds=5, round_s=0.05)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Protocol:
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
 
 @dataclass(frozen=True)
@@ -254,6 +264,7 @@ def host_fingerprint() -> dict[str, Any]:
     """What identifies the measuring machine, from the standard library alone."""
     return {
         "cpu_model": cpu_model(),
+        **cpu_identity(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "machine": platform.machine(),
@@ -270,6 +281,34 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown"
+
+
+# SIMD extensions that inference kernels dispatch on (x86 `flags`, Arm `Features` in /proc/cpuinfo).
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx512_fp16",
+             "avx_vnni", "amx_tile", "amx_bf16", "amx_int8", "asimd", "asimddp", "asimdhp", "sve", "sve2", "i8mm",
+             "bf16")
+
+
+def cpu_identity() -> dict[str, str]:
+    """The CPU's generation and ISA: a model name alone can be as vague as "AMD EPYC", which
+    covers parts whose kernels run twice as fast as each other's."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if not line.strip():
+                break  # the first processor describes them all
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip().lower(), value.strip())
+    except OSError:
+        return {"cpu_id": platform.processor() or platform.machine(), "cpu_isa": ""}
+    if "cpu family" in fields:
+        cpu_id = (f"{fields.get('vendor_id', '?')} family {fields['cpu family']} model {fields.get('model', '?')} "
+                  f"stepping {fields.get('stepping', '?')}")
+    else:
+        cpu_id = " ".join(f"{k.removeprefix('cpu ')} {fields[k]}" for k in ("cpu implementer", "cpu part", "cpu variant")
+                          if k in fields) or platform.machine()
+    flags = set((fields.get("flags") or fields.get("features") or "").split())
+    return {"cpu_id": cpu_id, "cpu_isa": " ".join(f for f in ISA_FLAGS if f in flags)}
 
 
 def write_fingerprint(folder: str | Path, fingerprint: dict[str, Any]) -> None:

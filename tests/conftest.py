@@ -1,10 +1,39 @@
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
 from hwnas import build_supernet, get_space
+from hwnas.latency.local import CALIBRATION_DIR_ENV
 from hwnas.supernet import Supernet
+from tests.helpers import toy_space_yaml
+
+
+@pytest.fixture(scope="session", autouse=True)
+def local_calibrations(tmp_path_factory):
+    """Spot checks of the shipped table (on a machine whose setup differs from it) store their local
+    calibrations in a session folder, never beside the checkout's tables; CLI subprocesses inherit it."""
+    before = os.environ.get(CALIBRATION_DIR_ENV)
+    os.environ[CALIBRATION_DIR_ENV] = str(tmp_path_factory.mktemp("local-calibrations"))
+    yield
+    if before is None:
+        os.environ.pop(CALIBRATION_DIR_ENV)
+    else:
+        os.environ[CALIBRATION_DIR_ENV] = before
+
+
+@pytest.fixture(scope="module")
+def toy_yaml(tmp_path_factory) -> Path:
+    """A tiny user space (a YAML file), for tests that profile or train a whole space; modules may override it."""
+    return toy_space_yaml(tmp_path_factory.mktemp("spaces"))
+
+
+@pytest.fixture(scope="module")
+def toy(toy_yaml):
+    return get_space(toy_yaml)
 
 
 def perturbed_supernet(space_name: str, seed: int = 0, **kwargs) -> Supernet:

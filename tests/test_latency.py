@@ -25,7 +25,9 @@ from hwnas.latency.device import DeviceError, choose_backend, parse_device
 from hwnas.latency.modules import block_module
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.profile import ProfileSettings, profile_space
-from hwnas.latency.table import Calibration, LatencyTable, SetupMismatchWarning, TableError, find_table
+from hwnas.latency.measure import MeasureError
+from hwnas.latency.resolve import select_table
+from hwnas.latency.table import Calibration, LatencyTable, TableError, find_table, round_to_resolution
 from hwnas.latency.validate import agreement, validate_table
 from hwnas.profilers.protocol import Protocol, Stats
 from hwnas.spaces import get_space
@@ -34,16 +36,6 @@ from tests.helpers import assert_one_line_error, hwnas, toy_space_yaml
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = Protocol(warmup_runs=3, warmup_s=0.01, rounds=2, round_s=0.01, group_size=3)
 SETTINGS = ProfileSettings(device="cpu", calibration_archs=3, protocol=QUICK)
-
-
-@pytest.fixture(scope="module")
-def toy_yaml(tmp_path_factory) -> Path:
-    return toy_space_yaml(tmp_path_factory.mktemp("spaces"))
-
-
-@pytest.fixture(scope="module")
-def toy(toy_yaml):
-    return get_space(toy_yaml)
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +102,8 @@ def test_profile_measures_every_block_and_records_the_setup(toy, toy_table):
     assert (rows["p10_ms"] <= rows["p50_ms"]).all() and (rows["p50_ms"] <= rows["p90_ms"]).all()
     assert (rows["rounds"] == QUICK.rounds).all() and (rows["runs"] >= QUICK.rounds * QUICK.min_runs_per_round).all()
     fp = table.fingerprint
-    for field in ("device", "cpu_model", "cpu_count", "threads", "backend", "backend_version", "onnxruntime", "torch",
-                  "precision", "batch_size", "session_options", "created"):
+    for field in ("device", "cpu_model", "cpu_id", "cpu_isa", "cpu_count", "threads", "backend", "backend_version",
+                  "onnxruntime", "torch", "precision", "batch_size", "session_options", "created"):
         assert fp.get(field) not in (None, ""), field
     assert fp["session_options"]["intra_op_num_threads"] == 1 and fp["backend"] == "onnxruntime"
     cal = table.calibration(toy.key)
@@ -247,19 +239,18 @@ def test_find_table_by_device(toy_table, tmp_path, monkeypatch):
     assert find_table("cpu").path == toy_table
     with pytest.raises(TableError, match="no latency table for device 'a100'.*hwnas profile --device a100"):
         find_table("a100")
-    with pytest.warns(SetupMismatchWarning, match="measured for device 'cpu', not 'cpu-other'"):
-        find_table("cpu-other", toy_table)
+    assert select_table("cpu", toy_table, "any").path == toy_table == select_table(None, toy_table, "any").path
+    with pytest.raises(TableError, match="measured on device 'cpu', not 'cpu-other'; pass --device cpu"):
+        select_table("cpu-other", toy_table, "any")
 
 
-def test_generic_cpu_table_from_another_cpu_warns(toy_table, tmp_path):
+def test_setup_differences_name_the_table_and_this_machine(toy_table):
     table = LatencyTable.load(toy_table)
-    table.fingerprint["cpu_model"] = "Some Other CPU"
-    table.save(tmp_path / "other.csv")
-    with pytest.warns(SetupMismatchWarning, match="measured on CPU 'Some Other CPU', not this machine's"):
-        find_table("cpu", tmp_path / "other.csv")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        find_table("cpu", toy_table)  # measured here: silent
+    here = {**table.fingerprint, "backend_version": "9.9.9", "cpu_id": None}
+    table.fingerprint.pop("cpu_isa")
+    assert table.setup_differences(here) == [f"backend_version: table {table.fingerprint['backend_version']!r}, here "
+                                             f"'9.9.9'", f"cpu_id: table {table.fingerprint['cpu_id']!r}, here not recorded",
+                                             f"cpu_isa: table not recorded, here {here['cpu_isa']!r}"]
 
 
 # ---- validation -------------------------------------------------------------------------------------
@@ -271,23 +262,50 @@ def test_agreement_metrics():
     assert agreement(measured[::-1].copy(), measured)["kendall_tau"] == pytest.approx(-1.0)
 
 
-def test_validate_table_measures_subnets_end_to_end(toy, toy_table, tmp_path):
+def test_kendall_tau_ranks_at_the_table_resolution():
+    # the same rows summed in another order differ in the last bit: a tie, not a (wrong) ranking
+    a = 0.1 + 0.2 + 0.3
+    b = 0.3 + 0.2 + 0.1
+    assert a != b and round_to_resolution([a])[0] == round_to_resolution([b])[0] == 0.6
+    tau = agreement(np.array([a, b, 2.0]), np.array([1.1, 1.0, 2.0]))["kendall_tau"]
+    assert tau == pytest.approx(2 / np.sqrt(6))  # tau-b with one tie; 1/3 if the last bit ranked them
+    assert round_to_resolution([123.4567891, 0.000123456789, 0.0]).tolist() == [123.457, 0.000123457, 0.0]
+
+
+def test_validate_table_measures_in_separate_processes(toy, toy_table, tmp_path, monkeypatch):
+    import hwnas.latency.measure as measure_mod
+
+    calls = []
+    real_run = measure_mod.subprocess.run
+
+    def spy(args, **kwargs):
+        if "hwnas.latency.measure" in args:  # the global subprocess.run also serves other callers
+            calls.append(args)
+        return real_run(args, **kwargs)
+
+    monkeypatch.setattr(measure_mod.subprocess, "run", spy)
     report = validate_table(toy, LatencyTable.load(toy_table), n=4, seed=3, out=tmp_path / "val", protocol=QUICK,
-                            progress=False)
-    assert report["n"] == 4
-    for key in ("calibrated", "uncalibrated_sum", "floor_pass2_vs_pass1"):
-        assert 0 <= report[key]["within_10pct"] <= 100 and report[key]["mape_pct"] >= 0
+                            processes=2, progress=False)
+    assert [c[1:4] for c in calls] == [["-m", "hwnas.latency.measure", str(tmp_path / "val/work/process1.job.json")],
+                                       ["-m", "hwnas.latency.measure", str(tmp_path / "val/work/process2.job.json")]]
+    assert report["n"] == 4 and report["processes"] == 2
+    assert len(report["calibrated"]) == len(report["uncalibrated_sum"]) == 2 and len(report["floor_process_vs_process"]) == 1
     df = pd.read_csv(report["csv"])
-    assert len(df) == 4 and (df["measured_ms"] > 0).all()
+    assert len(df) == 4 and (df[["process1_ms", "process2_ms"]] > 0).all().all()
+    # each process's measurement is compared on its own, not their mean
+    assert report["calibrated"][0] == agreement(df["predicted_ms"].to_numpy(), df["process1_ms"].to_numpy())
+    assert report["floor_process_vs_process"][0] == agreement(df["process2_ms"].to_numpy(), df["process1_ms"].to_numpy())
     assert Path(report["plot"]).read_bytes()[:4] == b"\x89PNG"
     assert json.loads(Path(report["json"]).read_text())["n"] == 4
     assert not (tmp_path / "val" / "work").exists()
+    with pytest.raises(HwnasError, match="--processes must be at least 2"):
+        validate_table(toy, LatencyTable.load(toy_table), n=4, processes=1, progress=False)
 
 
-def test_validate_warns_on_another_setup(toy, toy_table, tmp_path):
+def test_validate_refuses_a_setup_this_machine_cannot_run(toy, toy_table, tmp_path):
     table = LatencyTable.load(toy_table)
-    table.fingerprint = {**table.fingerprint, "cpu_model": "Some Other CPU"}
-    with pytest.warns(SetupMismatchWarning, match="cpu_model"):
+    table.fingerprint = {**table.fingerprint, "device": "cpu-graviton3", "cpu_model": "Neoverse-V1"}
+    with pytest.raises(MeasureError, match="cpu-graviton3 is a CPU 'Neoverse-V1'.*run it on the cpu-graviton3 itself"):
         validate_table(toy, table, n=2, out=tmp_path / "val", protocol=QUICK, progress=False)
 
 

@@ -20,6 +20,7 @@ import hwnas
 import hwnas.export.exporter as exporter_mod
 from hwnas.export import ExportError, export
 from hwnas.export.artifacts import tensorrt_unavailable
+from hwnas.latency.table import SHIPPED_DIR, LatencyTable
 from hwnas.spaces import get_space
 from tests.helpers import assert_one_line_error, hwnas as run_cli
 
@@ -52,6 +53,13 @@ def test_demo_runs_every_stage_and_reports(demo):
     for name, meta in manifest["artifacts"].items():
         assert hashlib.sha256((home / "demo_out/export" / name).read_bytes()).hexdigest() == meta["sha256"]
     assert manifest["latency"]["predicted"]["fingerprint"]["backend"] == "onnxruntime"
+    measured = manifest["latency"]["measured"]  # model.onnx itself, timed as the table was measured
+    assert measured["file"] == "model.onnx" and measured["comparable"] and measured["latency_ms"] > 0
+    assert measured["vs_predicted_pct"] == pytest.approx(100 * (measured["latency_ms"] / searched["predicted_ms"] - 1))
+    assert {k: measured["setup"][k] for k in ("backend", "precision", "batch_size", "threads")} == {
+        "backend": "onnxruntime", "precision": "fp32", "batch_size": 1, "threads": 1}
+    assert measured["setup"]["protocol"] == manifest["latency"]["predicted"]["fingerprint"]["protocol"]
+    assert report["calibration"]["used"] == manifest["latency"]["predicted"]["calibration"]
     assert set(manifest["accuracy_top1"]) == {"search_val", "test"}
     assert "tensorrt" in manifest["skipped"] or "tensorrt" in manifest["checks"]
 
@@ -163,3 +171,31 @@ def test_fp16_export_runs_in_half_precision(demo, tmp_path):
     assert all(0 < c["max_abs_diff"] <= 2e-2 for c in manifest["checks"].values())  # half, not silently fp32
     session = ort.InferenceSession(str(tmp_path / "half" / "model.onnx"), providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].type == "tensor(float16)"
+
+
+def test_export_times_what_it_wrote_at_its_precision_and_batch(demo, tmp_path):
+    home, report = demo
+    manifest = export(home / "demo_out/run", home / report["search"], tmp_path / "half", formats="onnx",
+                      precision="fp16", batch_size=2, progress=False)
+    measured = manifest["latency"]["measured"]
+    assert measured["file"] == "model.onnx" and measured["latency_ms"] > 0
+    assert (measured["setup"]["precision"], measured["setup"]["batch_size"]) == ("fp16", 2)
+    assert not measured["comparable"] and measured["vs_predicted_pct"] is None
+    assert "predicts batch 1 in fp32; this export runs batch 2 in fp16" in measured["note"]
+
+
+def test_export_on_a_machine_that_cannot_run_the_table_skips_timing_at_once(demo, tmp_path, monkeypatch):
+    home, report = demo
+    table = LatencyTable.load(SHIPPED_DIR / "cpu_onnxruntime_fp32_bs1_t1.csv")  # the table the demo used
+    table.fingerprint.update(device="cpu-graviton3", cpu_model="Neoverse-V1")
+    table.save(tmp_path / "graviton.csv")
+
+    def never(*args, **kwargs):
+        raise AssertionError("a setup this machine cannot run must not be timed")
+
+    monkeypatch.setattr(exporter_mod, "measure_model", never)
+    manifest = export(home / "demo_out/run", home / report["search"], tmp_path / "out", formats="onnx",
+                      device="cpu-graviton3", table=tmp_path / "graviton.csv", progress=False)
+    latency = manifest["latency"]
+    assert latency["predicted"]["device"] == "cpu-graviton3" and latency["measured"] is None
+    assert "cannot run the setup" in latency["not_measured"] and "Neoverse-V1" in latency["not_measured"]

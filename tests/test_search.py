@@ -282,6 +282,13 @@ def test_cli_search_with_measure(run_dir, toy, table, tmp_path):
     assert text.returncode == 0 and "top-1: search-val" in text.stdout and "pareto.png" in text.stdout
 
 
+def elsewhere(table: Path, folder: Path) -> Path:
+    """A copy of `table` measured on another machine's CPU (a named target this machine is not)."""
+    copy = LatencyTable.load(table)
+    copy.fingerprint.update(device="cpu-graviton3", cpu_model="Neoverse-V1")
+    return copy.save(folder / "graviton.csv")
+
+
 def test_cli_bad_input_is_one_line(run_dir, toy, table, tmp_path):
     low, _ = latency_range(toy, table)
     base = ["search", "--run", str(run_dir), "--table", str(table)]
@@ -295,6 +302,8 @@ def test_cli_bad_input_is_one_line(run_dir, toy, table, tmp_path):
         (["search", "--run", str(tmp_path / "nowhere"), "--params-m", "1"], ["is not a training run", "hwnas train"]),
         (["search", "--run", str(run_dir), "--latency-ms", "1", "--device", "cpu"],  # the shipped table lacks the toy
          ["no row for block", "hwnas profile --device cpu --space"]),
+        (["search", "--run", str(run_dir), "--table", str(elsewhere(table, tmp_path)), "--latency-ms", "1e3", "--measure"],
+         ["cannot time the winner", "cpu-graviton3", "run it on the cpu-graviton3 itself"]),
     ]
     for args, fragments in cases:
         assert_one_line_error(run_cli(*args), *fragments)

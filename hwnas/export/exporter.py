@@ -24,9 +24,10 @@ from hwnas.export.artifacts import (
     tensorrt_unavailable, write_onnx, write_pt2, write_safetensors, write_tensorrt,
 )
 from hwnas.io import atomic_write_json, sha256_file
+from hwnas.latency.measure import measure_model, why_not_here
 from hwnas.latency.predict import LatencyPredictor
-from hwnas.latency.table import LatencyTable, TableError, find_table
-from hwnas.search.runner import search_table
+from hwnas.latency.resolve import resolve_table, select_table
+from hwnas.latency.table import LatencyTable, TableError
 from hwnas.spaces import Arch
 from hwnas.train.checkpoint import WEIGHTS, CheckpointError
 from hwnas.train.evaluate import TrainedRun
@@ -63,12 +64,16 @@ def _staging(out: Path) -> Path:
 
 
 def export(run: str | Path, arch: str | Path | Arch, out: str | Path, formats: str | Sequence[str] = DEFAULT_FORMATS,
-           precision: str = "fp32", batch_size: int = 1, device: str | None = None, table: str | Path | None = None,
-           opset: int = DEFAULT_OPSET, measure: bool = True, progress: bool = True) -> dict[str, Any]:
+           precision: str = "fp32", batch_size: int = 1, device: str | None = None,
+           table: str | Path | LatencyTable | None = None, opset: int = DEFAULT_OPSET, measure: bool = True,
+           drift: str = "refit", progress: bool = True) -> dict[str, Any]:
     """Export subnet `arch` (an Arch, an arch JSON or a search's best.json) of the supernet in `run`.
 
     Returns the manifest. Latency is predicted from the table of `device` (default: the CPU table,
-    when one covers the space) and, with `measure`, timed here with that table's backend and settings."""
+    when one covers the space; `drift` says what to do when it is off here) and, with `measure`,
+    the written `model.onnx` is timed here with that table's backend and protocol, at the export's
+    precision and batch size (on the torch backend: the PyTorch model). Where this machine cannot
+    run the table's setup, the manifest says so instead."""
     formats = parse_formats(formats)
     if precision not in PRECISIONS:
         raise ExportError(f"unknown precision {precision!r}; use fp32 or fp16")
@@ -82,11 +87,12 @@ def export(run: str | Path, arch: str | Path | Arch, out: str | Path, formats: s
     arch = arch if isinstance(arch, Arch) else Arch.from_json(arch, trained.space)
     if arch.space != trained.space:
         raise ArchError(f"arch is from space {arch.space.key!r}, but the run trained {trained.space.key!r}")
-    found = _table(device, table, trained)
     out = Path(out)
-    staging = _staging(out)
+    staging = _staging(out)  # an unwritable --out is refused before any measuring
     try:
-        manifest = _export(trained, arch, staging, formats, precision, batch_size, opset, found, measure, progress)
+        found = _table(device, table, trained, drift, progress)
+        untimed = _why_untimed(found, measure, formats)  # decided before anything is built
+        manifest = _export(trained, arch, staging, formats, precision, batch_size, opset, found, untimed, progress)
         for name in manifest["artifacts"]:
             os.chmod(staging / name, 0o644)
             os.replace(staging / name, out / name)
@@ -97,19 +103,34 @@ def export(run: str | Path, arch: str | Path | Arch, out: str | Path, formats: s
     return manifest
 
 
-def _table(device: str | None, table: str | Path | None, run: TrainedRun) -> LatencyTable | None:
-    if device or table:
-        return search_table(device, table, run.space.key)
+def _table(device: str | None, table: str | Path | LatencyTable | None, run: TrainedRun, drift: str,
+           progress: bool) -> LatencyTable | None:
+    if device or table is not None:
+        return resolve_table(run.space, device=device, table=table, drift=drift, progress=progress)
     try:  # no device named: the CPU table, when one covers the space
-        found = find_table("cpu", None, run.space.key)
+        found = select_table("cpu", None, run.space.key)
         LatencyPredictor(found, run.space)
-        return found
     except TableError:
         return None
+    return resolve_table(run.space, table=found, drift=drift, progress=progress)
+
+
+def _why_untimed(table: LatencyTable | None, measure: bool, formats: tuple[str, ...]) -> str | None:
+    """Why the written model will not be timed here (None: it will be)."""
+    if not measure:
+        return "not asked for (--no-measure)"
+    if table is None:
+        return "no latency table covers this space (pass --device or --table)"
+    why = why_not_here(table.fingerprint)
+    if why:
+        return f"this machine cannot run the setup of {table.name} ({why}); time model.onnx on the {table.device}"
+    if table.fingerprint["backend"] != "torch" and not {"onnx", "tensorrt"} & set(formats):
+        return "no model.onnx was written (add onnx to --formats)"
+    return None
 
 
 def _export(run: TrainedRun, arch: Arch, folder: Path, formats: tuple[str, ...], precision: str, batch_size: int,
-            opset: int, table: LatencyTable | None, measure: bool, progress: bool) -> dict[str, Any]:
+            opset: int, table: LatencyTable | None, untimed: str | None, progress: bool) -> dict[str, Any]:
     supernet = run.supernet()
     fp32 = supernet.extract(arch).eval()
     model = fp32 if precision == "fp32" else copy.deepcopy(fp32).half()
@@ -135,18 +156,25 @@ def _export(run: TrainedRun, arch: Arch, folder: Path, formats: tuple[str, ...],
         "tensorrt": "not requested" + (f"; it could not be built here: {why}" if (why := tensorrt_unavailable()) else "")}
 
     accuracy = {part: run.top1(arch, part, supernet) for part in ("search_val", "test")}
-    latency: dict[str, Any] = {"predicted": None, "measured": None}
+    latency: dict[str, Any] = {"predicted": None, "measured": None, "not_measured": untimed}
     if table is not None:
         predictor = LatencyPredictor(table, arch.space)
         latency["predicted"] = {"device": table.device, "table": table.name, "fingerprint": table.fingerprint,
+                                "calibration": predictor.calibration.to_dict(),
+                                "calibration_source": table.calibration_sources.get(arch.space.key),
                                 **predictor.predict(arch).to_dict()}
-        if measure:
-            from hwnas.latency.validate import measure_archs
-
-            (ms,) = measure_archs(arch.space, table, [arch], folder / "measure", progress=progress)
-            predicted = latency["predicted"]["latency_ms"]
-            latency["measured"] = {"latency_ms": float(ms[0]), "vs_predicted_pct": 100 * (float(ms[0]) / predicted - 1),
-                                   "how": f"end to end here with {table.fingerprint.get('backend')}, the table's settings"}
+    if table is not None and untimed is None:
+        onnx_file = folder / FILES["onnx"]
+        measured = measure_model(model, onnx_file if onnx_file.is_file() else None, arch, table, precision, batch_size,
+                                 folder / "measure", progress)
+        fp = table.fingerprint
+        comparable = (fp["precision"], int(fp["batch_size"])) == (precision, batch_size)
+        predicted = latency["predicted"]["latency_ms"]  # type: ignore[index]
+        latency["measured"] = {**measured, "vs_predicted_pct": 100 * (measured["latency_ms"] / predicted - 1) if comparable
+                               else None, "comparable": comparable}
+        if not comparable:
+            latency["measured"]["note"] = (f"the table predicts batch {fp['batch_size']} in {fp['precision']}; this "
+                                           f"export runs batch {batch_size} in {precision}")
     return {
         "arch": arch.to_dict(), "digest": arch.digest, "space": arch.space.key, "run": str(run.dir),
         "precision": precision, "batch_size": batch_size, "input_shape": list(example.shape),

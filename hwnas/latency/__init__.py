@@ -1,7 +1,10 @@
 """Latency lookup tables: block modules, bundles, profiling backends, tables and prediction.
 
-The torch-free parts that search needs are importable from here; profiling and validation live in
-`hwnas.latency.profile` and `hwnas.latency.validate`.
+The torch-free parts that search needs are importable from here. Profiling lives in
+`hwnas.latency.profile`, end-to-end measurement in `hwnas.latency.measure`, the check that a table
+holds on this machine in `hwnas.latency.drift` (with `hwnas.latency.local` storing its outcome),
+the one table resolution every command uses in `hwnas.latency.resolve`, and validation in
+`hwnas.latency.validate`.
 """
 
 from hwnas.latency.predict import LatencyPredictor, Prediction

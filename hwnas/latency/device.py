@@ -77,15 +77,25 @@ def choose_backend(device: Device, backend: str | None, precision: str) -> str:
     return backend
 
 
+def local_gpu_problem(device: Device) -> str | None:
+    """Why this machine's GPU is not the GPU `device` names, as a clause (None when it is)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "this machine has no CUDA GPU"
+    name = torch.cuda.get_device_name(0)
+    if device.gpu_name and not re.search(rf"\b{re.escape(device.gpu_name)}\b", name, re.IGNORECASE):
+        return f"this machine's GPU is {name!r}, not an {device.gpu_name}"
+    return None
+
+
 def check_local_gpu(device: Device) -> str:
     """This machine's GPU name, if it is the GPU `device` names; otherwise a clear refusal."""
     import torch
 
-    hint = (f"profile on the target itself, or write a bundle with `hwnas profile --device {device.label} "
-            f"--export-blocks DIR` and measure it there with profilers/trt_profile.py")
-    if not torch.cuda.is_available():
-        raise DeviceError(f"device {device.label!r} is a GPU but this machine has no CUDA GPU; {hint}")
-    name = torch.cuda.get_device_name(0)
-    if device.gpu_name and not re.search(rf"\b{re.escape(device.gpu_name)}\b", name, re.IGNORECASE):
-        raise DeviceError(f"device {device.label!r} needs an {device.gpu_name} but this machine's GPU is {name!r}; {hint}")
-    return name
+    problem = local_gpu_problem(device)
+    if problem:
+        raise DeviceError(f"device {device.label!r} is a GPU but {problem}; profile on the target itself, or write a "
+                          f"bundle with `hwnas profile --device {device.label} --export-blocks DIR` and measure it "
+                          f"there with profilers/trt_profile.py")
+    return torch.cuda.get_device_name(0)

@@ -58,15 +58,21 @@ class ProfileSettings:
 
     @classmethod
     def of_table(cls, fingerprint: dict[str, Any]) -> ProfileSettings:
-        """The settings a table was measured with (to measure more under the same ones)."""
+        """The settings a table was measured with, its timing protocol included (to measure more,
+        or whole networks, the way the table was measured)."""
+        protocol = Protocol.from_dict(fingerprint["protocol"]) if fingerprint.get("protocol") else Protocol()
         return cls(device=fingerprint["device"], backend=fingerprint["backend"], precision=fingerprint["precision"],
                    batch_size=int(fingerprint["batch_size"]), threads=int(fingerprint.get("threads") or 1),
-                   cuda_graphs=bool(fingerprint.get("cuda_graphs", False)))
+                   cuda_graphs=bool(fingerprint.get("cuda_graphs", False)), protocol=protocol)
+
+    def model_info(self, backend: str) -> dict[str, Any]:
+        """How the measured models are made and run (heads a bundle's manifest; part of a fingerprint)."""
+        return {"device": self.device, "backend": backend, "precision": self.precision, "batch_size": self.batch_size,
+                "threads": self.threads if backend == ONNXRUNTIME else None, "exporter": "torch.onnx dynamo",
+                "torch": torch.__version__, "hwnas": version("hwnas")}
 
     def bundle_info(self, space: SearchSpace, backend: str) -> dict[str, Any]:
-        return {"space": space.key, "device": self.device, "backend": backend, "precision": self.precision,
-                "batch_size": self.batch_size, "threads": self.threads if backend == ONNXRUNTIME else None,
-                "exporter": "torch.onnx dynamo", "torch": torch.__version__, "hwnas": version("hwnas")}
+        return {"space": space.key, **self.model_info(backend)}
 
 
 def default_table_path(settings: ProfileSettings, backend: str) -> Path:
@@ -118,6 +124,11 @@ def merge_measurements(table: LatencyTable, entries: Sequence[Entry], rows: Sequ
     return added
 
 
+def setup_here(settings: ProfileSettings, backend: str) -> dict[str, Any]:
+    """The fingerprint a table measured on this machine with `settings` would record."""
+    return measured_fingerprint(local_fingerprint(backend, settings), settings.model_info(backend))
+
+
 def open_table(path: Path, fingerprint: dict[str, Any]) -> LatencyTable:
     """The table at `path` to add to (new if absent); refused when measured on another setup,
     since mixing two machines' rows in one table would be silently wrong."""
@@ -143,8 +154,7 @@ def profile_space(space: SearchSpace, settings: ProfileSettings, out: Path | Non
         check_local_gpu(device)
     path = out or default_table_path(settings, backend)
     info = settings.bundle_info(space, backend)
-    fingerprint = measured_fingerprint(local_fingerprint(backend, settings), info)
-    table = open_table(path, fingerprint)
+    table = open_table(path, setup_here(settings, backend))
     blocks = table.missing(space.block_configs())
     calibrate = space.key not in table.calibrations
     summary = {"table": str(path), "space": space.key, "device": settings.device, "backend": backend,

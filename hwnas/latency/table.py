@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,18 +18,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hwnas.errors import HwnasError, HwnasWarning
+from hwnas.errors import HwnasError
 from hwnas.io import atomic_write_bytes, atomic_write_json
-from hwnas.profilers.protocol import STAT_COLUMNS, cpu_model
+from hwnas.profilers.protocol import STAT_COLUMNS
 from hwnas.spaces.blocks import BlockConfig
 
 TABLE_FORMAT = 1
 BLOCK_COLUMNS = tuple(f.name for f in fields(BlockConfig))
 COLUMNS = ("key", *BLOCK_COLUMNS, *STAT_COLUMNS)
 LATENCY = "p50_ms"  # the statistic that predictions sum
-# Fingerprint fields that make two measurements comparable; the rest (date, platform) is context.
-SETUP_FIELDS = ("device", "backend", "backend_version", "precision", "batch_size", "threads", "cpu_model", "gpu_model",
-                "cuda_graphs", "protocol")
+TABLE_DIGITS = 6  # significant digits of the CSV's timings: the resolution of a table's predictions
+# Fingerprint fields that move latency: the runtime and exporter versions, the processor, and how the
+# models run. Any difference means the table's numbers may not hold (see `hwnas.latency.drift`).
+LATENCY_FIELDS = ("backend_version", "torch", "opset", "cpu_model", "cpu_id", "cpu_isa", "gpu_model", "cuda", "threads",
+                  "precision", "batch_size", "cuda_graphs")
+# Fields that make two measurements comparable enough to share a table; the rest (date, platform) is context.
+SETUP_FIELDS = ("device", "backend", "protocol", *LATENCY_FIELDS)
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / "latency_tables"  # present in a source checkout
 TABLES_ENV = "HWNAS_TABLES"
 
@@ -39,8 +42,12 @@ class TableError(HwnasError):
     """A missing, corrupted or mismatching latency table."""
 
 
-class SetupMismatchWarning(HwnasWarning):
-    """A table used on (or merged with) a setup other than the one it was measured on."""
+def round_to_resolution(values: Any, digits: int = TABLE_DIGITS) -> np.ndarray:
+    """`values` rounded to `digits` significant digits: sums of the same rows in another order
+    differ in the last bit, which must not rank one arch above another."""
+    v = np.asarray(values, dtype=float)
+    scale = 10.0 ** (digits - 1 - np.floor(np.log10(np.abs(np.where(v == 0, 1.0, v)))))
+    return np.round(v * scale) / scale
 
 
 def profile_command(fingerprint: Mapping[str, Any], space: str, out: Path | None) -> str:
@@ -97,6 +104,8 @@ class LatencyTable:
     fingerprint: dict[str, Any]
     calibrations: dict[str, Calibration] = field(default_factory=dict)
     path: Path | None = None
+    # Spaces whose calibration was replaced in memory (a local calibration for this machine): what replaced it.
+    calibration_sources: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # ---- construction and files --------------------------------------------------------------
     @classmethod
@@ -152,8 +161,11 @@ class LatencyTable:
         path = Path(path or self.path or "")
         if not path.name:
             raise TableError("no path to save the latency table to")
+        if self.calibration_sources:
+            raise TableError(f"latency table {self.name} carries local calibrations ({', '.join(self.calibration_sources)}); "
+                             f"save the table as loaded, not a localized copy")
         df = self.rows.reset_index()[list(COLUMNS)].sort_values("key")
-        atomic_write_bytes(path, df.to_csv(index=False, float_format="%.6g").encode())
+        atomic_write_bytes(path, df.to_csv(index=False, float_format=f"%.{TABLE_DIGITS}g").encode())
         meta = {"format": TABLE_FORMAT, "fingerprint": self.fingerprint,
                 "calibration": {k: c.to_dict() for k, c in sorted(self.calibrations.items())},
                 "updated": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -208,17 +220,19 @@ class LatencyTable:
             )
         return self.calibrations[space_key]
 
-    # ---- setup checks -------------------------------------------------------------------------
-    def setup_differences(self, other: Mapping[str, Any], ignore: Sequence[str] = ()) -> list[str]:
-        """Setup fields where `other` (a fingerprint) differs from this table's, as 'field: a here, b there'."""
-        return [f"{k}: {self.fingerprint.get(k)!r} here, {other.get(k)!r} there" for k in SETUP_FIELDS
-                if k in other and k not in ignore and self.fingerprint.get(k) != other.get(k)]
+    def with_calibration(self, space_key: str, calibration: Calibration, source: Mapping[str, Any]) -> LatencyTable:
+        """A copy whose calibration for `space_key` is replaced (in memory only) and says by what."""
+        return replace(self, calibrations={**self.calibrations, space_key: calibration},
+                       calibration_sources={**self.calibration_sources, space_key: dict(source)})
 
-    def warn_if_setup_differs(self, current: Mapping[str, Any], doing: str, ignore: Sequence[str] = ()) -> None:
-        diffs = self.setup_differences(current, ignore)
-        if diffs:
-            warnings.warn(f"{doing} with latency table {self.name}, measured on another setup ({'; '.join(diffs)}); "
-                          f"its numbers may not hold here", SetupMismatchWarning, stacklevel=2)
+    # ---- setup checks -------------------------------------------------------------------------
+    def setup_differences(self, here: Mapping[str, Any], fields: Sequence[str] = SETUP_FIELDS) -> list[str]:
+        """`fields` where the fingerprint `here` differs from this table's, as 'field: table a, here b'."""
+        def show(value: Any) -> str:
+            return "not recorded" if value is None else repr(value)
+
+        return [f"{k}: table {show(self.fingerprint.get(k))}, here {show(here.get(k))}" for k in fields
+                if k in here and self.fingerprint.get(k) != here.get(k)]
 
 
 # ---- finding tables --------------------------------------------------------------------------
@@ -229,46 +243,41 @@ def table_filename(device: str, backend: str, precision: str, batch_size: int, t
 
 def table_dirs() -> list[Path]:
     """Where `--device` looks for tables, first match wins: $HWNAS_TABLES, ./latency_tables, shipped."""
-    dirs = [Path(p) for p in os.environ.get(TABLES_ENV, "").split(os.pathsep) if p]
-    dirs += [Path("latency_tables"), SHIPPED_DIR]
-    unique: dict[Path, Path] = {}
-    for d in dirs:
-        unique.setdefault(d.resolve(), d)
-    return list(unique.values())
+    return list(_labelled_dirs())
 
 
-def find_table(device: str, table: str | Path | None = None, space_key: str | None = None) -> LatencyTable:
-    """The table given, or the one table for `device` in `table_dirs()`; a clear error otherwise.
-    With `space_key`, several tables for the device narrow to those calibrated for that space."""
-    if table is not None:
-        found = LatencyTable.load(table)
-        if found.device != device:
-            warnings.warn(f"latency table {table} was measured for device {found.device!r}, not {device!r}",
-                          SetupMismatchWarning, stacklevel=2)
-        return _warn_if_generic_cpu_elsewhere(found)
+def _labelled_dirs() -> dict[Path, str]:
+    """The table folders in search order, each with where it comes from."""
+    dirs = [(Path(p), f"${TABLES_ENV}") for p in os.environ.get(TABLES_ENV, "").split(os.pathsep) if p]
+    dirs += [(Path("latency_tables"), "./latency_tables"), (SHIPPED_DIR, "shipped")]
+    unique: dict[Path, tuple[Path, str]] = {}
+    for d, label in dirs:
+        resolved = d.resolve()
+        unique.setdefault(resolved, (d, "shipped" if resolved == SHIPPED_DIR.resolve() else label))
+    return dict(unique.values())
+
+
+def table_files() -> list[tuple[str, Path]]:
+    """Every table CSV in `table_dirs()`, with where it was found ($HWNAS_TABLES, ./latency_tables, shipped)."""
+    return [(label, path) for folder, label in _labelled_dirs().items()
+            for path in sorted(folder.glob("*.csv")) if not path.name.startswith(".")]
+
+
+def find_table(device: str, space_key: str | None = None) -> LatencyTable:
+    """The one table for `device` in `table_dirs()`, or a clear error. With `space_key`, several
+    tables for the device narrow to those calibrated for that space."""
     for folder in table_dirs():
         candidates = [LatencyTable.load(c) for c in sorted({*folder.glob(f"{device}.csv"), *folder.glob(f"{device}_*.csv")})]
         if len(candidates) > 1 and space_key is not None:
             candidates = [c for c in candidates if space_key in c.calibrations] or candidates
         if len(candidates) == 1:
-            return _warn_if_generic_cpu_elsewhere(candidates[0])
+            return candidates[0]
         if len(candidates) > 1:
             names = ", ".join(c.name for c in candidates)
             raise TableError(f"several latency tables for device {device!r} ({names}); choose one with --table")
     where = ", ".join(str(d) for d in table_dirs())
     raise TableError(f"no latency table for device {device!r} in {where}; build one with "
                      f"`hwnas profile --device {device} --space SPACE` or pass --table")
-
-
-def _warn_if_generic_cpu_elsewhere(table: LatencyTable) -> LatencyTable:
-    """The label `cpu` reads as "this machine": say so when the table's CPU is another one
-    (`cpu-<name>` labels name a target on purpose and are not checked)."""
-    theirs, ours = table.fingerprint.get("cpu_model"), cpu_model()
-    if table.device == "cpu" and theirs != ours:
-        warnings.warn(f"latency table {table.name} was measured on CPU {theirs!r}, not this machine's {ours!r}; its "
-                      f"numbers describe that CPU (profile yours with `hwnas profile --device cpu-<name> ...`)",
-                      SetupMismatchWarning, stacklevel=3)
-    return table
 
 
 def stats_from_row(row: Mapping[str, Any]) -> dict[str, float]:

@@ -19,9 +19,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from hwnas.io import atomic_write_json, sha256_file
-from hwnas.latency.device import parse_device
+from hwnas.latency.measure import measure_archs, require_here
 from hwnas.latency.predict import LatencyPredictor
-from hwnas.latency.table import LatencyTable, TableError, find_table
+from hwnas.latency.resolve import resolve_table
+from hwnas.latency.table import LatencyTable
 from hwnas.search.constraints import METRICS, Budget, BudgetError, Constraints, Costs, budget_summary, check_feasible
 from hwnas.search.evolution import EvolutionSettings, Evolution, Record, SearchState
 from hwnas.search.fitness import TEST, Fitness
@@ -49,20 +50,6 @@ class SearchResult:
         return list(self.report["notes"])
 
 
-def search_table(device: str | None, table: str | Path | None, space_key: str) -> LatencyTable:
-    """The table for `device` (found, preferring one calibrated for the space) or given; a given
-    table of another device is refused."""
-    label = parse_device(device).label if device else None
-    if table is None:
-        assert label is not None
-        return find_table(label, None, space_key)
-    found = LatencyTable.load(table)
-    if label and found.device != label:
-        raise TableError(f"latency table {table} was measured on device {found.device!r}, not {label!r}; "
-                         f"pass --device {found.device} or that device's table")
-    return found
-
-
 def default_out(run: Path, budget: Budget, settings: EvolutionSettings, device: str | None) -> Path:
     parts = [f"{k.split('_')[0]}{v:g}" for k, v in budget.limits().items()]
     return run / "search" / "-".join([settings.strategy, *parts, *([device] if device else []), f"seed{settings.seed}"])
@@ -83,16 +70,18 @@ def _load_state(out: Path, context: dict[str, Any], run: TrainedRun) -> SearchSt
     return state
 
 
-def search(run: str | Path, *, latency_ms: float | None = None, device: str | None = None, table: str | Path | None = None,
-           flops_g: float | None = None, params_m: float | None = None, strategy: str = "evolution",
-           population: int = 50, generations: int = 20, parents: int = 10, mutation_prob: float = 0.2,
-           resample_prob: float = 0.4, seed: int = 0, out: str | Path | None = None, measure: bool = False,
-           progress: bool = True, on_generation: Callable[[SearchState], None] | None = None) -> SearchResult:
+def search(run: str | Path, *, latency_ms: float | None = None, device: str | None = None,
+           table: str | Path | LatencyTable | None = None, flops_g: float | None = None, params_m: float | None = None,
+           strategy: str = "evolution", population: int = 50, generations: int = 20, parents: int = 10,
+           mutation_prob: float = 0.2, resample_prob: float = 0.4, seed: int = 0, out: str | Path | None = None,
+           measure: bool = False, drift: str = "refit", progress: bool = True,
+           on_generation: Callable[[SearchState], None] | None = None) -> SearchResult:
     """Search the trained supernet in `run` for the most accurate subnet within the budget.
 
-    Budgets: `latency_ms` (predicted from the table of `device`, or `table`), `flops_g` (GMACs) and
-    `params_m` (millions); any combination, at least one. `measure` also times the winner end to end
-    with the table's backend and settings on this machine."""
+    Budgets: `latency_ms` (predicted from the table of `device`, or `table`; `drift` says what to do
+    when the table is off on this machine), `flops_g` (GMACs) and `params_m` (millions); any
+    combination, at least one. `measure` also times the winner end to end with the table's backend
+    and settings on this machine."""
     began = time.perf_counter()
     settings = EvolutionSettings(strategy, population, generations, parents, mutation_prob, resample_prob, seed)
     budget = Budget(latency_ms, flops_g, params_m)
@@ -103,7 +92,12 @@ def search(run: str | Path, *, latency_ms: float | None = None, device: str | No
     if not weights.is_file():
         raise CheckpointError(f"{trained.dir} has no trained weights ({WEIGHTS}); finish `hwnas train --out {trained.dir}` first")
     space = trained.space
-    found = search_table(device, table, space.key) if device or table else None
+    found = resolve_table(space, device=device, table=table, drift=drift, progress=progress) \
+        if device or table is not None else None
+    if measure:  # refused before the search, not after it
+        if found is None:
+            raise BudgetError("--measure needs --device (or --table): it times the arch with the table's backend")
+        require_here(found, "time the winner")
     predictor = LatencyPredictor(found, space) if found else None
     costs = Costs(space, predictor)
     constraints = Constraints(budget, costs)
@@ -164,13 +158,14 @@ def search(run: str | Path, *, latency_ms: float | None = None, device: str | No
         "params_m": best.arch.params() / 1e6,
         "budget": budget_summary(feasibility, budget), "budget_binds": feasibility.binds,
         "table": None if found is None else {"path": found.name, "fingerprint": found.fingerprint,
-                                             "calibration": found.calibration(space.key).to_dict()},
+                                             "calibration": found.calibration(space.key).to_dict(),
+                                             "calibration_source": found.calibration_sources.get(space.key)},
         "strategy": settings.strategy, "seed": settings.seed, "settings": settings.to_dict(),
         "evaluations": len(state.records), "generations_run": state.generation, "run": str(trained.dir),
         "notes": state.notes, "seconds": round(time.perf_counter() - began, 1),
     }
     if measure:
-        report.update(_measure(best.arch, found, budget, out, progress))
+        report.update(_measure(best.arch, found, budget, out, progress))  # type: ignore[arg-type]
     history = history_frame(state.records)
     cost = evolution.primary
     pareto = pareto_front(history, cost)
@@ -182,14 +177,9 @@ def search(run: str | Path, *, latency_ms: float | None = None, device: str | No
     return SearchResult(best.arch, report, history, pareto, out)
 
 
-def _measure(arch: Arch, table: LatencyTable | None, budget: Budget, out: Path, progress: bool) -> dict[str, Any]:
+def _measure(arch: Arch, table: LatencyTable, budget: Budget, out: Path, progress: bool) -> dict[str, Any]:
     """The winner timed end to end here with the table's backend and settings (the honesty check)."""
-    from hwnas.latency.validate import measure_archs
-
-    if table is None:
-        raise BudgetError("--measure needs --device (or --table): it times the arch with the table's backend")
-    (measured,) = measure_archs(arch.space, table, [arch], out / "measure", progress=progress)
-    ms = float(measured[0])
+    ms = float(measure_archs(arch.space, table, [arch], out / "measure", progress=progress)[0])
     result: dict[str, Any] = {"measured_latency_ms": ms}
     if budget.latency_ms is not None:
         result["measured_over_budget_pct"] = 100 * (ms / budget.latency_ms - 1)

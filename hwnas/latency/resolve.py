@@ -1,0 +1,72 @@
+"""Which latency table predicts a space on a device, as that table holds on this machine.
+
+One resolution for `predict`, `validate-table`, `search`, `export` and `demo`:
+1. the table: the file `--table` (refused when it was measured for another device than
+   `--device`), or the one table of the device label in `$HWNAS_TABLES`, `./latency_tables` or the
+   shipped tables (several narrow to those calibrated for the space);
+2. it must cover the space: every block has a row, and the space has a calibration;
+3. it is checked for drift on this machine (`hwnas.latency.drift`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hwnas.latency.device import parse_device
+from hwnas.latency.drift import DriftPolicy, check_drift, describe_outcome
+from hwnas.latency.local import LocalCalibrations
+from hwnas.latency.measure import setup_of, why_not_here
+from hwnas.latency.predict import LatencyPredictor
+from hwnas.latency.table import LATENCY_FIELDS, LatencyTable, TableError, find_table, fingerprint_summary, table_files
+from hwnas.spaces import SearchSpace
+
+
+def select_table(device: str | None, table: str | Path | None, space_key: str) -> LatencyTable:
+    """The table file given, or the one found for the device label (preferring one calibrated for the space)."""
+    label = parse_device(device).label if device else None
+    if table is None:
+        if label is None:
+            raise TableError("name the latency table to predict with: --device LABEL or --table PATH")
+        return find_table(label, space_key)
+    found = LatencyTable.load(table)
+    if label and found.device != label:
+        raise TableError(f"latency table {table} was measured on device {found.device!r}, not {label!r}; "
+                         f"pass --device {found.device} or that device's table")
+    return found
+
+
+def resolve_table(space: SearchSpace, *, device: str | None = None, table: str | Path | LatencyTable | None = None,
+                  drift: str | DriftPolicy = "refit", progress: bool = True) -> LatencyTable:
+    """The table that predicts `space` on `device` (found by label, the file `table`, or a table
+    already loaded), checked to cover the space and for drift here (`drift`: refit, fail or ignore)."""
+    policy = drift if isinstance(drift, DriftPolicy) else DriftPolicy(mode=drift)
+    found = table if isinstance(table, LatencyTable) else select_table(device, table, space.key)
+    LatencyPredictor(found, space)  # every block and a calibration, or one line naming the profile command
+    return check_drift(found, space, policy, progress)
+
+
+def list_tables() -> list[dict[str, Any]]:
+    """Every table `table_files()` finds, with where it was found, its spaces and fingerprint, and how it
+    stands on this machine: `matches` (same setup), `differs` (runs here; checked on use, with any
+    local calibrations of this setup) or `elsewhere` (this machine cannot run its setup)."""
+    listed = []
+    for source, path in table_files():
+        row: dict[str, Any] = {"path": str(path), "source": source}
+        try:
+            table = LatencyTable.load(path)
+        except TableError as exc:
+            listed.append({**row, "here": "unreadable", "error": str(exc)})
+            continue
+        row.update(device=table.device, setup=fingerprint_summary(table.fingerprint), spaces=sorted(table.calibrations),
+                   rows=len(table), created=table.fingerprint.get("created"), fingerprint=table.fingerprint)
+        why = why_not_here(table.fingerprint)
+        if why:
+            listed.append({**row, "here": "elsewhere", "why": why})
+            continue
+        setup = setup_of(table)
+        differences = table.setup_differences(setup, LATENCY_FIELDS)
+        local = {e.space: {**e.to_dict(), "outcome": describe_outcome(e.to_dict())} for e in LocalCalibrations(path).for_setup(setup)}
+        listed.append({**row, "here": "differs" if differences else "matches", "differences": differences,
+                       "local_calibrations": local})
+    return listed
