@@ -292,22 +292,22 @@ ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni
 def cpu_identity() -> dict[str, str]:
     """The CPU's generation and ISA: a model name alone can be as vague as "AMD EPYC", which
     covers parts whose kernels run twice as fast as each other's."""
-    fields: dict[str, str] = {}
+    info: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if not line.strip():
                 break  # the first processor describes them all
             key, _, value = line.partition(":")
-            fields.setdefault(key.strip().lower(), value.strip())
+            info.setdefault(key.strip().lower(), value.strip())
     except OSError:
         return {"cpu_id": platform.processor() or platform.machine(), "cpu_isa": ""}
-    if "cpu family" in fields:
-        cpu_id = (f"{fields.get('vendor_id', '?')} family {fields['cpu family']} model {fields.get('model', '?')} "
-                  f"stepping {fields.get('stepping', '?')}")
+    if "cpu family" in info:
+        cpu_id = (f"{info.get('vendor_id', '?')} family {info['cpu family']} model {info.get('model', '?')} "
+                  f"stepping {info.get('stepping', '?')}")
     else:
-        cpu_id = " ".join(f"{k.removeprefix('cpu ')} {fields[k]}" for k in ("cpu implementer", "cpu part", "cpu variant")
-                          if k in fields) or platform.machine()
-    flags = set((fields.get("flags") or fields.get("features") or "").split())
+        cpu_id = " ".join(f"{k.removeprefix('cpu ')} {info[k]}" for k in ("cpu implementer", "cpu part", "cpu variant")
+                          if k in info) or platform.machine()
+    flags = set((info.get("flags") or info.get("features") or "").split())
     return {"cpu_id": cpu_id, "cpu_isa": " ".join(f for f in ISA_FLAGS if f in flags)}
 
 

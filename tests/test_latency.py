@@ -286,8 +286,8 @@ def test_validate_table_measures_in_separate_processes(toy, toy_table, tmp_path,
     monkeypatch.setattr(measure_mod.subprocess, "run", spy)
     report = validate_table(toy, LatencyTable.load(toy_table), n=4, seed=3, out=tmp_path / "val", protocol=QUICK,
                             processes=2, progress=False)
-    assert [c[1:4] for c in calls] == [["-m", "hwnas.latency.measure", str(tmp_path / "val/work/process1.job.json")],
-                                       ["-m", "hwnas.latency.measure", str(tmp_path / "val/work/process2.job.json")]]
+    jobs = [str(tmp_path / "val" / "work" / f"process{i}.job.json") for i in (1, 2)]
+    assert [c[1:4] for c in calls] == [["-m", "hwnas.latency.measure", job] for job in jobs]
     assert report["n"] == 4 and report["processes"] == 2
     assert len(report["calibrated"]) == len(report["uncalibrated_sum"]) == 2 and len(report["floor_process_vs_process"]) == 1
     df = pd.read_csv(report["csv"])

@@ -100,7 +100,7 @@ def measure_archs(space: SearchSpace, table: LatencyTable, archs: Sequence[Arch]
     rows = measure_plans(plans, str(settings.backend), settings, work, measurement_info(space, settings), label,
                          out=work / "measured.csv")
     shutil.rmtree(work, ignore_errors=True)
-    return _p50(plans, rows)
+    return p50_by_plan(plans, rows)
 
 
 def measure_archs_apart(space: SearchSpace, table: LatencyTable, archs: Sequence[Arch], work: Path, processes: int = 2,
@@ -129,7 +129,7 @@ def measure_archs_apart(space: SearchSpace, table: LatencyTable, archs: Sequence
         if done.returncode != 0:
             tail = (done.stderr or "").strip().splitlines()[-1:] or ["its error is printed above"]
             raise MeasureError(f"measuring in process {i} failed (exit code {done.returncode}): {tail[0]}")
-        results.append(_p50(plans, list(read_measurements(out).values())))
+        results.append(p50_by_plan(plans, list(read_measurements(out).values())))
     shutil.rmtree(work, ignore_errors=True)
     return results
 
@@ -165,7 +165,8 @@ def measurement_info(space: SearchSpace, settings: ProfileSettings) -> dict[str,
     return {**settings.bundle_info(space, str(settings.backend)), "purpose": "end-to-end measurement"}
 
 
-def _p50(plans: Sequence[Plan], rows: Sequence[dict[str, Any]]) -> np.ndarray:
+def p50_by_plan(plans: Sequence[Plan], rows: Sequence[dict[str, Any]]) -> np.ndarray:
+    """The p50 (ms) of each plan's model, in the order of `plans`, from measured rows."""
     by_file = {r["file"]: float(r["p50_ms"]) for r in rows}
     return np.array([by_file[p.entry.file] for p in plans])
 
