@@ -61,7 +61,7 @@ began = time.perf_counter()
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     checked = check_drift(table, space, progress=False)
-print(json.dumps({"seconds": time.perf_counter() - began, "source": checked.calibration_sources.get(space.key),
+print(json.dumps({"seconds": time.perf_counter() - began, "source": checked.calibration_source(space),
                   "messages": [str(w.message) for w in caught]}))
 """
 
@@ -112,7 +112,7 @@ def check_in_fresh_process(table: Path, space: SearchSpace, how: str) -> dict[st
 
 def held_out(space: SearchSpace, table: LatencyTable, n: int) -> list[Arch]:
     """`n` random subnets that are none of the table's calibration subnets (which the spot check measures)."""
-    k = table.calibration(space.key).n
+    k = table.calibration(space).n
     calibration = {a.digest for a in sample_archs(space, k, CALIBRATION_SEED, extremes=True)}
     return [a for a in sample_archs(space, n + k, seed=7) if a.digest not in calibration][:n]
 
@@ -143,7 +143,7 @@ def main() -> None:
             (last,) = measure_archs_apart(space, shipped, archs, Path(tmp) / f"truth-{name}", 1)
             truth = [first, last]
             for scenario, how, before, after, check, predicted in checked:
-                source = after.calibration_sources.get(space.key) or {}
+                source = after.calibration_source(space) or {}
                 recal = check.get("recalibration")
                 rows.append({
                     "space": name, "scenario": scenario, "check": how, "table": fingerprint_summary(before.fingerprint),

@@ -23,7 +23,7 @@ from hwnas.latency.measure import measure_archs
 from hwnas.latency.resolve import resolve_table
 from hwnas.plots import figure, save_figure
 from hwnas.profilers.protocol import cpu_model
-from hwnas.search import Costs
+from hwnas.subnet_search import Costs
 from hwnas.train import TrainConfig, TrainedRun, train
 from hwnas.train.checkpoint import WEIGHTS
 

@@ -7,6 +7,7 @@ Public API (stages flow one way: space -> supernet -> train -> latency table -> 
     supernet = hwnas.build_supernet(space)
     logits = supernet(images, arch)              # the subnet on shared weights
     model = supernet.extract(arch)               # static timm VisionTransformer, same outputs
+    model = hwnas.build_model(arch)              # the same network freshly initialised, no supernet
     hwnas.count_params(arch), hwnas.count_flops(arch)   # analytic; also accept a module
     result = hwnas.search("runs/digits", latency_ms=0.8, device="cpu")   # best arch under a budget
     model = hwnas.load_model("export_dir")       # an exported subnet back (safetensors + config.json)
@@ -23,17 +24,17 @@ from hwnas.spaces import Arch, BlockConfig, SearchSpace, get_space, list_spaces
 __version__ = "0.1.0"
 
 _LAZY = {
+    "build_model": "hwnas.family",
     "build_supernet": "hwnas.supernet",
     "Supernet": "hwnas.supernet",
     "count_flops": "hwnas.cost",
     "count_params": "hwnas.cost",
     "load_model": "hwnas.export",
+    "search": "hwnas.subnet_search",
 }
 
 
 def __getattr__(name: str) -> Any:
-    if name == "search":  # the package is callable: hwnas.search(run, latency_ms=..., device=...)
-        return import_module("hwnas.search")
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'hwnas' has no attribute {name!r}")
@@ -41,5 +42,5 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Arch", "ArchError", "BlockConfig", "HwnasError", "SearchSpace", "SpaceError", "Supernet",
-    "build_supernet", "count_flops", "count_params", "get_space", "list_spaces", "load_model", "search",
+    "build_model", "build_supernet", "count_flops", "count_params", "get_space", "list_spaces", "load_model", "search",
 ]

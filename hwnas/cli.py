@@ -113,6 +113,8 @@ def arch_cmd(arch_file: Path, as_json: bool) -> None:
 @cli.command()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo_out"),
               show_default=True, help="Folder for the demo's run, search, export and summary.")
+@click.option("--space", "space_name", default="autoformer-digits", show_default=True,
+              help="A digits space (10 classes): autoformer-digits, vitas-digits, resnas-digits or a YAML path.")
 @click.option("--budget-ms", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Predicted CPU latency budget (default: 40% of the way from the fastest to the slowest subnet).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Supernet epochs (default: the digits budget, 40).")
@@ -120,14 +122,15 @@ def arch_cmd(arch_file: Path, as_json: bool) -> None:
 @click.option("--generations", type=click.IntRange(min=1), default=20, show_default=True, help="Search generations.")
 @drift_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def demo(out: Path, budget_ms: float | None, epochs: int | None, population: int, generations: int, drift: str,
-         as_json: bool) -> None:
+def demo(out: Path, space_name: str, budget_ms: float | None, epochs: int | None, population: int, generations: int,
+         drift: str, as_json: bool) -> None:
     """The whole pipeline on the embedded digits data on CPU: train, table, search, export.
 
     A rerun reuses every finished stage (training resumes, the search continues, the export is kept)."""
     from hwnas.demo import run_demo
 
-    report = run_demo(out, budget_ms, epochs, population, generations, drift=drift, progress=not as_json)
+    report = run_demo(out, budget_ms, epochs, population, generations, drift=drift, progress=not as_json,
+                      space_name=space_name)
     if as_json:
         emit_json(report)
         return
@@ -160,8 +163,11 @@ def demo(out: Path, budget_ms: float | None, epochs: int | None, population: int
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Batch size (default: the space's budget).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Peak AdamW learning rate (default: the space's budget).")
-@click.option("--sampling", type=click.Choice(["uniform", "sandwich"]), default="uniform", show_default=True, metavar="NAME",
-              help="uniform: one arch per step (AutoFormer); sandwich: largest + smallest + random, distilled.")
+@click.option("--sampling", type=click.Choice(["uniform", "sandwich", "multi"]), default="uniform", show_default=True,
+              metavar="NAME", help="uniform: one arch per step (AutoFormer); sandwich: largest + smallest + random, "
+                                   "distilled; multi: --archs-per-batch archs per forward pass, per-example masks (ViT-ResNAS).")
+@click.option("--archs-per-batch", type=click.IntRange(min=1), default=2, show_default=True, metavar="M",
+              help="With --sampling multi: subnets per batch, each on an equal share of it (M must divide the batch size).")
 @click.option("--weight-sharing", type=click.Choice(["prefix", "cyclic"]), default="prefix", show_default=True, metavar="NAME",
               help="Token-embedding channels of smaller widths: prefix (AutoFormer) or cyclic windows (ViTAS).")
 @click.option("--aug", type=click.Choice(["weak", "deit", "none"]), default="weak", show_default=True, metavar="NAME",
@@ -170,12 +176,12 @@ def demo(out: Path, budget_ms: float | None, epochs: int | None, population: int
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, init, order and archs.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def train_cmd(space_name: str, data: str, out: Path, epochs: int | None, batch_size: int | None, lr: float | None, sampling: str,
-              weight_sharing: str, aug: str, resume: bool, seed: int, as_json: bool) -> None:
+              archs_per_batch: int, weight_sharing: str, aug: str, resume: bool, seed: int, as_json: bool) -> None:
     """Train a weight-sharing supernet (checkpoint every epoch; --resume continues exactly)."""
     from hwnas.train import TrainConfig, train
 
     config = TrainConfig(space=space_name, data=data, epochs=epochs, batch_size=batch_size, lr=lr, sampling=sampling,
-                         weight_sharing=weight_sharing, aug=aug, seed=seed)
+                         archs_per_batch=archs_per_batch, weight_sharing=weight_sharing, aug=aug, seed=seed)
     report = train(config, out, resume=resume, progress=not as_json)
     if report["rank"] != 0:  # under torchrun, rank 0 reports for all
         return
@@ -289,7 +295,7 @@ def _recalibrate(device: str, space: Any, table: Path | None, protocol: Protocol
     from hwnas.latency.drift import recalibrate
     from hwnas.latency.resolve import select_table
 
-    report = recalibrate(select_table(device, table, space.key), space, protocol=protocol, progress=not as_json)
+    report = recalibrate(select_table(device, table, space), space, protocol=protocol, progress=not as_json)
     if as_json:
         emit_json(report)
         return
@@ -376,17 +382,17 @@ def predict(arch_file: Path, device: str, table: Path | None, space_name: str | 
     arch = Arch.from_json(arch_file, get_space(space_name) if space_name else None)
     found = resolve_table(arch.space, device=device, table=table, drift=drift, progress=not as_json)
     prediction = LatencyPredictor(found, arch.space).predict(arch)
-    source = found.calibration_sources.get(arch.space.key)
+    source = found.calibration_source(arch.space)
     if as_json:
         emit_json({"arch": arch.to_dict(), "device": device, "table": found.name, **prediction.to_dict(),
-                   "calibration": found.calibration(arch.space.key).to_dict(), "calibration_source": source})
+                   "calibration": found.calibration(arch.space).to_dict(), "calibration_source": source})
         return
     width = max(len(k) for k, _ in prediction.blocks)
     click.echo(f"{arch!r}\ntable {found.name}: {fingerprint_summary(found.fingerprint)}\n")
     click.echo(f"{'block':<{width}} {'ms':>9}")
     for key, ms in prediction.blocks:
         click.echo(f"{key:<{width}} {ms:>9.4f}")
-    cal = found.calibration(arch.space.key)
+    cal = found.calibration(arch.space)
     click.echo(f"{'sum of rows':<{width}} {prediction.sum_ms:>9.4f}")
     whose = f"this setup's local calibration, {source['how']}" if source else "the table's calibration"
     click.echo(f"{'predicted latency':<{width}} {prediction.latency_ms:>9.4f}   (= {cal.a:.4f} x sum + {cal.b:.4f}; {whose})")
@@ -469,7 +475,7 @@ def search_cmd(run_dir: Path, latency_ms: float | None, device: str | None, tabl
 
     Fitness is top-1 with inherited weights on the run's search-val split; the winner is scored once
     on the test split. State is saved every generation: rerunning the same command resumes."""
-    from hwnas.search import search
+    from hwnas.subnet_search import search
 
     result = search(run_dir, latency_ms=latency_ms, device=device, table=table, flops_g=flops_g, params_m=params_m,
                     strategy=strategy, population=population, generations=generations, parents=parents,

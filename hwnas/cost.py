@@ -46,7 +46,8 @@ def count_params(arch_or_model: Arch | nn.Module) -> int:
 
 def count_flops(arch_or_model: Arch | nn.Module, input_size: tuple[int, int, int] | None = None) -> int:
     """Multiply-accumulates for one image. An Arch is counted analytically from its blocks; a module
-    is traced by fvcore on a (1, *input_size) input (read from a timm ViT's patch embedding if not given)."""
+    is traced by fvcore on a (1, *input_size) input (if not given: the model's `input_size`, or a timm
+    ViT's patch embedding)."""
     if isinstance(arch_or_model, Arch):
         return arch_or_model.macs()
     with warnings.catch_warnings():
@@ -72,6 +73,9 @@ def count_flops(arch_or_model: Arch | nn.Module, input_size: tuple[int, int, int
 
 
 def _input_size(model: nn.Module) -> tuple[int, int, int]:
+    declared = getattr(model, "input_size", None)  # models that say it (a family's own static model)
+    if declared is not None:
+        return tuple(declared)  # type: ignore[return-value]
     embed = getattr(model, "patch_embed", None)
     proj = getattr(embed, "proj", None)
     img_size = getattr(embed, "img_size", None)

@@ -1,10 +1,11 @@
 """`hwnas demo`: the whole pipeline on the embedded digits data, on CPU, in a few minutes.
 
-train the `autoformer-digits` supernet -> reuse the shipped CPU latency table, spot-checked on this
-machine (or profile one) -> search under a latency budget between the fastest and the slowest
-subnet -> export the winner, timing the written model ->
-compare it with a hand-designed DeiT-style subnet (every layer alike) that is predicted to be at
-least as slow. Every stage resumes or reuses what an earlier run of the demo finished.
+train a digits supernet (`autoformer-digits`, or another 10-class space given with `--space`) ->
+reuse the shipped CPU latency table, spot-checked on this machine (or profile one) -> search under
+a latency budget between the fastest and the slowest subnet -> export the winner, timing the
+written model -> compare it with a hand-designed subnet (every layer alike, when the family has
+such baselines) that is predicted to be at least as slow. Every stage resumes or reuses what an
+earlier run of the demo finished.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hwnas.errors import HwnasError
 from hwnas.export import export
 from hwnas.export.exporter import MANIFEST
 from hwnas.io import atomic_write_json
@@ -22,14 +24,14 @@ from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.profile import ProfileSettings, profile_space
 from hwnas.latency.resolve import resolve_table
 from hwnas.latency.table import LatencyTable, TableError
-from hwnas.search import Costs, search
-from hwnas.spaces import Arch, SearchSpace, get_space
-from hwnas.spaces.autoformer import AutoFormerSpace
+from hwnas.spaces import Arch, SearchSpace, get_space, list_spaces
+from hwnas.subnet_search import Costs, search
 from hwnas.train import TrainConfig, TrainedRun, train
 from hwnas.train.checkpoint import CHECKPOINT, WEIGHTS
 from hwnas.train.trainer import METRICS_JSONL
 
-SPACE = "autoformer-digits"
+DEFAULT_SPACE = "autoformer-digits"
+DIGITS_CLASSES = 10
 BUDGET_FRACTION = 0.4  # default budget: this far from the fastest to the slowest subnet
 
 
@@ -53,25 +55,33 @@ def _table(space: SearchSpace, out: Path, drift: str, progress: bool) -> tuple[L
         path = out / "cpu.csv"
         profile_space(space, ProfileSettings(device="cpu"), path, progress=progress)
         return LatencyTable.load(path), f"profiled into {path}"
-    source = table.calibration_sources.get(space.key)
+    source = table.calibration_source(space)
     return table, f"reused {table.name}" + (f" with this setup's local calibration ({describe_outcome(source)})"
                                              if source else "")
 
 
-def uniform_reference(space: AutoFormerSpace, predictor: LatencyPredictor, at_least_ms: float) -> Arch:
-    """The hand-designed baseline: DeiT-style (every layer the same heads and MLP ratio), the
-    fastest such arch predicted to take at least `at_least_ms` (wider first among equals)."""
+def uniform_reference(space: SearchSpace, predictor: LatencyPredictor, at_least_ms: float) -> Arch | None:
+    """The hand-designed baseline: every layer alike (`space.uniform_archs()`), the fastest such arch
+    predicted to take at least `at_least_ms` (more parameters first among equals); None when the
+    family has no such baselines."""
     uniform = space.uniform_archs()
-    slower = [(ms, -a.embed_dim, a) for ms, a in zip(predictor.predict_many(uniform), uniform) if ms >= at_least_ms]
+    if not uniform:
+        return None
+    slower = [(ms, -a.params(), a) for ms, a in zip(predictor.predict_many(uniform), uniform) if ms >= at_least_ms]
     return min(slower, key=lambda t: t[:2])[2] if slower else space.largest()
 
 
 def run_demo(out: Path, budget_ms: float | None = None, epochs: int | None = None, population: int = 50,
-             generations: int = 20, drift: str = "refit", progress: bool = True) -> dict[str, Any]:
+             generations: int = 20, drift: str = "refit", progress: bool = True,
+             space_name: str = DEFAULT_SPACE) -> dict[str, Any]:
     began = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    space = get_space(SPACE)
-    run, trained = _train(out / "run", TrainConfig(space=SPACE, data="digits", epochs=epochs), progress)
+    space = get_space(space_name)
+    if space.spec.num_classes != DIGITS_CLASSES:
+        digits = ", ".join(n for n in list_spaces() if n.endswith("-digits"))
+        raise HwnasError(f"hwnas demo trains on the digits data ({DIGITS_CLASSES} classes) but --space {space.key} has "
+                         f"{space.spec.num_classes}; pick a digits space ({digits})")
+    run, trained = _train(out / "run", TrainConfig(space=space_name, data="digits", epochs=epochs), progress)
     table, tabled = _table(space, out / "tables", drift, progress)
     predictor = LatencyPredictor(table, space)
     costs = Costs(space, predictor)
@@ -93,14 +103,16 @@ def run_demo(out: Path, budget_ms: float | None = None, epochs: int | None = Non
          "search_val_top1": found.report["top1_search_val"], "params": best.params(), "macs": best.macs(),
          "predicted_ms": manifest["latency"]["predicted"]["latency_ms"],
          "measured_ms": (manifest["latency"]["measured"] or {}).get("latency_ms")},
-        {"name": "hand-designed uniform", "arch": reference.to_dict(), "test_top1": run.top1(reference, "test", net),
-         "search_val_top1": run.top1(reference, "search_val", net), "params": reference.params(),
-         "macs": reference.macs(), "predicted_ms": float(predictor.predict(reference).latency_ms), "measured_ms": None},
     ]
+    if reference is not None:
+        rows.append({"name": "hand-designed uniform", "arch": reference.to_dict(), "test_top1": run.top1(reference, "test", net),
+                     "search_val_top1": run.top1(reference, "search_val", net), "params": reference.params(),
+                     "macs": reference.macs(), "predicted_ms": float(predictor.predict(reference).latency_ms),
+                     "measured_ms": None})
     report = {
         "space": space.key, "stages": {"train": trained, "table": tabled}, "budget_ms": budget_ms,
         "space_latency_ms": [fastest, slowest], "table": table.name,
-        "calibration": {"used": predictor.calibration.to_dict(), "source": table.calibration_sources.get(space.key)},
+        "calibration": {"used": predictor.calibration.to_dict(), "source": table.calibration_source(space)},
         "rows": rows, "notes": found.notes,
         "artifacts": {name: str(out / "export" / name) for name in [*manifest["artifacts"], MANIFEST]},
         "plots": {"learning_curve": str(run.dir / "learning_curve.png"), "pareto": str(out / "search" / "pareto.png")},

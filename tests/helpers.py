@@ -30,3 +30,24 @@ def toy_space_yaml(folder: Path, name: str = "toy-space", **choices: Any) -> Pat
     path = folder / f"{name}.yaml"
     path.write_text(json.dumps(spec))  # JSON is YAML
     return path
+
+
+def train_killed_after_first_epoch(config: Any, out: Path, monkeypatch: Any) -> None:
+    """Train `config` into `out` as a run killed right after its first checkpoint (for resume tests)."""
+    import pytest
+
+    import hwnas.train.trainer as trainer_mod
+    from hwnas.train import train
+
+    real_save = trainer_mod.save_checkpoint
+
+    def save_then_die(run_dir: Path, state: dict[str, Any]) -> Path:
+        path = real_save(run_dir, state)
+        if state["epoch"] == 0:
+            raise KeyboardInterrupt
+        return path
+
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, out, progress=False)
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", real_save)

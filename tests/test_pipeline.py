@@ -46,7 +46,7 @@ def test_demo_runs_every_stage_and_reports(demo):
     assert low < report["budget_ms"] < high
     searched, reference = report["rows"]
     assert searched["predicted_ms"] <= report["budget_ms"] and reference["predicted_ms"] >= searched["predicted_ms"]
-    assert searched["measured_ms"] > 0 and 0 <= searched["test_top1"] <= 100
+    assert searched["measured_ms"] > 0
     for path in [*report["artifacts"].values(), *report["plots"].values(), report["search"], report["results"]]:
         assert (home / path).is_file(), path
     manifest = json.loads((home / report["artifacts"]["manifest.json"]).read_text())
@@ -60,7 +60,8 @@ def test_demo_runs_every_stage_and_reports(demo):
         "backend": "onnxruntime", "precision": "fp32", "batch_size": 1, "threads": 1}
     assert measured["setup"]["protocol"] == manifest["latency"]["predicted"]["fingerprint"]["protocol"]
     assert report["calibration"]["used"] == manifest["latency"]["predicted"]["calibration"]
-    assert set(manifest["accuracy_top1"]) == {"search_val", "test"}
+    # scored twice, by the search and by the export, on the same held-out images
+    assert manifest["accuracy_top1"] == {"search_val": searched["search_val_top1"], "test": searched["test_top1"]}
     assert "tensorrt" in manifest["skipped"] or "tensorrt" in manifest["checks"]
 
 
@@ -120,7 +121,7 @@ def test_readme_search_and_export_block_runs(demo, monkeypatch):
     monkeypatch.chdir(home)
     namespace: dict = {}
     exec(compile(block, str(README), "exec"), namespace)
-    assert namespace["result"].report["predicted_latency"]["latency_ms"] <= 0.6
+    assert namespace["result"].report["predicted_latency"]["latency_ms"] <= namespace["budget"]
     assert namespace["manifest"]["digest"] == namespace["result"].best.digest
     assert isinstance(namespace["model"], torch.nn.Module)
 

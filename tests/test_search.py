@@ -18,9 +18,9 @@ from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.profile import ProfileSettings, profile_space
 from hwnas.latency.table import SHIPPED_DIR, LatencyTable, TableError, find_table
 from hwnas.profilers.protocol import Protocol
-from hwnas.search import Budget, BudgetError, Constraints, Costs, EvolutionSettings, SearchState, check_feasible
-from hwnas.search.evolution import Evolution
-from hwnas.search.operators import Operators
+from hwnas.subnet_search import Budget, BudgetError, Constraints, Costs, EvolutionSettings, SearchState, check_feasible
+from hwnas.subnet_search.evolution import Evolution
+from hwnas.subnet_search.operators import Operators
 from hwnas.spaces import get_space
 from hwnas.train import TrainConfig, TrainedRun, train
 from tests.helpers import assert_one_line_error, hwnas as run_cli, toy_space_yaml
@@ -150,7 +150,7 @@ def test_budget_checks_before_any_evaluation():
 def test_contradicting_constraints_are_refused(toy, table, tmp_path):
     # A table where the wider embedding is the faster one: latency and params then pull apart.
     doctored = LatencyTable.load(table)
-    narrow = doctored.rows["in_dim"] == 32
+    narrow = doctored.expanded()["in_dim"] == 32
     doctored.rows.loc[narrow, "p50_ms"] *= 10
     path = doctored.save(tmp_path / "cpu.csv")
     costs = Costs(toy, LatencyPredictor(LatencyTable.load(path), toy))
@@ -323,7 +323,7 @@ def test_device_table_is_the_one_calibrated_for_the_run_space(toy, table, tmp_pa
         shutil.copy(src, folder / name)
         shutil.copy(src.with_suffix(".json"), (folder / name).with_suffix(".json"))
     monkeypatch.setenv("HWNAS_TABLES", str(folder))
-    assert find_table("cpu", space_key=toy.key).path == folder / "cpu_toy.csv"
-    assert find_table("cpu", space_key="autoformer-digits").path == folder / "cpu_shipped.csv"
+    assert find_table("cpu", toy).path == folder / "cpu_toy.csv"
+    assert find_table("cpu", get_space("autoformer-digits")).path == folder / "cpu_shipped.csv"
     with pytest.raises(TableError, match="several latency tables"):
         find_table("cpu")

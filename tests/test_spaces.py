@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hwnas import Arch, ArchError, SpaceError, get_space, list_spaces
-from hwnas.spaces.blocks import ENCODER, HEAD, PATCH_EMBED
+from tests.helpers import toy_space_yaml
 
 DEIT_TINY = dict(embed_dim=192, depth=12, num_heads=[3] * 12, mlp_ratio=[4.0] * 12)
 
@@ -154,7 +154,7 @@ def test_block_configs_cover_every_arch():
     used = set()
     for arch in (space.sample(rng) for _ in range(500)):
         blocks = arch.blocks()
-        assert [b.kind for b in blocks] == [PATCH_EMBED] + [ENCODER] * arch.depth + [HEAD]
+        assert [b.kind for b in blocks] == ["patch_embed"] + ["encoder"] * arch.depth + ["head"]
         used.update(blocks)
     assert used == set(configs)  # enumeration is exact: nothing missing, nothing unreachable
     enc = space.encoder_block(216, 3, 3.5)
@@ -229,3 +229,22 @@ def test_vitas_sampling_is_uniform_over_distinct_archs():
     assert counts[3] / 4000 == pytest.approx(64 / 5440, abs=0.01)
     assert all(len(space.layers(space.sample(i))) >= 3 for i in range(200))
     assert len(space.layers(space.smallest())) == 3 and len(space.layers(space.largest())) == 6
+
+
+def test_spaces_are_their_content_not_their_file_name(tmp_path):
+    """Two user files that share a name are two spaces; an arch file knows which one it was written for."""
+    for folder in "abc":
+        (tmp_path / folder).mkdir()
+    first = get_space(toy_space_yaml(tmp_path / "a", "toy"))
+    second = get_space(toy_space_yaml(tmp_path / "b", "toy", embed_dim=[32, 64]))
+    assert first.name == second.name and first != second and first.digest != second.digest
+    genes = dict(embed_dim=32, depth=1, num_heads=[1], mlp_ratio=[2.0])
+    a, b = first.arch(**genes), second.arch(**genes)
+    assert a != b and a.digest != b.digest
+    a.to_json(tmp_path / "a.json")
+    assert Arch.from_json(tmp_path / "a.json") == a  # the declaration it carries, not the 'toy' loaded last
+    with pytest.raises(ArchError, match=r"another space named 'toy' \(choices.embed_dim: \[32, 48\] vs \[32, 64\]"):
+        Arch.from_json(tmp_path / "a.json", second)
+    renamed = get_space(toy_space_yaml(tmp_path / "c", "renamed"))  # the same content under another name
+    assert renamed == first and Arch.from_dict(a.to_dict(), renamed) == a
+    assert get_space("autoformer-digits").largest().to_json().count("space_spec") == 0  # shipped: found by name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -12,13 +13,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import hwnas.train.trainer as trainer_mod
-from hwnas.errors import HwnasError
-from hwnas.spaces import get_space
+from hwnas.data.split import DataError
+from hwnas.errors import ArchError, HwnasError
+from hwnas.spaces import Arch, get_space
 from hwnas.train import TrainConfig, TrainedRun, train
 from hwnas.train.checkpoint import CheckpointError
 from hwnas.train.sampling import step_archs
-from tests.helpers import assert_one_line_error, hwnas, toy_space_yaml
+from tests.helpers import assert_one_line_error, hwnas, toy_space_yaml, train_killed_after_first_epoch
 
 
 @pytest.fixture(scope="module")
@@ -57,22 +58,25 @@ def test_inherited_accuracy_on_held_out_parts(trained):
     val = run.top1(run.space.largest(), "search_val", net)
     metrics = pd.read_csv(trained / "metrics.csv")
     assert val == pytest.approx(metrics["val_top1_largest"].iloc[-1])  # the saved weights are the trained ones
-    assert 0 <= run.top1(run.space.smallest(), "test", net) <= 100
+    smallest = run.space.smallest()
+    correct = manual_correct(run, smallest, "test")
+    assert run.top1(smallest, "test", net) == pytest.approx(100 * correct / len(split.test))
+    assert correct > 0.3 * len(split.test)  # trained: well above chance (10%)
+
+
+def manual_correct(run: TrainedRun, arch, part: str) -> int:
+    """Correct predictions of `arch` on every image of a split part, counted here image by image."""
+    from hwnas.data import PoolDataset
+
+    net = run.supernet()
+    dataset = PoolDataset(run.pool, getattr(run.split, part), run.space.spec.img_size)
+    with torch.no_grad():
+        return sum(int(net(x[None], arch).argmax(1).item() == int(y)) for x, y in dataset)
 
 
 def test_resume_after_a_kill_is_exact(toy_yaml, trained, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    real_save = trainer_mod.save_checkpoint
-
-    def save_then_die(run_dir, state):
-        real_save(run_dir, state)
-        if state["epoch"] == 0:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(trainer_mod, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        train(config(toy_yaml), out, progress=False)
-    monkeypatch.setattr(trainer_mod, "save_checkpoint", real_save)
+    train_killed_after_first_epoch(config(toy_yaml), out, monkeypatch)
     report = train(config(toy_yaml), out, resume=True, progress=False)
     assert report["epochs_run"] == 3
     straight, resumed = load_file(str(trained / "supernet.safetensors")), load_file(str(out / "supernet.safetensors"))
@@ -95,9 +99,32 @@ def test_bad_runs_are_refused(toy_yaml, trained, tmp_path):
     (broken / "checkpoint.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="corrupted or not a hwnas checkpoint"):
         train(config(toy_yaml), broken, resume=True, progress=False)
-    other = toy_space_yaml(tmp_path, "other-toy")
-    with pytest.raises(CheckpointError, match="checkpoint of space 'train-toy', not 'other-toy'"):
+    other = toy_space_yaml(tmp_path, "other-toy", embed_dim=[32, 64])
+    with pytest.raises(DataError, match=r"trained another space named 'train-toy' than 'other-toy' \(choices.embed_dim: "
+                                        r"\[32, 48\] vs \[32, 64\], run's vs given\)"):
         train(config(other), trained, resume=True, progress=False)
+
+
+def test_a_run_keeps_its_space_when_the_yaml_is_edited_or_moved(tmp_path):
+    """A space is its content: the run stores its declaration and rebuilds the space from it."""
+    (tmp_path / "a").mkdir()
+    yaml_path = toy_space_yaml(tmp_path / "a", "mine")
+    out = tmp_path / "run"
+    train(config(yaml_path, epochs=1), out, progress=False)
+    arch = TrainedRun(out).space.largest()
+    arch.to_json(tmp_path / "arch.json")
+    edited = toy_space_yaml(tmp_path / "a", "mine", embed_dim=[32, 64])  # same file, other choices
+    run = TrainedRun(out)
+    assert run.space.spec.choices["embed_dim"] == (32, 48) and run.space == arch.space != get_space(edited)
+    moved = tmp_path / "elsewhere"
+    (tmp_path / "a").rename(moved)  # the YAML is gone from where the run was trained
+    result = hwnas("eval", "--run", str(out), "--arch", str(tmp_path / "arch.json"), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["top1"] == pytest.approx(run.top1(arch))
+    with pytest.raises(DataError, match=r"choices.embed_dim: \[32, 48\] vs \[32, 64\]"):
+        train(config(moved / "mine.yaml", epochs=2), out, resume=True, progress=False)
+    with pytest.raises(ArchError, match=r"another space named 'mine' \(choices.embed_dim: \[32, 48\] vs \[32, 64\]"):
+        Arch.from_json(tmp_path / "arch.json", get_space(moved / "mine.yaml"))
 
 
 def test_sandwich_trains_teacher_and_students(toy_yaml, tmp_path):
@@ -154,12 +181,21 @@ def test_torchrun_two_processes_on_cpu(toy_yaml, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "hwnas",
            "train", "--space", str(toy_yaml), "--data", "synthetic", "--epochs", "2", "--batch-size", "16",
            "--out", str(out), "--json"]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # gloo on CPU, also on a GPU machine
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout[result.stdout.index("{"):])
     assert report["processes"] == 2 and report["final"]["epoch"] == 2
     single = TrainedRun(out)
-    assert 0 <= single.top1(single.space.largest()) <= 100
+    # every rank trained the archs of (seed, step): the ranks compared their epoch digests (and would have
+    # refused to go on had they differed), and rank 0's is the sequence drawn here
+    steps = len(single.split.train) // 2 // 16
+    for row in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()):
+        drawn = hashlib.sha256()
+        for step in range((row["epoch"] - 1) * steps, row["epoch"] * steps):
+            drawn.update("".join(a.digest for a in step_archs(single.space, "uniform", 0, step)).encode())
+        assert row["archs_sha"] == drawn.hexdigest()[:16]
+    assert single.top1(single.space.largest()) > 100 / single.space.spec.num_classes * 1.5  # above chance: it learned
     resumed = subprocess.run([*cmd[:-1]], capture_output=True, text=True, timeout=600)
     assert resumed.returncode != 0 and "already holds a training run" in resumed.stderr
 
@@ -196,4 +232,5 @@ def test_trains_on_an_image_folder(tmp_path):
     assert report["final"]["epoch"] == 1
     run = TrainedRun(tmp_path / "run")
     with pytest.warns(Warning, match="skipped 1 images"):  # the run's own scan of the folder
-        assert len(run.split.test) == 6 and 0 <= run.top1(run.space.largest(), "test") <= 100
+        assert len(run.split.test) == 6
+        assert run.top1(run.space.largest(), "test") == pytest.approx(100 * manual_correct(run, run.space.largest(), "test") / 6)

@@ -16,7 +16,7 @@ from torch import nn
 from hwnas.errors import HwnasError
 from hwnas.latency.bundle import OPSET, export_onnx
 from hwnas.spaces import Arch, spec_dict
-from hwnas.supernet.autoformer import timm_kwargs
+from hwnas.family import timm_kwargs
 
 FORMATS = ("onnx", "pt2", "safetensors", "tensorrt")
 DEFAULT_OPSET = OPSET

@@ -26,8 +26,8 @@ from hwnas.export.artifacts import (
 from hwnas.io import atomic_write_json, sha256_file
 from hwnas.latency.measure import measure_model, why_not_here
 from hwnas.latency.predict import LatencyPredictor
-from hwnas.latency.resolve import resolve_table, select_table
-from hwnas.latency.table import LatencyTable, TableError
+from hwnas.latency.resolve import optional_table
+from hwnas.latency.table import LatencyTable
 from hwnas.spaces import Arch
 from hwnas.train.checkpoint import WEIGHTS, CheckpointError
 from hwnas.train.evaluate import TrainedRun
@@ -90,7 +90,7 @@ def export(run: str | Path, arch: str | Path | Arch, out: str | Path, formats: s
     out = Path(out)
     staging = _staging(out)  # an unwritable --out is refused before any measuring
     try:
-        found = _table(device, table, trained, drift, progress)
+        found = optional_table(trained.space, device=device, table=table, drift=drift, progress=progress)
         untimed = _why_untimed(found, measure, formats)  # decided before anything is built
         manifest = _export(trained, arch, staging, formats, precision, batch_size, opset, found, untimed, progress)
         for name in manifest["artifacts"]:
@@ -101,18 +101,6 @@ def export(run: str | Path, arch: str | Path | Arch, out: str | Path, formats: s
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
-
-
-def _table(device: str | None, table: str | Path | LatencyTable | None, run: TrainedRun, drift: str,
-           progress: bool) -> LatencyTable | None:
-    if device or table is not None:
-        return resolve_table(run.space, device=device, table=table, drift=drift, progress=progress)
-    try:  # no device named: the CPU table, when one covers the space
-        found = select_table("cpu", None, run.space.key)
-        LatencyPredictor(found, run.space)
-    except TableError:
-        return None
-    return resolve_table(run.space, table=found, drift=drift, progress=progress)
 
 
 def _why_untimed(table: LatencyTable | None, measure: bool, formats: tuple[str, ...]) -> str | None:
@@ -161,7 +149,7 @@ def _export(run: TrainedRun, arch: Arch, folder: Path, formats: tuple[str, ...],
         predictor = LatencyPredictor(table, arch.space)
         latency["predicted"] = {"device": table.device, "table": table.name, "fingerprint": table.fingerprint,
                                 "calibration": predictor.calibration.to_dict(),
-                                "calibration_source": table.calibration_sources.get(arch.space.key),
+                                "calibration_source": table.calibration_source(arch.space),
                                 **predictor.predict(arch).to_dict()}
     if table is not None and untimed is None:
         onnx_file = folder / FILES["onnx"]

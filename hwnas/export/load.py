@@ -1,6 +1,7 @@
 """`hwnas.load_model(folder)`: an exported subnet back as a PyTorch module, from its safetensors
-weights and config.json (a plain ViT/DeiT arch through `timm.create_model`, others through hwnas's
-own extraction skeleton). Weights load strictly and without unpickling."""
+weights and config.json: the family's static model (`hwnas.build_model`, no supernet) with the
+weights loaded strictly and without unpickling. A plain ViT/DeiT arch's config also holds the
+`timm.create_model` call that builds the same model without hwnas."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 from hwnas.errors import HwnasError
+from hwnas.family import build_model
+from hwnas.rng import isolated_rng
 from hwnas.spaces import Arch, space_from_dict
 
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
@@ -25,14 +28,8 @@ def load_model(folder: str | Path) -> nn.Module:
     except (OSError, ValueError) as exc:
         raise HwnasError(f"{folder} holds no exported model ({exc}); export one with "
                          f"`hwnas export --formats safetensors --out {folder}`") from exc
-    if config.get("timm"):
-        import timm
-
-        model = timm.create_model(config["timm"]["model_name"], pretrained=False, **config["timm"]["kwargs"])
-    else:
-        from hwnas.supernet import build_supernet
-
-        space = space_from_dict(config["space"])
-        model = build_supernet(space).extract(Arch.from_dict(config["arch"], space))
+    space = space_from_dict(config["space"])
+    with isolated_rng():  # the initialisation is overwritten by the weights
+        model = build_model(Arch.from_dict(config["arch"], space))
     model.load_state_dict(weights, strict=True)
     return model.eval()

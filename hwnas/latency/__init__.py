@@ -1,4 +1,5 @@
-"""Latency lookup tables: block modules, bundles, profiling backends, tables and prediction.
+"""Latency lookup tables: bundles, profiling backends, tables and prediction (block modules come
+from each block kind, `hwnas.spaces.blocks`).
 
 The torch-free parts that search needs are importable from here. Profiling lives in
 `hwnas.latency.profile`, end-to-end measurement in `hwnas.latency.measure`, the check that a table

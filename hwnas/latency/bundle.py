@@ -13,7 +13,6 @@ import random
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +21,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from hwnas.family import build_model
 from hwnas.io import atomic_write_bytes, atomic_write_json
-from hwnas.latency.modules import block_input_shape, block_module
 from hwnas.profilers.protocol import MANIFEST, MANIFEST_VERSION, Entry
+from hwnas.rng import isolated_rng
 from hwnas.spaces import Arch, SearchSpace
 from hwnas.spaces.blocks import BlockConfig
-from hwnas.supernet import Supernet, build_supernet
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 DTYPE_NAMES = {"fp32": "float32", "fp16": "float16"}  # as numpy and the manifest spell them
@@ -43,22 +42,22 @@ class Plan:
     build: Callable[[], nn.Module]
 
 
+def _fresh(build: Callable[[], nn.Module], precision: str) -> nn.Module:
+    """A module built with its own seeded RNG (latency does not depend on the weights, and the
+    caller's random stream must not move), in eval mode and the measured precision."""
+    with isolated_rng(0):
+        return build().eval().to(DTYPES[precision])
+
+
 def block_plans(configs: Iterable[BlockConfig], batch_size: int, precision: str) -> list[Plan]:
     plans = []
     for cfg in configs:
         name = cfg.key.replace("/", "_").replace("=", "")
         entry = Entry(file=f"blocks/{name}.onnx", key=cfg.key, kind=BLOCK,
-                      input_shape=block_input_shape(cfg, batch_size), input_dtype=DTYPE_NAMES[precision],
+                      input_shape=cfg.definition.input_shape(cfg, batch_size), input_dtype=DTYPE_NAMES[precision],
                       extra={"block": cfg.to_dict()})
-        plans.append(Plan(entry, lambda cfg=cfg: block_module(cfg).to(DTYPES[precision])))
+        plans.append(Plan(entry, lambda cfg=cfg: _fresh(lambda: cfg.definition.module(cfg), precision)))
     return plans
-
-
-@lru_cache(maxsize=1)
-def _random_supernet(space: SearchSpace) -> Supernet:
-    """A randomly initialised supernet: latency does not depend on trained weights."""
-    torch.manual_seed(0)
-    return build_supernet(space).eval()
 
 
 def network_plans(archs: Sequence[Arch], batch_size: int, precision: str) -> list[Plan]:
@@ -69,7 +68,7 @@ def network_plans(archs: Sequence[Arch], batch_size: int, precision: str) -> lis
                       kind=NETWORK, input_shape=(batch_size, s.in_chans, s.img_size, s.img_size),
                       input_dtype=DTYPE_NAMES[precision], blocks=tuple(b.key for b in arch.blocks()),
                       extra={"space": arch.space.key, "arch": arch.to_dict()})
-        plans.append(Plan(entry, lambda arch=arch: _random_supernet(arch.space).extract(arch).eval().to(DTYPES[precision])))
+        plans.append(Plan(entry, lambda arch=arch: _fresh(lambda: build_model(arch), precision)))
     return plans
 
 

@@ -132,7 +132,7 @@ def compare(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch], meas
 def spot_check(table: LatencyTable, space: SearchSpace, policy: DriftPolicy = DriftPolicy(),
                progress: bool = True) -> Comparison:
     """Measure the first `policy.archs` calibration subnets of `space` here and compare them with `table`."""
-    n = min(policy.archs, table.calibration(space.key).n)
+    n = min(policy.archs, table.calibration(space).n)
     archs = sample_archs(space, n, CALIBRATION_SEED, extremes=True)
     work = Path(tempfile.mkdtemp(prefix="hwnas-spot-check-"))
     try:
@@ -146,7 +146,7 @@ def check_drift(table: LatencyTable, space: SearchSpace, policy: DriftPolicy = D
                 progress: bool = True) -> LatencyTable:
     """`table` as it holds on this machine for `space`: as it is, or with its local calibration for
     this setup (stored earlier, or found now by a spot check). Says what it did in one line."""
-    if policy.mode == IGNORE or space.key in table.calibration_sources:
+    if policy.mode == IGNORE or table.calibration_source(space) is not None:
         return table
     if why_not_here(table.fingerprint):  # another device's table (searching for it here): used as measured there
         return table
@@ -159,7 +159,7 @@ def check_drift(table: LatencyTable, space: SearchSpace, policy: DriftPolicy = D
                 f"({describe_outcome(stored.to_dict())}; {store.path})")
         if stored.uneven:
             _warn_uneven(table, space, f"found by the {stored.how} of {stored.created[:10]}")
-        return _localize(table, stored, store.path)
+        return _localize(table, space, stored, store.path)
     differences = table.setup_differences(setup, LATENCY_FIELDS)
     if not differences:
         return table
@@ -190,7 +190,7 @@ def check_drift(table: LatencyTable, space: SearchSpace, policy: DriftPolicy = D
         warnings.warn(f"latency table {table.name} is off on this machine for {space.key}: {what}; refitted its "
                       f"calibration for this setup (now within {comparison.residual_pct:.1f}% of them), {kept}",
                       LatencyDriftWarning, stacklevel=2)
-    return _localize(table, entry, path)
+    return _localize(table, space, entry, path)
 
 
 def recalibrate(table: LatencyTable, space: SearchSpace, rows: int = 8, protocol: Protocol | None = None,
@@ -199,14 +199,14 @@ def recalibrate(table: LatencyTable, space: SearchSpace, rows: int = 8, protocol
     refit the calibration for this setup (stored as its local calibration), and report the drift of
     both. The table file is not changed."""
     require_here(table, "recalibrate")
-    if space.key not in table.calibrations:
+    if not table.covers(space):
         spaces = ", ".join(table.calibrations) or "no space"
         raise TableError(f"latency table {table.name} does not cover {space.key} (it holds {spaces}); profile the space "
                          f"first with `{profile_command(table.fingerprint, space.key, table.path)}`")
     began = time.perf_counter()
     predictor = LatencyPredictor(table, space)  # every row there, or a one-line error naming the command
     settings = table_settings(table, protocol or policy.protocol)
-    archs = sample_archs(space, table.calibration(space.key).n, CALIBRATION_SEED, extremes=True)
+    archs = sample_archs(space, table.calibration(space).n, CALIBRATION_SEED, extremes=True)
     blocks = random.Random(0).sample(predictor.blocks, min(rows, len(predictor.blocks)))
     plans = block_plans(blocks, settings.batch_size, settings.precision) + \
         network_plans(archs, settings.batch_size, settings.precision)
@@ -228,7 +228,7 @@ def recalibrate(table: LatencyTable, space: SearchSpace, rows: int = 8, protocol
     return {
         "table": table.name, "space": space.key, "seconds": round(time.perf_counter() - began, 1),
         "setup_differences": table.setup_differences(setup, LATENCY_FIELDS),
-        "calibration_before": table.calibration(space.key).to_dict(), "calibration_after": entry.calibration.to_dict(),
+        "calibration_before": table.calibration(space).to_dict(), "calibration_after": entry.calibration.to_dict(),
         "calibration_subnets": comparison.to_dict(),
         "rows": [{"key": b.key, "table_ms": float(t), "measured_ms": float(m), "ratio": float(r)}
                  for b, t, m, r in zip(blocks, then, now, row_ratio)],
@@ -243,17 +243,17 @@ def _record(table: LatencyTable, space: SearchSpace, setup: Mapping[str, Any], c
             refit: bool, uneven: bool, evidence: dict[str, Any]) -> LocalCalibration:
     """The local calibration a check found: the refit, or the table's own calibration where it held."""
     return LocalCalibration(
-        space=space.key, setup={k: setup[k] for k in ("device", "backend", *LATENCY_FIELDS) if k in setup},
+        space=space.ref, setup={k: setup[k] for k in ("device", "backend", *LATENCY_FIELDS) if k in setup},
         table_digest=table_digest(table, space), calibration=comparison.refit if refit else comparison.own,
         how=how, drift_pct=comparison.drift_pct, refit=refit, uneven=uneven,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"), evidence={**comparison.to_dict(), **evidence})
 
 
-def _localize(table: LatencyTable, entry: LocalCalibration, path: Path | None) -> LatencyTable:
+def _localize(table: LatencyTable, space: SearchSpace, entry: LocalCalibration, path: Path | None) -> LatencyTable:
     source = {"kind": "local", "how": entry.how, "file": str(path) if path else None, "created": entry.created,
               "drift_pct": entry.drift_pct, "refit": entry.refit, "uneven": entry.uneven,
-              "table_calibration": table.calibration(entry.space).to_dict()}
-    return table.with_calibration(entry.space, entry.calibration, source)
+              "table_calibration": table.calibration(space).to_dict()}
+    return table.with_calibration(space, entry.calibration, source)
 
 
 def _direction(drift_pct: float) -> str:

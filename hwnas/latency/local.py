@@ -48,7 +48,7 @@ def setup_key(setup: Mapping[str, Any]) -> str:
 def table_digest(table: LatencyTable, space: SearchSpace) -> str:
     """A digest of what the table predicts `space` from: its rows, its own calibration and its setup."""
     rows = table.latencies(space.block_configs(), space.key)
-    meta = json.dumps({"calibration": table.calibrations[space.key].to_dict(),
+    meta = json.dumps({"calibration": table.calibration(space).to_dict(),
                        "setup": {k: table.fingerprint.get(k) for k in LATENCY_FIELDS}}, sort_keys=True, default=str)
     return hashlib.sha256(rows.tobytes() + meta.encode()).hexdigest()[:16]
 
@@ -113,7 +113,7 @@ class LocalCalibrations:
 
     def find(self, space: SearchSpace, setup: Mapping[str, Any], digest: str) -> LocalCalibration | None:
         """The calibration stored for `space` on this setup, if it was made for this very table."""
-        entry = self._read().get((space.key, setup_key(setup)))
+        entry = self._read().get((space.ref, setup_key(setup)))
         if entry is not None and entry.table_digest != digest:
             warnings.warn(f"local calibration of {space.key} in {self.path} was made for another table than "
                           f"{self.table_path} (or before it changed); ignored: this setup is measured again",

@@ -113,6 +113,7 @@ def measure_archs_apart(space: SearchSpace, table: LatencyTable, archs: Sequence
     settings = table_settings(table, protocol)
     plans = network_plans(archs, settings.batch_size, settings.precision)
     info = measurement_info(space, settings)
+    work.mkdir(parents=True, exist_ok=True)
     if settings.backend != "torch":
         write_bundle(work, plans, info, progress)
     job = {"space": spec_dict(space), "archs": [a.to_dict() for a in archs], "fingerprint": table.fingerprint,

@@ -37,7 +37,7 @@ class LatencyPredictor:
         self.table, self.space = table, space
         self.blocks: list[BlockConfig] = space.block_configs()
         self.row_ms = table.latencies(self.blocks, space.key)
-        self.calibration: Calibration = table.calibration(space.key)
+        self.calibration: Calibration = table.calibration(space)
         self._indices = space.block_indexer({b: i for i, b in enumerate(self.blocks)})
 
     def predict(self, arch: Arch) -> Prediction:

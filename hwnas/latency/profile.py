@@ -26,7 +26,7 @@ from hwnas.latency.device import ONNXRUNTIME, PRECISIONS, TENSORRT, TORCH, Devic
 from hwnas.latency.table import LATENCY, Calibration, LatencyTable, TableError, stats_from_row, table_filename
 from hwnas.profilers import ort_profile
 from hwnas.profilers.protocol import FINGERPRINT, MEASUREMENTS, Entry, Protocol, measure_entries, read_manifest, read_measurements, text_progress
-from hwnas.spaces import SearchSpace
+from hwnas.spaces import SearchSpace, get_space, space_from_dict
 from hwnas.spaces.blocks import BlockConfig
 
 CALIBRATION_SEED = 1_000_003  # calibration subnets are drawn apart from validation's seeds
@@ -72,7 +72,7 @@ class ProfileSettings:
                 "torch": torch.__version__, "hwnas": version("hwnas")}
 
     def bundle_info(self, space: SearchSpace, backend: str) -> dict[str, Any]:
-        return {"space": space.key, **self.model_info(backend)}
+        return {"space": space.key, "space_spec": space.spec.to_dict(), **self.model_info(backend)}
 
 
 def default_table_path(settings: ProfileSettings, backend: str) -> Path:
@@ -104,11 +104,12 @@ def measured_fingerprint(profiler_fp: dict[str, Any], info: dict[str, Any]) -> d
             "created": profiler_fp.get("date") or datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def merge_measurements(table: LatencyTable, entries: Sequence[Entry], rows: Sequence[dict[str, Any]], space_key: str) -> int:
+def merge_measurements(table: LatencyTable, entries: Sequence[Entry], rows: Sequence[dict[str, Any]],
+                       space: SearchSpace) -> int:
     """Add the measured block rows to the table; once every calibration subnet is measured (and its
     blocks are rows), fit the space's calibration. Returns the number of rows added."""
     by_file = {r["file"]: r for r in rows}
-    blocks = [(BlockConfig(**e.extra["block"]), by_file[e.file]) for e in entries if e.kind == BLOCK and e.file in by_file]
+    blocks = [(BlockConfig.from_key(e.key), by_file[e.file]) for e in entries if e.kind == BLOCK and e.file in by_file]
     added = table.add_rows((b, stats_from_row(r)) for b, r in blocks)
     networks = [e for e in entries if e.kind == NETWORK]
     if networks and all(e.file in by_file for e in networks):
@@ -120,7 +121,7 @@ def merge_measurements(table: LatencyTable, entries: Sequence[Entry], rows: Sequ
                 raise TableError(f"calibration subnet {e.key} uses block {missing[0]}, which the bundle did not measure")
             sums.append(float(table.rows.loc[keys, LATENCY].sum()))
             measured.append(float(by_file[e.file]["p50_ms"]))
-        table.calibrations[space_key] = Calibration.fit(sums, measured)
+        table.set_calibration(space, Calibration.fit(sums, measured))
     return added
 
 
@@ -143,7 +144,7 @@ def open_table(path: Path, fingerprint: dict[str, Any]) -> LatencyTable:
 
 
 def _work_folder(table_path: Path, space: SearchSpace) -> Path:
-    return table_path.with_name(f".{table_path.stem}.{re.sub(r'[^A-Za-z0-9_.-]', '_', space.key)}.work")
+    return table_path.with_name(f".{table_path.stem}.{re.sub(r'[^A-Za-z0-9_.-]', '_', space.ref)}.work")
 
 
 def profile_space(space: SearchSpace, settings: ProfileSettings, out: Path | None = None,
@@ -156,7 +157,7 @@ def profile_space(space: SearchSpace, settings: ProfileSettings, out: Path | Non
     info = settings.bundle_info(space, backend)
     table = open_table(path, setup_here(settings, backend))
     blocks = table.missing(space.block_configs())
-    calibrate = space.key not in table.calibrations
+    calibrate = not table.covers(space)
     summary = {"table": str(path), "space": space.key, "device": settings.device, "backend": backend,
                "blocks_in_space": len(space.block_configs()), "blocks_measured": len(blocks),
                "calibration_subnets": settings.calibration_archs if calibrate else 0}
@@ -167,13 +168,13 @@ def profile_space(space: SearchSpace, settings: ProfileSettings, out: Path | Non
     entries = [p.entry for p in plans]
 
     def on_rows(rows: list[dict[str, Any]]) -> None:
-        merge_measurements(table, entries, rows, space.key)
+        merge_measurements(table, entries, rows, space)
         table.save(path)
 
     rows = measure_plans(plans, backend, settings, work, info, f"profile {space.key}" if progress else None, on_rows=on_rows)
     on_rows(rows)
     shutil.rmtree(work, ignore_errors=True)
-    return {**summary, "up_to_date": False, "calibration": table.calibrations[space.key].to_dict()}
+    return {**summary, "up_to_date": False, "calibration": table.calibration(space).to_dict()}
 
 
 def local_fingerprint(backend: str, settings: ProfileSettings) -> dict[str, Any]:
@@ -229,7 +230,8 @@ def import_bundle(folder: Path, device: str | None = None, out: Path | None = No
     fingerprint = measured_fingerprint(profiler_fp, manifest)
     path = out or default_table_path(ProfileSettings.of_table(fingerprint), fingerprint["backend"])
     table = open_table(path, fingerprint)
-    added = merge_measurements(table, entries, list(rows.values()), manifest["space"])
+    space = space_from_dict(manifest["space_spec"]) if "space_spec" in manifest else get_space(manifest["space"])
+    added = merge_measurements(table, entries, list(rows.values()), space)
     table.save(path)
     return table, added
 

@@ -1,11 +1,13 @@
 """Which latency table predicts a space on a device, as that table holds on this machine.
 
-One resolution for `predict`, `validate-table`, `search`, `export` and `demo`:
+One resolution for `predict`, `validate-table`, `search`, `export`, `demo` and `profile --recalibrate`:
 1. the table: the file `--table` (refused when it was measured for another device than
    `--device`), or the one table of the device label in `$HWNAS_TABLES`, `./latency_tables` or the
    shipped tables (several narrow to those calibrated for the space);
 2. it must cover the space: every block has a row, and the space has a calibration;
 3. it is checked for drift on this machine (`hwnas.latency.drift`).
+Where no device or table is named, `export` and `demo` use `optional_table` (the CPU table when
+one covers the space, else none) with the same rules.
 """
 
 from __future__ import annotations
@@ -22,13 +24,13 @@ from hwnas.latency.table import LATENCY_FIELDS, LatencyTable, TableError, find_t
 from hwnas.spaces import SearchSpace
 
 
-def select_table(device: str | None, table: str | Path | None, space_key: str) -> LatencyTable:
+def select_table(device: str | None, table: str | Path | None, space: SearchSpace) -> LatencyTable:
     """The table file given, or the one found for the device label (preferring one calibrated for the space)."""
     label = parse_device(device).label if device else None
     if table is None:
         if label is None:
             raise TableError("name the latency table to predict with: --device LABEL or --table PATH")
-        return find_table(label, space_key)
+        return find_table(label, space)
     found = LatencyTable.load(table)
     if label and found.device != label:
         raise TableError(f"latency table {table} was measured on device {found.device!r}, not {label!r}; "
@@ -41,9 +43,23 @@ def resolve_table(space: SearchSpace, *, device: str | None = None, table: str |
     """The table that predicts `space` on `device` (found by label, the file `table`, or a table
     already loaded), checked to cover the space and for drift here (`drift`: refit, fail or ignore)."""
     policy = drift if isinstance(drift, DriftPolicy) else DriftPolicy(mode=drift)
-    found = table if isinstance(table, LatencyTable) else select_table(device, table, space.key)
+    found = table if isinstance(table, LatencyTable) else select_table(device, table, space)
     LatencyPredictor(found, space)  # every block and a calibration, or one line naming the profile command
     return check_drift(found, space, policy, progress)
+
+
+def optional_table(space: SearchSpace, *, device: str | None = None, table: str | Path | LatencyTable | None = None,
+                   default_device: str = "cpu", drift: str | DriftPolicy = "refit", progress: bool = True) -> LatencyTable | None:
+    """`resolve_table` when a device or table is named; otherwise the table of `default_device` if one
+    covers the space, else None (a command that can go on without a latency prediction)."""
+    if device or table is not None:
+        return resolve_table(space, device=device, table=table, drift=drift, progress=progress)
+    try:
+        found = select_table(default_device, None, space)
+        LatencyPredictor(found, space)
+    except TableError:
+        return None
+    return resolve_table(space, table=found, drift=drift, progress=progress)
 
 
 def list_tables() -> list[dict[str, Any]]:

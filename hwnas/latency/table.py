@@ -2,7 +2,13 @@
 
 A table belongs to one setup (device label, backend, precision, batch size, threads) and holds rows
 for any number of spaces: identical blocks are one row. The sidecar records the setup's
-fingerprint and, per space, the calibration fitted on end-to-end measured subnets.
+fingerprint and, per space (`space.ref`, name@content digest), the calibration fitted on
+end-to-end measured subnets.
+
+Format 2 (this one) keys a row by its block key alone (`kind`, key, statistics): a block's fields
+live in its key, so a new field or block kind never changes the columns. Format 1 also spelled
+the fields of the first three kinds as columns and keyed calibrations by space name; it loads
+as format 2 (the key is the same) and is written as format 2 when saved.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,11 +27,11 @@ import pandas as pd
 from hwnas.errors import HwnasError
 from hwnas.io import atomic_write_bytes, atomic_write_json
 from hwnas.profilers.protocol import STAT_COLUMNS
+from hwnas.spaces import SearchSpace
 from hwnas.spaces.blocks import BlockConfig
 
-TABLE_FORMAT = 1
-BLOCK_COLUMNS = tuple(f.name for f in fields(BlockConfig))
-COLUMNS = ("key", *BLOCK_COLUMNS, *STAT_COLUMNS)
+TABLE_FORMAT = 2
+COLUMNS = ("key", "kind", *STAT_COLUMNS)
 LATENCY = "p50_ms"  # the statistic that predictions sum
 TABLE_DIGITS = 6  # significant digits of the CSV's timings: the resolution of a table's predictions
 # Fingerprint fields that move latency: the runtime and exporter versions, the processor, and how the
@@ -129,8 +135,14 @@ class LatencyTable:
             meta = json.loads(side.read_text())
             fingerprint = dict(meta["fingerprint"])
             calibrations = {k: Calibration.from_dict(v) for k, v in meta.get("calibration", {}).items()}
+            version = int(meta.get("format", 1))
         except (ValueError, KeyError, TypeError) as exc:
             raise TableError(f"latency table sidecar {side} is corrupted ({exc}); {rebuild}") from exc
+        if version > TABLE_FORMAT:
+            raise TableError(f"latency table {path} has format {version}, newer than this hwnas reads ({TABLE_FORMAT}); "
+                             f"upgrade hwnas (pip install -U hwnas)")
+        if version == 1:
+            calibrations = {_migrated_space_key(k): c for k, c in calibrations.items()}
         try:
             df = pd.read_csv(path, dtype={"key": str, "kind": str})
         except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -138,7 +150,7 @@ class LatencyTable:
         problem = cls._problem(df)
         if problem:
             raise TableError(f"latency table {path} is corrupted ({problem}); {rebuild}")
-        return cls(df.set_index("key"), fingerprint, calibrations, path)
+        return cls(df[list(COLUMNS)].set_index("key"), fingerprint, calibrations, path)
 
     @staticmethod
     def _problem(df: pd.DataFrame) -> str | None:
@@ -190,12 +202,18 @@ class LatencyTable:
 
     def add_rows(self, blocks: Iterable[tuple[BlockConfig, Mapping[str, Any]]]) -> int:
         """Add measured rows (block, stats); rows already in the table are kept. Returns the count added."""
-        new = [{"key": b.key, **b.to_dict(), **{c: float(s[c]) for c in STAT_COLUMNS}} for b, s in blocks
+        new = [{"key": b.key, "kind": b.kind, **{c: float(s[c]) for c in STAT_COLUMNS}} for b, s in blocks
                if b.key not in self.rows.index]
         if new:
             df = pd.DataFrame(new, columns=COLUMNS).set_index("key")
             self.rows = df if self.rows.empty else pd.concat([self.rows, df])
         return len(new)
+
+    def expanded(self) -> pd.DataFrame:
+        """The rows with every block field as a column, read from the keys (a field a block does not
+        have reads as 0): for analysis across rows."""
+        values = [dict(BlockConfig.from_key(k).values) for k in self.rows.index]
+        return self.rows.join(pd.DataFrame(values, index=self.rows.index).fillna(0).astype(int))
 
     def missing(self, blocks: Iterable[BlockConfig]) -> list[BlockConfig]:
         return [b for b in dict.fromkeys(blocks) if b.key not in self.rows.index]
@@ -211,19 +229,41 @@ class LatencyTable:
             )
         return self.rows.loc[[b.key for b in blocks], LATENCY].to_numpy(dtype=float)
 
-    def calibration(self, space_key: str) -> Calibration:
-        if space_key not in self.calibrations:
+    def calibration_key(self, space: SearchSpace) -> str | None:
+        """Under which key this table calibrates `space`: its ref, the ref of the same content under
+        another name, or (format 1) its bare name; None when the table does not cover it."""
+        if space.ref in self.calibrations:
+            return space.ref
+        content = [k for k in self.calibrations if k.rpartition("@")[2] == space.digest[:8]]
+        if content:
+            return content[0]
+        return space.key if space.key in self.calibrations else None
+
+    def covers(self, space: SearchSpace) -> bool:
+        return self.calibration_key(space) is not None
+
+    def calibration(self, space: SearchSpace) -> Calibration:
+        key = self.calibration_key(space)
+        if key is None:
             profiled = ", ".join(self.calibrations) or "no space"
             raise TableError(
-                f"latency table {self.name} was profiled for {profiled}, not {space_key}; "
-                f"run `{profile_command(self.fingerprint, space_key, self.path)}`"
+                f"latency table {self.name} was profiled for {profiled}, not {space.ref}; "
+                f"run `{profile_command(self.fingerprint, space.key, self.path)}`"
             )
-        return self.calibrations[space_key]
+        return self.calibrations[key]
 
-    def with_calibration(self, space_key: str, calibration: Calibration, source: Mapping[str, Any]) -> LatencyTable:
-        """A copy whose calibration for `space_key` is replaced (in memory only) and says by what."""
-        return replace(self, calibrations={**self.calibrations, space_key: calibration},
-                       calibration_sources={**self.calibration_sources, space_key: dict(source)})
+    def calibration_source(self, space: SearchSpace) -> dict[str, Any] | None:
+        """What replaced the table's own calibration of `space` in memory (a local calibration), if anything."""
+        return self.calibration_sources.get(self.calibration_key(space) or space.ref)
+
+    def set_calibration(self, space: SearchSpace, calibration: Calibration) -> None:
+        self.calibrations[self.calibration_key(space) or space.ref] = calibration
+
+    def with_calibration(self, space: SearchSpace, calibration: Calibration, source: Mapping[str, Any]) -> LatencyTable:
+        """A copy whose calibration for `space` is replaced (in memory only) and says by what."""
+        key = self.calibration_key(space) or space.ref
+        return replace(self, calibrations={**self.calibrations, key: calibration},
+                       calibration_sources={**self.calibration_sources, key: dict(source)})
 
     # ---- setup checks -------------------------------------------------------------------------
     def setup_differences(self, here: Mapping[str, Any], fields: Sequence[str] = SETUP_FIELDS) -> list[str]:
@@ -263,13 +303,13 @@ def table_files() -> list[tuple[str, Path]]:
             for path in sorted(folder.glob("*.csv")) if not path.name.startswith(".")]
 
 
-def find_table(device: str, space_key: str | None = None) -> LatencyTable:
-    """The one table for `device` in `table_dirs()`, or a clear error. With `space_key`, several
+def find_table(device: str, space: SearchSpace | None = None) -> LatencyTable:
+    """The one table for `device` in `table_dirs()`, or a clear error. With `space`, several
     tables for the device narrow to those calibrated for that space."""
     for folder in table_dirs():
         candidates = [LatencyTable.load(c) for c in sorted({*folder.glob(f"{device}.csv"), *folder.glob(f"{device}_*.csv")})]
-        if len(candidates) > 1 and space_key is not None:
-            candidates = [c for c in candidates if space_key in c.calibrations] or candidates
+        if len(candidates) > 1 and space is not None:
+            candidates = [c for c in candidates if c.covers(space)] or candidates
         if len(candidates) == 1:
             return candidates[0]
         if len(candidates) > 1:
@@ -278,6 +318,15 @@ def find_table(device: str, space_key: str | None = None) -> LatencyTable:
     where = ", ".join(str(d) for d in table_dirs())
     raise TableError(f"no latency table for device {device!r} in {where}; build one with "
                      f"`hwnas profile --device {device} --space SPACE` or pass --table")
+
+
+def _migrated_space_key(name: str) -> str:
+    """A format-1 calibration key (a space name) as format 2 keys it: the shipped space of that name
+    by its ref (its content is the one the table was profiled for); any other name stays as it
+    was and is matched by name (`LatencyTable.calibration_key`)."""
+    from hwnas.spaces import get_space, list_spaces
+
+    return get_space(name).ref if name in list_spaces() else name
 
 
 def stats_from_row(row: Mapping[str, Any]) -> dict[str, float]:

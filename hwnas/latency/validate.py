@@ -59,7 +59,7 @@ def validate_table(space: SearchSpace, table: LatencyTable, n: int = 50, seed: i
     report = {
         "space": space.key, "table": table.name, "device": table.device, "backend": table.fingerprint["backend"],
         "n": len(archs), "seed": seed, "processes": processes, "calibration": predictor.calibration.to_dict(),
-        "calibration_source": table.calibration_sources.get(space.key),
+        "calibration_source": table.calibration_source(space),
         "calibrated": [agreement(predicted, m) for m in measured],
         "uncalibrated_sum": [agreement(sums, m) for m in measured],
         "floor_process_vs_process": [agreement(measured[j], measured[i])

@@ -10,10 +10,13 @@ from typing import Any
 
 from hwnas.errors import ArchError
 from hwnas.spaces.blocks import BlockConfig
-from hwnas.spaces.space import GeneValue, SearchSpace
+from hwnas.spaces.space import GeneValue, SearchSpace, spec_difference
 
 SPACE_KEY = "space"
 SPACE_OPTIONS_KEY = "space_options"  # shape overrides of the space instance, when there are any
+SPACE_DIGEST_KEY = "space_digest"  # the space's content digest: which space the name meant
+SPACE_SPEC_KEY = "space_spec"  # arch files of a user's space carry its whole declaration
+META_KEYS = (SPACE_KEY, SPACE_OPTIONS_KEY, SPACE_DIGEST_KEY, SPACE_SPEC_KEY)
 
 
 class Arch:
@@ -45,8 +48,9 @@ class Arch:
         raise AttributeError("Arch is frozen; use arch.replace(...) for a changed copy")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Frozen slots cannot be set by the default unpickler; rebuild through validation instead.
-        return (Arch.from_dict, (self.to_dict(),))
+        # Frozen slots cannot be set by the default unpickler; rebuild through validation instead,
+        # from the space's declaration (a user's space cannot be found by name in another process).
+        return (Arch.from_dict, ({**self.to_dict(), SPACE_SPEC_KEY: self.space.spec.to_dict()},))
 
     def replace(self, **changes: Any) -> Arch:
         """A validated copy with some genes changed."""
@@ -61,9 +65,11 @@ class Arch:
 
     @property
     def digest(self) -> str:
-        """A stable hash (16 hex digits) of the canonical JSON: equal across processes and runs."""
+        """A stable hash (16 hex digits) of the space's content digest and the genes: equal across
+        processes and runs, and different for archs of two spaces that merely share a name."""
         if self._hash is None:
-            text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+            data = {k: v for k, v in self.to_dict().items() if k not in (SPACE_KEY, SPACE_OPTIONS_KEY)}
+            text = json.dumps(data, sort_keys=True, separators=(",", ":"))
             object.__setattr__(self, "_hash", hashlib.sha256(text.encode()).hexdigest()[:16])
         return self._hash
 
@@ -76,14 +82,16 @@ class Arch:
         data: dict[str, Any] = {SPACE_KEY: self.space.name}
         if self.space.spec.overrides:
             data[SPACE_OPTIONS_KEY] = dict(self.space.spec.overrides)
+        data[SPACE_DIGEST_KEY] = self.space.digest
         data.update({k: list(v) if isinstance(v, tuple) else v for k, v in self._genes.items()})
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], space: SearchSpace | None = None) -> Arch:
-        """Rebuild (and validate) an arch from `to_dict()` output. Its space is looked up by name,
-        unless given (a user's YAML space, which a name alone cannot find in another process)."""
-        from hwnas.spaces.registry import get_space
+        """Rebuild (and validate) an arch from `to_dict()` or `to_json()` output. Its space is the
+        one given, else the declaration the data carries, else the shipped space of that name; a
+        recorded content digest must match it (a same-named space with other choices is refused)."""
+        from hwnas.spaces.registry import get_space, space_from_dict
 
         if not isinstance(data, Mapping):
             raise ArchError(f"arch: expected a JSON object, got {type(data).__name__}")
@@ -92,15 +100,30 @@ class Arch:
         options = data.get(SPACE_OPTIONS_KEY) or {}
         if not isinstance(options, Mapping):
             raise ArchError(f"arch: field {SPACE_OPTIONS_KEY!r} must be an object, got {options!r}")
+        carried = data.get(SPACE_SPEC_KEY)
         if space is None:
-            space = get_space(data[SPACE_KEY], **options)
-        elif data[SPACE_KEY] != space.name:
+            space = space_from_dict(carried) if isinstance(carried, Mapping) else get_space(data[SPACE_KEY], **options)
+        recorded = data.get(SPACE_DIGEST_KEY)
+        if recorded != space.digest and data[SPACE_KEY] != space.name:  # (the same content under two names is one space)
             raise ArchError(f"arch is from space {data[SPACE_KEY]!r}, not {space.name!r}; give that space")
-        genes = {k: v for k, v in data.items() if k not in (SPACE_KEY, SPACE_OPTIONS_KEY)}
+        if recorded is not None and recorded != space.digest:
+            differs = spec_difference(carried, space.spec.to_dict()) if isinstance(carried, Mapping) else None
+            what = f"{differs}, arch's vs this one's" if differs else \
+                f"content digest {recorded}, this one's {space.digest}: its YAML changed since"
+            raise ArchError(f"arch is from another space named {data[SPACE_KEY]!r} ({what}); give the space it was "
+                            f"written for")
+        genes = {k: v for k, v in data.items() if k not in META_KEYS}
         return cls(space, genes)
 
     def to_json(self, path: str | Path | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=2) + "\n"
+        """The arch as a JSON file; an arch of a user's space also carries the space's declaration,
+        so the file loads in any folder, after its YAML is moved or edited."""
+        from hwnas.spaces.registry import is_shipped
+
+        data = self.to_dict()
+        if not is_shipped(self.space):
+            data[SPACE_SPEC_KEY] = self.space.spec.to_dict()
+        text = json.dumps(data, indent=2) + "\n"
         if path is not None:
             Path(path).write_text(text)
         return text

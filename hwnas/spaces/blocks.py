@@ -1,77 +1,132 @@
-"""Block configurations: the unit that latency tables are keyed by and analytic costs are summed over.
+"""Block configurations and block kinds: the unit latency tables are keyed by and costs are summed over.
 
-A network is a sequence of blocks; two blocks with equal `BlockConfig` run the same kernels on a
+A network is a sequence of blocks. Two blocks with equal `BlockConfig` run the same kernels on a
 device, whichever space or architecture they come from, so tables for several spaces share rows.
-Batch size and dtype are properties of a measurement, not of the block, and live in the table.
+A `BlockConfig` is a kind plus integer fields; its key (`encoder/tokens=197/in_dim=192/...`) names
+it in a table and lists only the non-zero fields, so a field a table's rows lack reads as 0 and a
+new field or kind never changes an existing key.
+
+A *block kind* says, in one place, what its fields mean: its key fields, parameter and MAC counts,
+its input shape and the standalone module a table row is measured on. Families register their
+kinds (`register_kind`); nothing else interprets a block's fields.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-# Block kinds. Later families add theirs ("reduction" for ViT-ResNAS, "glit" for GLiT blocks).
-PATCH_EMBED = "patch_embed"  # conv patchify + class token + position embedding
-ENCODER = "encoder"  # pre-norm transformer block: LN -> MHSA -> +res, LN -> MLP -> +res
-HEAD = "head"  # final LayerNorm, class-token pooling and the classifier
+from hwnas.errors import HwnasError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True, order=True)
 class BlockConfig:
-    """Everything about one block that the runtime sees, in the ViT literature's terms.
-
-    Fields that do not apply to a kind stay 0. `tokens` counts the class token too.
-    """
+    """A block kind and its non-zero fields, in the kind's declared order. Fields read as
+    attributes (`cfg.tokens`); a field the block does not set reads as 0."""
 
     kind: str
-    tokens: int = 0
-    in_dim: int = 0
-    out_dim: int = 0
-    num_heads: int = 0
-    qkv_dim: int = 0
-    mlp_hidden: int = 0
-    patch_size: int = 0
-    in_chans: int = 0
-    num_classes: int = 0
+    values: tuple[tuple[str, int], ...] = ()
+
+    @classmethod
+    def of(cls, kind: str, **fields: int) -> BlockConfig:
+        """A block of a registered kind; every field must be one the kind declares."""
+        order = get_kind(kind).fields
+        unknown = sorted(set(fields) - set(order))
+        if unknown:
+            raise ValueError(f"block kind {kind!r} has no field {unknown[0]!r}; its fields are {', '.join(order)}")
+        return cls(kind, tuple((name, int(fields[name])) for name in order if fields.get(name)))
+
+    def __getattr__(self, name: str) -> int:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return dict(object.__getattribute__(self, "values")).get(name, 0)
 
     @property
     def key(self) -> str:
         """A stable, readable identifier: `encoder/tokens=197/in_dim=192/out_dim=192/...`."""
-        values = asdict(self)
-        kind = values.pop("kind")
-        return "/".join([kind, *(f"{name}={value}" for name, value in values.items() if value)])
+        return "/".join([self.kind, *(f"{name}={value}" for name, value in self.values)])
+
+    @classmethod
+    def from_key(cls, key: str) -> BlockConfig:
+        """The block a table key names (no kind registry needed: the key carries its fields)."""
+        kind, *parts = key.split("/")
+        try:
+            values = tuple((name, int(value)) for name, value in (p.split("=", 1) for p in parts))
+        except ValueError:
+            raise ValueError(f"{key!r} is not a block key (kind/field=value/...)") from None
+        return cls(kind, values)
 
     def to_dict(self) -> dict[str, int | str]:
-        return asdict(self)
+        return {"kind": self.kind, **dict(self.values)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BlockConfig:
+        fields = {k: v for k, v in data.items() if k != "kind"}
+        return cls.of(str(data["kind"]), **fields)
+
+    @property
+    def definition(self) -> BlockKind:
+        return get_kind(self.kind)
 
     def params(self) -> int:
         """Trainable parameters of this block (biases and norms included)."""
-        d_in, d = self.in_dim, self.out_dim
-        if self.kind == PATCH_EMBED:
-            conv = d * self.in_chans * self.patch_size**2 + d
-            return conv + d + self.tokens * d  # + class token + position embedding
-        if self.kind == ENCODER:
-            q, m = self.qkv_dim, self.mlp_hidden
-            norms = 2 * (2 * d)
-            attn = (3 * q * d + 3 * q) + (q * d + d)
-            mlp = (m * d + m) + (m * d + d)
-            return norms + attn + mlp
-        if self.kind == HEAD:
-            return 2 * d_in + d_in * self.num_classes + self.num_classes
-        raise ValueError(f"no cost model for block kind {self.kind!r}")
+        return self.definition.params(self)
 
     def macs(self) -> int:
-        """Multiply-accumulates of one forward pass on one image, counting attention's two matrix
-        products (which fvcore and torch's counters skip under fused attention) and no norms,
-        activations or additions: the convention in which DeiT-Tiny costs 1.25 G."""
-        d_in, d = self.in_dim, self.out_dim
-        if self.kind == PATCH_EMBED:
-            patches = self.tokens - 1
-            return patches * d * self.in_chans * self.patch_size**2
-        if self.kind == ENCODER:
-            t, q, m = self.tokens, self.qkv_dim, self.mlp_hidden
-            linear = t * (3 * q * d + q * d + 2 * m * d)
-            attention = 2 * t * t * q  # q @ k^T and attn @ v
-            return linear + attention
-        if self.kind == HEAD:
-            return d_in * self.num_classes
-        raise ValueError(f"no cost model for block kind {self.kind!r}")
+        """Multiply-accumulates of one forward pass on one image (see `BlockKind.macs`)."""
+        return self.definition.macs(self)
+
+
+class BlockKind(ABC):
+    """What one kind of block is. Subclasses set `name` and `fields` and implement the counts,
+    the input shape and the module; `module` may import torch (the counts must not)."""
+
+    name: str = ""
+    fields: tuple[str, ...] = ()
+
+    @abstractmethod
+    def params(self, cfg: BlockConfig) -> int:
+        """Trainable parameters."""
+
+    @abstractmethod
+    def macs(self, cfg: BlockConfig) -> int:
+        """Multiply-accumulates per image in the ViT literature's convention (DeiT-Tiny = 1.25 G):
+        attention's two matrix products counted; norms, activations and additions not."""
+
+    @abstractmethod
+    def input_shape(self, cfg: BlockConfig, batch_size: int) -> tuple[int, ...]:
+        """The shape of the one input the standalone module takes."""
+
+    @abstractmethod
+    def module(self, cfg: BlockConfig) -> nn.Module:
+        """A freshly initialised module computing this block alone, built as the family's static
+        model builds it (so a table row times the kernels the exported network runs)."""
+
+
+_KINDS: dict[str, BlockKind] = {}
+
+
+def register_kind(kind: BlockKind) -> BlockKind:
+    """Make a kind known by its name; registering the same class again is a no-op."""
+    known = _KINDS.get(kind.name)
+    if known is not None and type(known) is not type(kind):
+        raise HwnasError(f"block kind {kind.name!r} is already registered by {type(known).__qualname__}")
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def get_kind(name: str) -> BlockKind:
+    """The registered kind `name` (the built-in families register theirs on first use)."""
+    if name not in _KINDS:
+        from hwnas.family import load_families
+
+        load_families()
+    if name not in _KINDS:
+        raise HwnasError(f"block kind {name!r} is not known to this hwnas (known: {', '.join(sorted(_KINDS))}); "
+                         f"install the package of the family that defines it")
+    return _KINDS[name]

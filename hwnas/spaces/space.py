@@ -7,12 +7,15 @@ the genes (validating, sampling, extremes, counting architectures) lives here, o
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import math
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from hwnas.errors import ArchError
@@ -27,6 +30,7 @@ Seed = int | random.Random | None
 
 # Parameters of a space instance that a user may override (`get_space(name, img_size=384)`).
 SHAPE_FIELDS = ("img_size", "patch_size", "in_chans", "num_classes")
+SAMPLE_TRIES = 1000  # draws `sample` makes before a family's rules refusing every one is an error
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,38 @@ class SpaceSpec:
     choices: Mapping[str, tuple[Choice, ...]]
     options: Mapping[str, Any] = field(default_factory=dict)  # family-specific, e.g. head_dim
     overrides: Mapping[str, int] = field(default_factory=dict)  # which shape fields the user changed
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole declaration as plain data: runs, exports and measuring jobs carry it, so the
+        space is rebuilt from it without its YAML file."""
+        return {"name": self.name, "family": self.family, "description": self.description,
+                **{k: getattr(self, k) for k in SHAPE_FIELDS}, "choices": {k: list(v) for k, v in self.choices.items()},
+                "options": dict(self.options), "overrides": dict(self.overrides)}
+
+    def content(self) -> dict[str, Any]:
+        """What makes two spaces the same: family, shape, choices and options (not the name)."""
+        d = self.to_dict()
+        return {k: d[k] for k in ("family", *SHAPE_FIELDS, "choices", "options")}
+
+
+def spec_difference(a: Mapping[str, Any], b: Mapping[str, Any]) -> str | None:
+    """The first field in which two space declarations (`SpaceSpec.to_dict()`) differ in content,
+    as 'field: a vs b' (None when they are the same space)."""
+    for key in ("family", *SHAPE_FIELDS, "choices", "options"):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, Mapping) and isinstance(y, Mapping):
+            for sub in sorted(set(x) | set(y)):
+                if _canon(x.get(sub)) != _canon(y.get(sub)):
+                    return f"{key}.{sub}: {x.get(sub, 'absent')} vs {y.get(sub, 'absent')}"
+        elif _canon(x) != _canon(y):
+            return f"{key}: {x} vs {y}"
+    return None
+
+
+def _canon(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        value = sorted(value)
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 class SearchSpace(ABC):
@@ -94,6 +130,11 @@ class SearchSpace(ABC):
         """Map encodings that compute the same function to one (identity shifting). Default: as is."""
         return genes
 
+    def uniform_archs(self) -> list[Arch]:
+        """Hand-designed baselines (every layer alike) that searched subnets are compared with;
+        empty for a family that has none."""
+        return []
+
     # Genes a hierarchical search (GLiT) evolves first, with the other ("low-level") genes fixed.
     # Empty: the space has no such split and hierarchical search falls back to plain evolution.
     high_level_genes: tuple[str, ...] = ()
@@ -102,9 +143,51 @@ class SearchSpace(ABC):
         """The arch with the lowest (or highest) sum of `block_cost` over its blocks.
 
         Search uses it to find the minimum achievable latency, FLOPs or params before evaluating
-        anything. This default is `smallest()` / `largest()`, exact only when every cost grows with
-        every gene; families whose blocks are chosen independently override it with an exact search."""
-        return self.largest() if costliest else self.smallest()
+        anything, so it must not assume that a smaller choice costs less (a latency table need not
+        be monotone). This default is exact for spaces whose every layer slot (the i-th value of
+        the per-layer genes of one length) decides its own blocks given the scalar genes: for each
+        combination of scalar genes it picks each slot's cheapest (costliest) values with the
+        others held, and returns the best combination. Work: scalar combinations x slots x values
+        per slot archs costed. A family whose rules couple slots overrides it."""
+        pick = max if costliest else min
+        scalars = [g for g in self.genes if not g.is_list]
+        slot_groups: dict[Any, list[Gene]] = {}
+        for gene in self.genes:
+            if gene.is_list:
+                slot_groups.setdefault(gene.length, []).append(gene)
+
+        def cost(arch: Arch) -> float:
+            return sum(block_cost(b) for b in self.arch_blocks(arch))
+
+        best: tuple[float, Arch] | None = None
+        for combo in itertools.product(*(g.choices for g in scalars)):
+            resolved: dict[str, GeneValue] = dict(zip((g.name for g in scalars), combo))
+            genes: dict[str, Any] = dict(resolved)
+            for gene in self.genes:
+                if gene.is_list:
+                    genes[gene.name] = [gene.choices[0]] * self._length(gene, resolved)
+            for group in slot_groups.values():
+                for i in range(len(genes[group[0].name])):
+                    options = []
+                    for values in itertools.product(*(g.choices for g in group)):
+                        trial = {**genes, **{g.name: [*genes[g.name][:i], v, *genes[g.name][i + 1:]]
+                                             for g, v in zip(group, values)}}
+                        try:
+                            options.append((cost(self.arch(**trial)), trial))
+                        except ArchError:
+                            continue
+                    if options:
+                        genes = pick(options, key=lambda o: o[0])[1]
+            try:
+                arch = self.arch(**genes)
+            except ArchError:
+                continue
+            total = cost(arch)
+            if best is None or (total > best[0] if costliest else total < best[0]):
+                best = (total, arch)
+        if best is None:
+            raise ArchError(f"{self.key}: no arch could be built while looking for the extreme arch")
+        return best[1]
 
     # ---- identity --------------------------------------------------------------------------
     @property
@@ -113,24 +196,32 @@ class SearchSpace(ABC):
 
     @property
     def key(self) -> str:
-        """The name, plus any shape overrides: two spaces with equal keys build equal networks."""
+        """The name, plus any shape overrides: what messages and file names call the space."""
         if not self.spec.overrides:
             return self.name
         extra = ",".join(f"{k}={v}" for k, v in sorted(self.spec.overrides.items()))
         return f"{self.name}[{extra}]"
 
+    @cached_property
+    def digest(self) -> str:
+        """A hash (16 hex digits) of the space's content: its identity. Two YAML files that share a
+        name but not their choices are different spaces; the same content under two names is one."""
+        text = json.dumps(self.spec.content(), sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     @property
-    def num_patches(self) -> int:
-        return (self.spec.img_size // self.spec.patch_size) ** 2
+    def ref(self) -> str:
+        """`key@digest`: how tables, calibrations, checkpoints and searches record the space."""
+        return f"{self.key}@{self.digest[:8]}"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.key!r})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, SearchSpace) and other.key == self.key
+        return isinstance(other, SearchSpace) and other.digest == self.digest
 
     def __hash__(self) -> int:
-        return hash(self.key)
+        return hash(self.digest)
 
     # ---- building and checking archs -----------------------------------------------------------
     def arch(self, **genes: Any) -> Arch:
@@ -193,9 +284,15 @@ class SearchSpace(ABC):
         """A random arch: every gene (and every layer's value) drawn uniformly from its choices.
 
         With depth as a gene this is AutoFormer's sampler (depth first, then each layer), which is
-        uniform per gene, not uniform over the (depth-weighted) set of distinct archs."""
+        uniform per gene, not uniform over the (depth-weighted) set of distinct archs. A draw the
+        family's rules refuse (too few active layers, shrinking stage widths) is drawn again."""
         rng = seed if isinstance(seed, random.Random) else random.Random(seed)
-        return self._build(lambda gene: rng.choice(gene.choices))
+        for _ in range(SAMPLE_TRIES - 1):
+            try:
+                return self._build(lambda gene: rng.choice(gene.choices))
+            except ArchError:
+                continue
+        return self._build(lambda gene: rng.choice(gene.choices))  # the last try's refusal says why
 
     def largest(self) -> Arch:
         """The arch with every gene at its largest choice (the supernet's own size)."""

@@ -1,14 +1,13 @@
-"""Weight-sharing supernets (design §3): elastic layers and one supernet class per space family."""
+"""Weight-sharing supernets (design §3): the contract (`base.py`), elastic layers and channel sharing.
+Each family's supernet class lives in its folder and is found through its family record."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from hwnas.family import get_family
 from hwnas.spaces import SearchSpace
-from hwnas.supernet.autoformer import AutoFormerSupernet, timm_kwargs
 from hwnas.supernet.base import Supernet
-
-SUPERNETS: dict[str, type[Supernet]] = {"autoformer": AutoFormerSupernet, "vitas": AutoFormerSupernet}
 
 
 def build_supernet(space: SearchSpace | str, **kwargs: Any) -> Supernet:
@@ -16,7 +15,7 @@ def build_supernet(space: SearchSpace | str, **kwargs: Any) -> Supernet:
     from hwnas.spaces import get_space
 
     space = get_space(space) if isinstance(space, str) else space
-    return SUPERNETS[space.family](space, **kwargs)
+    return get_family(space.family).supernet_class()(space, **kwargs)
 
 
-__all__ = ["AutoFormerSupernet", "SUPERNETS", "Supernet", "build_supernet", "timm_kwargs"]
+__all__ = ["Supernet", "build_supernet"]

@@ -1,12 +1,15 @@
-"""The interface every supernet family implements."""
+"""The supernet contract every family implements."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+import torch
 from torch import Tensor, nn
 
 from hwnas.errors import ArchError
+from hwnas.family import build_model
+from hwnas.rng import isolated_rng
 from hwnas.spaces import Arch, SearchSpace
 
 
@@ -14,8 +17,12 @@ class Supernet(nn.Module, ABC):
     """One weight-sharing network holding every arch of `space`.
 
     `supernet(x, arch)` runs the subnet `arch` on the shared weights (the arch is an explicit
-    argument: nothing is remembered between calls); `extract(arch)` returns it as a static module.
+    argument: nothing is remembered between calls); `extract(arch)` returns it as a static module:
+    the family's static model (`hwnas.build_model`) with `active_state_dict(arch)` loaded into it.
     """
+
+    # Whether `forward_multi` runs a different subnet per example (multi-architectural sampling).
+    per_example_archs: bool = False
 
     def __init__(self, space: SearchSpace):
         super().__init__()
@@ -32,5 +39,21 @@ class Supernet(nn.Module, ABC):
         """Logits of subnet `arch` on images `x` (B, C, H, W)."""
 
     @abstractmethod
+    def active_state_dict(self, arch: Arch) -> dict[str, Tensor]:
+        """The subnet's weights, named as the parameters of `hwnas.build_model(arch)`."""
+
+    def forward_multi(self, x: Tensor, archs: list[Arch]) -> Tensor:
+        """Logits of every example under its own subnet: example i runs `archs[i // (B / M)]`."""
+        raise ArchError(f"the {self.space.family} supernet has no per-example channel masks; "
+                        f"use --sampling uniform or sandwich")
+
+    @torch.no_grad()
     def extract(self, arch: Arch) -> nn.Module:
-        """A static module with the subnet's weights copied out: no slicing, same outputs."""
+        """A static module with the subnet's weights copied out: no slicing, same outputs, on this
+        supernet's device and in its train/eval mode. The caller's RNG is left as it was."""
+        self.check_arch(arch)
+        device = next(self.parameters()).device
+        with isolated_rng(0, device), device:  # the builder's initialisation is overwritten below
+            model = build_model(arch)
+        model.load_state_dict({k: v.detach().clone() for k, v in self.active_state_dict(arch).items()}, strict=True)
+        return model.train(self.training)

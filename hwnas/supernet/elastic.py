@@ -1,5 +1,7 @@
 """Elastic layers: each holds the largest weight, runs any smaller choice on a selection of it, and
-builds its static counterpart (`get_active_subnet`, after OFA) with that selection copied out.
+gives that selection as the state dict of its static counterpart (`active_state`): extraction
+builds the static model from the arch alone (the family's builder) and loads these weights into
+it, which is OFA's `get_active_subnet` split into `build_from_config` and a weight copy.
 
 A *selection* names the channels a choice uses along one dimension: a leading `slice` (AutoFormer's
 weight entanglement: every smaller choice is the prefix of every larger one) or a 1-D index tensor
@@ -9,13 +11,12 @@ no layer keeps a "current config" between calls.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
-from timm.layers import DropPath, LayerNorm, Mlp
-from timm.models.vision_transformer import Attention, Block
+from timm.layers import DropPath
 from torch import Tensor, nn
 
 Selection = slice | Tensor
+State = dict[str, Tensor]
 
 
 def leading(n: int) -> slice:
@@ -34,11 +35,9 @@ def take(t: Tensor, dim: int, sel: Selection) -> Tensor:
     return t.index_select(dim, sel.to(t.device))
 
 
-def _copy_into(dst: nn.Module, **tensors: Tensor) -> nn.Module:
-    with torch.no_grad():
-        for name, value in tensors.items():
-            getattr(dst, name).copy_(value)
-    return dst
+def prefixed(prefix: str, state: State) -> State:
+    """`state` under the submodule name `prefix` (`"blocks.3"` -> `"blocks.3.attn.qkv.weight"`)."""
+    return {f"{prefix}.{name}": value for name, value in state.items()}
 
 
 class ElasticLinear(nn.Linear):
@@ -52,10 +51,10 @@ class ElasticLinear(nn.Linear):
     def forward(self, x: Tensor, in_sel: Selection, out_sel: Selection) -> Tensor:  # type: ignore[override]
         return F.linear(x, *self.active(in_sel, out_sel))
 
-    def get_active_subnet(self, in_sel: Selection, out_sel: Selection) -> nn.Linear:
+    def active_state(self, in_sel: Selection, out_sel: Selection) -> State:
+        """The weights of the `nn.Linear` this choice is."""
         weight, bias = self.active(in_sel, out_sel)
-        linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
-        return _copy_into(linear, weight=weight, **({} if bias is None else {"bias": bias}))
+        return {"weight": weight} if bias is None else {"weight": weight, "bias": bias}
 
 
 class ElasticLayerNorm(nn.LayerNorm):
@@ -64,9 +63,8 @@ class ElasticLayerNorm(nn.LayerNorm):
     def forward(self, x: Tensor, sel: Selection) -> Tensor:  # type: ignore[override]
         return F.layer_norm(x, (width(sel),), take(self.weight, 0, sel), take(self.bias, 0, sel), self.eps)
 
-    def get_active_subnet(self, sel: Selection) -> LayerNorm:
-        norm = LayerNorm(width(sel), eps=self.eps)  # timm's LayerNorm, the class timm's ViT uses
-        return _copy_into(norm, weight=take(self.weight, 0, sel), bias=take(self.bias, 0, sel))
+    def active_state(self, sel: Selection) -> State:
+        return {"weight": take(self.weight, 0, sel), "bias": take(self.bias, 0, sel)}
 
 
 class ElasticPatchEmbed(nn.Module):
@@ -81,10 +79,9 @@ class ElasticPatchEmbed(nn.Module):
         w, b = take(self.proj.weight, 0, sel), take(self.proj.bias, 0, sel)
         return F.conv2d(x, w, b, stride=self.patch_size).flatten(2).transpose(1, 2)
 
-    def get_active_subnet(self, sel: Selection) -> nn.Conv2d:
-        w = take(self.proj.weight, 0, sel)
-        conv = nn.Conv2d(w.shape[1], w.shape[0], kernel_size=self.patch_size, stride=self.patch_size)
-        return _copy_into(conv, weight=w, bias=take(self.proj.bias, 0, sel))
+    def active_state(self, sel: Selection) -> State:
+        """The weights of the patchify `nn.Conv2d` (timm: `patch_embed.proj`)."""
+        return {"proj.weight": take(self.proj.weight, 0, sel), "proj.bias": take(self.proj.bias, 0, sel)}
 
 
 class ElasticAttention(nn.Module):
@@ -117,12 +114,11 @@ class ElasticAttention(nn.Module):
         x = x.transpose(1, 2).reshape(B, N, num_heads * self.head_dim)
         return self.proj(x, leading(num_heads * self.head_dim), embed_sel)
 
-    def get_active_subnet(self, embed_sel: Selection, num_heads: int) -> Attention:
-        attn = Attention(width(embed_sel), num_heads=num_heads, attn_head_dim=self.head_dim, qkv_bias=True)
+    def active_state(self, embed_sel: Selection, num_heads: int) -> State:
+        """The weights of timm's `Attention` with `num_heads` heads of width `head_dim`."""
         weight, bias = self.active_qkv(embed_sel, num_heads)
-        _copy_into(attn.qkv, weight=weight, bias=bias)
-        attn.proj = self.proj.get_active_subnet(leading(num_heads * self.head_dim), embed_sel)
-        return attn
+        proj = self.proj.active_state(leading(num_heads * self.head_dim), embed_sel)
+        return {"qkv.weight": weight, "qkv.bias": bias, **prefixed("proj", proj)}
 
 
 class ElasticMlp(nn.Module):
@@ -137,11 +133,10 @@ class ElasticMlp(nn.Module):
     def forward(self, x: Tensor, embed_sel: Selection, hidden: int) -> Tensor:
         return self.fc2(self.act(self.fc1(x, embed_sel, leading(hidden))), leading(hidden), embed_sel)
 
-    def get_active_subnet(self, embed_sel: Selection, hidden: int) -> Mlp:
-        mlp = Mlp(width(embed_sel), hidden_features=hidden)
-        mlp.fc1 = self.fc1.get_active_subnet(embed_sel, leading(hidden))
-        mlp.fc2 = self.fc2.get_active_subnet(leading(hidden), embed_sel)
-        return mlp
+    def active_state(self, embed_sel: Selection, hidden: int) -> State:
+        """The weights of timm's `Mlp` with `hidden` units."""
+        return {**prefixed("fc1", self.fc1.active_state(embed_sel, leading(hidden))),
+                **prefixed("fc2", self.fc2.active_state(leading(hidden), embed_sel))}
 
 
 class ElasticBlock(nn.Module):
@@ -159,11 +154,9 @@ class ElasticBlock(nn.Module):
         x = x + self.drop_path(self.attn(self.norm1(x, embed_sel), embed_sel, num_heads))
         return x + self.drop_path(self.mlp(self.norm2(x, embed_sel), embed_sel, hidden))
 
-    def get_active_subnet(self, embed_sel: Selection, num_heads: int, hidden: int) -> Block:
-        # A timm Block as skeleton (one head: any width divides by it); every part is then replaced.
-        block = Block(width(embed_sel), num_heads=1, mlp_ratio=1.0, qkv_bias=True)
-        block.norm1 = self.norm1.get_active_subnet(embed_sel)
-        block.attn = self.attn.get_active_subnet(embed_sel, num_heads)
-        block.norm2 = self.norm2.get_active_subnet(embed_sel)
-        block.mlp = self.mlp.get_active_subnet(embed_sel, hidden)
-        return block
+    def active_state(self, embed_sel: Selection, num_heads: int, hidden: int) -> State:
+        """The weights of timm's `Block` (parameter names as timm's)."""
+        return {**prefixed("norm1", self.norm1.active_state(embed_sel)),
+                **prefixed("attn", self.attn.active_state(embed_sel, num_heads)),
+                **prefixed("norm2", self.norm2.active_state(embed_sel)),
+                **prefixed("mlp", self.mlp.active_state(embed_sel, hidden))}

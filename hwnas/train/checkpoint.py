@@ -19,6 +19,7 @@ from torch import nn
 
 from hwnas.errors import HwnasError
 from hwnas.io import atomic_write_bytes
+from hwnas.spaces import SearchSpace
 
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "supernet.safetensors"
@@ -59,8 +60,15 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
     return atomic_write_bytes(run_dir / CHECKPOINT, buf.getvalue())
 
 
-def load_checkpoint(path: Path, space_key: str) -> dict[str, Any]:
-    """A checkpoint of `space_key`, or a one-line refusal (corrupted, foreign, other space)."""
+def _same_space(recorded: dict[str, Any], space: SearchSpace) -> bool:
+    """Whether a file's recorded space is `space`: by content digest (older files: by name)."""
+    if recorded.get("space_digest"):
+        return recorded["space_digest"] == space.digest
+    return recorded.get("space") == space.key
+
+
+def load_checkpoint(path: Path, space: SearchSpace) -> dict[str, Any]:
+    """A checkpoint of `space`, or a one-line refusal (corrupted, foreign, other space)."""
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}; start the run without --resume")
     try:
@@ -70,19 +78,20 @@ def load_checkpoint(path: Path, space_key: str) -> dict[str, Any]:
                               f"delete it to start over") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a hwnas checkpoint (format {FORMAT}); delete it to start over")
-    if state.get("space") != space_key:
-        raise CheckpointError(f"{path} is a checkpoint of space {state.get('space')!r}, not {space_key!r}; "
-                              f"resume with --space {state.get('space')} or use another --out")
+    if not _same_space(state, space):
+        raise CheckpointError(f"{path} is a checkpoint of space {state.get('space')!r} (content {state.get('space_digest')}), "
+                              f"not {space.ref!r}; resume with the run's space or use another --out")
     return state
 
 
-def save_weights(run_dir: Path, model: nn.Module, space_key: str) -> Path:
+def save_weights(run_dir: Path, model: nn.Module, space: SearchSpace) -> Path:
     """The supernet's weights as safetensors (what search and export load)."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    return atomic_write_bytes(run_dir / WEIGHTS, save(tensors, metadata={"space": space_key, "format": str(FORMAT)}))
+    meta = {"space": space.key, "space_digest": space.digest, "format": str(FORMAT)}
+    return atomic_write_bytes(run_dir / WEIGHTS, save(tensors, metadata=meta))
 
 
-def load_weights(path: Path, model: nn.Module, space_key: str) -> None:
+def load_weights(path: Path, model: nn.Module, space: SearchSpace) -> None:
     from safetensors import safe_open
 
     if not path.is_file():
@@ -93,6 +102,7 @@ def load_weights(path: Path, model: nn.Module, space_key: str) -> None:
         tensors = load_file(str(path))
     except Exception as exc:
         raise CheckpointError(f"{path} is corrupted or not safetensors ({type(exc).__name__}); train again") from exc
-    if meta.get("space") != space_key:
-        raise CheckpointError(f"{path} holds a supernet of space {meta.get('space')!r}, not {space_key!r}")
+    if not _same_space(meta, space):
+        raise CheckpointError(f"{path} holds a supernet of space {meta.get('space')!r} (content {meta.get('space_digest')}), "
+                              f"not {space.ref!r}")
     model.load_state_dict(tensors)

@@ -6,10 +6,11 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from hwnas.errors import HwnasError
+from hwnas.family import get_family
 from hwnas.spaces import SearchSpace
 from hwnas.supernet.sharing import SHARINGS
 
-SAMPLINGS = ("uniform", "sandwich")
+SAMPLINGS = ("uniform", "sandwich", "multi")
 SMALL_IMAGE = 64  # spaces at or below this resolution (the digits ones) get the small budget
 
 
@@ -27,6 +28,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     sampling: str = "uniform"
     sandwich_random: int = 2  # random subnets per sandwich step, besides the smallest
+    archs_per_batch: int = 2  # multi: subnets per batch, each on batch_size / archs_per_batch examples
     weight_sharing: str = "prefix"
     aug: str = "weak"
     seed: int = 0
@@ -37,11 +39,14 @@ class TrainConfig:
             raise HwnasError(f"unknown --sampling {self.sampling!r}; use {' or '.join(SAMPLINGS)}")
         if self.weight_sharing not in SHARINGS:
             raise HwnasError(f"unknown --weight-sharing {self.weight_sharing!r}; use {' or '.join(SHARINGS)}")
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "archs_per_batch"):
             if getattr(self, name) < 1:
                 raise HwnasError(f"--{name.replace('_', '-')} must be at least 1")
         if self.lr <= 0 or self.warmup_epochs < 0 or not 0 <= self.drop_path < 1:
             raise HwnasError("--lr must be positive, warm-up epochs at least 0 and drop-path in [0, 1)")
+        if self.sampling == "multi" and self.batch_size % self.archs_per_batch:
+            raise HwnasError(f"--batch-size {self.batch_size} is not a multiple of --archs-per-batch {self.archs_per_batch} "
+                             f"(each subnet gets an equal share of the batch); pick a multiple of {self.archs_per_batch}")
         return self
 
     def with_defaults(self, space: SearchSpace) -> TrainConfig:
@@ -52,6 +57,9 @@ class TrainConfig:
         budget = dict(epochs=40, batch_size=32, lr=1e-3, warmup_epochs=3, drop_path=0.0) if small else \
             dict(epochs=500, batch_size=128, lr=1e-3, warmup_epochs=20, drop_path=0.1)
         unset = {k: v for k, v in budget.items() if getattr(self, k) is None}
+        if self.sampling == "multi" and not get_family(space.family).supernet_class().per_example_archs:
+            raise HwnasError(f"--sampling multi needs per-example channel masks, which the {space.family} supernet "
+                             f"({space.key}) does not have; use --sampling uniform or sandwich")
         return replace(self, **unset).check()
 
     def to_dict(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from hwnas.errors import HwnasError
 from hwnas.spaces import Arch
 from hwnas.supernet import Supernet
 
@@ -29,10 +30,25 @@ class World:
         return self.size > 1
 
     def device(self) -> torch.device:
-        if torch.cuda.is_available():
-            torch.cuda.set_device(self.local_rank)
-            return torch.device("cuda", self.local_rank)
-        return torch.device("cpu")
+        """This rank's GPU (one per local rank), or the CPU where CUDA is not visible."""
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        if self.local_rank >= torch.cuda.device_count():
+            raise HwnasError(f"torchrun started local rank {self.local_rank}, but this node has "
+                             f"{torch.cuda.device_count()} GPU(s); use --nproc_per_node {torch.cuda.device_count()}, "
+                             f"or CUDA_VISIBLE_DEVICES= to train on CPU")
+        torch.cuda.set_device(self.local_rank)
+        return torch.device("cuda", self.local_rank)
+
+    def agree(self, value: str, what: str) -> None:
+        """Refuse to go on when the ranks hold different `value`s (say, the archs they trained)."""
+        if not self.distributed:
+            return
+        values: list[str | None] = [None] * self.size
+        dist.all_gather_object(values, value)
+        if len(set(values)) > 1:
+            raise HwnasError(f"the {self.size} ranks disagree on {what} ({', '.join(map(str, values))}); "
+                             f"every rank must run the same hwnas version, space and config")
 
     def barrier(self) -> None:
         if self.distributed:
@@ -54,12 +70,16 @@ def join_world() -> World:
 
 
 class MultiArch(nn.Module):
-    """Runs several subnets of one supernet on the same batch in one forward call, so that DDP sees
-    one forward per backward also for sandwich steps."""
+    """Runs several subnets of one supernet in one forward call, so that DDP sees one forward per
+    backward also for sandwich steps: each on the whole batch, or (`per_example`, multi-architectural
+    sampling) each on its own slice of it, in one masked pass that gives one logits tensor."""
 
-    def __init__(self, supernet: Supernet):
+    def __init__(self, supernet: Supernet, per_example: bool = False):
         super().__init__()
         self.supernet = supernet
+        self.per_example = per_example
 
     def forward(self, x: Tensor, archs: list[Arch]) -> list[Tensor]:  # type: ignore[override]
+        if self.per_example:
+            return [self.supernet.forward_multi(x, archs)]
         return [self.supernet(x, arch) for arch in archs]

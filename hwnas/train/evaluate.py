@@ -13,13 +13,32 @@ from torch.utils.data import DataLoader
 
 from hwnas.data import ImagePool, PoolDataset, Split, load_pool
 from hwnas.data.split import DataError
-from hwnas.spaces import Arch, SearchSpace, get_space
+from hwnas.spaces import Arch, SearchSpace, get_space, space_from_dict, spec_difference
 from hwnas.supernet import Supernet, build_supernet
 from hwnas.train.checkpoint import WEIGHTS, load_weights
 from hwnas.train.config import TrainConfig
 
-CONFIG, SPLIT = "config.json", "split.json"
+CONFIG, SPLIT, SPACE = "config.json", "split.json", "space.json"
 EVAL_BATCH = 256
+
+
+def run_space(run_dir: Path, config: TrainConfig) -> SearchSpace:
+    """The space a run trained: the declaration it stored (so the run works after its YAML is moved
+    or edited), or for runs older than that, the space its config names."""
+    stored = run_dir / SPACE
+    return space_from_dict(json.loads(stored.read_text())) if stored.is_file() else get_space(config.space)
+
+
+def check_run_space(run_dir: Path, space: SearchSpace) -> None:
+    """Refuse to continue a run with a space whose content differs from the one it trained."""
+    stored = run_dir / SPACE
+    if not stored.is_file():
+        return
+    trained = json.loads(stored.read_text())
+    differs = spec_difference(trained, space.spec.to_dict())
+    if differs:
+        raise DataError(f"the run in {run_dir} trained another space named {trained['name']!r} than {space.key!r} "
+                        f"({differs}, run's vs given); give the run's space (its declaration is {stored})")
 
 
 @torch.no_grad()
@@ -31,7 +50,7 @@ def top1(supernet: Supernet, arch: Arch, loader: Iterable[tuple[Tensor, Tensor]]
     correct = total = 0
     for x, y in loader:
         logits = supernet(x.to(device, non_blocking=True), arch)
-        correct += int((logits.argmax(1).cpu() == y).sum())
+        correct += int((logits.argmax(1) == y.to(device, non_blocking=True)).sum())  # labels may be cached anywhere
         total += len(y)
     supernet.train(was_training)
     return 100.0 * correct / max(total, 1)
@@ -53,7 +72,7 @@ class TrainedRun:
         if not config_path.is_file():
             raise DataError(f"{self.dir} is not a training run (no {CONFIG}); train one with `hwnas train --out {self.dir}`")
         self.config = TrainConfig.from_dict(json.loads(config_path.read_text()))
-        self.space = get_space(self.config.space)
+        self.space = run_space(self.dir, self.config)
         self.split = Split.load(self.dir / SPLIT)
 
     @cached_property
@@ -64,7 +83,7 @@ class TrainedRun:
 
     def supernet(self) -> Supernet:
         net = build_supernet(self.space, weight_sharing=self.config.weight_sharing)
-        load_weights(self.dir / WEIGHTS, net, self.space.key)
+        load_weights(self.dir / WEIGHTS, net, self.space)
         return net.eval()
 
     def top1(self, arch: Arch, part: str = "search_val", supernet: Supernet | None = None) -> float:

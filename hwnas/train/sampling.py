@@ -2,7 +2,8 @@
 
 `uniform` is AutoFormer's single path, drawn uniformly over distinct archs; `sandwich`
 (BigNAS/NASViT) trains the largest on the labels and the smallest plus k random subnets on the
-largest's logits, in one optimiser step. The draw depends only on (seed, step), so every DDP rank
+largest's logits, in one optimiser step; `multi` (ViT-ResNAS's multi-architectural sampling) trains
+M random subnets in one forward pass, each on its own slice of the batch. The draw depends only on (seed, step), so every DDP rank
 trains the same arch at every step and a resumed run continues the same sequence.
 """
 
@@ -13,9 +14,13 @@ import random
 from hwnas.spaces import Arch, SearchSpace
 
 
-def step_archs(space: SearchSpace, sampling: str, seed: int, step: int, sandwich_random: int = 2) -> list[Arch]:
-    """The archs of global step `step`; for sandwich the first is the teacher (the largest)."""
+def step_archs(space: SearchSpace, sampling: str, seed: int, step: int, sandwich_random: int = 2,
+               archs_per_batch: int = 2) -> list[Arch]:
+    """The archs of global step `step`; for sandwich the first is the teacher (the largest); for
+    multi, `archs_per_batch` archs that share the batch (one slice of examples each)."""
     rng = random.Random(f"{seed}/{step}")
     if sampling == "uniform":
         return [space.sample_distinct(rng)]
+    if sampling == "multi":
+        return [space.sample_distinct(rng) for _ in range(archs_per_batch)]
     return [space.largest(), space.smallest(), *(space.sample_distinct(rng) for _ in range(sandwich_random))]

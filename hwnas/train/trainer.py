@@ -7,9 +7,10 @@ continues from the last one exactly (model, optimiser, scheduler, RNG, epoch).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from hwnas.train.checkpoint import (CHECKPOINT, load_checkpoint, rng_state, save
                                    seed_everything, set_rng_state)
 from hwnas.train.config import TrainConfig
 from hwnas.train.distributed import MultiArch, World, join_world
-from hwnas.train.evaluate import CONFIG, SPLIT, split_loader, top1
+from hwnas.train.evaluate import CONFIG, SPACE, SPLIT, check_run_space, split_loader, top1
 from hwnas.train.sampling import step_archs
 
 METRICS_JSONL, METRICS_CSV, CURVE = "metrics.jsonl", "metrics.csv", "learning_curve.png"
@@ -81,8 +82,9 @@ def prepare_run(config: TrainConfig, out: Path, resume: bool,
     config = config.with_defaults(space)
     state = None
     if resume:
-        state = load_checkpoint(out / CHECKPOINT, space.key)
-        saved = TrainConfig.from_dict(state["config"])
+        check_run_space(out, space)
+        state = load_checkpoint(out / CHECKPOINT, space)
+        saved = replace(TrainConfig.from_dict(state["config"]), space=config.space)  # the content was compared above
         if saved != config:
             diff = [f"{k}={getattr(config, k)!r} (run: {getattr(saved, k)!r})" for k in config.to_dict()
                     if getattr(config, k) != getattr(saved, k)]
@@ -103,6 +105,7 @@ def prepare_run(config: TrainConfig, out: Path, resume: bool,
             split.save(out / SPLIT)
     if write:
         atomic_write_json(out / CONFIG, config.to_dict())
+        atomic_write_json(out / SPACE, space.spec.to_dict())
     return space, config, pool, split, state
 
 
@@ -133,7 +136,7 @@ def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress:
         raise DataError(f"the train split has {len(train_set)} images, too few for --batch-size {config.batch_size} "
                         f"on {world.size} process(es)")
     recipe = build_recipe(supernet, config, steps, space.spec.num_classes)
-    model: torch.nn.Module = MultiArch(supernet)
+    model: torch.nn.Module = MultiArch(supernet, per_example=config.sampling == "multi")
     if world.distributed:
         model = DistributedDataParallel(model, find_unused_parameters=True)  # skipped layers get no gradient
     val_loader = split_loader(space, config, pool, split, "search_val")
@@ -154,14 +157,16 @@ def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress:
         began = time.perf_counter()
         model.train()
         sampler.set_epoch(epoch)
-        losses = []
+        losses, trained = [], hashlib.sha256()
         for i, (x, y) in enumerate(tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
                                         disable=not progress)):
             global_step = epoch * steps + i
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if recipe.mixup:
                 x, y = recipe.mixup(x, y)
-            archs = step_archs(space, config.sampling, config.seed, global_step, config.sandwich_random)
+            archs = step_archs(space, config.sampling, config.seed, global_step, config.sandwich_random,
+                               config.archs_per_batch)
+            trained.update("".join(a.digest for a in archs).encode())
             with torch.autocast(device.type, enabled=amp):
                 teacher, *students = model(x, archs)
                 loss = recipe.criterion(teacher, y)
@@ -173,16 +178,19 @@ def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress:
             scaler.update()
             recipe.scheduler.step_update(global_step + 1)
             losses.append(float(loss.detach()))
+        archs_sha = trained.hexdigest()[:16]
+        world.agree(archs_sha, f"the archs trained in epoch {epoch + 1}")
         if world.is_main:
             row = {"epoch": epoch + 1, "loss": sum(losses) / len(losses), "lr": recipe.optimizer.param_groups[0]["lr"],
+                   "archs_sha": archs_sha,
                    **{f"val_top1_{name}": top1(supernet, arch, val_loader) for name, arch in probes.items()},
                    "seconds": round(time.perf_counter() - began, 2)}
             metrics.append(row)
             if progress:
                 tqdm.write(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-            save_weights(out, supernet, space.key)
+            save_weights(out, supernet, space)
             write_metrics(out, metrics)
-            save_checkpoint(out, {"space": space.key, "config": config.to_dict(), "epoch": epoch,
+            save_checkpoint(out, {"space": space.key, "space_digest": space.digest, "config": config.to_dict(), "epoch": epoch,
                                   "model": supernet.state_dict(), "optimizer": recipe.optimizer.state_dict(),
                                   "scheduler": recipe.scheduler.state_dict(), "scaler": scaler.state_dict(),
                                   "rng": rng_state(), "metrics": metrics})

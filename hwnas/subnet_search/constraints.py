@@ -100,6 +100,12 @@ class Constraints:
         return sum((np.maximum(0.0, costs[m] / limit - 1.0) for m, limit in self.limits.items()),
                    np.zeros(len(archs)))
 
+    def load(self, archs: Sequence[Arch]) -> np.ndarray:
+        """Sum over constraints of cost / limit: one number to rank archs by what they cost under
+        this budget (repair compares moves by how much of it they save)."""
+        costs = self.costs.many(archs, list(self.limits))
+        return sum((costs[m] / limit for m, limit in self.limits.items()), np.zeros(len(archs)))
+
     def fits(self, arch: Arch) -> bool:
         return bool(self.violation([arch])[0] == 0)
 

@@ -12,8 +12,8 @@ import pandas as pd
 
 from hwnas.io import atomic_write_bytes
 from hwnas.plots import figure, save_figure
-from hwnas.search.constraints import METRICS
-from hwnas.search.evolution import Record
+from hwnas.subnet_search.constraints import METRICS
+from hwnas.subnet_search.evolution import Record
 
 AXIS = {"latency_ms": "predicted latency (ms)", "flops_g": "GMACs (multiply-accumulates)", "params_m": "params (M)"}
 

@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hwnas.errors import HwnasError
-from hwnas.search.constraints import Constraints, Costs
-from hwnas.search.operators import Operators
 from hwnas.spaces import Arch, SearchSpace
+from hwnas.subnet_search.constraints import Constraints, Costs
+from hwnas.subnet_search.operators import Operators
 
 STRATEGIES = ("evolution", "random", "hierarchical")
 

@@ -23,11 +23,11 @@ from hwnas.latency.measure import measure_archs, require_here
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.resolve import resolve_table
 from hwnas.latency.table import LatencyTable
-from hwnas.search.constraints import METRICS, Budget, BudgetError, Constraints, Costs, budget_summary, check_feasible
-from hwnas.search.evolution import EvolutionSettings, Evolution, Record, SearchState
-from hwnas.search.fitness import TEST, Fitness
-from hwnas.search.report import history_frame, pareto_front, pareto_plot, write_tables
 from hwnas.spaces import Arch
+from hwnas.subnet_search.constraints import METRICS, Budget, BudgetError, Constraints, Costs, budget_summary, check_feasible
+from hwnas.subnet_search.evolution import EvolutionSettings, Evolution, Record, SearchState
+from hwnas.subnet_search.fitness import TEST, Fitness
+from hwnas.subnet_search.report import history_frame, pareto_front, pareto_plot, write_tables
 from hwnas.train.checkpoint import WEIGHTS, CheckpointError
 from hwnas.train.evaluate import TrainedRun
 
@@ -106,7 +106,7 @@ def search(run: str | Path, *, latency_ms: float | None = None, device: str | No
     label = found.device if found else None
     out = Path(out) if out is not None else default_out(trained.dir, budget, settings, label)
     out.mkdir(parents=True, exist_ok=True)
-    context = {"run": str(trained.dir.resolve()), "weights_sha256": sha256_file(weights), "space": space.key,
+    context = {"run": str(trained.dir.resolve()), "weights_sha256": sha256_file(weights), "space": space.ref,
                "budget": budget.limits(), "settings": settings.to_dict(),
                "table": None if predictor is None else {
                    "fingerprint": found.fingerprint, "calibration": predictor.calibration.to_dict(),  # type: ignore[union-attr]
@@ -158,8 +158,8 @@ def search(run: str | Path, *, latency_ms: float | None = None, device: str | No
         "params_m": best.arch.params() / 1e6,
         "budget": budget_summary(feasibility, budget), "budget_binds": feasibility.binds,
         "table": None if found is None else {"path": found.name, "fingerprint": found.fingerprint,
-                                             "calibration": found.calibration(space.key).to_dict(),
-                                             "calibration_source": found.calibration_sources.get(space.key)},
+                                             "calibration": found.calibration(space).to_dict(),
+                                             "calibration_source": found.calibration_source(space)},
         "strategy": settings.strategy, "seed": settings.seed, "settings": settings.to_dict(),
         "evaluations": len(state.records), "generations_run": state.generation, "run": str(trained.dir),
         "notes": state.notes, "seconds": round(time.perf_counter() - began, 1),

@@ -1,21 +1,23 @@
-"""AutoFormer supernet: a single-stage ViT whose every layer is elastic and weight-entangled."""
+"""AutoFormer supernet: a single-stage ViT whose every layer is elastic and weight-entangled (ViTAS's
+spaces use it too, with cyclic token-embedding channels and identity layers)."""
 
 from __future__ import annotations
 
 import torch
 from timm.layers import trunc_normal_
-from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
+from hwnas.families.autoformer.space import AutoFormerSpace, mlp_hidden
 from hwnas.spaces import Arch
-from hwnas.spaces.autoformer import AutoFormerSpace, mlp_hidden
 from hwnas.supernet.base import Supernet
+from hwnas.supernet.elastic import (
+    ElasticBlock, ElasticLayerNorm, ElasticLinear, ElasticPatchEmbed, State, leading, prefixed, take,
+)
 from hwnas.supernet.sharing import ChannelSharing
-from hwnas.supernet.elastic import ElasticBlock, ElasticLayerNorm, ElasticLinear, ElasticPatchEmbed, leading, take
 
 
 class AutoFormerSupernet(Supernet):
-    """Parameter names follow timm's `VisionTransformer`, so an extracted subnet is one.
+    """Parameter names follow timm's `VisionTransformer`, so an extracted subnet is one (`model.py`).
 
     Depth keeps the first `depth` blocks. `drop_path_rate` rises linearly over the blocks (timm's rule).
     `weight_sharing` picks the token-embedding channels of each embed width: `prefix` (AutoFormer) or
@@ -60,37 +62,14 @@ class AutoFormerSupernet(Supernet):
         x = self.norm(x, embed)[:, 0]
         return self.head(x, embed, leading(self.head.out_features))
 
-    def extract(self, arch: Arch) -> VisionTransformer:
-        """A timm `VisionTransformer`; for a plain DeiT/ViT arch it is exactly the model that
-        `timm.create_model` builds from `timm_kwargs(arch)`."""
+    def active_state_dict(self, arch: Arch) -> State:
+        """The subnet's weights under the parameter names of timm's `VisionTransformer`."""
         self.check_arch(arch)
-        s, embed = self.space.spec, self.embed_sharing.select(arch.embed_dim)
-        layers = self.space.layers(arch)
-        vit = VisionTransformer(
-            img_size=s.img_size, patch_size=s.patch_size, in_chans=s.in_chans, num_classes=s.num_classes,
-            embed_dim=arch.embed_dim, depth=len(layers), num_heads=1, mlp_ratio=1.0, qkv_bias=True,
-        )
-        vit.patch_embed.proj = self.patch_embed.get_active_subnet(embed)
-        with torch.no_grad():
-            vit.cls_token.copy_(take(self.cls_token, 2, embed))
-            vit.pos_embed.copy_(take(self.pos_embed, 2, embed))
-        for i, (heads, ratio) in enumerate(layers):
-            vit.blocks[i] = self.blocks[i].get_active_subnet(embed, heads, mlp_hidden(arch.embed_dim, ratio))
-        vit.norm = self.norm.get_active_subnet(embed)
-        vit.head = self.head.get_active_subnet(embed, leading(self.head.out_features))
-        return vit.train(self.training)
-
-
-def timm_kwargs(arch: Arch) -> dict[str, int | float] | None:
-    """`timm.create_model(vit_*, **kwargs)` arguments for a plain ViT/DeiT arch (one heads and MLP
-    ratio for all layers, qkv width = embed width); None when timm's plain ViT cannot express it."""
-    space = arch.space
-    if not isinstance(space, AutoFormerSpace):
-        return None
-    layers = space.layers(arch)
-    heads, ratios = {h for h, _ in layers}, {r for _, r in layers}
-    if len(heads) != 1 or len(ratios) != 1 or layers[0][0] * space.head_dim != arch.embed_dim:
-        return None
-    s = space.spec
-    return dict(img_size=s.img_size, patch_size=s.patch_size, in_chans=s.in_chans, num_classes=s.num_classes,
-                embed_dim=arch.embed_dim, depth=len(layers), num_heads=heads.pop(), mlp_ratio=ratios.pop())
+        embed = self.embed_sharing.select(arch.embed_dim)
+        state = {**prefixed("patch_embed", self.patch_embed.active_state(embed)),
+                 "cls_token": take(self.cls_token, 2, embed), "pos_embed": take(self.pos_embed, 2, embed)}
+        for i, (heads, ratio) in enumerate(self.space.layers(arch)):
+            state.update(prefixed(f"blocks.{i}", self.blocks[i].active_state(embed, heads, mlp_hidden(arch.embed_dim, ratio))))
+        state.update(prefixed("norm", self.norm.active_state(embed)))
+        state.update(prefixed("head", self.head.active_state(embed, leading(self.head.out_features))))
+        return state

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hwnas.errors import ArchError
-from hwnas.spaces.autoformer import AutoFormerSpace
+from hwnas.families.autoformer.space import AutoFormerSpace
 from hwnas.spaces.space import Gene, GeneValue, Seed, SpaceSpec
 
 if TYPE_CHECKING:
@@ -81,17 +81,6 @@ class ViTASSpace(AutoFormerSpace):
         k = rng.choices(depths, weights=[self._per_layer() ** d for d in depths])[0]
         layers = [(rng.choice(c["num_heads"]), rng.choice(c["mlp_ratio"])) for _ in range(k)]
         return self.with_layers(rng.choice(c["embed_dim"]), layers)
-
-    def sample(self, seed: Seed = None) -> Arch:
-        """Every slot's genes uniform (identity among the head choices), redrawn while too few
-        layers are active."""
-        rng = seed if isinstance(seed, random.Random) else random.Random(seed)
-        for _ in range(1000):
-            try:
-                return super().sample(rng)
-            except ArchError:
-                continue
-        raise ArchError(f"{self.key}: could not draw an arch with {self.min_layers} active layers")
 
     def _uniform(self, pick: Callable[[list[Any]], Any], k: int) -> Arch:
         """k active layers, every gene at `pick` of its sorted choices."""

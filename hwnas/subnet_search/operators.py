@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from hwnas.errors import ArchError
-from hwnas.search.constraints import Constraints
 from hwnas.spaces import Arch, SearchSpace
 from hwnas.spaces.space import Choice, Gene, GeneValue
+from hwnas.subnet_search.constraints import Constraints
 
 
 class Operators:
@@ -91,43 +91,51 @@ class Operators:
         return self._arch(genes)
 
     # ---- repair ---------------------------------------------------------------------------------------
-    def cheaper_neighbours(self, arch: Arch) -> Iterator[Arch]:
-        """Archs one step cheaper in one mutable value: the next smaller choice of a scalar gene
-        (a smaller depth drops the last layers), or of one layer's value."""
+    def neighbours(self, arch: Arch) -> Iterator[Arch]:
+        """Archs that differ in one mutable value: any other choice of a scalar gene (a smaller
+        depth drops the last layers, a larger one adds fresh layers) or of one layer's value."""
         current = arch.genes
         for gene in self.space.genes:
             if gene.name not in self.mutable:
                 continue
-            order = sorted(gene.choices)
             values: list[GeneValue] = list(current[gene.name]) if gene.is_list else [current[gene.name]]  # type: ignore[arg-type]
             for i, value in enumerate(values):
-                at = order.index(value)  # type: ignore[arg-type]
-                if at == 0:
-                    continue
-                genes: dict[str, Any] = dict(current)
-                if gene.is_list:
-                    genes[gene.name] = [*values[:i], order[at - 1], *values[i + 1 :]]
-                elif self.sized_by[gene.name]:
-                    self._resize(genes, gene, order[at - 1])
-                else:
-                    genes[gene.name] = order[at - 1]
-                child = self._arch(genes)
-                if child is not None:
-                    yield child
+                for other in gene.choices:
+                    if other == value:
+                        continue
+                    genes: dict[str, Any] = dict(current)
+                    if gene.is_list:
+                        genes[gene.name] = [*values[:i], other, *values[i + 1 :]]
+                    elif self.sized_by[gene.name]:
+                        self._resize(genes, gene, other)
+                    else:
+                        genes[gene.name] = other
+                    child = self._arch(genes)
+                    if child is not None:
+                        yield child
 
     def repair(self, arch: Arch, constraints: Constraints) -> Arch | None:
-        """Walk toward cheaper choices until the budget is met: each step moves one value one
-        choice down, drawn among the steps that reduce the excess. It ends (every step lowers a
-        value) near the budget's edge rather than at the smallest arch; None if it gets stuck."""
-        excess = float(constraints.violation([arch])[0])
-        while excess > 0:
-            neighbours = list(self.cheaper_neighbours(arch))
-            if not neighbours:
+        """Walk into the budget one value at a time, ranking every single-value move by the cost it
+        saves (the budget-weighted sum of the constrained costs, from the block costs), so a
+        family whose costs are not monotone in its choices is repaired as well as one whose are.
+        While no move reaches the budget, a step takes one of the moves that save the most; once
+        some do, it takes one of those that save the least, and so ends at the budget's edge rather
+        than at the cheapest arch. Every step lowers the cost: it ends, or returns None when stuck."""
+        load = constraints.load([arch])[0]
+        while constraints.violation([arch])[0] > 0:
+            moves = list(self.neighbours(arch))
+            if not moves:
                 return None
-            violations = constraints.violation(neighbours)
-            better = np.flatnonzero(violations < excess)
-            if better.size == 0:
-                return None
-            pick = int(better[self.rng.randrange(better.size)])
-            arch, excess = neighbours[pick], float(violations[pick])
+            saved = load - constraints.load(moves)
+            feasible = np.flatnonzero((constraints.violation(moves) == 0) & (saved > 0))
+            if feasible.size:
+                pool = feasible[np.argsort(saved[feasible], kind="stable")]  # least saving first
+            else:
+                improving = np.flatnonzero(saved > 0)
+                if improving.size == 0:
+                    return None
+                pool = improving[np.argsort(-saved[improving], kind="stable")]  # most saving first
+            top = pool[: max(1, len(pool) // 4)]
+            pick = int(top[self.rng.randrange(len(top))])
+            arch, load = moves[pick], float(load - saved[pick])
         return arch

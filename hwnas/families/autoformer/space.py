@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from hwnas.spaces.blocks import ENCODER, HEAD, PATCH_EMBED, BlockConfig
+from hwnas.spaces.blocks import BlockConfig
 from hwnas.spaces.space import Gene, SearchSpace, SpaceSpec
 
 if TYPE_CHECKING:
@@ -81,22 +81,26 @@ class AutoFormerSpace(SearchSpace):
         return self.with_layers(d, [layer] * k)
 
     @property
+    def num_patches(self) -> int:
+        return (self.spec.img_size // self.spec.patch_size) ** 2  # a square grid of square patches
+
+    @property
     def num_tokens(self) -> int:
         return self.num_patches + 1  # + class token
 
     def patch_embed_block(self, embed_dim: int) -> BlockConfig:
         s = self.spec
-        return BlockConfig(PATCH_EMBED, tokens=self.num_tokens, in_dim=s.in_chans, out_dim=embed_dim,
-                           patch_size=s.patch_size, in_chans=s.in_chans)
+        return BlockConfig.of("patch_embed", tokens=self.num_tokens, in_dim=s.in_chans, out_dim=embed_dim,
+                              patch_size=s.patch_size, in_chans=s.in_chans)
 
     def encoder_block(self, embed_dim: int, num_heads: int, mlp_ratio: float) -> BlockConfig:
-        return BlockConfig(ENCODER, tokens=self.num_tokens, in_dim=embed_dim, out_dim=embed_dim,
-                           num_heads=num_heads, qkv_dim=num_heads * self.head_dim,
-                           mlp_hidden=mlp_hidden(embed_dim, mlp_ratio))
+        return BlockConfig.of("encoder", tokens=self.num_tokens, in_dim=embed_dim, out_dim=embed_dim,
+                              num_heads=num_heads, qkv_dim=num_heads * self.head_dim,
+                              mlp_hidden=mlp_hidden(embed_dim, mlp_ratio))
 
     def head_block(self, embed_dim: int) -> BlockConfig:
-        return BlockConfig(HEAD, tokens=self.num_tokens, in_dim=embed_dim, out_dim=self.spec.num_classes,
-                           num_classes=self.spec.num_classes)
+        return BlockConfig.of("head", tokens=self.num_tokens, in_dim=embed_dim, out_dim=self.spec.num_classes,
+                              num_classes=self.spec.num_classes)
 
     def arch_blocks(self, arch: Arch) -> list[BlockConfig]:
         d = arch.embed_dim

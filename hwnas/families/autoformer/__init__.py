@@ -1,0 +1,19 @@
+"""AutoFormer (Chen et al., 2021): a single-stage ViT space with weight entanglement.
+
+space.py (genes, blocks), blocks.py (block kinds), model.py (static network), supernet.py
+(weight-sharing supernet), configs/ (shipped spaces). Importing this registers the family.
+"""
+
+from pathlib import Path
+
+from hwnas.families.autoformer import blocks  # noqa: F401  (registers the block kinds)
+from hwnas.families.autoformer.space import AutoFormerSpace
+from hwnas.family import Family, register_family
+
+FAMILY = register_family(Family(
+    name="autoformer", space=AutoFormerSpace,
+    supernet="hwnas.families.autoformer.supernet:AutoFormerSupernet",
+    model="hwnas.families.autoformer.model:build_model",
+    timm="hwnas.families.autoformer.model:timm_kwargs",
+    configs=Path(__file__).parent / "configs",
+))

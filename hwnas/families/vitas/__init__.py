@@ -1,0 +1,18 @@
+"""ViTAS (Su et al., 2022): a DeiT-style space of layer slots that may be identities (identity
+shifting), trained with cyclic token-embedding channels and weak augmentation.
+
+Its networks are AutoFormer's (same blocks, static model and supernet); only the space differs.
+"""
+
+from pathlib import Path
+
+from hwnas.families.vitas.space import ViTASSpace
+from hwnas.family import Family, register_family
+
+FAMILY = register_family(Family(
+    name="vitas", space=ViTASSpace,
+    supernet="hwnas.families.autoformer.supernet:AutoFormerSupernet",
+    model="hwnas.families.autoformer.model:build_model",
+    timm="hwnas.families.autoformer.model:timm_kwargs",
+    configs=Path(__file__).parent / "configs",
+))

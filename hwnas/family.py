@@ -1,0 +1,118 @@
+"""Families: the one record that says what a family of architectures is made of.
+
+A family (AutoFormer, ViTAS, ...) is one folder under `hwnas/families/` (or a package of its own)
+whose `__init__` registers a `Family`: its search-space class, its supernet class, its static
+model builder (`build_model(arch)`, after OFA's `build_from_config`), optionally the
+`timm.create_model` arguments of its plain ViT/DeiT archs, and the folder of its shipped space
+YAML files. It registers its block kinds beside it (`hwnas.spaces.blocks.register_kind`).
+Nothing outside a family's folder branches on its name: every stage asks this registry.
+
+The supernet, builder and timm mapping may be given as "module:attribute" strings, imported on
+first use, so that listing spaces does not import torch. Families of other packages register
+through the `hwnas.families` entry-point group (each entry point names a module to import).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import import_module
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hwnas.errors import HwnasError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from hwnas.spaces.arch import Arch
+    from hwnas.spaces.space import SearchSpace
+    from hwnas.supernet.base import Supernet
+
+ENTRY_POINT_GROUP = "hwnas.families"
+Lazy = Any  # an object, or "module:attribute" naming it
+
+
+def _resolve(target: Lazy) -> Any:
+    if not isinstance(target, str):
+        return target
+    module, _, attribute = target.partition(":")
+    return getattr(import_module(module), attribute)
+
+
+@dataclass(frozen=True)
+class Family:
+    """Everything hwnas needs to know about one family, in one record."""
+
+    name: str
+    space: type[SearchSpace]
+    supernet: Lazy  # a `Supernet` subclass taking (space, **train options)
+    model: Lazy  # build_model(arch) -> nn.Module: the static network, freshly initialised
+    timm: Lazy | None = None  # timm_kwargs(arch) -> dict | None: `timm.create_model` arguments of plain archs
+    configs: Path | None = None  # the folder of the family's shipped space YAML files
+
+    def supernet_class(self) -> type[Supernet]:
+        return _resolve(self.supernet)
+
+    def build_model(self, arch: Arch) -> nn.Module:
+        return _resolve(self.model)(arch)
+
+    def timm_kwargs(self, arch: Arch) -> dict[str, Any] | None:
+        return None if self.timm is None else _resolve(self.timm)(arch)
+
+    def shipped_spaces(self) -> dict[str, Path]:
+        if self.configs is None or not self.configs.is_dir():
+            return {}
+        return {p.stem: p for p in sorted(self.configs.glob("*.yaml"))}
+
+
+_FAMILIES: dict[str, Family] = {}
+_LOADED = False
+
+
+def register_family(family: Family) -> Family:
+    """Make `family` known by its name (and its space class by its `family` attribute)."""
+    if family.space.family != family.name:
+        raise HwnasError(f"family {family.name!r}: its space class {family.space.__name__} says family "
+                         f"{family.space.family!r}; set `family = {family.name!r}` on it")
+    known = _FAMILIES.get(family.name)
+    if known is not None and known != family:
+        raise HwnasError(f"family {family.name!r} is already registered (by {known.space.__module__}); pick another name")
+    _FAMILIES[family.name] = family
+    return family
+
+
+def load_families() -> None:
+    """Import the built-in families and those other packages declare as entry points (once)."""
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    import_module("hwnas.families")
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        import_module(entry.value.partition(":")[0])
+
+
+def families() -> dict[str, Family]:
+    load_families()
+    return dict(_FAMILIES)
+
+
+def get_family(name: str) -> Family:
+    known = families()
+    if name not in known:
+        raise HwnasError(f"family {name!r} is not known to this hwnas (known: {', '.join(sorted(known))}); "
+                         f"install or import the package that registers it")
+    return known[name]
+
+
+def build_model(arch: Arch) -> nn.Module:
+    """The static network of `arch`, freshly initialised (from the global torch RNG, as
+    `timm.create_model` is), without any supernet: what `hwnas.load_model` and extraction fill."""
+    return get_family(arch.space.family).build_model(arch)
+
+
+def timm_kwargs(arch: Arch) -> dict[str, Any] | None:
+    """`timm.create_model` arguments that build `arch` (a plain ViT/DeiT arch), else None."""
+    return get_family(arch.space.family).timm_kwargs(arch)
+
