@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from hwnas.io import atomic_write_json
 from hwnas.profilers.protocol import cpu_identity, cpu_model
@@ -32,6 +33,17 @@ def run_demo(folder: Path) -> tuple[dict, float]:
     if done.returncode != 0:
         raise SystemExit(f"hwnas demo failed: {done.stderr.strip().splitlines()[-1:]}")
     return json.loads(done.stdout), time.perf_counter() - began
+
+
+def portable(value: Any) -> Any:
+    """`value` with this checkout's absolute path written relative to it (results are committed)."""
+    if isinstance(value, str):
+        return value.replace(f"{ROOT}/", "")
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v) for v in value]
+    return value
 
 
 def main() -> None:
@@ -53,6 +65,7 @@ def main() -> None:
         "calibration": first["calibration"], "notes": first["notes"],
         "same_winner_on_rerun": again["rows"][0]["arch"] == searched["arch"],
     }
+    result = portable(result)
     atomic_write_json(args.out, result)
     print(f"hwnas demo on {result['machine']['cpu_model']} ({result['machine']['cpu_count']} cores): fresh run "
           f"{first_s:.0f} s, rerun {again_s:.0f} s; budget {first['budget_ms']} ms "

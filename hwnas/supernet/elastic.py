@@ -12,7 +12,7 @@ no layer keeps a "current config" between calls.
 from __future__ import annotations
 
 import torch.nn.functional as F
-from timm.layers import DropPath
+from timm.layers import DropPath, trunc_normal_
 from torch import Tensor, nn
 
 Selection = slice | Tensor
@@ -33,6 +33,15 @@ def take(t: Tensor, dim: int, sel: Selection) -> Tensor:
     if isinstance(sel, slice):
         return t.narrow(dim, sel.start or 0, width(sel))
     return t.index_select(dim, sel.to(t.device))
+
+
+def init_linears(module: nn.Module) -> None:
+    """timm's ViT initialisation of every linear layer in `module`: truncated normal (std 0.02)
+    weights, zero biases."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            trunc_normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
 
 
 def prefixed(prefix: str, state: State) -> State:

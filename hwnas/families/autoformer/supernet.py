@@ -11,7 +11,7 @@ from hwnas.families.autoformer.space import AutoFormerSpace, mlp_hidden
 from hwnas.spaces import Arch
 from hwnas.supernet.base import Supernet
 from hwnas.supernet.elastic import (
-    ElasticBlock, ElasticLayerNorm, ElasticLinear, ElasticPatchEmbed, State, leading, prefixed, take,
+    ElasticBlock, ElasticLayerNorm, ElasticLinear, ElasticPatchEmbed, State, init_linears, leading, prefixed, take,
 )
 from hwnas.supernet.sharing import ChannelSharing
 
@@ -46,10 +46,7 @@ class AutoFormerSupernet(Supernet):
     def _init_weights(self) -> None:
         trunc_normal_(self.pos_embed, std=0.02)
         nn.init.normal_(self.cls_token, std=1e-6)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=0.02)
-                nn.init.zeros_(m.bias)
+        init_linears(self)
 
     def forward(self, x: Tensor, arch: Arch) -> Tensor:
         self.check_arch(arch)

@@ -27,7 +27,8 @@ from hwnas.families.resnas.space import ResNASSpace
 from hwnas.spaces import Arch
 from hwnas.supernet.base import Supernet
 from hwnas.supernet.elastic import (
-    ElasticBlock, ElasticLayerNorm, ElasticLinear, ElasticPatchEmbed, Selection, State, leading, prefixed, take, width,
+    ElasticBlock, ElasticLayerNorm, ElasticLinear, ElasticPatchEmbed, Selection, State, init_linears, leading, prefixed,
+    take, width,
 )
 
 
@@ -167,10 +168,7 @@ class ResNASSupernet(Supernet):
         self.reductions = nn.ModuleList(ElasticReduction(widths[s - 1], widths[s], space.grid(s - 1)) for s in range(1, n))
         self.norm = ElasticLayerNorm(widths[-1], eps=NORM_EPS)
         self.head = ElasticLinear(widths[-1], space.spec.num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=0.02)
-                nn.init.zeros_(m.bias)
+        init_linears(self)
 
     # ---- one subnet on sliced weights ----------------------------------------------------------
     def forward(self, x: Tensor, arch: Arch) -> Tensor:
