@@ -1,6 +1,9 @@
 """Latency tables on this machine: how long a whole space takes to profile, how well the table
 predicts subnets measured end to end in two separate processes (each compared on its own, with the
-process-against-process floor), and how fast prediction is. Prints a markdown table and writes JSON.
+process-against-process floor), how fast prediction is, and what a block's latency costs per MAC by
+block kind (a plot of latency against MACs: whether GLiT's depthwise conv and GLU cost what their
+MACs say on a CPU).
+Prints markdown tables and writes JSON and PNGs.
 
     .venv/bin/python benchmarks/latency_table.py [--table latency_tables/cpu_onnxruntime_fp32_bs1_t1.csv]
 
@@ -18,6 +21,8 @@ from pathlib import Path
 
 from hwnas import get_space
 from hwnas.io import atomic_write_json
+from hwnas.plots import figure, save_figure
+from hwnas.spaces import BlockConfig
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.profile import ProfileSettings, profile_space
 from hwnas.latency.table import LatencyTable, fingerprint_summary
@@ -36,10 +41,33 @@ def prediction_rate(predictor: LatencyPredictor, n: int = 100_000, repeats: int 
     return statistics.median(rates)
 
 
+def per_kind(table: LatencyTable, plot: Path) -> dict[str, dict[str, float]]:
+    """Each block kind's rows: count, MACs range and median microseconds per million MACs; and a
+    log-log plot of every row's p50 latency against its MACs, one colour per kind."""
+    rows = [(BlockConfig.from_key(key), float(ms)) for key, ms in table.rows["p50_ms"].items()]
+    kinds: dict[str, list[tuple[int, float]]] = {}
+    for block, ms in rows:
+        kinds.setdefault(block.kind, []).append((block.macs(), ms))
+    fig, ax = figure(6.5, 4.5)
+    for kind, points in sorted(kinds.items()):
+        ax.scatter([m / 1e6 for m, _ in points], [ms for _, ms in points], s=14, label=kind, alpha=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("block MACs (millions)")
+    ax.set_ylabel("block p50 latency (ms)")
+    ax.set_title(f"{table.name}: latency against MACs per block kind", fontsize=9)
+    ax.legend(fontsize=8)
+    save_figure(fig, plot)
+    return {kind: {"rows": len(points), "macs_m": [min(m for m, _ in points) / 1e6, max(m for m, _ in points) / 1e6],
+                   "us_per_mmac_median": statistics.median(1e3 * ms / (m / 1e6) for m, ms in points if m)}
+            for kind, points in sorted(kinds.items())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", type=Path, default=Path("runs/bench/cpu_onnxruntime_fp32_bs1_t1.csv"))
-    parser.add_argument("--spaces", nargs="+", default=["autoformer-tiny", "autoformer-digits"])
+    parser.add_argument("--spaces", nargs="+",
+                        default=["autoformer-tiny", "autoformer-digits", "glit-tiny", "glit-digits", "resnas-digits"])
     parser.add_argument("--n", type=int, default=50, help="subnets measured end to end per space")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/latency_table.json"))
     args = parser.parse_args()
@@ -61,9 +89,12 @@ def main() -> None:
                                                   "floor_process_vs_process", "calibration")},
             "plot": report["plot"],
         })
-    fingerprint = LatencyTable.load(args.table).fingerprint
+    final = LatencyTable.load(args.table)
+    fingerprint = final.fingerprint
+    kinds = per_kind(final, args.out.with_name(args.out.stem + "_macs.png"))
     atomic_write_json(args.out, {"table": str(args.table), "setup": fingerprint_summary(fingerprint),
-                                 "fingerprint": fingerprint, "results": rows})
+                                 "fingerprint": fingerprint, "results": rows, "per_kind": kinds,
+                                 "per_kind_plot": str(args.out.with_name(args.out.stem + "_macs.png"))})
     print(f"setup: {fingerprint_summary(fingerprint)}; {fingerprint.get('cpu_id')}\n")
     print("| space | blocks + calib. subnets | profile time | predictions/s | n | measured ms | "
           "MAPE | within ±10% | Kendall τ | floor: MAPE / within ±10% / τ | uncalibrated MAPE |")
@@ -76,8 +107,12 @@ def main() -> None:
               f"{r['predictions_per_s']:,} | {v['n']} | {lo:.2f}–{hi:.2f} | {c['mape_pct']:.1f}% | "
               f"{c['within_10pct']:.0f}% | {c['kendall_tau']:.3f} | {f['mape_pct']:.1f}% / {f['within_10pct']:.0f}% / "
               f"{f['kendall_tau']:.3f} | {u['mape_pct']:.1f}% |")
-    print(f"\nprediction against each of two processes and process against process: the worse value of each."
-          f"\nwrote {args.out}")
+    print("\nprediction against each of two processes and process against process: the worse value of each.\n")
+    print("| block kind | rows | MACs (M) | median µs per million MACs |")
+    print("|---|---|---|---|")
+    for kind, k in kinds.items():
+        print(f"| {kind} | {k['rows']} | {k['macs_m'][0]:.2f}–{k['macs_m'][1]:.2f} | {k['us_per_mmac_median']:.2f} |")
+    print(f"\nwrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
-"""Search on the digits supernet under a CPU latency budget: scoring speed, evolution against random
+"""Search on a digits supernet (AutoFormer's by default, `--space glit-digits` for GLiT's) under a CPU latency budget: scoring speed, evolution against random
 search (and hierarchical) over 3 seeds at the same number of evaluations, a hand-designed uniform
 DeiT-style subnet of the same budget, and the winner's latency measured end to end against the
 budget. Prints a table, writes JSON and a best-so-far plot.
 
     .venv/bin/python benchmarks/search.py [--run runs/bench_search] [--seeds 0 1 2]
+    .venv/bin/python benchmarks/search.py --space glit-digits --run runs/bench_glit --population 30 --generations 10 \
+        --out benchmarks/results/search_glit.json
 """
 
 from __future__ import annotations
@@ -41,27 +43,32 @@ def predictions_per_second(predictor: LatencyPredictor, space: hwnas.SearchSpace
 
 def uniform_baseline(space: hwnas.SearchSpace, predictor: LatencyPredictor, budget: float) -> hwnas.Arch:
     """The hand-designed reference: DeiT-style (every layer alike), the costliest such arch within
-    the budget, widest first (a designer's usual reading of 'as big as fits')."""
+    the budget, the most parameters first (a designer's usual reading of 'as big as fits')."""
     uniform = space.uniform_archs()
     fits = [(ms, a) for ms, a in zip(predictor.predict_many(uniform), uniform) if ms <= budget]
-    return max(fits, key=lambda t: (t[0], t[1].embed_dim))[1]
+    return max(fits, key=lambda t: (t[0], t[1].params()))[1]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--space", default="autoformer-digits")
     parser.add_argument("--run", type=Path, default=Path("runs/bench_search"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--budget-frac", type=float, default=0.4,
                         help="latency budget as a fraction of the way from the fastest to the slowest subnet")
+    parser.add_argument("--population", type=int, default=50)
+    parser.add_argument("--generations", type=int, default=20)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/search.json"))
     args = parser.parse_args()
     train_seconds = None
     if not (args.run / WEIGHTS).is_file() or not (args.run / "checkpoint.pt").is_file():
         start = time.perf_counter()
-        train(TrainConfig(space="autoformer-digits", data="digits"), args.run, resume=(args.run / "checkpoint.pt").is_file())
+        train(TrainConfig(space=args.space, data="digits"), args.run, resume=(args.run / "checkpoint.pt").is_file())
         train_seconds = round(time.perf_counter() - start, 1)
     run = TrainedRun(args.run)
     space = run.space
+    if space.name != args.space:
+        raise SystemExit(f"{args.run} trained {space.name}, not {args.space}; give another --run")
     table = resolve_table(space, device="cpu")  # as it holds here (spot-checked when this setup differs)
     predictor = LatencyPredictor(table, space)
     costs = Costs(space, predictor)
@@ -76,6 +83,7 @@ def main() -> None:
             out = args.run / "search" / f"bench-{strategy}-seed{seed}"
             start = time.perf_counter()
             result = hwnas.search(args.run, latency_ms=budget, device="cpu", strategy=strategy, seed=seed, out=out,
+                                  population=args.population, generations=args.generations,
                                   measure=strategy == "evolution")
             r = result.report
             rows.append({"strategy": strategy, "seed": seed, "evaluations": r["evaluations"],
@@ -94,7 +102,8 @@ def main() -> None:
     rnd = {r["seed"]: r for r in rows if r["strategy"] == "random"}
     result = {
         "space": space.key, "run": str(args.run), "train_seconds": train_seconds, "table": table.name,
-        "budget_ms": budget, "space_latency_ms": [low, high], "predictions_per_second": rate,
+        "budget_ms": budget, "population": args.population, "generations": args.generations,
+        "space_latency_ms": [low, high], "predictions_per_second": rate,
         "searches": rows, "hand_designed_uniform": reference,
         "evolution_ge_random_every_seed": all(r["search_val_top1"] >= rnd[r["seed"]]["search_val_top1"] for r in evo),
         "worst_measured_over_budget_pct": max(100 * (r["measured_ms"] / budget - 1) for r in evo),

@@ -462,6 +462,8 @@ def validate_table(device: str, space_name: str, table: Path | None, n: int, see
 @click.option("--resample-prob", type=click.FloatRange(0, 1), default=0.4, show_default=True,
               help="Chance the depth and the embed width are redrawn in a mutation.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed: the same seed gives the same search.")
+@click.option("--high-level-share", type=float, default=0.5, show_default=True,
+              help="hierarchical: share of the generations that evolve the high-level genes (GLiT's G) first.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for best.json, history.csv, pareto.csv/.png (default RUN/search/<strategy>-<budget>-seed<S>).")
 @click.option("--measure", is_flag=True, help="Also time the winner end to end with the table's backend and settings.")
@@ -469,8 +471,8 @@ def validate_table(device: str, space_name: str, table: Path | None, n: int, see
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (best.json) instead of text.")
 def search_cmd(run_dir: Path, latency_ms: float | None, device: str | None, table: Path | None, flops_g: float | None,
                params_m: float | None, strategy: str, population: int, generations: int, parents: int,
-               mutation_prob: float, resample_prob: float, seed: int, out: Path | None, measure: bool, drift: str,
-               as_json: bool) -> None:
+               mutation_prob: float, resample_prob: float, seed: int, high_level_share: float, out: Path | None,
+               measure: bool, drift: str, as_json: bool) -> None:
     """Find the most accurate subnet of a trained supernet within a latency, FLOPs or params budget.
 
     Fitness is top-1 with inherited weights on the run's search-val split; the winner is scored once
@@ -479,7 +481,8 @@ def search_cmd(run_dir: Path, latency_ms: float | None, device: str | None, tabl
 
     result = search(run_dir, latency_ms=latency_ms, device=device, table=table, flops_g=flops_g, params_m=params_m,
                     strategy=strategy, population=population, generations=generations, parents=parents,
-                    mutation_prob=mutation_prob, resample_prob=resample_prob, seed=seed, out=out, measure=measure,
+                    mutation_prob=mutation_prob, resample_prob=resample_prob, seed=seed,
+                    high_level_share=high_level_share, out=out, measure=measure,
                     drift=drift, progress=not as_json)
     r = result.report
     if as_json:

@@ -13,7 +13,7 @@ def test_spaces_lists_the_shipped_spaces():
     result = hwnas("spaces")
     assert result.returncode == 0
     for name in ("autoformer-tiny", "autoformer-small", "autoformer-base", "autoformer-digits", "vitas-deit-tiny",
-                 "resnas-tiny", "resnas-small", "resnas-digits"):
+                 "resnas-tiny", "resnas-small", "resnas-digits", "glit-tiny", "glit-small", "glit-digits"):
         assert name in result.stdout
     data = json.loads(hwnas("spaces", "--json").stdout)
     tiny = next(s for s in data["spaces"] if s["name"] == "autoformer-tiny")

@@ -120,7 +120,7 @@ def _why_untimed(table: LatencyTable | None, measure: bool, formats: tuple[str, 
 def _export(run: TrainedRun, arch: Arch, folder: Path, formats: tuple[str, ...], precision: str, batch_size: int,
             opset: int, table: LatencyTable | None, untimed: str | None, progress: bool) -> dict[str, Any]:
     supernet = run.supernet()
-    fp32 = supernet.extract(arch).eval()
+    fp32 = run.extract(arch, supernet).eval()
     model = fp32 if precision == "fp32" else copy.deepcopy(fp32).half()
     inputs = fresh_inputs(arch, batch_size)
     example = inputs[0].to(next(model.parameters()).dtype)

@@ -4,4 +4,4 @@ A new family goes in a folder of its own here (or in a package of its own, decla
 `hwnas.families` entry-point group): see the README's checklist.
 """
 
-from hwnas.families import autoformer, resnas, vitas  # noqa: F401
+from hwnas.families import autoformer, glit, resnas, vitas  # noqa: F401

@@ -8,8 +8,9 @@ evaluated: a draw that breaks the budget is retried a bounded number of times, t
 cheaper choices; nothing loops unboundedly. An arch already evaluated is never evaluated again.
 
 Hierarchical search splits the generations: first the space's high-level genes evolve with the
-per-layer ones fixed at their middle choice (for half the generations, or until those few
-combinations are exhausted), then the per-layer ones with the best high-level genes fixed.
+per-layer ones fixed at their middle choice (for `high_level_share` of the generations, half by
+default, or until those combinations are exhausted), then the per-layer ones with the best
+high-level genes fixed.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class EvolutionSettings:
     resample_prob: float = 0.4
     seed: int = 0
     retries: int = 10  # draws per child before repairing the last one
+    high_level_share: float = 0.5  # hierarchical: the share of generations the high-level stage gets
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -48,6 +50,8 @@ class EvolutionSettings:
             raise HwnasError("--population must be at least 2 and --generations at least 1")
         if not 1 <= self.parents <= self.population:
             raise HwnasError(f"--parents must be between 1 and --population ({self.population}), got {self.parents}")
+        if not 0 < self.high_level_share < 1:
+            raise HwnasError(f"--high-level-share must be between 0 and 1 (exclusive), got {self.high_level_share}")
         for name in ("mutation_prob", "resample_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise HwnasError(f"--{name.replace('_', '-')} must be a probability in [0, 1]")
@@ -149,7 +153,7 @@ class Evolution:
             why = "has no high/low gene split" if not high or not low else "needs at least 2 generations"
             self._note(f"hierarchical search {why} for {self.space.key}; ran plain evolution instead")
             return [Stage("evolution", all_genes, s.generations, self.anchor)]
-        first = s.generations // 2
+        first = min(s.generations - 1, max(1, round(s.generations * s.high_level_share)))
         middle = self.space.middle()
         frozen = {g.name: middle.genes[g.name][0] for g in self.space.genes if g.name in low and g.is_list}
         probe = Operators(self.space, random.Random(0), high, frozen=frozen)  # its own RNG: resumes stay exact

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from hwnas.spaces import Arch
-from hwnas.train.evaluate import TrainedRun, split_loader, top1
+from hwnas.train.evaluate import TrainedRun, batchnorm_calibration, split_loader, top1
 
 CACHE_BYTES = 2 << 30
 SEARCH_VAL, TEST = "search_val", "test"
@@ -27,6 +27,8 @@ class Fitness:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.supernet = run.supernet().to(self.device).eval()
         self._cache: dict[str, list[tuple[Tensor, Tensor]]] = {}
+        # per-subnet BatchNorm statistics (families that need them), kept per arch for the winner's rescoring
+        self.calibration = batchnorm_calibration(run.space, run.config, run.pool, run.split, self.device)
 
     def _batches(self, part: str) -> Iterable[tuple[Tensor, Tensor]]:
         if part in self._cache:
@@ -41,4 +43,4 @@ class Fitness:
 
     def top1(self, arch: Arch, part: str = SEARCH_VAL) -> float:
         """Top-1 (percent) of `arch` on every image of `part`."""
-        return top1(self.supernet, arch, self._batches(part))
+        return top1(self.supernet, arch, self._batches(part), self.calibration)

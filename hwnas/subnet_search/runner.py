@@ -73,7 +73,8 @@ def _load_state(out: Path, context: dict[str, Any], run: TrainedRun) -> SearchSt
 def search(run: str | Path, *, latency_ms: float | None = None, device: str | None = None,
            table: str | Path | LatencyTable | None = None, flops_g: float | None = None, params_m: float | None = None,
            strategy: str = "evolution", population: int = 50, generations: int = 20, parents: int = 10,
-           mutation_prob: float = 0.2, resample_prob: float = 0.4, seed: int = 0, out: str | Path | None = None,
+           mutation_prob: float = 0.2, resample_prob: float = 0.4, seed: int = 0, high_level_share: float = 0.5,
+           out: str | Path | None = None,
            measure: bool = False, drift: str = "refit", progress: bool = True,
            on_generation: Callable[[SearchState], None] | None = None) -> SearchResult:
     """Search the trained supernet in `run` for the most accurate subnet within the budget.
@@ -83,7 +84,8 @@ def search(run: str | Path, *, latency_ms: float | None = None, device: str | No
     combination, at least one. `measure` also times the winner end to end with the table's backend
     and settings on this machine."""
     began = time.perf_counter()
-    settings = EvolutionSettings(strategy, population, generations, parents, mutation_prob, resample_prob, seed)
+    settings = EvolutionSettings(strategy, population, generations, parents, mutation_prob, resample_prob, seed,
+                                 high_level_share=high_level_share)
     budget = Budget(latency_ms, flops_g, params_m)
     if latency_ms is not None and device is None and table is None:
         raise BudgetError("--latency-ms needs --device (or --table): the latency table to predict with")

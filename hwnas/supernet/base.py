@@ -23,6 +23,9 @@ class Supernet(nn.Module, ABC):
 
     # Whether `forward_multi` runs a different subnet per example (multi-architectural sampling).
     per_example_archs: bool = False
+    # Whether it has BatchNorm layers whose statistics depend on the subnet (trained across subnets,
+    # they fit none): scoring and extraction then recalibrate them per subnet (`batchnorm.py`).
+    arch_dependent_batchnorm: bool = False
 
     def __init__(self, space: SearchSpace):
         super().__init__()

@@ -1,8 +1,10 @@
-"""Inherited-weight accuracy: a subnet scored on a split part with the supernet's weights as they are."""
+"""Inherited-weight accuracy: a subnet scored on a split part with the supernet's weights as they
+are, after its BatchNorm statistics are recalibrated when the family's supernet needs it."""
 
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
@@ -13,13 +15,16 @@ from torch.utils.data import DataLoader
 
 from hwnas.data import ImagePool, PoolDataset, Split, load_pool
 from hwnas.data.split import DataError
+from hwnas.family import get_family
 from hwnas.spaces import Arch, SearchSpace, get_space, space_from_dict, spec_difference
 from hwnas.supernet import Supernet, build_supernet
+from hwnas.supernet.batchnorm import BatchNormCalibration
 from hwnas.train.checkpoint import WEIGHTS, load_weights
 from hwnas.train.config import TrainConfig
 
 CONFIG, SPLIT, SPACE = "config.json", "split.json", "space.json"
 EVAL_BATCH = 256
+BN_CALIBRATION_IMAGES = 2000  # OFA's `set_running_statistics` subset; ImageNet: 16 batches of 128 per subnet
 
 
 def run_space(run_dir: Path, config: TrainConfig) -> SearchSpace:
@@ -42,8 +47,13 @@ def check_run_space(run_dir: Path, space: SearchSpace) -> None:
 
 
 @torch.no_grad()
-def top1(supernet: Supernet, arch: Arch, loader: Iterable[tuple[Tensor, Tensor]]) -> float:
-    """Top-1 accuracy (percent) of subnet `arch` on every (images, labels) batch of `loader`."""
+def top1(supernet: Supernet, arch: Arch, loader: Iterable[tuple[Tensor, Tensor]],
+         calibration: BatchNormCalibration | None = None) -> float:
+    """Top-1 accuracy (percent) of subnet `arch` on every (images, labels) batch of `loader`, with
+    its BatchNorm statistics recalibrated by `calibration` first (when the supernet needs it)."""
+    if calibration is not None and supernet.arch_dependent_batchnorm:
+        with calibration.applied(supernet, arch):
+            return top1(supernet, arch, loader)
     was_training = supernet.training
     supernet.eval()
     device = next(supernet.parameters()).device
@@ -61,6 +71,20 @@ def split_loader(space: SearchSpace, config: TrainConfig, pool: ImagePool, split
         raise DataError(f"the run's split indexes {split.source}, but --data gives {pool.name}; use the run's data")
     dataset = PoolDataset(pool, getattr(split, part), space.spec.img_size)
     return DataLoader(dataset, batch_size=EVAL_BATCH, num_workers=config.workers)
+
+
+def batchnorm_calibration(space: SearchSpace, config: TrainConfig, pool: ImagePool, split: Split,
+                          device: torch.device | str = "cpu") -> BatchNormCalibration | None:
+    """Per-subnet BatchNorm recalibration on `BN_CALIBRATION_IMAGES` training images of the split,
+    drawn once with the split's seed (split parts are sorted, so a prefix would be a few classes of a
+    class-ordered folder), with evaluation transforms (the statistics the subnet sees when it is
+    scored); None when the space's supernet has no arch-dependent BatchNorm."""
+    if not get_family(space.family).supernet_class().arch_dependent_batchnorm:
+        return None
+    images = random.Random(split.seed).sample(split.train, min(BN_CALIBRATION_IMAGES, len(split.train)))
+    dataset = PoolDataset(pool, tuple(sorted(images)), space.spec.img_size)
+    loader = DataLoader(dataset, batch_size=EVAL_BATCH, num_workers=config.workers)
+    return BatchNormCalibration([x.to(device) for x, _ in loader])
 
 
 class TrainedRun:
@@ -86,5 +110,20 @@ class TrainedRun:
         load_weights(self.dir / WEIGHTS, net, self.space)
         return net.eval()
 
+    @cached_property
+    def calibration(self) -> BatchNormCalibration | None:
+        """This run's per-subnet BatchNorm recalibration (None when its supernet needs none)."""
+        return batchnorm_calibration(self.space, self.config, self.pool, self.split)
+
     def top1(self, arch: Arch, part: str = "search_val", supernet: Supernet | None = None) -> float:
-        return top1(supernet or self.supernet(), arch, split_loader(self.space, self.config, self.pool, self.split, part))
+        return top1(supernet or self.supernet(), arch, split_loader(self.space, self.config, self.pool, self.split, part),
+                    self.calibration)
+
+    def extract(self, arch: Arch, supernet: Supernet | None = None) -> torch.nn.Module:
+        """The static model of `arch` with the run's weights (and, when the family needs them, the
+        subnet's own BatchNorm statistics): what export writes and `top1` scores."""
+        net = supernet or self.supernet()
+        if self.calibration is None:
+            return net.extract(arch)
+        with self.calibration.applied(net, arch):
+            return net.extract(arch)

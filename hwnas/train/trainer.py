@@ -36,7 +36,7 @@ from hwnas.train.checkpoint import (CHECKPOINT, load_checkpoint, rng_state, save
                                    seed_everything, set_rng_state)
 from hwnas.train.config import TrainConfig
 from hwnas.train.distributed import MultiArch, World, join_world
-from hwnas.train.evaluate import CONFIG, SPACE, SPLIT, check_run_space, split_loader, top1
+from hwnas.train.evaluate import CONFIG, SPACE, SPLIT, batchnorm_calibration, check_run_space, split_loader, top1
 from hwnas.train.sampling import step_archs
 
 METRICS_JSONL, METRICS_CSV, CURVE = "metrics.jsonl", "metrics.csv", "learning_curve.png"
@@ -181,9 +181,10 @@ def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress:
         archs_sha = trained.hexdigest()[:16]
         world.agree(archs_sha, f"the archs trained in epoch {epoch + 1}")
         if world.is_main:
+            calibration = batchnorm_calibration(space, config, pool, split, device)  # this epoch's weights
             row = {"epoch": epoch + 1, "loss": sum(losses) / len(losses), "lr": recipe.optimizer.param_groups[0]["lr"],
                    "archs_sha": archs_sha,
-                   **{f"val_top1_{name}": top1(supernet, arch, val_loader) for name, arch in probes.items()},
+                   **{f"val_top1_{name}": top1(supernet, arch, val_loader, calibration) for name, arch in probes.items()},
                    "seconds": round(time.perf_counter() - began, 2)}
             metrics.append(row)
             if progress:
