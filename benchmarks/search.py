@@ -1,10 +1,11 @@
-"""Search on a digits supernet (AutoFormer's by default, `--space glit-digits` for GLiT's) under a CPU latency budget: scoring speed, evolution against random
-search (and hierarchical) over 3 seeds at the same number of evaluations, a hand-designed uniform
-DeiT-style subnet of the same budget, and the winner's latency measured end to end against the
-budget. Prints a table, writes JSON and a best-so-far plot.
+"""Search on a digits supernet (AutoFormer's by default, `--space glit-digits` for GLiT's) under a
+CPU latency budget: scoring speed, evolution against random search (and hierarchical) over 3 seeds
+at the same number of evaluations, a hand-designed uniform subnet of the same budget, and the
+winner's latency measured end to end against the budget. Prints a table, writes JSON and a
+best-so-far plot.
 
     .venv/bin/python benchmarks/search.py [--run runs/bench_search] [--seeds 0 1 2]
-    .venv/bin/python benchmarks/search.py --space glit-digits --run runs/bench_glit --population 30 --generations 10 \
+    .venv/bin/python benchmarks/search.py --space glit-digits --run runs/bench_glit --population 12 --generations 8 \
         --out benchmarks/results/search_glit.json
 """
 
