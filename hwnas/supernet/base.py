@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor, nn
 
-from hwnas.errors import ArchError
+from hwnas.errors import ArchError, HwnasError
 from hwnas.family import build_model
 from hwnas.rng import isolated_rng
 from hwnas.spaces import Arch, SearchSpace
@@ -30,6 +30,13 @@ class Supernet(nn.Module, ABC):
     def __init__(self, space: SearchSpace):
         super().__init__()
         self.space = space
+
+    def require_prefix_sharing(self, weight_sharing: str, how: str) -> None:
+        """Refuse a `--weight-sharing` other than `prefix` for a family whose channels are shared as
+        `how` says (one line naming the fix)."""
+        if weight_sharing != "prefix":
+            raise HwnasError(f"--weight-sharing {weight_sharing} is not available for {self.space.key}: {how}; "
+                             f"use --weight-sharing prefix")
 
     def check_arch(self, arch: Arch) -> None:
         if not isinstance(arch, Arch):

@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from timm.layers import DropPath, trunc_normal_
 from torch import Tensor, nn
 
-from hwnas.errors import HwnasError
 from hwnas.families.glit.space import GLiTSpace, Layer
 from hwnas.spaces import Arch
 from hwnas.supernet.base import Supernet
@@ -133,10 +132,8 @@ class GLiTSupernet(Supernet):
 
     def __init__(self, space: GLiTSpace, drop_path_rate: float = 0.0, weight_sharing: str = "prefix"):
         super().__init__(space)
-        if weight_sharing != "prefix":
-            raise HwnasError(f"--weight-sharing {weight_sharing} is not available for {space.key}: GLiT's blocks share "
-                             f"channels by position (leading for attention, trailing for the locality module); use "
-                             f"--weight-sharing prefix")
+        self.require_prefix_sharing(weight_sharing, "GLiT's blocks share channels by position (leading for attention, "
+                                    "trailing for the locality module)")
         s, dim = space.spec, space.embed_dim
         layers = [space.layer(g, i) for g, i in space.block_choices()]
         self.patch_embed = nn.Module()

@@ -153,9 +153,7 @@ class ResNASSupernet(Supernet):
 
     def __init__(self, space: ResNASSpace, drop_path_rate: float = 0.0, weight_sharing: str = "prefix"):
         super().__init__(space)
-        if weight_sharing != "prefix":
-            raise HwnasError(f"--weight-sharing {weight_sharing} is not available for {space.key}: ViT-ResNAS shares "
-                             f"every width as a prefix (weight entanglement); use --weight-sharing prefix")
+        self.require_prefix_sharing(weight_sharing, "ViT-ResNAS shares every width as a prefix (weight entanglement)")
         c, n = space.spec.choices, space.num_stages
         widths = [max(c[f"embed_dim_{s + 1}"]) for s in range(n)]
         self.stem = ElasticStem(space, widths[0])
