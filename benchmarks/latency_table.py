@@ -6,14 +6,17 @@ MACs say on a CPU).
 Prints markdown tables and writes JSON and PNGs.
 
     .venv/bin/python benchmarks/latency_table.py [--table latency_tables/cpu_onnxruntime_fp32_bs1_t1.csv]
+        [--spaces resnas-tiny --append]
 
 Profiles each space from scratch into `--table` (deleted first), so run it on a quiet machine;
-the shipped CPU table is this script's output.
+the shipped CPU table is this script's output. `--append` keeps the table (same setup required)
+and the other spaces' results in `--out`, profiling and validating only `--spaces`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
 import time
@@ -67,12 +70,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", type=Path, default=Path("runs/bench/cpu_onnxruntime_fp32_bs1_t1.csv"))
     parser.add_argument("--spaces", nargs="+",
-                        default=["autoformer-tiny", "autoformer-digits", "glit-tiny", "glit-digits", "resnas-digits"])
+                        default=["autoformer-tiny", "autoformer-digits", "glit-tiny", "glit-digits", "resnas-tiny",
+                                 "resnas-digits"])
     parser.add_argument("--n", type=int, default=50, help="subnets measured end to end per space")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/latency_table.json"))
+    parser.add_argument("--append", action="store_true",
+                        help="add --spaces to the existing --table and --out instead of starting both afresh")
     args = parser.parse_args()
-    for stale in (args.table, LatencyTable.sidecar_path(args.table)):
-        stale.unlink(missing_ok=True)
+    kept = []
+    if args.append:
+        kept = [r for r in json.loads(args.out.read_text())["results"] if r["space"] not in args.spaces]
+    else:
+        for stale in (args.table, LatencyTable.sidecar_path(args.table)):
+            stale.unlink(missing_ok=True)
     settings = ProfileSettings(device="cpu", threads=1)
     rows = []
     for name in args.spaces:
@@ -89,6 +99,7 @@ def main() -> None:
                                                   "floor_process_vs_process", "calibration")},
             "plot": report["plot"],
         })
+    rows = kept + rows
     final = LatencyTable.load(args.table)
     fingerprint = final.fingerprint
     kinds = per_kind(final, args.out.with_name(args.out.stem + "_macs.png"))
