@@ -65,6 +65,10 @@ class BatchNormCalibration:
         self.batches, self.keep = batches, keep
         self._stats: OrderedDict[str, dict[str, Tensor]] = OrderedDict()
 
+    def for_new_weights(self) -> BatchNormCalibration:
+        """The same images with no statistics kept (after the supernet's weights changed)."""
+        return BatchNormCalibration(self.batches, self.keep)
+
     @contextmanager
     def applied(self, supernet: Supernet, arch: Arch) -> Iterator[None]:
         """Within the block, `supernet`'s BatchNorm buffers hold subnet `arch`'s statistics; after

@@ -152,6 +152,8 @@ def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress:
         set_rng_state(state["rng"])
         metrics, start_epoch = list(state["metrics"]), int(state["epoch"]) + 1
     probes = {"largest": space.largest(), "smallest": space.smallest(), "middle": space.middle()}
+    # decoded once, kept in host memory (not beside the training on the GPU); moved per batch when used
+    calibration = batchnorm_calibration(space, config, pool, split) if world.is_main else None
 
     for epoch in range(start_epoch, config.epochs):
         began = time.perf_counter()
@@ -181,10 +183,10 @@ def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress:
         archs_sha = trained.hexdigest()[:16]
         world.agree(archs_sha, f"the archs trained in epoch {epoch + 1}")
         if world.is_main:
-            calibration = batchnorm_calibration(space, config, pool, split, device)  # this epoch's weights
+            scoring = calibration.for_new_weights() if calibration else None  # this epoch's weights
             row = {"epoch": epoch + 1, "loss": sum(losses) / len(losses), "lr": recipe.optimizer.param_groups[0]["lr"],
                    "archs_sha": archs_sha,
-                   **{f"val_top1_{name}": top1(supernet, arch, val_loader, calibration) for name, arch in probes.items()},
+                   **{f"val_top1_{name}": top1(supernet, arch, val_loader, scoring) for name, arch in probes.items()},
                    "seconds": round(time.perf_counter() - began, 2)}
             metrics.append(row)
             if progress:
