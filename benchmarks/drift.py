@@ -129,7 +129,7 @@ def main() -> None:
         for name in args.spaces:
             space, shipped = get_space(name), LatencyTable.load(SHIPPED)
             archs = held_out(space, shipped, args.n)
-            (first,) = measure_archs_apart(space, shipped, archs, Path(tmp) / f"truth-{name}", 1)
+            (first,) = measure_archs_apart(space, shipped, archs, Path(tmp) / f"truth-{name}", [None])
             folder = Path(tmp) / name
             folder.mkdir()
             checked = []
@@ -140,7 +140,7 @@ def main() -> None:
                 predicted = {when: LatencyPredictor(t, space).predict_many(archs) for when, t in
                              (("before", before), ("after", after))}
                 checked.append((scenario, how, before, after, check, predicted))
-            (last,) = measure_archs_apart(space, shipped, archs, Path(tmp) / f"truth-{name}", 1)
+            (last,) = measure_archs_apart(space, shipped, archs, Path(tmp) / f"truth-{name}", [None])
             truth = [first, last]
             for scenario, how, before, after, check, predicted in checked:
                 source = after.calibration_source(space) or {}

@@ -1,7 +1,9 @@
 """GLiT on the digits data: the supernet trained with the default digits budget, then the all-global,
 the all-local and 5 random subnets scored on the test split with inherited weights, with and
 without per-subnet BatchNorm recalibration; then the same subnets after supernets trained with a
-changed recipe (3x the learning rate, 2x the epochs) and, for reference, a supernet whose blocks
+changed recipe (3x the learning rate, 2x the epochs, sandwich sampling: the largest subnet, which
+is the all-global one with the widest choices, the smallest and 2 random subnets every step, the
+others distilled from the largest) and, for reference, a supernet whose blocks
 are all global (every block G = 3, low-level choices as before). Prints tables, writes JSON and a
 bar plot.
 
@@ -35,7 +37,8 @@ TARGET = 90.0  # test top-1 every listed subnet should reach (issue 14)
 SHIPPED = Path(hwnas.families.glit.__file__).parent / "configs" / "glit-digits.yaml"
 DEFAULT = TrainConfig(space="glit-digits", data="digits")
 # name -> what changes from the default budget (the run folder is --run/<name>, --run itself for default)
-VARIANTS = {"default": {}, "lr-3e-3": {"lr": 3e-3}, "80-epochs": {"epochs": 80}, "global-only-space": {"space": "global"}}
+VARIANTS = {"default": {}, "lr-3e-3": {"lr": 3e-3}, "80-epochs": {"epochs": 80}, "sandwich": {"sampling": "sandwich"},
+            "global-only-space": {"space": "global"}}
 
 
 def global_only_space(folder: Path) -> str:

@@ -262,7 +262,7 @@ def profile(device: str, space_name: str, backend: str | None, precision: str, b
         return
     settings = ProfileSettings(device=device, backend=backend, precision=precision, batch_size=batch_size,
                                threads=threads, calibration_archs=calibration_archs, cuda_graphs=cuda_graphs,
-                               protocol=Protocol.quick() if quick else Protocol())
+                               protocol=Protocol.quick() if quick else None)
     start = time.perf_counter()
     if export_blocks is not None:
         folder = export_bundle(space, settings, export_blocks, progress=not as_json)

@@ -53,7 +53,7 @@ def _table(space: SearchSpace, out: Path, drift: str, progress: bool) -> tuple[L
         table = resolve_table(space, device="cpu", drift=drift, progress=progress)
     except TableError:
         path = out / "cpu.csv"
-        profile_space(space, ProfileSettings(device="cpu"), path, progress=progress)
+        profile_space(space, ProfileSettings(device="cpu", protocol=None), path, progress=progress)
         return LatencyTable.load(path), f"profiled into {path}"
     source = table.calibration_source(space)
     return table, f"reused {table.name}" + (f" with this setup's local calibration ({describe_outcome(source)})"

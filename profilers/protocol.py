@@ -11,6 +11,13 @@ models are measured in groups; each model is warmed up (>= `warmup_runs` calls a
 seconds), then the group runs `rounds` rounds, each visiting the group's models in a fresh random
 order and timing every call for >= `round_s` seconds, the inputs rotating over `num_inputs`
 tensors. Interleaving spreads slow phases of a noisy machine over all models instead of one.
+
+Slow phases: a shared host (a cloud VM whose sibling hyperthread another tenant uses, a laptop
+that throttles) runs everything about 1.5x slower for tens of seconds at a time. A group of 32
+models' rounds span about a minute, so each model sees fast and slow phases; the statistics then
+keep only the rounds whose median is within `round_tolerance` of the model's fastest round (the
+machine's uncontended speed, what a dedicated target runs at). `round_tolerance` None keeps every
+round (the protocol of tables measured before it existed).
 """
 
 from __future__ import annotations
@@ -56,9 +63,10 @@ class Protocol:
     rounds: int = 8
     round_s: float = 0.25
     min_runs_per_round: int = 3
-    group_size: int = 8
+    group_size: int = 32
     num_inputs: int = 4
     seed: int = 0
+    round_tolerance: float | None = 0.1
 
     @classmethod
     def quick(cls) -> Protocol:
@@ -76,7 +84,8 @@ class Protocol:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Protocol:
-        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+        """The protocol a table or job recorded; one recorded before `round_tolerance` existed kept every round."""
+        return cls(**{"round_tolerance": None, **{f.name: d[f.name] for f in fields(cls) if f.name in d}})
 
 
 @dataclass(frozen=True)
@@ -100,17 +109,20 @@ class Stats:
     p50_ms: float
     p90_ms: float
     mean_ms: float
-    runs: int
-    rounds: int
-    round_spread: float  # (max - min) / median of the per-round medians
+    runs: int  # calls in the kept rounds
+    rounds: int  # rounds kept (see `round_tolerance`)
+    round_spread: float  # (max - min) / median of the per-round medians, over every round
 
     @classmethod
-    def of(cls, rounds: Sequence[Sequence[float]]) -> Stats:
-        samples = np.concatenate([np.asarray(r, dtype=float) for r in rounds])
-        p10, p50, p90 = np.percentile(samples, [10, 50, 90])
+    def of(cls, rounds: Sequence[Sequence[float]], tolerance: float | None = None) -> Stats:
+        """Statistics over the calls of the rounds whose median is within `tolerance` (a fraction)
+        of the fastest round's median; every round when `tolerance` is None."""
         medians = np.array([np.median(r) for r in rounds])
+        kept = [r for r, m in zip(rounds, medians) if tolerance is None or m <= medians.min() * (1 + tolerance)]
+        samples = np.concatenate([np.asarray(r, dtype=float) for r in kept])
+        p10, p50, p90 = np.percentile(samples, [10, 50, 90])
         spread = float((medians.max() - medians.min()) / np.median(medians))
-        return cls(float(p10), float(p50), float(p90), float(samples.mean()), int(samples.size), len(rounds), spread)
+        return cls(float(p10), float(p50), float(p90), float(samples.mean()), int(samples.size), len(kept), spread)
 
 
 def read_manifest(folder: str | Path) -> tuple[dict[str, Any], list[Entry]]:
@@ -204,7 +216,7 @@ def time_group(runners: Sequence[Runner], protocol: Protocol, rng: random.Random
                 times.append(runners[i](len(times)))
             samples[i].append(times)
             on_round()
-    return [Stats.of(s) for s in samples]
+    return [Stats.of(s, protocol.round_tolerance) for s in samples]
 
 
 def measure_entries(
@@ -353,6 +365,8 @@ def script_parser(doc: str, default_device: str) -> argparse.ArgumentParser:
     parser.add_argument("bundle", type=Path, help="folder written by `hwnas profile --export-blocks`")
     parser.add_argument("--device", default=default_device, help="label of this target, recorded in the fingerprint")
     parser.add_argument("--rounds", type=int, default=Protocol.rounds, help="interleaved timing rounds")
+    parser.add_argument("--group-size", type=int, default=Protocol.group_size,
+                        help="models loaded and interleaved at once (lower it where memory is short)")
     return parser
 
 
@@ -360,7 +374,9 @@ def run_script(name: str, args: argparse.Namespace,
                measure: Callable[[Protocol, Progress], list[dict[str, Any]]]) -> int:
     """Run a profiler script's measurement; bad input is one line on stderr and exit code 2."""
     try:
-        rows = measure(Protocol(rounds=args.rounds), text_progress(name))
+        if args.rounds < 1 or args.group_size < 1:
+            raise ProfilerError("--rounds and --group-size must be at least 1")
+        rows = measure(Protocol(rounds=args.rounds, group_size=args.group_size), text_progress(name))
     except ProfilerError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         return 2

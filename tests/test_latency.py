@@ -24,7 +24,7 @@ from hwnas.latency.bundle import block_plans, example_input, export_onnx, networ
 from hwnas.latency.device import DeviceError, choose_backend, parse_device
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.profile import ProfileSettings, profile_space
-from hwnas.latency.measure import MeasureError
+from hwnas.latency.measure import MeasureError, table_settings
 from hwnas.latency.resolve import select_table
 from hwnas.latency.table import SHIPPED_DIR, Calibration, LatencyTable, TableError, find_table, round_to_resolution
 from hwnas.latency.validate import agreement, validate_table
@@ -197,7 +197,7 @@ def test_tables_share_rows_between_spaces(toy, toy_table, tmp_path):
     shutil.copy(toy_table, path)
     shutil.copy(toy_table.with_suffix(".json"), path.with_suffix(".json"))
     wider = get_space(toy_space_yaml(tmp_path, "toy-wider", embed_dim=[48, 64]))
-    report = profile_space(wider, SETTINGS, path, progress=False)
+    report = profile_space(wider, replace(SETTINGS, protocol=None), path, progress=False)  # None: the table's protocol
     new_blocks = [b for b in wider.block_configs() if b.in_dim == 64 or b.out_dim == 64]
     assert report["blocks_measured"] == len(new_blocks) < len(wider.block_configs())
     table = LatencyTable.load(path)
@@ -208,6 +208,8 @@ def test_tables_share_rows_between_spaces(toy, toy_table, tmp_path):
 def test_profile_refuses_to_mix_setups(toy, toy_table, tmp_path):
     with pytest.raises(TableError, match="another setup.*threads.*--out NEW.csv"):
         profile_space(toy, replace(SETTINGS, threads=2), toy_table, progress=False)
+    with pytest.raises(TableError, match="another setup.*protocol"):  # rows timed otherwise are another statistic
+        profile_space(toy, replace(SETTINGS, protocol=replace(QUICK, round_tolerance=None)), toy_table, progress=False)
 
 
 # ---- prediction ------------------------------------------------------------------------------------
@@ -365,7 +367,7 @@ def test_bundle_measured_without_torch_imports_as_a_table(toy, toy_yaml, tmp_pat
     script = ROOT / "profilers" / "ort_profile.py"
     code = ("import runpy, sys; sys.modules['torch'] = None; sys.modules['hwnas'] = None; "
             f"sys.path.insert(0, {str(script.parent)!r}); "  # as `python profilers/ort_profile.py` would
-            f"sys.argv = ['ort_profile.py', {str(bundle)!r}, '--device', 'cpu-target', '--rounds', '2']; "
+            f"sys.argv = ['ort_profile.py', {str(bundle)!r}, '--device', 'cpu-target', '--rounds', '2', '--group-size', '4']; "
             f"runpy.run_path({str(script)!r}, run_name='__main__')")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""})
@@ -376,6 +378,7 @@ def test_bundle_measured_without_torch_imports_as_a_table(toy, toy_yaml, tmp_pat
     table = LatencyTable.load(tmp_path / "dev.csv")
     assert table.device == "cpu-target" and len(table) == len(toy.block_configs()) and table.covers(toy)
     assert table.fingerprint["session_options"]["intra_op_num_threads"] == 1
+    assert table.fingerprint["protocol"]["group_size"] == 4 and table.fingerprint["protocol"]["round_tolerance"] == 0.1
 
 
 def test_unmeasured_bundle_is_a_clear_error(toy, tmp_path):
@@ -402,6 +405,32 @@ def test_trt_profiler_without_tensorrt_fails_in_one_line(tmp_path):
 def test_stats_of_rounds():
     s = Stats.of([[1.0, 2.0, 3.0], [2.0, 2.0, 2.0]])
     assert s.p50_ms == 2.0 and s.runs == 6 and s.rounds == 2 and s.round_spread == 0.0
+
+
+def test_stats_drop_the_rounds_of_a_slow_phase():
+    """A host running 1.5x slower for a while moves the median of all calls; the rounds within the
+    tolerance of the fastest round's median give the uncontended speed, and the spread still shows
+    the slow phase."""
+    fast, slow = [1.0, 1.02, 0.98], [1.5, 1.52, 1.48]
+    rounds = [fast, slow, slow, fast, slow]
+    everything = Stats.of(rounds)
+    kept = Stats.of(rounds, tolerance=0.1)
+    assert everything.p50_ms == 1.48 and everything.rounds == 5
+    assert kept.p50_ms == 1.0 and kept.rounds == 2 and kept.runs == 6
+    assert kept.round_spread == everything.round_spread == pytest.approx(0.5 / 1.5)
+    assert Stats.of([[1.0], [1.08]], tolerance=0.1).rounds == 2  # within the tolerance: both kept
+
+
+def test_protocols_recorded_before_the_round_filter_keep_every_round():
+    recorded = {k: v for k, v in Protocol().to_dict().items() if k != "round_tolerance"}
+    assert Protocol.from_dict(recorded).round_tolerance is None
+    assert Protocol.from_dict(Protocol().to_dict()) == Protocol()
+    # a spot check's shorter protocol computes the statistic the table's rows hold
+    old_table = LatencyTable.empty({"device": "cpu", "backend": "onnxruntime", "precision": "fp32", "batch_size": 1,
+                                    "protocol": recorded})
+    brief = table_settings(old_table, Protocol.brief()).protocol
+    assert brief.round_tolerance is None and brief.rounds == Protocol.brief().rounds
+    assert table_settings(old_table).protocol == Protocol.from_dict(recorded)
 
 
 # ---- GPU backends (run where a GPU is present) ----------------------------------------------------

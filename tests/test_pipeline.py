@@ -21,6 +21,7 @@ import hwnas.export.exporter as exporter_mod
 from hwnas.export import ExportError, export
 from hwnas.export.artifacts import tensorrt_unavailable
 from hwnas.latency.table import SHIPPED_DIR, LatencyTable
+from hwnas.profilers.protocol import Protocol
 from hwnas.spaces import get_space
 from tests.helpers import assert_one_line_error, hwnas as run_cli
 
@@ -58,7 +59,8 @@ def test_demo_runs_every_stage_and_reports(demo):
     assert measured["vs_predicted_pct"] == pytest.approx(100 * (measured["latency_ms"] / searched["predicted_ms"] - 1))
     assert {k: measured["setup"][k] for k in ("backend", "precision", "batch_size", "threads")} == {
         "backend": "onnxruntime", "precision": "fp32", "batch_size": 1, "threads": 1}
-    assert measured["setup"]["protocol"] == manifest["latency"]["predicted"]["fingerprint"]["protocol"]
+    assert Protocol.from_dict(measured["setup"]["protocol"]) == \
+        Protocol.from_dict(manifest["latency"]["predicted"]["fingerprint"]["protocol"])
     assert report["calibration"]["used"] == manifest["latency"]["predicted"]["calibration"]
     # scored twice, by the search and by the export, on the same held-out images
     assert manifest["accuracy_top1"] == {"search_val": searched["search_val_top1"], "test": searched["test_top1"]}

@@ -41,9 +41,12 @@ class MeasureError(HwnasError):
 
 
 def table_settings(table: LatencyTable, protocol: Protocol | None = None) -> ProfileSettings:
-    """The settings (and timing protocol, unless `protocol` is given) the table was measured with."""
+    """The settings and timing protocol the table was measured with. A `protocol` given instead
+    (shorter, for a spot check) keeps the table's round filter: the statistic its rows hold."""
     settings = ProfileSettings.of_table(table.fingerprint)
-    return replace(settings, protocol=protocol) if protocol else settings
+    if protocol is None:
+        return settings
+    return replace(settings, protocol=replace(protocol, round_tolerance=settings.protocol.round_tolerance))
 
 
 def why_not_here(fingerprint: dict[str, Any]) -> str | None:
@@ -103,27 +106,29 @@ def measure_archs(space: SearchSpace, table: LatencyTable, archs: Sequence[Arch]
     return p50_by_plan(plans, rows)
 
 
-def measure_archs_apart(space: SearchSpace, table: LatencyTable, archs: Sequence[Arch], work: Path, processes: int = 2,
-                        protocol: Protocol | None = None, progress: bool = True) -> list[np.ndarray]:
-    """One array of p50 latencies (ms) per fresh process, the processes run one after another.
-    The models are exported once, here; each process only loads and times them (and resumes)."""
-    if processes < 1:
-        raise MeasureError(f"measuring needs at least one process, got {processes}")
+def measure_archs_apart(space: SearchSpace, table: LatencyTable, archs: Sequence[Arch], work: Path,
+                        protocols: Sequence[Protocol | None] = (None, None), progress: bool = True) -> list[np.ndarray]:
+    """One array of p50 latencies (ms) per entry of `protocols`: process i, fresh, measures every
+    arch with `protocols[i]` (None: the table's), the processes run one after another. The models are
+    exported once, here; each process only loads and times them (and resumes)."""
+    if not protocols:
+        raise MeasureError("measuring needs at least one process")
     require_here(table, "measure subnets")
-    settings = table_settings(table, protocol)
+    settings = table_settings(table)
     plans = network_plans(archs, settings.batch_size, settings.precision)
     info = measurement_info(space, settings)
     work.mkdir(parents=True, exist_ok=True)
     if settings.backend != "torch":
         write_bundle(work, plans, info, progress)
     job = {"space": spec_dict(space), "archs": [a.to_dict() for a in archs], "fingerprint": table.fingerprint,
-           "protocol": settings.protocol.to_dict(), "work": str(work), "info": info}
+           "work": str(work), "info": info}
     results = []
-    for i in range(1, processes + 1):
+    for i, protocol in enumerate(protocols, start=1):
         out = work / f"process{i}.csv"
-        label = f"measure {space.key} in process {i}/{processes}" if progress else None
+        label = f"measure {space.key} in process {i}/{len(protocols)}" if progress else None
         job_file = work / f"process{i}.job.json"
-        job_file.write_text(json.dumps({**job, "out": str(out), "label": label}))
+        job_file.write_text(json.dumps({**job, "protocol": (protocol or settings.protocol).to_dict(), "out": str(out),
+                                        "label": label}))
         done = subprocess.run([sys.executable, "-m", "hwnas.latency.measure", str(job_file)],
                               stdout=subprocess.DEVNULL, stderr=None if progress else subprocess.PIPE, text=True,
                               env={**os.environ, "PYTHONWARNINGS": "ignore"})

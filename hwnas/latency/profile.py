@@ -12,7 +12,7 @@ import json
 import re
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
@@ -43,7 +43,7 @@ class ProfileSettings:
     threads: int = 1  # CPU backends only
     calibration_archs: int = 12
     cuda_graphs: bool = False  # torch backend only
-    protocol: Protocol = field(default_factory=Protocol)
+    protocol: Protocol | None = field(default_factory=Protocol)  # None: the existing table's (see `adding_to`)
 
     def resolve(self) -> tuple[Device, str]:
         if self.precision not in PRECISIONS:
@@ -64,6 +64,14 @@ class ProfileSettings:
         return cls(device=fingerprint["device"], backend=fingerprint["backend"], precision=fingerprint["precision"],
                    batch_size=int(fingerprint["batch_size"]), threads=int(fingerprint.get("threads") or 1),
                    cuda_graphs=bool(fingerprint.get("cuda_graphs", False)), protocol=protocol)
+
+    def adding_to(self, path: Path) -> ProfileSettings:
+        """These settings, with the timing protocol of the table at `path` when none is set: rows
+        added to a table are timed as its other rows were (a new table gets the default protocol)."""
+        if self.protocol is not None:
+            return self
+        return replace(self, protocol=self.of_table(LatencyTable.load(path).fingerprint).protocol if path.exists()
+                       else Protocol())
 
     def model_info(self, backend: str) -> dict[str, Any]:
         """How the measured models are made and run (heads a bundle's manifest; part of a fingerprint)."""
@@ -154,6 +162,7 @@ def profile_space(space: SearchSpace, settings: ProfileSettings, out: Path | Non
     if device.is_gpu:
         check_local_gpu(device)
     path = out or default_table_path(settings, backend)
+    settings = settings.adding_to(path)
     info = settings.bundle_info(space, backend)
     table = open_table(path, setup_here(settings, backend))
     blocks = table.missing(space.block_configs())

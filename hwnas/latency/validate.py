@@ -22,7 +22,7 @@ from scipy.stats import kendalltau
 from hwnas.errors import HwnasError
 from hwnas.io import atomic_write_bytes, atomic_write_json
 from hwnas.latency.bundle import sample_archs
-from hwnas.latency.measure import measure_archs_apart
+from hwnas.latency.measure import measure_archs_apart, table_settings
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.profile import CALIBRATION_SEED
 from hwnas.latency.table import LatencyTable, round_to_resolution
@@ -52,7 +52,8 @@ def validate_table(space: SearchSpace, table: LatencyTable, n: int = 50, seed: i
     calibration = {a.digest for a in sample_archs(space, predictor.calibration.n, CALIBRATION_SEED, extremes=True)}
     archs = [a for a in sample_archs(space, n + len(calibration), seed) if a.digest not in calibration][:n]
     out = Path(out or Path("runs") / "validate" / f"{table.device}_{space.key}")
-    measured = measure_archs_apart(space, table, archs, out / "work", processes, protocol, progress)
+    protocol = table_settings(table, protocol).protocol  # the table's statistic, at `protocol`'s effort
+    measured = measure_archs_apart(space, table, archs, out / "work", [protocol] * processes, progress)
     sums = predictor.sum_many(archs)
     predicted = predictor.calibration(sums)
 
