@@ -29,7 +29,7 @@ from hwnas.plots import figure, save_figure
 from hwnas.profilers.protocol import cpu_model
 from hwnas.spaces import Arch, SearchSpace
 from hwnas.train import TrainConfig, TrainedRun, train
-from hwnas.train.checkpoint import WEIGHTS
+from hwnas.train.checkpoint import CHECKPOINT, WEIGHTS
 from hwnas.train.evaluate import BN_CALIBRATION_IMAGES, split_loader, top1
 from hwnas.train.trainer import METRICS_JSONL
 
@@ -56,8 +56,8 @@ def global_only_space(folder: Path) -> str:
 def trained(config: TrainConfig, folder: Path) -> tuple[TrainedRun, list[dict]]:
     """The run in `folder` (trained, or finished after a kill, when it is not complete) and its
     per-epoch metrics."""
-    if not (folder / WEIGHTS).is_file() or not (folder / "checkpoint.pt").is_file():
-        train(config, folder, resume=(folder / "checkpoint.pt").is_file())
+    if not (folder / WEIGHTS).is_file() or not (folder / CHECKPOINT).is_file():
+        train(config, folder, resume=(folder / CHECKPOINT).is_file())
     return TrainedRun(folder), [json.loads(line) for line in (folder / METRICS_JSONL).read_text().splitlines()]
 
 

@@ -49,19 +49,18 @@ def main() -> None:
     args = parser.parse_args()
     space = get_space(args.space)
     table = resolve_table(space, device=args.device)
-    named = PROTOCOLS
-    order = [name for _ in range(args.processes) for name in named]
+    order = [name for _ in range(args.processes) for name in PROTOCOLS]
     start = time.perf_counter()
     measured = measure_archs_apart(space, table, sample_archs(space, args.n, args.seed),
-                                   args.out.parent / f"noise_floor_{space.key}_work", [named[n] for n in order])
+                                   args.out.parent / f"noise_floor_{space.key}_work", [PROTOCOLS[n] for n in order])
     seconds = time.perf_counter() - start
-    by_protocol = {name: [m for n, m in zip(order, measured) if n == name] for name in named}
+    by_protocol = {name: [m for n, m in zip(order, measured) if n == name] for name in PROTOCOLS}
     rows = []
     for name, runs in by_protocol.items():
         pairs = [agreement(b, a) for a, b in itertools.combinations(runs, 2)]
-        level = statistics.median(float(np.median(m)) for m in runs)
-        rows.append({"protocol": name, "settings": named[name].to_dict(), "pairs": pairs, "worst_pair": worst(pairs),
-                     "median_ms": level, "per_process_median_ms": [float(np.median(m)) for m in runs],
+        medians = [float(np.median(m)) for m in runs]
+        rows.append({"protocol": name, "settings": PROTOCOLS[name].to_dict(), "pairs": pairs, "worst_pair": worst(pairs),
+                     "median_ms": statistics.median(medians), "per_process_median_ms": medians,
                      "measured_ms": [m.round(6).tolist() for m in runs]})
     setup = setup_of(table)
     result = {"space": space.key, "n": args.n, "processes_per_protocol": args.processes, "order": order,
