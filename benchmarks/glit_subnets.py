@@ -3,9 +3,11 @@ the all-local and 5 random subnets scored on the test split with inherited weigh
 without per-subnet BatchNorm recalibration; then the same subnets after supernets trained with a
 changed recipe (3x the learning rate, 2x the epochs, sandwich sampling: the largest subnet, which
 is the all-global one with the widest choices, the smallest and 2 random subnets every step, the
-others distilled from the largest) and, for reference, a supernet whose blocks
-are all global (every block G = 3, low-level choices as before). Prints tables, writes JSON and a
-bar plot.
+others distilled from the largest), or a changed space: every block global (G = 3, low-level
+choices as before: the attention-only reference), or the kernel sizes glit-digits had before it took
+GLiT's own (7, 15, 31; 15 in the mixed blocks, instead of 17, 31, 45; 31). In the mixed spaces it
+also scores probe subnets (every block alike at each G; mixes of pure blocks) that show where the
+supernet is weak. Prints tables, writes JSON and a bar plot.
 
     .venv/bin/python benchmarks/glit_subnets.py [--run runs/bench_glit] [--variants default lr-3e-3 ...]
 
@@ -22,6 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+import yaml
 
 import hwnas.families.glit
 from hwnas.io import atomic_write_json
@@ -38,18 +41,18 @@ SHIPPED = Path(hwnas.families.glit.__file__).parent / "configs" / "glit-digits.y
 DEFAULT = TrainConfig(space="glit-digits", data="digits")
 # name -> what changes from the default budget (the run folder is --run/<name>, --run itself for default)
 VARIANTS = {"default": {}, "lr-3e-3": {"lr": 3e-3}, "80-epochs": {"epochs": 80}, "sandwich": {"sampling": "sandwich"},
-            "global-only-space": {"space": "global"}}
+            "global-only-space": {"space": {"global_heads": [3]}},
+            "kernels-7-15-31": {"space": {"local_kernel": [7, 15, 31], "mixed_kernel": 15}}}
 
 
-def global_only_space(folder: Path) -> str:
-    """A copy of glit-digits whose every block is global (G = 3): the attention-only supernet."""
-    text = SHIPPED.read_text()
-    changed = text.replace("global_heads: [0, 1, 2, 3]", "global_heads: [3]")
-    if changed == text:
-        raise SystemExit(f"{SHIPPED} no longer declares global_heads [0, 1, 2, 3]; update this benchmark")
-    path = folder / "glit-digits-global-only.yaml"
+def changed_space(folder: Path, name: str, changes: dict) -> str:
+    """A copy of glit-digits with some YAML options (or its `global_heads` choices) replaced."""
+    spec = yaml.safe_load(SHIPPED.read_text())
+    for key, value in changes.items():
+        (spec["choices"] if key == "global_heads" else spec)[key] = value
+    path = folder / f"glit-digits-{name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(changed)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return str(path)
 
 
@@ -69,6 +72,17 @@ def listed_subnets(space: SearchSpace) -> dict[str, Arch]:
             **{f"random {i}": space.sample_distinct(i) for i in range(5)}}
 
 
+def probe_subnets(space: SearchSpace) -> dict[str, Arch]:
+    """Where the supernet is weak: every block alike at each G with its first, middle and last
+    low-level choice (at G = 0 the kernel grows with the index), and mixes of pure blocks."""
+    if 0 not in space.spec.choices["global_heads"]:
+        return {}
+    alike = {f"G={g} everywhere, low-level {i}": space.uniform(g, i) for g in (3, 0, 1, 2) for i in (0, 4, 8)}
+    mixes = {f"G={pattern}, low-level 4": space.arch(global_heads=pattern, low_level=[4] * space.depth)
+             for pattern in ([3, 3, 3, 0], [0, 3, 3, 3], [3, 0, 3, 0])}
+    return {**alike, **mixes}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=Path("runs/bench_glit"))
@@ -79,8 +93,8 @@ def main() -> None:
     for name in args.variants:
         change = dict(VARIANTS[name])
         folder = args.run if name == "default" else args.run / name
-        if change.get("space") == "global":
-            change["space"] = global_only_space(folder)
+        if isinstance(change.get("space"), dict):  # a variant of the space: its YAML, named after the variant
+            change["space"] = changed_space(folder, name.removesuffix("-space"), change["space"])
         run, metrics = trained(replace(DEFAULT, **change), folder)
         space, net = run.space, run.supernet()
         test = split_loader(space, run.config, run.pool, run.split, "test")
@@ -94,10 +108,11 @@ def main() -> None:
             if name == "default":
                 row["test_top1_trained_statistics"] = top1(net, arch, test)
             rows.append(row)
+        probes = {probe: run.top1(arch, "test", net) for probe, arch in probe_subnets(space).items()}
         variants.append({"name": name, "change": VARIANTS[name], "space": space.key,
                          "config": run.config.to_dict(), "epochs": len(metrics),
                          "median_epoch_seconds": round(statistics.median(m["seconds"] for m in metrics), 2),
-                         "final_loss": metrics[-1]["loss"], "subnets": rows,
+                         "final_loss": metrics[-1]["loss"], "subnets": rows, "probes_test_top1_recalibrated": probes,
                          "all_meet_target": all(r["test_top1_recalibrated"] >= TARGET for r in rows)})
     result = {"run": str(args.run), "test_images": len(run.split.test),
               "calibration_images": min(BN_CALIBRATION_IMAGES, len(run.split.train)), "target_top1": TARGET,
@@ -114,6 +129,9 @@ def main() -> None:
             print(f"| {v['name']} | {v['epochs']} | {v['median_epoch_seconds']} | {v['final_loss']:.3f} | {r['name']} | {r['params']:,} | "
                   f"{r['macs'] / 1e6:.1f} M | {r['test_top1_recalibrated']:.2f}% | "
                   f"{'-' if trained_stats is None else f'{trained_stats:.2f}%'} |")
+    for v in variants:
+        for probe, accuracy in v["probes_test_top1_recalibrated"].items():
+            print(f"{v['name']}: {probe}: {accuracy:.2f}%")
     print(f"\nwrote {args.out}")
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +15,20 @@ from typing import Any
 def hwnas(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "hwnas", *args], capture_output=True, text=True, cwd=cwd, env=env,
                           timeout=600)
+
+
+def hwnas_in_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """`hwnas` run through the same entry point in this process, for refusals: no interpreter start or
+    torch import per call (seconds each on a 2-core CI machine). The CLI's warning format is undone after."""
+    from hwnas.cli import main
+
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    return subprocess.CompletedProcess(["hwnas", *args], code, out.getvalue(), err.getvalue())
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:

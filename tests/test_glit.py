@@ -165,9 +165,9 @@ def test_extraction_matches_the_supernet(digits, supernet):
 
 
 def test_weights_are_shared_across_g_expansions_and_kernels(digits, supernet):
-    local = supernet.extract(digits.uniform(0, 8)).blocks[0].attn.local  # kernel 31, e_c 4, all 48 channels
-    small = supernet.extract(digits.uniform(0, 0)).blocks[0].attn.local  # kernel 7, e_c 1
-    assert torch.equal(small.dw.weight, local.dw.weight[:48, :, 12:19])  # the centre 7 taps of 31
+    local = supernet.extract(digits.uniform(0, 8)).blocks[0].attn.local  # kernel 45, e_c 4, all 48 channels
+    small = supernet.extract(digits.uniform(0, 0)).blocks[0].attn.local  # kernel 17, e_c 1
+    assert torch.equal(small.dw.weight, local.dw.weight[:48, :, 14:31])  # the centre 17 taps of 45
     assert torch.equal(small.pw1.weight[:48], local.pw1.weight[:48]) and torch.equal(small.pw1.weight[48:],
                                                                                       local.pw1.weight[192:240])
     mixed = supernet.extract(digits.uniform(2, 0)).blocks[0].attn  # G = 2: local branch on the last 16 channels

@@ -23,7 +23,7 @@ from hwnas.export.artifacts import tensorrt_unavailable
 from hwnas.latency.table import SHIPPED_DIR, LatencyTable
 from hwnas.profilers.protocol import Protocol
 from hwnas.spaces import get_space
-from tests.helpers import assert_one_line_error, hwnas as run_cli
+from tests.helpers import assert_one_line_error, hwnas as run_cli, hwnas_in_process
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SHORT = ["--epochs", "1", "--population", "4", "--generations", "2"]
@@ -146,7 +146,7 @@ def test_export_refusals_are_one_line(demo, tmp_path):
         cases.append((base + ["--arch", best, "--out", str(tmp_path / "d"), "--formats", "onnx,tensorrt"],
                       ["tensorrt was requested but", "drop it from --formats"]))
     for args, fragments in cases:
-        assert_one_line_error(run_cli(*args), *fragments)
+        assert_one_line_error(hwnas_in_process(*args), *fragments)
 
 
 def test_failed_export_leaves_earlier_artifacts_intact(demo, tmp_path, monkeypatch):

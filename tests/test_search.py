@@ -24,7 +24,7 @@ from hwnas.subnet_search.evolution import Evolution
 from hwnas.subnet_search.operators import Operators
 from hwnas.spaces import get_space
 from hwnas.train import TrainConfig, TrainedRun, train
-from tests.helpers import assert_one_line_error, hwnas as run_cli, toy_space_yaml
+from tests.helpers import assert_one_line_error, hwnas as run_cli, hwnas_in_process, toy_space_yaml
 
 QUICK = Protocol(warmup_runs=3, warmup_s=0.01, rounds=2, round_s=0.01, group_size=3)
 SMALL = dict(population=6, generations=4, parents=3)
@@ -315,12 +315,12 @@ def test_cli_bad_input_is_one_line(run_dir, toy, table, tmp_path):
          ["cannot time the winner", "cpu-graviton3", "run it on the cpu-graviton3 itself"]),
     ]
     for args, fragments in cases:
-        assert_one_line_error(run_cli(*args), *fragments)
+        assert_one_line_error(hwnas_in_process(*args), *fragments)
     no_weights = tmp_path / "half"
     no_weights.mkdir()
     for name in ("config.json", "split.json"):
         (no_weights / name).write_text((run_dir / name).read_text())
-    assert_one_line_error(run_cli("search", "--run", str(no_weights), "--params-m", "1"), "no trained weights")
+    assert_one_line_error(hwnas_in_process("search", "--run", str(no_weights), "--params-m", "1"), "no trained weights")
     assert not (run_dir / "search").exists()  # refused before anything was written
 
 
