@@ -1,13 +1,16 @@
 """GLiT on the digits data: the supernet trained with the default digits budget, then the all-global,
 the all-local and 5 random subnets scored on the test split with inherited weights, with and
 without per-subnet BatchNorm recalibration; then the same subnets after supernets trained with a
-changed recipe (3x the learning rate, 2x the epochs, sandwich sampling: the largest subnet, which
-is the all-global one with the widest choices, the smallest and 2 random subnets every step, the
-others distilled from the largest), or a changed space: every block global (G = 3, low-level
-choices as before: the attention-only reference), or the kernel sizes glit-digits had before it took
-GLiT's own (7, 15, 31; 15 in the mixed blocks, instead of 17, 31, 45; 31). In the mixed spaces it
-also scores probe subnets (every block alike at each G; mixes of pure blocks) that show where the
-supernet is weak. Prints tables, writes JSON and a bar plot.
+changed recipe (a share of alike draws, one G in every block, other than GLiT's default 0.75:
+none, i.e. every subnet drawn uniformly, 0.25, 0.5 or all; 3x the learning rate; 2x the epochs;
+sandwich sampling: the largest subnet, which is the all-global one with the widest choices, the
+smallest and 2 random subnets every step, the others distilled from the largest), or a changed
+space: every block global (G = 3, low-level choices as before: the attention-only reference), or
+the kernel sizes glit-digits had before it took GLiT's own (7, 15, 31; 15 in the mixed blocks,
+instead of 17, 31, 45; 31). In the mixed spaces it also scores probe subnets (every block alike
+at each G; mixes of pure blocks) that show where the supernet is weak, and per variant how
+selective the all-global subnet's attention is (the class token's attention entropy; near 1 means
+uniform). Prints tables, writes JSON and a bar plot.
 
     .venv/bin/python benchmarks/glit_subnets.py [--run runs/bench_glit] [--variants default lr-3e-3 ...]
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import time
 from dataclasses import replace
@@ -37,10 +41,13 @@ from hwnas.train.evaluate import BN_CALIBRATION_IMAGES, split_loader, top1
 from hwnas.train.trainer import METRICS_JSONL
 
 TARGET = 90.0  # test top-1 every listed subnet should reach (issue 14)
+ENTROPY_IMAGES = 256  # test images the all-global subnet's attention entropy is averaged over
 SHIPPED = Path(hwnas.families.glit.__file__).parent / "configs" / "glit-digits.yaml"
 DEFAULT = TrainConfig(space="glit-digits", data="digits")
 # name -> what changes from the default budget (the run folder is --run/<name>, --run itself for default)
-VARIANTS = {"default": {}, "lr-3e-3": {"lr": 3e-3}, "80-epochs": {"epochs": 80}, "sandwich": {"sampling": "sandwich"},
+VARIANTS = {"default": {}, "uniform-draws": {"alike_share": 0.0}, "alike-0.25": {"alike_share": 0.25},
+            "alike-0.5": {"alike_share": 0.5}, "alike-1": {"alike_share": 1.0},
+            "lr-3e-3": {"lr": 3e-3}, "80-epochs": {"epochs": 80}, "sandwich": {"sampling": "sandwich"},
             "global-only-space": {"space": {"global_heads": [3]}},
             "kernels-7-15-31": {"space": {"local_kernel": [7, 15, 31], "mixed_kernel": 15}}}
 
@@ -83,6 +90,27 @@ def probe_subnets(space: SearchSpace) -> dict[str, Arch]:
     return {**alike, **mixes}
 
 
+def class_token_attention_entropy(model: torch.nn.Module, images: torch.Tensor) -> list[float]:
+    """Per attention block of a static model, the entropy of the class token's attention over the
+    tokens as a share of its maximum, log(tokens), averaged over heads and images: 1 is uniform
+    attention (a mean of all tokens, no selection), lower is attention that picks tokens."""
+    entropies: list[float] = []
+
+    def record(attn: torch.nn.Module, inputs: tuple[torch.Tensor, ...], _: torch.Tensor) -> None:
+        x = inputs[0]
+        q, k, _v = attn.qkv(x).reshape(*x.shape[:2], 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
+        weights = (q[:, :, :1] @ k.transpose(-2, -1) * attn.scale).softmax(-1)  # the class token's query
+        entropy = -(weights * weights.clamp_min(1e-12).log()).sum(-1)
+        entropies.append(float(entropy.mean() / math.log(x.shape[1])))
+
+    hooks = [block.attn.register_forward_hook(record) for block in model.blocks if hasattr(block.attn, "scale")]
+    with torch.no_grad():
+        model.eval()(images)
+    for hook in hooks:
+        hook.remove()
+    return entropies
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=Path("runs/bench_glit"))
@@ -109,10 +137,14 @@ def main() -> None:
                 row["test_top1_trained_statistics"] = top1(net, arch, test)
             rows.append(row)
         probes = {probe: run.top1(arch, "test", net) for probe, arch in probe_subnets(space).items()}
+        images = torch.cat([x for x, _ in test])[:ENTROPY_IMAGES]
+        entropy = class_token_attention_entropy(run.extract(space.uniform(3), net), images)
         variants.append({"name": name, "change": VARIANTS[name], "space": space.key,
                          "config": run.config.to_dict(), "epochs": len(metrics),
                          "median_epoch_seconds": round(statistics.median(m["seconds"] for m in metrics), 2),
                          "final_loss": metrics[-1]["loss"], "subnets": rows, "probes_test_top1_recalibrated": probes,
+                         "all_global_class_token_attention_entropy": [round(e, 3) for e in entropy],
+                         "val_top1_largest_per_epoch": [round(m["val_top1_largest"], 2) for m in metrics],
                          "all_meet_target": all(r["test_top1_recalibrated"] >= TARGET for r in rows)})
     result = {"run": str(args.run), "test_images": len(run.split.test),
               "calibration_images": min(BN_CALIBRATION_IMAGES, len(run.split.train)), "target_top1": TARGET,
@@ -132,6 +164,8 @@ def main() -> None:
     for v in variants:
         for probe, accuracy in v["probes_test_top1_recalibrated"].items():
             print(f"{v['name']}: {probe}: {accuracy:.2f}%")
+        print(f"{v['name']}: all-global class-token attention entropy / log(tokens) per block: "
+              f"{v['all_global_class_token_attention_entropy']}")
     print(f"\nwrote {args.out}")
 
 

@@ -168,6 +168,10 @@ def demo(out: Path, space_name: str, budget_ms: float | None, epochs: int | None
                                    "distilled; multi: --archs-per-batch archs per forward pass, per-example masks (ViT-ResNAS).")
 @click.option("--archs-per-batch", type=click.IntRange(min=1), default=2, show_default=True, metavar="M",
               help="With --sampling multi: subnets per batch, each on an equal share of it (M must divide the batch size).")
+@click.option("--alike-share", type=float, default=None, metavar="P",
+              help="Share of drawn subnets whose per-block high-level genes are alike in every block (GLiT: one G "
+                   "throughout, so all-global and all-local chains get trained). Default: the family's (GLiT 0.75, "
+                   "others 0).")
 @click.option("--weight-sharing", type=click.Choice(["prefix", "cyclic"]), default="prefix", show_default=True, metavar="NAME",
               help="Token-embedding channels of smaller widths: prefix (AutoFormer) or cyclic windows (ViTAS).")
 @click.option("--aug", type=click.Choice(["weak", "deit", "none"]), default="weak", show_default=True, metavar="NAME",
@@ -176,12 +180,14 @@ def demo(out: Path, space_name: str, budget_ms: float | None, epochs: int | None
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, init, order and archs.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def train_cmd(space_name: str, data: str, out: Path, epochs: int | None, batch_size: int | None, lr: float | None, sampling: str,
-              archs_per_batch: int, weight_sharing: str, aug: str, resume: bool, seed: int, as_json: bool) -> None:
+              archs_per_batch: int, alike_share: float | None, weight_sharing: str, aug: str, resume: bool, seed: int,
+              as_json: bool) -> None:
     """Train a weight-sharing supernet (checkpoint every epoch; --resume continues exactly)."""
     from hwnas.train import TrainConfig, train
 
     config = TrainConfig(space=space_name, data=data, epochs=epochs, batch_size=batch_size, lr=lr, sampling=sampling,
-                         archs_per_batch=archs_per_batch, weight_sharing=weight_sharing, aug=aug, seed=seed)
+                         archs_per_batch=archs_per_batch, alike_share=alike_share, weight_sharing=weight_sharing,
+                         aug=aug, seed=seed)
     report = train(config, out, resume=resume, progress=not as_json)
     if report["rank"] != 0:  # under torchrun, rank 0 reports for all
         return

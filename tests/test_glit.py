@@ -28,6 +28,7 @@ from hwnas.subnet_search import Budget
 from hwnas.supernet import build_supernet
 from hwnas.supernet.batchnorm import BatchNormCalibration, batchnorm_state
 from hwnas.train import TrainConfig, TrainedRun, train
+from hwnas.train.sampling import step_archs
 from tests.helpers import assert_one_line_error, hwnas as run_cli
 from tests.test_search import engine
 
@@ -224,6 +225,26 @@ def test_hierarchical_search_fixes_the_low_level_then_the_distribution(tmp_path)
     assert len({a.low_level for a in later}) > 1
     with pytest.raises(hwnas.HwnasError, match="--high-level-share"):
         engine(space, Budget(params_m=0.05), strategy="hierarchical", high_level_share=1.0)
+
+
+def test_a_share_of_training_draws_is_alike_across_blocks(digits):
+    draws = [step_archs(digits, "uniform", 0, step, alike_share=0.25)[0] for step in range(2000)]
+    alike = [a for a in draws if len(set(a.global_heads)) == 1]
+    # a uniform draw is alike once in 4^4 / 4 = 64; the alike quarter on top
+    assert len(alike) / len(draws) == pytest.approx(0.25 + 0.75 / 64, abs=0.03)
+    assert {a.global_heads[0] for a in alike} == {0, 1, 2, 3}
+    assert len({a.low_level for a in alike}) > 100  # the low-level choices still vary per block
+    plain = [step_archs(digits, "uniform", 0, step)[0] for step in range(50)]
+    assert plain == [step_archs(digits, "uniform", 0, step, alike_share=0.0)[0] for step in range(50)]
+    cfg = TrainConfig(space="glit-digits").with_defaults(digits)
+    assert cfg.alike_share == 0.75  # GLiT's default; a run saved before the option drew none
+    assert TrainConfig.from_dict({"space": "glit-digits"}).alike_share == 0.0
+    auto = get_space("autoformer-digits")
+    assert TrainConfig(space="autoformer-digits").with_defaults(auto).alike_share == 0.0
+    with pytest.raises(hwnas.HwnasError, match="--alike-share needs .* autoformer-digits has none"):
+        TrainConfig(space="autoformer-digits", alike_share=0.5).with_defaults(auto)
+    with pytest.raises(hwnas.HwnasError, match="--alike-share 1.5 is not a share"):
+        TrainConfig(space="glit-digits", alike_share=1.5).with_defaults(digits)
 
 
 # ---- the pipeline (on the two-block test space: 18 blocks profile in seconds) -----------------------------

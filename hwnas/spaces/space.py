@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from hwnas.errors import ArchError
+from hwnas.errors import ArchError, SpaceError
 from hwnas.spaces.blocks import BlockConfig
 
 if TYPE_CHECKING:
@@ -336,6 +336,30 @@ class SearchSpace(ABC):
         sizings = self._sizings()
         resolved, _ = rng.choices(sizings, weights=[count for _, count in sizings])[0]
         return self._build(lambda gene: resolved[gene.name] if gene.name in resolved else rng.choice(gene.choices))
+
+    def per_block_high_level_genes(self) -> tuple[Gene, ...]:
+        """The high-level genes that take a value per block (GLiT's G); `sample_alike` unifies them."""
+        return tuple(g for g in self.genes if g.name in self.high_level_genes and g.is_list)
+
+    def sample_alike(self, seed: Seed = None) -> Arch:
+        """A random arch whose per-block high-level genes take one value in every block (GLiT: one
+        G throughout), the other genes drawn uniformly per block. Uniform draws reach such a chain
+        once in choices^depth; training draws them on purpose (`TrainConfig.alike_share`)."""
+        rng = seed if isinstance(seed, random.Random) else random.Random(seed)
+        alike = self.per_block_high_level_genes()
+        if not alike:
+            raise SpaceError(f"{self.key} has no per-block high-level genes to draw alike")
+
+        def draw() -> Arch:
+            values = {g.name: rng.choice(g.choices) for g in alike}
+            return self._build(lambda gene: values[gene.name] if gene.name in values else rng.choice(gene.choices))
+
+        for _ in range(SAMPLE_TRIES - 1):
+            try:
+                return draw()
+            except ArchError:  # a low-level value the drawn high-level one does not allow: draw again
+                continue
+        return draw()  # the last try's refusal says why
 
     def middle(self) -> Arch:
         """The arch with every gene at its middle choice (the lower one of an even count)."""

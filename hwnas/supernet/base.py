@@ -26,6 +26,9 @@ class Supernet(nn.Module, ABC):
     # Whether it has BatchNorm layers whose statistics depend on the subnet (trained across subnets,
     # they fit none): scoring and extraction then recalibrate them per subnet (`batchnorm.py`).
     arch_dependent_batchnorm: bool = False
+    # The default share of training draws whose per-block high-level genes are alike in every block
+    # (`SearchSpace.sample_alike`), for families where uniform draws leave such chains untrained.
+    alike_share: float = 0.0
 
     def __init__(self, space: SearchSpace):
         super().__init__()

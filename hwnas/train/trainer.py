@@ -167,7 +167,7 @@ def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress:
             if recipe.mixup:
                 x, y = recipe.mixup(x, y)
             archs = step_archs(space, config.sampling, config.seed, global_step, config.sandwich_random,
-                               config.archs_per_batch)
+                               config.archs_per_batch, config.alike_share)
             trained.update("".join(a.digest for a in archs).encode())
             with torch.autocast(device.type, enabled=amp):
                 teacher, *students = model(x, archs)

@@ -129,6 +129,8 @@ class GLiTSupernet(Supernet):
 
     space: GLiTSpace
     arch_dependent_batchnorm = True
+    # Three draws in four take one G in every block: see `hwnas.train.sampling` and the README.
+    alike_share = 0.75
 
     def __init__(self, space: GLiTSpace, drop_path_rate: float = 0.0, weight_sharing: str = "prefix"):
         super().__init__(space)
