@@ -62,11 +62,12 @@ def remeasure(run_dir: Path, out: Path, processes: int) -> None:
     space = run.space
     table = resolve_table(space, device="cpu")
     entries = [*result["searches"], result["hand_designed_uniform"]]
-    archs = list({json.dumps(e["arch"], sort_keys=True): hwnas.Arch.from_dict(e["arch"], space) for e in entries}.values())
-    measured = measure_archs_apart(space, table, archs, run_dir / "search" / "remeasure", protocols=(None,) * processes)
-    by_digest = {a.digest: [float(m[i]) for m in measured] for i, a in enumerate(archs)}
-    for e in entries:
-        e["measured_apart_ms"] = by_digest[hwnas.Arch.from_dict(e["arch"], space).digest]
+    keys = [json.dumps(e["arch"], sort_keys=True) for e in entries]
+    distinct = list(dict.fromkeys(keys))  # each winner once
+    measured = measure_archs_apart(space, table, [hwnas.Arch.from_dict(json.loads(k), space) for k in distinct],
+                                   run_dir / "search" / "remeasure", protocols=(None,) * processes)
+    for e, key in zip(entries, keys):
+        e["measured_apart_ms"] = [float(m[distinct.index(key)]) for m in measured]
     atomic_write_json(out, result)
     print(f"budget {result['budget_ms']} ms\n| strategy | seed | predicted ms | measured alone | {processes} fresh processes |")
     print("|---|---|---|---|---|")

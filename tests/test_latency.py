@@ -225,6 +225,7 @@ def test_prediction_is_calibrated_sum_and_vectorised(toy, toy_table):
         assert [k for k, _ in p.blocks] == [b.key for b in arch.blocks()]
         assert p.sum_ms == pytest.approx(table.rows.loc[[b.key for b in arch.blocks()], "p50_ms"].sum())
         assert p.latency_ms == pytest.approx(cal.a * p.sum_ms + cal.b) == pytest.approx(value)
+        assert p.latency_ms == value  # exactly: a budget met by one is met by the other
     assert predictor.predict(toy.largest()).latency_ms > predictor.predict(toy.smallest()).latency_ms
 
 

@@ -43,7 +43,9 @@ class LatencyPredictor:
     def predict(self, arch: Arch) -> Prediction:
         idx = self._indices(arch)
         parts = self.row_ms[idx]
-        total = float(parts.sum())
+        # summed as `predict_many` sums (`parts.sum()` is pairwise and may differ by an ulp), so a search's
+        # budget check and its report agree to the last bit
+        total = float(self.sum_many([arch])[0])
         keys = (self.blocks[i].key for i in idx)
         return Prediction(float(self.calibration(total)), total, tuple(zip(keys, parts.tolist())))
 

@@ -287,12 +287,18 @@ class SearchSpace(ABC):
         uniform per gene, not uniform over the (depth-weighted) set of distinct archs. A draw the
         family's rules refuse (too few active layers, shrinking stage widths) is drawn again."""
         rng = seed if isinstance(seed, random.Random) else random.Random(seed)
+        return self._redraw_refused(lambda: self._build(lambda gene: rng.choice(gene.choices)))
+
+    @staticmethod
+    def _redraw_refused(draw: Callable[[], Arch]) -> Arch:
+        """`draw()` again while the family's rules refuse its arch (`SAMPLE_TRIES` at most; the last
+        try's refusal says why)."""
         for _ in range(SAMPLE_TRIES - 1):
             try:
-                return self._build(lambda gene: rng.choice(gene.choices))
+                return draw()
             except ArchError:
                 continue
-        return self._build(lambda gene: rng.choice(gene.choices))  # the last try's refusal says why
+        return draw()
 
     def largest(self) -> Arch:
         """The arch with every gene at its largest choice (the supernet's own size)."""
@@ -350,16 +356,11 @@ class SearchSpace(ABC):
         if not alike:
             raise SpaceError(f"{self.key} has no per-block high-level genes to draw alike")
 
-        def draw() -> Arch:
+        def draw() -> Arch:  # refused when a low-level value has no meaning for the drawn high-level one
             values = {g.name: rng.choice(g.choices) for g in alike}
             return self._build(lambda gene: values[gene.name] if gene.name in values else rng.choice(gene.choices))
 
-        for _ in range(SAMPLE_TRIES - 1):
-            try:
-                return draw()
-            except ArchError:  # a low-level value the drawn high-level one does not allow: draw again
-                continue
-        return draw()  # the last try's refusal says why
+        return self._redraw_refused(draw)
 
     def middle(self) -> Arch:
         """The arch with every gene at its middle choice (the lower one of an even count)."""
