@@ -124,7 +124,7 @@ def arch_cmd(arch_file: Path, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def demo(out: Path, space_name: str, budget_ms: float | None, epochs: int | None, population: int, generations: int,
          drift: str, as_json: bool) -> None:
-    """The whole pipeline on the embedded digits data on CPU: train, table, search, export.
+    """The whole pipeline on the embedded digits data on CPU: train, table, search, fine-tune, export.
 
     A rerun reuses every finished stage (training resumes, the search continues, the export is kept)."""
     from hwnas.demo import run_demo
@@ -137,12 +137,15 @@ def demo(out: Path, space_name: str, budget_ms: float | None, epochs: int | None
     low, high = report["space_latency_ms"]
     click.echo(f"\n{report['space']}: supernet {report['stages']['train']}; latency table {report['stages']['table']}")
     click.echo(f"budget: {report['budget_ms']} ms predicted on this CPU (subnets span {low:.3f}-{high:.3f} ms)\n")
-    click.echo(f"{'subnet':<22} {'test top-1':>10} {'search-val':>10} {'params':>9} {'MMACs':>7} {'predicted ms':>12} {'measured ms':>11}")
+    click.echo(f"{'subnet':<22} {'test top-1 (95% interval)':>26} {'search-val':>10} {'params':>9} {'MMACs':>7} "
+               f"{'predicted ms':>12} {'measured ms':>11}")
     for r in report["rows"]:
         measured = f"{r['measured_ms']:.3f}" if r["measured_ms"] else "-"
-        click.echo(f"{r['name']:<22} {r['test_top1']:>9.2f}% {r['search_val_top1']:>9.2f}% {r['params']:>9,} "
-                   f"{r['macs'] / 1e6:>7.2f} {r['predicted_ms']:>12.3f} {measured:>11}")
-    for r in report["rows"]:
+        low, high = r["test_top1_95ci"]
+        click.echo(f"{r['name']:<22} {r['test_top1']:>8.2f}% ({low:5.1f}-{high:5.1f}%) {r['search_val_top1']:>9.2f}% "
+                   f"{r['params']:>9,} {r['macs'] / 1e6:>7.2f} {r['predicted_ms']:>12.3f} {measured:>11}")
+    click.echo(f"{report['comparison']} ({report['test_images']} test images)")
+    for r in report["rows"][1:]:
         click.echo(f"{r['name']}: {json.dumps(r['arch'])}")
     for note in report["notes"]:
         click.echo(f"note: {note}")
@@ -163,9 +166,11 @@ def demo(out: Path, space_name: str, budget_ms: float | None, epochs: int | None
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Batch size (default: the space's budget).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Peak AdamW learning rate (default: the space's budget).")
-@click.option("--sampling", type=click.Choice(["uniform", "sandwich", "multi"]), default="uniform", show_default=True,
-              metavar="NAME", help="uniform: one arch per step (AutoFormer); sandwich: largest + smallest + random, "
-                                   "distilled; multi: --archs-per-batch archs per forward pass, per-example masks (ViT-ResNAS).")
+@click.option("--sampling", type=click.Choice(["uniform", "distinct", "sandwich", "multi"]), default=None, metavar="NAME",
+              help="uniform: one arch per step, each gene drawn uniformly, depth first (AutoFormer); distinct: one arch "
+                   "per step, uniform over distinct archs (ViTAS's default); sandwich: largest + smallest + random, "
+                   "distilled; multi: --archs-per-batch archs per forward pass, per-example masks (ViT-ResNAS). "
+                   "Default: the space's.")
 @click.option("--archs-per-batch", type=click.IntRange(min=1), default=2, show_default=True, metavar="M",
               help="With --sampling multi: subnets per batch, each on an equal share of it (M must divide the batch size).")
 @click.option("--alike-share", type=float, default=None, metavar="P",
@@ -176,18 +181,32 @@ def demo(out: Path, space_name: str, budget_ms: float | None, epochs: int | None
               help="Token-embedding channels of smaller widths: prefix (AutoFormer) or cyclic windows (ViTAS).")
 @click.option("--aug", type=click.Choice(["weak", "deit", "none"]), default="weak", show_default=True, metavar="NAME",
               help="weak: ViTAS's stable-supernet recipe; deit: RandAugment + Mixup/CutMix (DeiT, AutoFormer).")
+@click.option("--hflip", type=float, default=None, metavar="P",
+              help="Probability of a horizontal flip (default: 0.5 on folders, 0 on digits); 0 where a flip changes the class.")
+@click.option("--img-size", type=int, default=None, metavar="PX",
+              help="Image side the space runs at (default: the space's); stored with the run for every later command.")
+@click.option("--search-val", default=None, metavar="SIZE",
+              help="Images of train/ held out for the search: auto (15%, at most 10,000), a share (15%), a total "
+                   "(10000) or a count per class (25/class). Default: auto. Recorded in split.json.")
+@click.option("--workers", type=int, default=None, metavar="N",
+              help="DataLoader processes for folder data (default: the cores here, at most 8). Changes no result.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where its last checkpoint left it.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, init, order and archs.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-def train_cmd(space_name: str, data: str, out: Path, epochs: int | None, batch_size: int | None, lr: float | None, sampling: str,
-              archs_per_batch: int, alike_share: float | None, weight_sharing: str, aug: str, resume: bool, seed: int,
+def train_cmd(space_name: str, data: str, out: Path, epochs: int | None, batch_size: int | None, lr: float | None,
+              sampling: str | None, archs_per_batch: int, alike_share: float | None, weight_sharing: str, aug: str,
+              hflip: float | None, img_size: int | None, search_val: str | None, workers: int | None, resume: bool, seed: int,
               as_json: bool) -> None:
-    """Train a weight-sharing supernet (checkpoint every epoch; --resume continues exactly)."""
+    """Train a weight-sharing supernet (checkpoint every epoch; --resume continues exactly).
+
+    With an ImageFolder --data, the class count is the folder's, and the folder is listed once
+    (file names only) into the run; images that fail to decode are skipped and counted per epoch."""
     from hwnas.train import TrainConfig, train
 
-    config = TrainConfig(space=space_name, data=data, epochs=epochs, batch_size=batch_size, lr=lr, sampling=sampling,
-                         archs_per_batch=archs_per_batch, alike_share=alike_share, weight_sharing=weight_sharing,
-                         aug=aug, seed=seed)
+    config = TrainConfig(space=space_name, data=data, img_size=img_size, epochs=epochs, batch_size=batch_size, lr=lr,
+                         sampling=sampling, archs_per_batch=archs_per_batch, alike_share=alike_share,
+                         weight_sharing=weight_sharing, aug=aug, hflip=hflip, search_val=search_val, seed=seed,
+                         workers=workers)
     report = train(config, out, resume=resume, progress=not as_json)
     if report["rank"] != 0:  # under torchrun, rank 0 reports for all
         return
@@ -198,6 +217,41 @@ def train_cmd(space_name: str, data: str, out: Path, epochs: int | None, batch_s
     click.echo(f"trained {report['space']} for {report['epochs_run']} epochs; search-val top-1: "
                + ", ".join(f"{k.removeprefix('val_top1_')} {v:.1f}%" for k, v in final.items() if k.startswith("val_top1_")))
     click.echo(f"run:     {report['run']}\nmetrics: {report['metrics']}\nplot:    {report['plot']}")
+
+
+@cli.command(name="finetune")
+@click.option("--run", "--run-dir", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Run folder written by `hwnas train` (the supernet the subnet inherits from).")
+@click.option("--arch", "arch_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Arch JSON or a search's best.json.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Fine-tuning folder.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Epochs (default: a quarter of the supernet's; --from-scratch: all of them).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Peak learning rate (default: a quarter of the supernet's; --from-scratch: the supernet's).")
+@click.option("--distill", is_flag=True, help="Also distil from the supernet's largest subnet.")
+@click.option("--from-scratch", is_flag=True, help="Train the subnet alone from a fresh initialisation instead.")
+@click.option("--resume", is_flag=True, help="Continue the fine-tuning in --out where its last checkpoint left it.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the order, augmentation and init.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def finetune_cmd(run_dir: Path, arch_file: Path, out: Path, epochs: int | None, lr: float | None, distill: bool,
+                 from_scratch: bool, resume: bool, seed: int, as_json: bool) -> None:
+    """Train a searched subnet alone from its inherited weights (ViTAS, ViT-ResNAS and GLiT retrain
+    theirs); `hwnas export --run OUT` then exports the fine-tuned weights."""
+    from hwnas.train import TrainedRun
+    from hwnas.train.finetune import FinetuneConfig, finetune
+
+    arch = Arch.from_json(arch_file, TrainedRun(run_dir).space)
+    config = FinetuneConfig(run=str(run_dir), arch=arch.to_dict(), epochs=epochs, lr=lr, distill=distill,
+                            from_scratch=from_scratch, seed=seed)
+    report = finetune(config, out, resume=resume, progress=not as_json)
+    if as_json:
+        emit_json(report)
+        return
+    for part in ("search_val", "test"):
+        click.echo(f"{part.replace('_', '-')} top-1: {report['before'][part]['top1']:.2f}% before, "
+                   f"{report['after'][part]['top1']:.2f}% after {report['config']['epochs']} epochs")
+    click.echo(f"folder:  {report['out']}\nmetrics: {report['metrics']}\nplot:    {report['plot']}")
 
 
 @cli.command(name="eval")
@@ -446,8 +500,9 @@ def validate_table(device: str, space_name: str, table: Path | None, n: int, see
 
 # ---- search ---------------------------------------------------------------------------------------
 @cli.command(name="search")
-@click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Run folder written by `hwnas train` (its supernet and search-val split).")
+@click.option("--run", "--run-dir", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Run folder written by `hwnas train` (its supernet and search-val split). Under torchrun write "
+                   "--run-dir: torchrun takes --run as an abbreviation of its own --run-path.")
 @click.option("--latency-ms", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Latency budget (ms) predicted from the table of --device.")
 @click.option("--device", default=None, help="Device label whose latency table predicts latency (cpu, a100, ...).")
@@ -491,6 +546,8 @@ def search_cmd(run_dir: Path, latency_ms: float | None, device: str | None, tabl
                     high_level_share=high_level_share, out=out, measure=measure,
                     drift=drift, progress=not as_json)
     r = result.report
+    if r["rank"] != 0:  # under torchrun, rank 0 reports for all
+        return
     if as_json:
         emit_json(r)
         return

@@ -17,3 +17,25 @@ def isolated_rng(seed: int = 0, device: torch.device | str | None = None) -> Ite
     with torch.random.fork_rng(devices=gpus):
         torch.manual_seed(seed)
         yield
+
+
+@contextmanager
+def seeded_host_rng(*key: int) -> Iterator[None]:
+    """Run the body with torch's CPU RNG, Python's `random` and NumPy's global RNG all seeded from
+    `key`, and restore the three afterwards. Augmenting one image under the key (seed, epoch,
+    index) makes its randomness independent of which loader process draws it and in what order."""
+    import random
+
+    import numpy as np
+
+    state = np.random.SeedSequence(list(key)).generate_state(2)
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(state[0]))
+            random.seed(int(state[1]))
+            np.random.seed(int(state[1]))
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)

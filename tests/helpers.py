@@ -49,14 +49,12 @@ def toy_space_yaml(folder: Path, name: str = "toy-space", **choices: Any) -> Pat
     return path
 
 
-def train_killed_after_first_epoch(config: Any, out: Path, monkeypatch: Any) -> None:
-    """Train `config` into `out` as a run killed right after its first checkpoint (for resume tests)."""
+def killed_after_first_checkpoint(module: Any, call: Any, monkeypatch: Any) -> None:
+    """Run `call()` as a run killed right after its first checkpoint (`module.save_checkpoint`'s
+    first write, epoch 0), for resume tests."""
     import pytest
 
-    import hwnas.train.trainer as trainer_mod
-    from hwnas.train import train
-
-    real_save = trainer_mod.save_checkpoint
+    real_save = module.save_checkpoint
 
     def save_then_die(run_dir: Path, state: dict[str, Any]) -> Path:
         path = real_save(run_dir, state)
@@ -64,7 +62,15 @@ def train_killed_after_first_epoch(config: Any, out: Path, monkeypatch: Any) -> 
             raise KeyboardInterrupt
         return path
 
-    monkeypatch.setattr(trainer_mod, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(module, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        train(config, out, progress=False)
-    monkeypatch.setattr(trainer_mod, "save_checkpoint", real_save)
+        call()
+    monkeypatch.setattr(module, "save_checkpoint", real_save)
+
+
+def train_killed_after_first_epoch(config: Any, out: Path, monkeypatch: Any) -> None:
+    """Train `config` into `out` as a run killed right after its first checkpoint (for resume tests)."""
+    import hwnas.train.trainer as trainer_mod
+    from hwnas.train import train
+
+    killed_after_first_checkpoint(trainer_mod, lambda: train(config, out, progress=False), monkeypatch)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from hwnas.data.datasets import AUGMENTS, PoolDataset, RandomShift
-from hwnas.data.sources import SkippedImagesWarning, digits_pool, folder_pool, load_pool, synthetic_pool
-from hwnas.data.split import DataError, Split, stratified_split
+from hwnas.data.datasets import AUGMENTS, FAILED, EpochIndices, PoolDataset, RandomShift, model_input
+from hwnas.data.sources import IMAGE_INDEX, digits_pool, folder_pool, load_pool, save_index, synthetic_pool
+from hwnas.data.split import DataError, Split, search_val_counts, stratified_split
 
 
 def make_folder(root, classes=("cat", "dog"), per_class=(6, 3), corrupt: int = 0):
@@ -50,18 +52,84 @@ def test_split_file_errors(tmp_path):
     assert stratified_split(np.array([0, 0, 1, 1, 1]), "x", 0).train
 
 
-def test_folder_pool_uses_val_as_test_and_skips_broken_images(tmp_path):
+def test_folder_is_listed_once_without_decoding_and_bad_images_fail_at_load(tmp_path):
     root = make_folder(tmp_path / "data", corrupt=2)
-    with pytest.warns(SkippedImagesWarning, match="skipped 2 images .*failed to decode"):
-        pool = folder_pool(root)
-    assert pool.classes == ["cat", "dog"] and len(pool) == 2 * 6 + 2 * 3
+    index = tmp_path / "run" / IMAGE_INDEX
+    index.parent.mkdir()
+    pool = folder_pool(root, index)
+    save_index(pool, index)
+    assert pool.classes == ["cat", "dog"] and len(pool) == 2 * 6 + 2 + 2 * 3  # listed by name: the broken ones too
     split = pool.split(seed=0)
-    assert sorted(pool.paths[i].parent.parent.name for i in split.test) == ["val"] * 6
-    assert all(pool.paths[i].parent.parent.name == "train" for i in split.train + split.search_val)
-    train = PoolDataset(pool, split.train, img_size=32, training=True, augment=AUGMENTS["deit"])
-    x, y = train[0]
-    assert x.shape == (3, 32, 32) and y in (0, 1)
-    assert PoolDataset(pool, split.test, img_size=32)[0][0].shape == (3, 32, 32)
+    assert sorted(pool.files[i].decode().split("/")[0] for i in split.test) == ["val"] * 6
+    assert all(pool.files[i].decode().startswith("train/") for i in split.train + split.search_val)
+    broken = [i for i in range(len(pool)) if b"broken" in pool.files[i]]
+    train = PoolDataset(pool, tuple(broken) + split.train, img_size=32, training=True, augment=AUGMENTS["deit"], hflip=0.5)
+    assert train[0][1] == FAILED and train[0][0].shape == (3, 32, 32)  # a blank the loops skip and count
+    x, y = train[2]
+    assert x.dtype == torch.float32 and x.shape == (3, 32, 32) and y in (0, 1)
+    image, label = PoolDataset(pool, split.test, img_size=32)[0]
+    assert image.dtype == torch.uint8 and image.shape == (3, 32, 32)  # evaluation images stay uint8 (a quarter of the memory)
+    assert model_input(image[None]).dtype == torch.float32 and model_input(image[None]).abs().max() < 3
+    # the listing is reused: files added later are not seen, and changed class folders are refused
+    (root / "train" / "cat" / "late.png").write_bytes((root / "train" / "cat" / "0.png").read_bytes())
+    reread = folder_pool(root, index)
+    assert len(reread) == len(pool) and (reread.files == pool.files).all() and (reread.labels == pool.labels).all()
+    (root / "train" / "bird").mkdir()
+    (root / "val" / "bird").mkdir()
+    with pytest.raises(DataError, match="class folders of .* differ from the run's .*'bird'"):
+        folder_pool(root, index)
+
+
+def test_small_folder_images_are_padded_and_cropped_not_zoomed(tmp_path):
+    root = make_folder(tmp_path / "data", per_class=(2, 1))
+    pool = folder_pool(root)
+    plain = PoolDataset(pool, (0,), img_size=32, training=True, augment=AUGMENTS["none"])[0][0]
+    weak = PoolDataset(pool, (0,), img_size=32, training=True, augment=AUGMENTS["weak"], hflip=0.0)
+    for epoch in range(4):  # each crop is the resized image shifted by at most 32 / 8 pixels: no zoom, no flip
+        x = weak[(epoch, 0)][0]
+        assert any(torch.allclose(x[:, max(dy, 0):32 + min(dy, 0), max(dx, 0):32 + min(dx, 0)],
+                                  plain[:, max(-dy, 0):32 + min(-dy, 0), max(-dx, 0):32 + min(-dx, 0)], atol=1e-5)
+                   for dy in range(-4, 5) for dx in range(-4, 5))
+
+
+def test_folder_augmentation_is_seeded_by_seed_epoch_and_image(tmp_path):
+    root = make_folder(tmp_path / "data", per_class=(3, 1))
+    pool = folder_pool(root)
+    data = PoolDataset(pool, (0, 1, 2), img_size=96, training=True, augment=AUGMENTS["deit"], hflip=0.5, seed=3)
+    first = [data[(0, i)][0] for i in (2, 1, 0)]
+    torch.manual_seed(123)  # the caller's RNG neither matters nor moves
+    before = torch.get_rng_state()
+    again = [data[(0, i)][0] for i in (0, 1, 2)][::-1]
+    assert torch.equal(torch.get_rng_state(), before)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))  # any order, any loader process
+    assert not torch.equal(data[(1, 0)][0], first[2])  # another epoch, another crop
+    other_seed = PoolDataset(pool, (0, 1, 2), img_size=96, training=True, augment=AUGMENTS["deit"], hflip=0.5, seed=4)
+    assert not torch.equal(other_seed[(0, 0)][0], first[2])
+    posterize = [op for step in data.transform.transforms[1].transforms for op in getattr(step, "ops", [])
+                 if op.name == "PosterizeIncreasing"][0]
+    posterize.magnitude, posterize.magnitude_std = 10, 0  # timm's 0 bits, which Pillow refuses: capped to 1
+    assert posterize(Image.new("RGB", (8, 8))).size == (8, 8)
+    sampler = torch.utils.data.DistributedSampler(data, num_replicas=1, rank=0, seed=0)
+    sampler.set_epoch(5)
+    assert {epoch for epoch, _ in EpochIndices(sampler)} == {5}
+
+
+def test_search_val_rules():
+    sizes = np.array([1000, 500, 300])
+    assert list(search_val_counts("auto", sizes, sizes)) == [150, 75, 45]  # 15% of small data
+    big = np.full(1000, 1280)  # ImageNet-sized: 15% would be 192,000 images
+    assert search_val_counts("auto", big, big).sum() == 10_000
+    assert list(search_val_counts("25/class", sizes, sizes)) == [25, 25, 25]
+    assert list(search_val_counts("180", sizes, sizes)) == [100, 50, 30]
+    assert list(search_val_counts("10%", sizes, sizes)) == [100, 50, 30]
+    with pytest.raises(DataError, match="--search-val 300/class takes 900 .* leaving a class with none .* smallest class has 300"):
+        search_val_counts("300/class", sizes, sizes)
+    with pytest.raises(DataError, match="--search-val 'lots' is not a size; use auto"):
+        search_val_counts("lots", sizes, sizes)
+    labels = np.repeat(np.arange(3), 40)
+    split = stratified_split(labels, "x", 0, search_val="5/class", test=0.0)
+    assert len(split.search_val) == 15 and split.search_val_rule == "5/class"
+    assert Split.load(split.save(Path(tempfile.mkdtemp()) / "split.json")) == split
 
 
 @pytest.mark.parametrize("setup, message", [
@@ -69,7 +137,7 @@ def test_folder_pool_uses_val_as_test_and_skips_broken_images(tmp_path):
     (lambda root: make_folder(root) and shutil.rmtree(root / "val"), "val does not exist"),
     (lambda root: [(root / p).mkdir(parents=True) for p in ("train", "val")], "no class folders"),
     (lambda root: make_folder(root) and (root / "val" / "bird").mkdir(), "differ .*'bird'"),
-    (lambda root: make_folder(root, per_class=(4, 0)), "val has no readable images"),
+    (lambda root: make_folder(root, per_class=(4, 0)), "val has no images"),
 ])
 def test_bad_folders_are_clear_errors(tmp_path, setup, message):
     root = tmp_path / "data"

@@ -234,8 +234,8 @@ def test_a_share_of_training_draws_is_alike_across_blocks(digits):
     assert len(alike) / len(draws) == pytest.approx(0.25 + 0.75 / 64, abs=0.03)
     assert {a.global_heads[0] for a in alike} == {0, 1, 2, 3}
     assert len({a.low_level for a in alike}) > 100  # the low-level choices still vary per block
-    # without alike draws the sequence is the one runs trained before the option
-    plain = [step_archs(digits, "uniform", 0, step, alike_share=0.0)[0] for step in range(50)]
+    # without alike draws the sequence is the one runs trained before the option (their "uniform" was distinct)
+    plain = [step_archs(digits, "distinct", 0, step, alike_share=0.0)[0] for step in range(50)]
     assert plain == [digits.sample_distinct(random.Random(f"0/{step}")) for step in range(50)]
     cfg = TrainConfig(space="glit-digits").with_defaults(digits)
     assert cfg.alike_share == 0.75  # GLiT's default; a run saved before the option drew none

@@ -1,4 +1,4 @@
-"""End to end: a short `hwnas demo` (train, table, search, export) whose every artifact loads and
+"""End to end: a short `hwnas demo` (train, table, search, fine-tune, export) whose every artifact loads and
 agrees with PyTorch, a rerun that reuses its stages, and export's refusals."""
 
 from __future__ import annotations
@@ -45,9 +45,13 @@ def test_demo_runs_every_stage_and_reports(demo):
     home, report = demo
     low, high = report["space_latency_ms"]
     assert low < report["budget_ms"] < high
-    searched, reference = report["rows"]
+    inherited, searched, reference = report["rows"]
     assert searched["predicted_ms"] <= report["budget_ms"] and reference["predicted_ms"] >= searched["predicted_ms"]
-    assert searched["measured_ms"] > 0
+    assert searched["measured_ms"] > 0 and inherited["arch"] == searched["arch"]
+    for row in report["rows"]:  # test top-1 with its 95% interval on the test split
+        low, high = row["test_top1_95ci"]
+        assert 0 <= low <= row["test_top1"] <= high <= 100 and high - low > 2  # 359 images: a few points wide
+    assert "test" in report["comparison"] and report["test_images"] == 359
     for path in [*report["artifacts"].values(), *report["plots"].values(), report["search"], report["results"]]:
         assert (home / path).is_file(), path
     manifest = json.loads((home / report["artifacts"]["manifest.json"]).read_text())
@@ -62,8 +66,9 @@ def test_demo_runs_every_stage_and_reports(demo):
     assert Protocol.from_dict(measured["setup"]["protocol"]) == \
         Protocol.from_dict(manifest["latency"]["predicted"]["fingerprint"]["protocol"])
     assert report["calibration"]["used"] == manifest["latency"]["predicted"]["calibration"]
-    # scored twice, by the search and by the export, on the same held-out images
-    assert manifest["accuracy_top1"] == {"search_val": searched["search_val_top1"], "test": searched["test_top1"]}
+    # the export ships the fine-tuned winner, scored by the fine-tuning and by the export on the same images
+    assert manifest["weights"] == "fine-tuned"
+    assert manifest["accuracy_top1"] == pytest.approx({"search_val": searched["search_val_top1"], "test": searched["test_top1"]})
     assert "tensorrt" in manifest["skipped"] or "tensorrt" in manifest["checks"]
 
 

@@ -24,6 +24,7 @@ from hwnas.subnet_search.evolution import Evolution
 from hwnas.subnet_search.operators import Operators
 from hwnas.spaces import get_space
 from hwnas.train import TrainConfig, TrainedRun, train
+from hwnas.train.evaluate import Score
 from tests.helpers import assert_one_line_error, hwnas as run_cli, hwnas_in_process, toy_space_yaml
 
 QUICK = Protocol(warmup_runs=3, warmup_s=0.01, rounds=2, round_s=0.01, group_size=3)
@@ -77,7 +78,7 @@ def engine(space, budget: Budget, fitness=lambda a: float(a.params()), **setting
     costs = Costs(space)
     constraints = Constraints(budget, costs)
     return Evolution(space, EvolutionSettings(**settings), constraints, costs, check_feasible(constraints).anchor,
-                     lambda archs: [fitness(a) for a in archs], SearchState())
+                     lambda archs: [Score(fitness(a), 0.0) for a in archs], SearchState())
 
 
 # ---- feasibility and constraints ----------------------------------------------------------------------
@@ -336,3 +337,41 @@ def test_device_table_is_the_one_calibrated_for_the_run_space(toy, table, tmp_pa
     assert find_table("cpu", get_space("autoformer-digits")).path == folder / "cpu_shipped.csv"
     with pytest.raises(TableError, match="several latency tables"):
         find_table("cpu")
+
+
+def test_top1_ties_go_to_the_lower_search_val_loss():
+    space = get_space("autoformer-digits")
+    costs = Costs(space)
+    constraints = Constraints(Budget(params_m=0.2), costs)
+    # every arch ties on top-1; the loss falls with the parameters, the cost rises with them
+    evolution = Evolution(space, EvolutionSettings(population=8, generations=2, parents=2), constraints, costs,
+                          check_feasible(constraints).anchor,
+                          lambda archs: [Score(90.0, 1 / a.params()) for a in archs], SearchState())
+    evolution.run()
+    best = evolution.best()
+    assert best.loss == min(r.loss for r in evolution.state.records)
+    assert best.arch.params() == max(r.arch.params() for r in evolution.state.records)  # not the cheapest
+
+
+def test_torchrun_search_on_two_processes_gives_the_one_process_result(run_dir, tmp_path):
+    """gloo on CPU: the ranks share each generation's evaluations and rank 0 writes what one process would."""
+    import os
+    import subprocess
+    import sys
+
+    args = ["search", "--run-dir", str(run_dir), "--params-m", "0.03", "--population", "6", "--generations", "3",
+            "--parents", "3", "--json"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "hwnas", *args, "--out", str(tmp_path / "two")], capture_output=True, text=True,
+                         timeout=600, env=env)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = subprocess.run([sys.executable, "-m", "hwnas", *args, "--out", str(tmp_path / "one")], capture_output=True,
+                         text=True, timeout=600, env=env)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two_report, one_report = json.loads(two.stdout[two.stdout.index("{"):]), json.loads(one.stdout)
+    assert two_report["processes"] == 2 and one_report["processes"] == 1
+    assert two_report["arch"] == one_report["arch"] and two_report["top1_test"] == one_report["top1_test"]
+    histories = [pd.read_csv(tmp_path / name / "history.csv") for name in ("two", "one")]
+    pd.testing.assert_frame_equal(histories[0].drop(columns="loss_search_val"), histories[1].drop(columns="loss_search_val"))
+    assert np.allclose(histories[0]["loss_search_val"], histories[1]["loss_search_val"], rtol=1e-5)

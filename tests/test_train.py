@@ -17,6 +17,7 @@ from hwnas.data.split import DataError
 from hwnas.errors import ArchError, HwnasError
 from hwnas.spaces import Arch, get_space
 from hwnas.train import TrainConfig, TrainedRun, train
+from hwnas.train.config import available_cores
 from hwnas.train.checkpoint import CheckpointError
 from hwnas.train.sampling import step_archs
 from tests.helpers import assert_one_line_error, hwnas, toy_space_yaml, train_killed_after_first_epoch
@@ -66,12 +67,12 @@ def test_inherited_accuracy_on_held_out_parts(trained):
 
 def manual_correct(run: TrainedRun, arch, part: str) -> int:
     """Correct predictions of `arch` on every image of a split part, counted here image by image."""
-    from hwnas.data import PoolDataset
+    from hwnas.data import PoolDataset, model_input
 
     net = run.supernet()
-    dataset = PoolDataset(run.pool, getattr(run.split, part), run.space.spec.img_size)
+    dataset = PoolDataset(run.pool, getattr(run.split, part), run.space.spec.img_size, run.space.spec.in_chans)
     with torch.no_grad():
-        return sum(int(net(x[None], arch).argmax(1).item() == int(y)) for x, y in dataset)
+        return sum(int(net(model_input(x[None]), arch).argmax(1).item() == int(y)) for x, y in dataset)
 
 
 def test_resume_after_a_kill_is_exact(toy_yaml, trained, tmp_path, monkeypatch):
@@ -136,18 +137,34 @@ def test_sandwich_trains_teacher_and_students(toy_yaml, tmp_path):
     assert report["final"]["val_top1_smallest"] > 10
 
 
-def test_uniform_sampling_is_uniform_over_distinct_archs():
+def test_uniform_draws_each_gene_and_distinct_draws_each_arch_uniformly():
     space = get_space("autoformer-digits")  # depth 4/5/6 hold 768/3,072/12,288 archs
-    counts = collections.Counter(step_archs(space, "uniform", 0, step)[0].depth for step in range(4000))
-    assert counts[6] / 4000 == pytest.approx(12288 / 16128, abs=0.03)
-    assert counts[4] / 4000 == pytest.approx(768 / 16128, abs=0.02)
+    uniform = collections.Counter(step_archs(space, "uniform", 0, step)[0].depth for step in range(4000))
+    assert all(uniform[d] / 4000 == pytest.approx(1 / 3, abs=0.03) for d in (4, 5, 6))  # AutoFormer: depth first
+    distinct = collections.Counter(step_archs(space, "distinct", 0, step)[0].depth for step in range(4000))
+    assert distinct[6] / 4000 == pytest.approx(12288 / 16128, abs=0.03)
+    assert distinct[4] / 4000 == pytest.approx(768 / 16128, abs=0.02)
+    # sandwich and multi draw their random subnets as the space's default does (runs of format 1: distinct)
+    sandwich = collections.Counter(step_archs(space, "sandwich", 0, step, draw_kind="uniform")[2].depth for step in range(2000))
+    assert sandwich[4] / 2000 == pytest.approx(1 / 3, abs=0.04)
+    assert TrainConfig(space="vitas-digits").with_defaults(get_space("vitas-digits")).sampling == "distinct"
+    old = TrainConfig.from_dict({"space": "autoformer-digits", "sampling": "sandwich", "weight_decay": 0.05})
+    assert (old.format, old.draw_kind(space), old.no_weight_decay, old.search_val) == (1, "distinct", False, "15%")
+    assert TrainConfig.from_dict({"space": "autoformer-digits", "sampling": "uniform"}).sampling == "distinct"
+    # a run of format 1 resumes with the command's defaults: nothing given conflicts with what it saved
+    assert TrainConfig(space="autoformer-digits").conflicts(old) == []
 
 
-def test_digits_budget_is_the_default():
-    cfg = TrainConfig(space="autoformer-digits").with_defaults(get_space("autoformer-digits"))
-    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.drop_path) == (40, 32, 1e-3, 0.0)
-    tiny = TrainConfig(space="autoformer-tiny").with_defaults(get_space("autoformer-tiny"))
-    assert (tiny.epochs, tiny.batch_size, tiny.drop_path) == (500, 128, 0.1)
+def test_the_budget_follows_the_size_of_the_data():
+    cfg = TrainConfig(space="autoformer-digits").with_defaults(get_space("autoformer-digits"), train_images=1167)
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.drop_path, cfg.sampling, cfg.workers) == (40, 32, 1e-3, 0.0, "uniform", 0)
+    # a 32-px space on a large folder gets the large budget, a 224-px one on a small folder the small one
+    big = TrainConfig(space="autoformer-digits").with_defaults(get_space("autoformer-digits"), train_images=50_000,
+                                                              in_memory=False)
+    assert (big.epochs, big.batch_size, big.drop_path, big.hflip) == (500, 128, 0.1, 0.5)
+    small = TrainConfig(space="autoformer-tiny").with_defaults(get_space("autoformer-tiny"), train_images=5000,
+                                                              in_memory=False)
+    assert (small.epochs, small.batch_size) == (40, 32)
     with pytest.raises(HwnasError, match="unknown --weight-sharing 'suffix'; use prefix or cyclic"):
         replace(cfg, weight_sharing="suffix").check()
 
@@ -229,14 +246,36 @@ def test_vitas_space_trains_with_shifted_identities(tmp_path):
 def test_trains_on_an_image_folder(tmp_path):
     from tests.test_data import make_folder
 
-    data = make_folder(tmp_path / "data", classes=("a", "b"), per_class=(8, 3), corrupt=1)
-    spec = json.loads(toy_space_yaml(tmp_path, "folder-toy").read_text())
-    (tmp_path / "folder-toy.yaml").write_text(json.dumps({**spec, "num_classes": 2}))
-    with pytest.warns(Warning, match="skipped 1 images"):
-        report = train(TrainConfig(space=str(tmp_path / "folder-toy.yaml"), data=str(data), epochs=1, batch_size=4,
-                                   aug="deit"), tmp_path / "run", progress=False)
-    assert report["final"]["epoch"] == 1
+    data = make_folder(tmp_path / "data", classes=("a", "b", "c"), per_class=(8, 2), corrupt=3)
+    space = str(toy_space_yaml(tmp_path, "folder-toy"))
+    report = train(TrainConfig(space=space, data=str(data), epochs=2, batch_size=4, aug="deit", img_size=16,
+                               search_val="1/class"), tmp_path / "run", progress=False)
     run = TrainedRun(tmp_path / "run")
-    with pytest.warns(Warning, match="skipped 1 images"):  # the run's own scan of the folder
-        assert len(run.split.test) == 6
-        assert run.top1(run.space.largest(), "test") == pytest.approx(100 * manual_correct(run, run.space.largest(), "test") / 6)
+    # the shape comes from the data and the command line, and every later command gets it from the run
+    assert (run.space.spec.num_classes, run.space.spec.img_size) == (3, 16)
+    assert (run.config.num_classes, run.config.hflip, run.config.workers) == (3, 0.5, min(available_cores(), 8))
+    assert len(run.split.search_val) == 3 and run.split.search_val_rule == "1/class" and len(run.split.test) == 6
+    broken = sum(b"broken" in run.pool.files[i] for i in run.split.train)
+    metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    assert list(metrics["failed_images"]) == [broken] * 2  # skipped and counted every epoch, never a crash
+    assert report["final"]["epoch"] == 2
+    assert (tmp_path / "run" / "images.json").is_file()
+    assert run.top1(run.space.largest(), "test") == pytest.approx(100 * manual_correct(run, run.space.largest(), "test") / 6)
+    with pytest.raises(HwnasError, match=r"--resume with other settings than the run's: img_size=32 \(run: 16\)"):
+        train(TrainConfig(space=space, data=str(data), img_size=32), tmp_path / "run", resume=True, progress=False)
+
+
+def test_position_embeddings_and_class_tokens_get_no_weight_decay(toy_yaml):
+    from hwnas.supernet import build_supernet
+    from hwnas.train.trainer import build_recipe
+
+    space = get_space(toy_yaml)
+    net = build_supernet(space)
+    base = config(toy_yaml).with_defaults(space)
+    decayed = {name for group in build_recipe(net, base, 10, 10).optimizer.param_groups if group["weight_decay"] > 0
+               for name, p in net.named_parameters() if any(p is q for q in group["params"])}
+    assert "pos_embed" not in decayed and "cls_token" not in decayed and "patch_embed.proj.weight" in decayed
+    old = replace(base, no_weight_decay=False)  # runs of format 1 decayed them
+    decayed_old = {name for group in build_recipe(net, old, 10, 10).optimizer.param_groups if group["weight_decay"] > 0
+                   for name, p in net.named_parameters() if any(p is q for q in group["params"])}
+    assert {"pos_embed", "cls_token"} <= decayed_old

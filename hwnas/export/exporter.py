@@ -29,8 +29,9 @@ from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.resolve import optional_table
 from hwnas.latency.table import LatencyTable
 from hwnas.spaces import Arch
-from hwnas.train.checkpoint import WEIGHTS, CheckpointError
+from hwnas.train.checkpoint import CheckpointError
 from hwnas.train.evaluate import TrainedRun
+from hwnas.train.finetune import FinetunedRun, open_run
 
 MANIFEST = "manifest.json"
 DEFAULT_FORMATS = ("onnx", "pt2", "safetensors")
@@ -67,7 +68,8 @@ def export(run: str | Path, arch: str | Path | Arch, out: str | Path, formats: s
            precision: str = "fp32", batch_size: int = 1, device: str | None = None,
            table: str | Path | LatencyTable | None = None, opset: int = DEFAULT_OPSET, measure: bool = True,
            drift: str = "refit", progress: bool = True) -> dict[str, Any]:
-    """Export subnet `arch` (an Arch, an arch JSON or a search's best.json) of the supernet in `run`.
+    """Export subnet `arch` (an Arch, an arch JSON or a search's best.json) of the supernet in `run`
+    (or, when `run` is a `hwnas finetune` folder, its fine-tuned weights).
 
     Returns the manifest. Latency is predicted from the table of `device` (default: the CPU table,
     when one covers the space; `drift` says what to do when it is off here) and, with `measure`,
@@ -81,9 +83,10 @@ def export(run: str | Path, arch: str | Path | Arch, out: str | Path, formats: s
         raise ExportError(f"--batch-size must be at least 1, got {batch_size}")
     if "tensorrt" in formats and (why := tensorrt_unavailable()):
         raise ExportError(f"tensorrt was requested but {why}; drop it from --formats or export on a GPU machine")
-    trained = TrainedRun(run)
-    if not (trained.dir / WEIGHTS).is_file():
-        raise CheckpointError(f"{trained.dir} has no trained weights ({WEIGHTS}); finish `hwnas train --out {trained.dir}` first")
+    trained = open_run(run)
+    if not trained.weights.is_file():
+        raise CheckpointError(f"{trained.dir} has no trained weights ({trained.weights.name}); finish the training "
+                              f"(`hwnas train` or `hwnas finetune` with --out {trained.dir}) first")
     arch = arch if isinstance(arch, Arch) else Arch.from_json(arch, trained.space)
     if arch.space != trained.space:
         raise ArchError(f"arch is from space {arch.space.key!r}, but the run trained {trained.space.key!r}")
@@ -117,7 +120,7 @@ def _why_untimed(table: LatencyTable | None, measure: bool, formats: tuple[str, 
     return None
 
 
-def _export(run: TrainedRun, arch: Arch, folder: Path, formats: tuple[str, ...], precision: str, batch_size: int,
+def _export(run: TrainedRun | FinetunedRun, arch: Arch, folder: Path, formats: tuple[str, ...], precision: str, batch_size: int,
             opset: int, table: LatencyTable | None, untimed: str | None, progress: bool) -> dict[str, Any]:
     supernet = run.supernet()
     fp32 = run.extract(arch, supernet).eval()
@@ -165,6 +168,7 @@ def _export(run: TrainedRun, arch: Arch, folder: Path, formats: tuple[str, ...],
                                            f"export runs batch {batch_size} in {precision}")
     return {
         "arch": arch.to_dict(), "digest": arch.digest, "space": arch.space.key, "run": str(run.dir),
+        "weights": "fine-tuned" if isinstance(run, FinetunedRun) else "inherited from the supernet",
         "precision": precision, "batch_size": batch_size, "input_shape": list(example.shape),
         "accuracy_top1": accuracy, "flops_g": arch.macs() / 1e9, "macs": arch.macs(), "params": arch.params(),
         "latency": latency, "checks": checks, "skipped": skipped,

@@ -104,7 +104,8 @@ def parse_spec(name: str, where: str, text: str, overrides: dict[str, int] | Non
 def check_spec(spec: SpaceSpec, where: str) -> None:
     """Refuse a declaration its family cannot build, in one line."""
     if spec.img_size % spec.patch_size:
-        raise SpaceError(f"space {spec.name}: img_size {spec.img_size} is not a multiple of patch_size {spec.patch_size}")
+        raise SpaceError(f"space {spec.name}: img_size {spec.img_size} is not a multiple of patch_size {spec.patch_size}; "
+                         f"use an --img-size that is (e.g. {spec.img_size // spec.patch_size * spec.patch_size or spec.patch_size})")
     space_class = get_family(spec.family).space
     try:
         genes = space_class.declare_genes(spec)

@@ -99,6 +99,9 @@ class SearchSpace(ABC):
     """A family of ViT architectures. Subclasses declare their genes and how an arch maps to blocks."""
 
     family: str = ""
+    # How training draws random subnets by default: `uniform` per gene, depth first (AutoFormer's
+    # sampler, `sample`), or `distinct`, uniform over distinct archs (`sample_distinct`).
+    default_sampling: str = "uniform"
 
     def __init__(self, spec: SpaceSpec):
         self.spec = spec

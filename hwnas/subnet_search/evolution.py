@@ -15,6 +15,7 @@ high-level genes fixed.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -24,6 +25,7 @@ from hwnas.errors import HwnasError
 from hwnas.spaces import Arch, SearchSpace
 from hwnas.subnet_search.constraints import Constraints, Costs
 from hwnas.subnet_search.operators import Operators
+from hwnas.train.evaluate import Score
 
 STRATEGIES = ("evolution", "random", "hierarchical")
 
@@ -69,14 +71,17 @@ class Record:
     origin: str  # random, mutation or crossover; "+repair" when repaired into the budget
     top1: float  # search-val, percent
     costs: dict[str, float]
+    loss: float = math.inf  # search-val cross-entropy (inf in searches saved before it was kept)
 
     def to_dict(self) -> dict[str, Any]:
         return {"digest": self.arch.digest, "generation": self.generation, "origin": self.origin, "top1": self.top1,
-                "costs": self.costs, "arch": self.arch.to_dict()}
+                "loss": self.loss if math.isfinite(self.loss) else None, "costs": self.costs, "arch": self.arch.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], space: SearchSpace) -> Record:
-        return cls(Arch.from_dict(d["arch"], space), int(d["generation"]), d["origin"], float(d["top1"]), dict(d["costs"]))
+        loss = d.get("loss")
+        return cls(Arch.from_dict(d["arch"], space), int(d["generation"]), d["origin"], float(d["top1"]), dict(d["costs"]),
+                   math.inf if loss is None else float(loss))
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,7 @@ class Evolution:
     """Runs a strategy generation by generation over `state`, calling `evaluate` on each new batch."""
 
     def __init__(self, space: SearchSpace, settings: EvolutionSettings, constraints: Constraints, costs: Costs,
-                 anchor: Arch, evaluate: Callable[[Sequence[Arch]], list[float]], state: SearchState):
+                 anchor: Arch, evaluate: Callable[[Sequence[Arch]], list[Score]], state: SearchState):
         self.space, self.settings, self.constraints, self.costs = space, settings, constraints, costs
         self.anchor, self.evaluate, self.state = anchor, evaluate, state
         self.rng = random.Random(settings.seed)
@@ -135,9 +140,10 @@ class Evolution:
         self.primary = "latency_ms" if "latency_ms" in costs.metrics else "flops_g"
 
     # ---- ranking ------------------------------------------------------------------------------
-    def rank_key(self, record: Record) -> tuple[float, float, str]:
-        """Higher top-1 first; ties go to the cheaper arch, then the digest (stable across runs)."""
-        return (-record.top1, record.costs[self.primary], record.arch.digest)
+    def rank_key(self, record: Record) -> tuple[float, float, float, str]:
+        """Higher top-1 first; ties go to the lower search-val loss (a continuous signal: on small
+        search-val sets many candidates tie on top-1), then the cheaper arch, then the digest."""
+        return (-record.top1, record.loss, record.costs[self.primary], record.arch.digest)
 
     def best(self) -> Record:
         return min(self.state.records, key=self.rank_key)
@@ -193,8 +199,9 @@ class Evolution:
             archs = [a for a, _ in children]
             scores = self.evaluate(archs)
             costs = self.costs.many(archs)
-            for i, ((arch, origin), top1) in enumerate(zip(children, scores)):
-                state.records.append(Record(arch, g, origin, top1, {k: float(v[i]) for k, v in costs.items()}))
+            for i, ((arch, origin), score) in enumerate(zip(children, scores)):
+                state.records.append(Record(arch, g, origin, score.top1, {k: float(v[i]) for k, v in costs.items()},
+                                            score.loss))
             state.generation = g + 1
             state.rng = self.rng.getstate()
             if on_generation:

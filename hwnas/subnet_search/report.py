@@ -4,6 +4,7 @@ top-1 against predicted latency, or GMACs without a table) as CSV, and a plot wi
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +21,7 @@ AXIS = {"latency_ms": "predicted latency (ms)", "flops_g": "GMACs (multiply-accu
 
 def history_frame(records: Sequence[Record]) -> pd.DataFrame:
     rows = [{"generation": r.generation, "origin": r.origin, "digest": r.arch.digest, "top1_search_val": r.top1,
-             **r.costs, "arch": json.dumps(r.arch.to_dict(), separators=(",", ":"))} for r in records]
+             "loss_search_val": r.loss if math.isfinite(r.loss) else None, **r.costs, "arch": json.dumps(r.arch.to_dict(), separators=(",", ":"))} for r in records]
     return pd.DataFrame(rows)
 
 

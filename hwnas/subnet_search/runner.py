@@ -29,7 +29,8 @@ from hwnas.subnet_search.evolution import EvolutionSettings, Evolution, Record, 
 from hwnas.subnet_search.fitness import TEST, Fitness
 from hwnas.subnet_search.report import history_frame, pareto_front, pareto_plot, write_tables
 from hwnas.train.checkpoint import WEIGHTS, CheckpointError
-from hwnas.train.evaluate import TrainedRun
+from hwnas.train.distributed import join_world
+from hwnas.train.evaluate import Score, TrainedRun
 
 STATE, BEST = "search_state.json", "best.json"
 STATE_FORMAT = 1
@@ -82,101 +83,113 @@ def search(run: str | Path, *, latency_ms: float | None = None, device: str | No
     Budgets: `latency_ms` (predicted from the table of `device`, or `table`; `drift` says what to do
     when the table is off on this machine), `flops_g` (GMACs) and `params_m` (millions); any
     combination, at least one. `measure` also times the winner end to end with the table's backend
-    and settings on this machine."""
-    began = time.perf_counter()
-    settings = EvolutionSettings(strategy, population, generations, parents, mutation_prob, resample_prob, seed,
-                                 high_level_share=high_level_share)
-    budget = Budget(latency_ms, flops_g, params_m)
-    if latency_ms is not None and device is None and table is None:
-        raise BudgetError("--latency-ms needs --device (or --table): the latency table to predict with")
-    trained = TrainedRun(run)
-    weights = trained.dir / WEIGHTS
-    if not weights.is_file():
-        raise CheckpointError(f"{trained.dir} has no trained weights ({WEIGHTS}); finish `hwnas train --out {trained.dir}` first")
-    space = trained.space
-    found = resolve_table(space, device=device, table=table, drift=drift, progress=progress) \
-        if device or table is not None else None
-    if measure:  # refused before the search, not after it
-        if found is None:
-            raise BudgetError("--measure needs --device (or --table): it times the arch with the table's backend")
-        require_here(found, "time the winner")
-    predictor = LatencyPredictor(found, space) if found else None
-    costs = Costs(space, predictor)
-    constraints = Constraints(budget, costs)
-    feasibility = check_feasible(constraints)  # before anything is evaluated
+    and settings on this machine. Under `torchrun` the ranks share each generation's evaluations
+    (one GPU each) and give the result one process gives; rank 0 writes the outputs."""
+    world = join_world()
+    try:
+        began = time.perf_counter()
+        settings = EvolutionSettings(strategy, population, generations, parents, mutation_prob, resample_prob, seed,
+                                     high_level_share=high_level_share)
+        budget = Budget(latency_ms, flops_g, params_m)
+        if latency_ms is not None and device is None and table is None:
+            raise BudgetError("--latency-ms needs --device (or --table): the latency table to predict with")
+        trained = TrainedRun(run)
+        weights = trained.dir / WEIGHTS
+        if not weights.is_file():
+            raise CheckpointError(f"{trained.dir} has no trained weights ({WEIGHTS}); finish `hwnas train --out {trained.dir}` first")
+        space = trained.space
+        found = world.main_first(lambda: resolve_table(space, device=device, table=table, drift=drift, progress=progress)) \
+            if device or table is not None else None
+        if measure:  # refused before the search, not after it
+            if found is None:
+                raise BudgetError("--measure needs --device (or --table): it times the arch with the table's backend")
+            require_here(found, "time the winner")
+        predictor = LatencyPredictor(found, space) if found else None
+        costs = Costs(space, predictor)
+        constraints = Constraints(budget, costs)
+        feasibility = check_feasible(constraints)  # before anything is evaluated
 
-    label = found.device if found else None
-    out = Path(out) if out is not None else default_out(trained.dir, budget, settings, label)
-    out.mkdir(parents=True, exist_ok=True)
-    context = {"run": str(trained.dir.resolve()), "weights_sha256": sha256_file(weights), "space": space.ref,
-               "budget": budget.limits(), "settings": settings.to_dict(),
-               "table": None if predictor is None else {
-                   "fingerprint": found.fingerprint, "calibration": predictor.calibration.to_dict(),  # type: ignore[union-attr]
-                   "rows_sha256": hashlib.sha256(predictor.row_ms.tobytes()).hexdigest()}}
-    state = _load_state(out, context, trained)
-    fitness = Fitness(trained)
+        label = found.device if found else None
+        out = Path(out) if out is not None else default_out(trained.dir, budget, settings, label)
+        out.mkdir(parents=True, exist_ok=True)
+        context = {"run": str(trained.dir.resolve()), "weights_sha256": sha256_file(weights), "space": space.ref,
+                   "budget": budget.limits(), "settings": settings.to_dict(),
+                   "table": None if predictor is None else {
+                       "fingerprint": found.fingerprint, "calibration": predictor.calibration.to_dict(),  # type: ignore[union-attr]
+                       "rows_sha256": hashlib.sha256(predictor.row_ms.tobytes()).hexdigest()}}
+        world.agree(hashlib.sha256(json.dumps(context, sort_keys=True).encode()).hexdigest()[:16],
+                    "the search's weights, budget and latency table (pass --drift ignore or fail under torchrun)")
+        state = _load_state(out, context, trained)
+        fitness = Fitness(trained, device=world.device())
 
-    def save(current: SearchState) -> None:
-        atomic_write_json(out / STATE, {"format": STATE_FORMAT, "context": context, "state": current.to_dict()})
+        def save(current: SearchState) -> None:
+            if world.is_main:
+                atomic_write_json(out / STATE, {"format": STATE_FORMAT, "context": context, "state": current.to_dict()})
 
-    if not feasibility.binds:
-        largest = space.largest()
-        state.notes = [f"every arch of {space.key} meets {budget.describe()} (costliest: " + ", ".join(
-            f"{feasibility.maximum[m]:.4g} {METRICS[m][1]}" for m in budget.limits()) + "); returned the largest arch"]
-        if not state.records:
-            state.records = [Record(largest, 0, "largest", fitness.top1(largest), costs.of(largest))]
-        state.done = True
-        save(state)
-        evolution = Evolution(space, settings, constraints, costs, feasibility.anchor, lambda a: [], state)
-    else:
-        total = settings.population * settings.generations
-        bar = tqdm(total=total, initial=len(state.records), desc=f"search ({settings.strategy})", unit="arch",
-                   disable=not progress, dynamic_ncols=True)
-
-        def evaluate(archs: Sequence[Arch]) -> list[float]:
-            scores = []
-            for arch in archs:
-                scores.append(fitness.top1(arch))
-                bar.update(1)
-            return scores
-
-        def after_generation(current: SearchState) -> None:
-            save(current)
-            if on_generation:
-                on_generation(current)
-
-        evolution = Evolution(space, settings, constraints, costs, feasibility.anchor, evaluate, state)
-        if not state.done:
-            evolution.run(after_generation)
+        if not feasibility.binds:
+            largest = space.largest()
+            state.notes = [f"every arch of {space.key} meets {budget.describe()} (costliest: " + ", ".join(
+                f"{feasibility.maximum[m]:.4g} {METRICS[m][1]}" for m in budget.limits()) + "); returned the largest arch"]
+            if not state.records:
+                first = fitness.score(largest)
+                state.records = [Record(largest, 0, "largest", first.top1, costs.of(largest), first.loss)]
+            state.done = True
             save(state)
-        bar.close()
+            evolution = Evolution(space, settings, constraints, costs, feasibility.anchor, lambda a: [], state)
+        else:
+            total = settings.population * settings.generations
+            bar = tqdm(total=total, initial=len(state.records), desc=f"search ({settings.strategy})", unit="arch",
+                       disable=not (progress and world.is_main), dynamic_ncols=True)
 
-    best = evolution.best()
-    report = {
-        "arch": best.arch.to_dict(), "digest": best.arch.digest, "space": space.key,
-        "top1_search_val": best.top1, "top1_test": fitness.top1(best.arch, TEST),
-        "predicted_latency": None if predictor is None else {"device": label, **predictor.predict(best.arch).to_dict()},
-        "flops_g": best.arch.macs() / 1e9, "macs": best.arch.macs(), "params": best.arch.params(),
-        "params_m": best.arch.params() / 1e6,
-        "budget": budget_summary(feasibility, budget), "budget_binds": feasibility.binds,
-        "table": None if found is None else {"path": found.name, "fingerprint": found.fingerprint,
-                                             "calibration": found.calibration(space).to_dict(),
-                                             "calibration_source": found.calibration_source(space)},
-        "strategy": settings.strategy, "seed": settings.seed, "settings": settings.to_dict(),
-        "evaluations": len(state.records), "generations_run": state.generation, "run": str(trained.dir),
-        "notes": state.notes, "seconds": round(time.perf_counter() - began, 1),
-    }
-    if measure:
-        report.update(_measure(best.arch, found, budget, out, progress))  # type: ignore[arg-type]
-    history = history_frame(state.records)
-    cost = evolution.primary
-    pareto = pareto_front(history, cost)
-    write_tables(history, pareto, out)
-    title = f"{settings.strategy} on {space.key}: {len(history)} archs, {budget.describe()}"
-    pareto_plot(history, pareto, cost, budget.limits().get(cost), best.arch.digest, title, out / "pareto.png")
-    report["outputs"] = {name: str(out / name) for name in (BEST, "history.csv", "pareto.csv", "pareto.png", STATE)}
-    atomic_write_json(out / BEST, report)
-    return SearchResult(best.arch, report, history, pareto, out)
+            def evaluate_one(arch: Arch) -> Score:
+                result = fitness.score(arch)
+                bar.update(world.size)
+                return result
+
+            def evaluate(archs: Sequence[Arch]) -> list[Score]:  # under torchrun, shared by the ranks
+                return world.share(archs, evaluate_one)
+
+            def after_generation(current: SearchState) -> None:
+                save(current)
+                if on_generation:
+                    on_generation(current)
+
+            evolution = Evolution(space, settings, constraints, costs, feasibility.anchor, evaluate, state)
+            if not state.done:
+                evolution.run(after_generation)
+                save(state)
+            bar.close()
+
+        best = evolution.best()
+        if not world.is_main:  # rank 0 scores the winner on the test split and writes the outputs
+            return SearchResult(best.arch, {"rank": world.rank}, pd.DataFrame(), pd.DataFrame(), out)
+        report = {
+            "arch": best.arch.to_dict(), "digest": best.arch.digest, "space": space.key,
+            "top1_search_val": best.top1, "loss_search_val": best.loss, "top1_test": fitness.top1(best.arch, TEST),
+            "predicted_latency": None if predictor is None else {"device": label, **predictor.predict(best.arch).to_dict()},
+            "flops_g": best.arch.macs() / 1e9, "macs": best.arch.macs(), "params": best.arch.params(),
+            "params_m": best.arch.params() / 1e6,
+            "budget": budget_summary(feasibility, budget), "budget_binds": feasibility.binds,
+            "table": None if found is None else {"path": found.name, "fingerprint": found.fingerprint,
+                                                 "calibration": found.calibration(space).to_dict(),
+                                                 "calibration_source": found.calibration_source(space)},
+            "strategy": settings.strategy, "seed": settings.seed, "settings": settings.to_dict(),
+            "evaluations": len(state.records), "generations_run": state.generation, "run": str(trained.dir),
+            "notes": state.notes, "seconds": round(time.perf_counter() - began, 1), "processes": world.size, "rank": 0,
+        }
+        if measure:
+            report.update(_measure(best.arch, found, budget, out, progress))  # type: ignore[arg-type]
+        history = history_frame(state.records)
+        cost = evolution.primary
+        pareto = pareto_front(history, cost)
+        write_tables(history, pareto, out)
+        title = f"{settings.strategy} on {space.key}: {len(history)} archs, {budget.describe()}"
+        pareto_plot(history, pareto, cost, budget.limits().get(cost), best.arch.digest, title, out / "pareto.png")
+        report["outputs"] = {name: str(out / name) for name in (BEST, "history.csv", "pareto.csv", "pareto.png", STATE)}
+        atomic_write_json(out / BEST, report)
+        return SearchResult(best.arch, report, history, pareto, out)
+    finally:
+        world.close()
 
 
 def _measure(arch: Arch, table: LatencyTable, budget: Budget, out: Path, progress: bool) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
+from hwnas.data.datasets import model_input
 from hwnas.spaces import Arch
 from hwnas.supernet.base import Supernet
 
@@ -47,7 +48,7 @@ def recalibrate(supernet: Supernet, arch: Arch, batches: Iterable[Tensor]) -> di
     try:
         device = next(supernet.parameters()).device
         for x in batches:
-            supernet(x.to(device, non_blocking=True), arch)
+            supernet(model_input(x.to(device, non_blocking=True)), arch)
     finally:
         for (_, m), momentum in zip(layers, momenta):
             m.momentum = momentum

@@ -2,22 +2,39 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from hwnas.data import IN_MEMORY
 from hwnas.errors import HwnasError
 from hwnas.family import get_family
 from hwnas.spaces import SearchSpace
 from hwnas.supernet.sharing import SHARINGS
 
-SAMPLINGS = ("uniform", "sandwich", "multi")
-SMALL_IMAGE = 64  # spaces at or below this resolution (the digits ones) get the small budget
+SAMPLINGS = ("uniform", "distinct", "sandwich", "multi")
+SMALL_DATA = 20_000  # train images at or below this get the small budget (digits: 1,167; ImageNet: 1.28M)
+MAX_WORKERS = 8
+FORMAT = 2  # 1: runs before `sampling distinct` and `no_weight_decay` (their "uniform" drew distinct archs)
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def local_workers(data: str) -> int:
+    """Loader processes on this machine: the cores (at most `MAX_WORKERS`) for a folder, none for
+    data held in memory. Evaluation uses this, not the training run's count from another machine."""
+    return 0 if data in IN_MEMORY else min(available_cores(), MAX_WORKERS)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     space: str
     data: str = "digits"
+    # the space's shape, when the data sets it (a folder's class count, --img-size); None: the space's
+    img_size: int | None = None
+    num_classes: int | None = None
     # None: the space's default budget (see `with_defaults`)
     epochs: int | None = None
     batch_size: int | None = None
@@ -26,23 +43,34 @@ class TrainConfig:
     drop_path: float | None = None
     min_lr: float = 1e-5
     weight_decay: float = 0.05
-    sampling: str = "uniform"
+    sampling: str | None = None  # None: the space's (`SearchSpace.default_sampling`)
     sandwich_random: int = 2  # random subnets per sandwich step, besides the smallest
     archs_per_batch: int = 2  # multi: subnets per batch, each on batch_size / archs_per_batch examples
     alike_share: float | None = None  # share of random draws alike across blocks (None: the family's default)
     weight_sharing: str = "prefix"
     aug: str = "weak"
+    hflip: float | None = None  # None: 0.5 on folders, 0 on the in-memory digits (a flipped digit is another symbol)
+    no_weight_decay: bool | None = None  # pos_embed and cls_token without weight decay (None: yes, as timm's ViT)
+    # the search-val part of train: auto (15%, at most 10,000), P%, N images or N/class (None: auto)
+    search_val: str | None = None
     seed: int = 0
-    workers: int = 0
+    # DataLoader processes for folder data (None: the cores here, at most 8); not a result-changing
+    # setting: folder augmentation is seeded per (seed, epoch, image), in-memory data loads in-process
+    workers: int | None = None
+    format: int = FORMAT
 
     def check(self) -> TrainConfig:
         if self.sampling not in SAMPLINGS:
             raise HwnasError(f"unknown --sampling {self.sampling!r}; use {' or '.join(SAMPLINGS)}")
         if self.weight_sharing not in SHARINGS:
             raise HwnasError(f"unknown --weight-sharing {self.weight_sharing!r}; use {' or '.join(SHARINGS)}")
-        for name in ("epochs", "batch_size", "archs_per_batch"):
+        for name in ("epochs", "batch_size", "archs_per_batch", *(["img_size"] if self.img_size is not None else [])):
             if getattr(self, name) < 1:
                 raise HwnasError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.workers < 0:
+            raise HwnasError(f"--workers {self.workers} is negative; use 0 (load in the training process) or more")
+        if not 0 <= self.hflip <= 1:
+            raise HwnasError(f"--hflip {self.hflip} is not a probability; use a value in [0, 1] (0 for digits or text)")
         if not 0 <= self.alike_share <= 1:
             raise HwnasError(f"--alike-share {self.alike_share} is not a share; use a value in [0, 1]")
         if self.lr <= 0 or self.warmup_epochs < 0 or not 0 <= self.drop_path < 1:
@@ -52,17 +80,25 @@ class TrainConfig:
                              f"(each subnet gets an equal share of the batch); pick a multiple of {self.archs_per_batch}")
         return self
 
-    def with_defaults(self, space: SearchSpace) -> TrainConfig:
-        """Fill unset budget fields: about two CPU minutes for digits-sized spaces (40 epochs, batch
-        32, no DropPath), AutoFormer's recipe (per-GPU batch 128, lr 1e-3, 500 epochs, 20 warm-up,
-        DropPath 0.1) otherwise; the share of alike draws is the family's (its supernet's
-        `alike_share`), 0 in spaces without per-block high-level genes."""
-        small = space.spec.img_size <= SMALL_IMAGE
-        budget = dict(epochs=40, batch_size=32, lr=1e-3, warmup_epochs=3, drop_path=0.0) if small else \
+    def with_defaults(self, space: SearchSpace, *, train_images: int = 0, in_memory: bool = True) -> TrainConfig:
+        """Fill unset fields (by default for small data held in memory, as the digits). The budget
+        follows the size of the data: up to `SMALL_DATA` train images about two CPU minutes (40 epochs, batch 32, no DropPath), above it AutoFormer's recipe
+        (per-GPU batch 128, lr 1e-3, 500 epochs, 20 warm-up, DropPath 0.1). The sampler is the
+        space's `default_sampling`, the share of alike draws its family's (the supernet's `alike_share`);
+        flips are on for folders only; workers are the cores here (at most 8) for folders, 0 for
+        data held in memory."""
+        small = train_images <= SMALL_DATA
+        budget: dict[str, Any] = dict(epochs=40, batch_size=32, lr=1e-3, warmup_epochs=3, drop_path=0.0) if small else \
             dict(epochs=500, batch_size=128, lr=1e-3, warmup_epochs=20, drop_path=0.1)
         supernet = get_family(space.family).supernet_class()
         budget["alike_share"] = supernet.alike_share if space.per_block_high_level_genes() else 0.0
+        budget["sampling"] = space.default_sampling
+        budget["hflip"] = 0.0 if in_memory else 0.5
+        budget["no_weight_decay"] = True
+        budget["workers"] = local_workers(self.data)
         unset = {k: v for k, v in budget.items() if getattr(self, k) is None}
+        if in_memory:
+            unset["workers"] = 0
         if self.alike_share and not space.per_block_high_level_genes():
             raise HwnasError(f"--alike-share needs genes that take one high-level value per block (GLiT's "
                              f"global_heads); {space.key} has none: use --alike-share 0")
@@ -71,11 +107,33 @@ class TrainConfig:
                              f"({space.key}) does not have; use --sampling uniform or sandwich")
         return replace(self, **unset).check()
 
+    def draw_kind(self, space: SearchSpace) -> str:
+        """How the random subnets of a step are drawn: as `sampling` says for uniform and distinct;
+        for sandwich and multi the space's default (runs of format 1 drew distinct archs)."""
+        if self.sampling in ("uniform", "distinct"):
+            return self.sampling  # type: ignore[return-value]
+        return "distinct" if self.format == 1 else space.default_sampling
+
+    def shape(self) -> dict[str, int]:
+        """The space options this run sets (`get_space(name, **shape)`)."""
+        return {k: v for k, v in (("img_size", self.img_size), ("num_classes", self.num_classes)) if v is not None}
+
+    def conflicts(self, run: TrainConfig) -> list[str]:
+        """The settings given here (not None) that differ from a run's: `--resume` refuses them.
+        Workers change no result, and the format is the run's."""
+        return [f"{k}={getattr(self, k)!r} (run: {getattr(run, k)!r})" for k in self.to_dict()
+                if k not in ("workers", "format", "space") and getattr(self, k) is not None
+                and getattr(self, k) != getattr(run, k)]
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in fields(cls)}
-        d = {"alike_share": 0.0, **d}  # runs saved before the option drew no alike archs
+        if "format" not in d:  # runs saved before the format: what their settings meant then
+            d = {"alike_share": 0.0, "hflip": 0.0 if d.get("data") in IN_MEMORY else 0.5,
+                 "no_weight_decay": False, "search_val": "15%", **d, "format": 1}
+            if d.get("sampling") == "uniform":
+                d["sampling"] = "distinct"
         return cls(**{k: v for k, v in d.items() if k in names})

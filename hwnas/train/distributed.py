@@ -1,10 +1,13 @@
-"""Data-parallel training under `torchrun`: every rank trains the same arch at every step (the
-draw depends only on (seed, step)) on its own shard of the data; rank 0 writes the run folder."""
+"""Work under `torchrun`: data-parallel training, where every rank trains the same arch at every
+step (the draw depends only on (seed, step)) on its own shard of the data, and searches, where the
+ranks share each generation's evaluations; rank 0 writes the run folder."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -13,6 +16,8 @@ from torch import Tensor, nn
 from hwnas.errors import HwnasError
 from hwnas.spaces import Arch
 from hwnas.supernet import Supernet
+
+T, R = TypeVar("T"), TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,37 @@ class World:
         if len(set(values)) > 1:
             raise HwnasError(f"the {self.size} ranks disagree on {what} ({', '.join(map(str, values))}); "
                              f"every rank must run the same hwnas version, space and config")
+
+    def main_first(self, work: Callable[[], R]) -> R:
+        """`work()` on rank 0, then on the others: what rank 0 writes (a folder's listing, a
+        split, a table's local calibration) the others read instead of making again."""
+        if self.is_main:
+            result = work()
+        self.barrier()
+        if not self.is_main:
+            result = work()
+        return result
+
+    def share(self, items: Sequence[T], work: Callable[[T], R]) -> list[R]:
+        """`work` on every item, the items dealt round-robin over the ranks; every rank gets all
+        results, in the items' order (a search's generation scored on all GPUs)."""
+        mine = [work(item) for item in items[self.rank :: self.size]]
+        if not self.distributed:
+            return mine
+        gathered: list[list[R] | None] = [None] * self.size
+        dist.all_gather_object(gathered, mine)
+        results: list[R] = [None] * len(items)  # type: ignore[list-item]
+        for rank, part in enumerate(gathered):
+            results[rank :: self.size] = part  # type: ignore[assignment]
+        return results
+
+    def total(self, count: int) -> int:
+        """`count` summed over the ranks."""
+        if not self.distributed:
+            return count
+        counts: list[int | None] = [None] * self.size
+        dist.all_gather_object(counts, count)
+        return sum(int(c or 0) for c in counts)
 
     def barrier(self) -> None:
         if self.distributed:

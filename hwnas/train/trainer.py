@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,27 +20,30 @@ import torch
 import torch.nn.functional as F
 from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-from timm.optim import create_optimizer_v2
+from timm.optim import create_optimizer_v2, param_groups_weight_decay
 from timm.scheduler import CosineLRScheduler
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from hwnas.data import AUGMENTS, ImagePool, PoolDataset, Split, load_pool
+from hwnas.data import (AUGMENTS, FAILED, IMAGE_INDEX, IN_MEMORY, EpochIndices, ImagePool, PoolDataset, Split, load_pool,
+                        save_index)
 from hwnas.data.split import DataError
 from hwnas.errors import HwnasError
 from hwnas.io import atomic_write_bytes, atomic_write_json
 from hwnas.plots import figure, save_figure
 from hwnas.spaces import SearchSpace, get_space
-from hwnas.supernet import Supernet, build_supernet
-from hwnas.train.checkpoint import (CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, save_weights,
+from hwnas.supernet import build_supernet
+from hwnas.train.checkpoint import (CHECKPOINT, CheckpointError, load_checkpoint, rng_state, save_checkpoint, save_weights,
                                    seed_everything, set_rng_state)
 from hwnas.train.config import TrainConfig
 from hwnas.train.distributed import MultiArch, World, join_world
-from hwnas.train.evaluate import CONFIG, SPACE, SPLIT, batchnorm_calibration, check_run_space, split_loader, top1
+from hwnas.train.evaluate import (CONFIG, SPACE, SPLIT, batchnorm_calibration, check_run_space, loader_settings,
+                                  split_loader, top1)
 from hwnas.train.sampling import step_archs
 
 METRICS_JSONL, METRICS_CSV, CURVE = "metrics.jsonl", "metrics.csv", "learning_curve.png"
+TOKEN_PARAMETERS = ("pos_embed", "cls_token", "*.pos_embed", "*.cls_token")  # timm patterns of parameter names
 
 
 @dataclass
@@ -51,10 +55,21 @@ class Recipe:
     mixup: Mixup | None
     criterion: torch.nn.Module
 
+    def step(self, loss: torch.Tensor, scaler: torch.amp.GradScaler, global_step: int) -> None:
+        """One optimiser step on `loss` (scaled under AMP), then the per-step learning rate."""
+        self.optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(self.optimizer)
+        scaler.update()
+        self.scheduler.step_update(global_step + 1)
 
-def build_recipe(supernet: Supernet, config: TrainConfig, steps_per_epoch: int, num_classes: int) -> Recipe:
+
+def build_recipe(supernet: torch.nn.Module, config: TrainConfig, steps_per_epoch: int, num_classes: int) -> Recipe:
     aug = AUGMENTS[config.aug]
-    optimizer = create_optimizer_v2(supernet, "adamw", lr=config.lr, weight_decay=config.weight_decay)
+    # biases, norms and (as in timm's ViT and AutoFormer) position embeddings and class tokens decay not
+    groups = param_groups_weight_decay(supernet, config.weight_decay,
+                                       no_weight_decay_list=TOKEN_PARAMETERS if config.no_weight_decay else ())
+    optimizer = create_optimizer_v2(groups, "adamw", lr=config.lr, weight_decay=config.weight_decay)
     scheduler = CosineLRScheduler(optimizer, t_initial=config.epochs * steps_per_epoch, lr_min=config.min_lr,
                                   warmup_t=config.warmup_epochs * steps_per_epoch, warmup_lr_init=config.lr / 100,
                                   t_in_epochs=False)
@@ -76,34 +91,47 @@ def distill(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
 
 def prepare_run(config: TrainConfig, out: Path, resume: bool,
                 write: bool = True) -> tuple[SearchSpace, TrainConfig, ImagePool, Split, dict[str, Any] | None]:
-    """Check the run folder, then load or draw (and, if `write`, save) the split; the checkpoint when
-    resuming. Every rank draws the same split; only the writing one saves it."""
-    space = get_space(config.space)
-    config = config.with_defaults(space)
+    """Check the run folder; list the data (once per run: a folder's listing is kept in the run),
+    take the space's shape from it, load or draw (and, if `write`, save) the split, fill the
+    budget by the size of the train part; the checkpoint when resuming. Under torchrun the writing
+    rank goes first and the others read what it wrote."""
     state = None
     if resume:
-        check_run_space(out, space)
-        state = load_checkpoint(out / CHECKPOINT, space)
-        saved = replace(TrainConfig.from_dict(state["config"]), space=config.space)  # the content was compared above
-        if saved != config:
-            diff = [f"{k}={getattr(config, k)!r} (run: {getattr(saved, k)!r})" for k in config.to_dict()
-                    if getattr(config, k) != getattr(saved, k)]
-            raise HwnasError(f"--resume with other settings than the run's: {', '.join(diff)}; "
+        if not (out / CHECKPOINT).is_file():
+            raise CheckpointError(f"no checkpoint at {out / CHECKPOINT}; start the run without --resume")
+        saved = TrainConfig.from_dict(json.loads((out / CONFIG).read_text()) if (out / CONFIG).is_file() else
+                                      load_checkpoint(out / CHECKPOINT, get_space(config.space, **config.shape()))["config"])
+        check_run_space(out, get_space(config.space, **saved.shape()))  # the space's content first
+        conflicts = replace(config, space=None).conflicts(saved)  # type: ignore[arg-type]  # the space: by content
+        if conflicts:
+            raise HwnasError(f"--resume with other settings than the run's: {', '.join(conflicts)}; "
                              f"resume with the run's settings or use another --out")
+        config = replace(saved, space=config.space, workers=config.workers)
     elif (out / CHECKPOINT).exists():
         raise HwnasError(f"{out} already holds a training run; pass --resume to continue it or use another --out")
-    if write:
-        out.mkdir(parents=True, exist_ok=True)
-    pool = load_pool(config.data, space.spec.img_size, space.spec.in_chans, space.spec.num_classes)
+    config = replace(config, search_val=config.search_val or "auto")
+    named = get_space(config.space, **config.shape())  # its class count is checked against the data below
+    s, in_memory = named.spec, config.data in IN_MEMORY
+    pool = load_pool(config.data, s.img_size, s.in_chans, s.num_classes if in_memory else config.num_classes,
+                     index=out / IMAGE_INDEX)
+    if not in_memory:  # the folder's class count goes into the run's space
+        config = replace(config, num_classes=len(pool.classes))
+    space = get_space(config.space, **config.shape())
+    if resume:
+        state = load_checkpoint(out / CHECKPOINT, space)
     if (out / SPLIT).exists():
         split = Split.load(out / SPLIT)
         if split.source != pool.name:
             raise DataError(f"{out}/{SPLIT} splits {split.source}, not {pool.name}; use another --out")
     else:
-        split = pool.split(config.seed)
-        if write:
+        split = pool.split(config.seed, config.search_val)
+    config = config.with_defaults(space, train_images=len(split.train), in_memory=in_memory)
+    if write:  # only once everything is checked: bad input leaves no folder behind
+        out.mkdir(parents=True, exist_ok=True)
+        if not in_memory and not (out / IMAGE_INDEX).is_file():
+            save_index(pool, out / IMAGE_INDEX)
+        if not (out / SPLIT).is_file():
             split.save(out / SPLIT)
-    if write:
         atomic_write_json(out / CONFIG, config.to_dict())
         atomic_write_json(out / SPACE, space.spec.to_dict())
     return space, config, pool, split, state
@@ -120,21 +148,13 @@ def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool =
 
 
 def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress: bool) -> dict[str, Any]:
-    space, config, pool, split, state = prepare_run(config, out, resume, write=world.is_main)
+    # rank 0 lists the data and draws the split; the other ranks read both
+    space, config, pool, split, state = world.main_first(lambda: prepare_run(config, out, resume, write=world.is_main))
     device = world.device()
     seed_everything(config.seed)  # torch (init, DropPath, shifts), numpy (timm's Mixup/CutMix), python
     supernet = build_supernet(space, drop_path_rate=config.drop_path, weight_sharing=config.weight_sharing).to(device)
-    aug = AUGMENTS[config.aug]
-    train_set = PoolDataset(pool, split.train, space.spec.img_size, training=True, augment=aug)
-    # the shuffle of every epoch is fixed by (seed, epoch): resumable, and sharded over the ranks
-    sampler = DistributedSampler(train_set, num_replicas=world.size, rank=world.rank, shuffle=True, seed=config.seed,
-                                 drop_last=True)
-    loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, drop_last=True,
-                        num_workers=config.workers)
+    loader, sampler = train_loader(space, config, pool, split, world, device)
     steps = len(loader)
-    if steps == 0:
-        raise DataError(f"the train split has {len(train_set)} images, too few for --batch-size {config.batch_size} "
-                        f"on {world.size} process(es)")
     recipe = build_recipe(supernet, config, steps, space.spec.num_classes)
     model: torch.nn.Module = MultiArch(supernet, per_example=config.sampling == "multi")
     if world.distributed:
@@ -145,47 +165,46 @@ def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress:
     metrics: list[dict[str, Any]] = []
     start_epoch = 0
     if state is not None:
-        supernet.load_state_dict(state["model"])
-        recipe.optimizer.load_state_dict(state["optimizer"])
-        recipe.scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
-        metrics, start_epoch = list(state["metrics"]), int(state["epoch"]) + 1
+        metrics, start_epoch = restore(state, supernet, recipe, scaler)
     probes = {"largest": space.largest(), "smallest": space.smallest(), "middle": space.middle()}
     # decoded once, kept in host memory (not beside the training on the GPU); moved per batch when used
     calibration = batchnorm_calibration(space, config, pool, split) if world.is_main else None
 
+    draw_kind = config.draw_kind(space)
+    # timm's Mixup pairs a batch with its reverse; multi-architectural sampling slices it per subnet
+    batch_multiple = math.lcm(2 if recipe.mixup else 1, config.archs_per_batch if config.sampling == "multi" else 1)
     for epoch in range(start_epoch, config.epochs):
         began = time.perf_counter()
         model.train()
         sampler.set_epoch(epoch)
-        losses, trained = [], hashlib.sha256()
+        losses, trained, failed = [], hashlib.sha256(), 0
         for i, (x, y) in enumerate(tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
                                         disable=not progress)):
             global_step = epoch * steps + i
+            if (y == FAILED).any():  # images that did not decode: skipped, counted
+                failed += int((y == FAILED).sum())
+                x, y = without_failed(x, y, batch_multiple)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if recipe.mixup:
                 x, y = recipe.mixup(x, y)
             archs = step_archs(space, config.sampling, config.seed, global_step, config.sandwich_random,
-                               config.archs_per_batch, config.alike_share)
+                               config.archs_per_batch, config.alike_share, draw_kind)
             trained.update("".join(a.digest for a in archs).encode())
             with torch.autocast(device.type, enabled=amp):
                 teacher, *students = model(x, archs)
                 loss = recipe.criterion(teacher, y)
                 for student in students:
                     loss = loss + distill(student, teacher)
-            recipe.optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(recipe.optimizer)
-            scaler.update()
-            recipe.scheduler.step_update(global_step + 1)
+            recipe.step(loss, scaler, global_step)
             losses.append(float(loss.detach()))
         archs_sha = trained.hexdigest()[:16]
         world.agree(archs_sha, f"the archs trained in epoch {epoch + 1}")
+        failed = world.total(failed)
         if world.is_main:
             scoring = calibration.for_new_weights() if calibration else None  # this epoch's weights
-            row = {"epoch": epoch + 1, "loss": sum(losses) / len(losses), "lr": recipe.optimizer.param_groups[0]["lr"],
-                   "archs_sha": archs_sha,
+            row = {"epoch": epoch + 1, "loss": sum(losses) / max(len(losses), 1),
+                   "lr": recipe.optimizer.param_groups[0]["lr"], "archs_sha": archs_sha,
+                   "failed_images": failed,
                    **{f"val_top1_{name}": top1(supernet, arch, val_loader, scoring) for name, arch in probes.items()},
                    "seconds": round(time.perf_counter() - began, 2)}
             metrics.append(row)
@@ -203,8 +222,50 @@ def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress:
             "plot": str(out / CURVE)}
 
 
-def write_metrics(out: Path, metrics: list[dict[str, Any]]) -> None:
-    """metrics.jsonl and .csv (rewritten whole, atomically) and the learning-curve PNG."""
+def train_loader(space: SearchSpace, config: TrainConfig, pool: ImagePool, split: Split, world: World,
+                 device: torch.device) -> tuple[DataLoader, DistributedSampler]:
+    """The augmented train part in batches; the shuffle of every epoch is fixed by (seed, epoch):
+    resumable, and sharded over the ranks (`sampler.set_epoch` before each epoch)."""
+    train_set = PoolDataset(pool, split.train, space.spec.img_size, space.spec.in_chans, training=True,
+                            augment=AUGMENTS[config.aug], hflip=config.hflip, seed=config.seed)
+    sampler = DistributedSampler(train_set, num_replicas=world.size, rank=world.rank, shuffle=True, seed=config.seed,
+                                 drop_last=True)
+    loader = DataLoader(train_set, batch_size=config.batch_size, sampler=EpochIndices(sampler), drop_last=True,
+                        **loader_settings(config.workers, device))
+    if len(loader) == 0:
+        raise DataError(f"the train split has {len(train_set)} images, too few for --batch-size {config.batch_size} "
+                        f"on {world.size} process(es)")
+    return loader, sampler
+
+
+def restore(state: dict[str, Any], model: torch.nn.Module, recipe: Recipe,
+            scaler: torch.amp.GradScaler) -> tuple[list[dict[str, Any]], int]:
+    """Load a checkpoint's model, optimiser, scheduler, scaler and RNG; its metrics and next epoch."""
+    model.load_state_dict(state["model"])
+    recipe.optimizer.load_state_dict(state["optimizer"])
+    recipe.scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    return list(state["metrics"]), int(state["epoch"]) + 1
+
+
+def without_failed(x: torch.Tensor, y: torch.Tensor, multiple: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch without its images that failed to decode, cut to a multiple of `multiple`; a batch
+    left empty means the data, not a file, is broken (every rank must step, so it cannot be skipped)."""
+    keep = y != FAILED
+    x, y = x[keep], y[keep]
+    x, y = x[: len(y) // multiple * multiple], y[: len(y) // multiple * multiple]
+    if len(y) == 0:
+        raise DataError("no image of a training batch decoded; check that the data folder's files are readable images")
+    return x, y
+
+
+def write_metrics(out: Path, metrics: list[dict[str, Any]],
+                  curves: dict[str, str] | None = None) -> None:
+    """metrics.jsonl and .csv (rewritten whole, atomically) and the learning-curve PNG: the loss,
+    and beside it the search-val top-1 columns `curves` names (label -> column; default: the
+    supernet's largest, middle and smallest subnets)."""
+    curves = curves or {name: f"val_top1_{name}" for name in ("largest", "middle", "smallest")}
     atomic_write_bytes(out / METRICS_JSONL, "".join(json.dumps(m) + "\n" for m in metrics))
     df = pd.DataFrame(metrics)
     atomic_write_bytes(out / METRICS_CSV, df.to_csv(index=False))
@@ -212,8 +273,8 @@ def write_metrics(out: Path, metrics: list[dict[str, Any]]) -> None:
     ax_loss.plot(df["epoch"], df["loss"], label="train loss")
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("loss")
-    for name in ("largest", "middle", "smallest"):
-        ax_acc.plot(df["epoch"], df[f"val_top1_{name}"], label=name)
+    for label, column in curves.items():
+        ax_acc.plot(df["epoch"], df[column], label=label)
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("search-val top-1 (%)")
     ax_acc.legend()

@@ -29,6 +29,9 @@ class ViTASSpace(AutoFormerSpace):
 
     family = "vitas"
     high_level_genes = ()  # depth lives in the per-slot identity choice: no gene-wise high/low split
+    # identity shifting maps many slot patterns to one arch: per-slot draws would favour middle
+    # depths by their number of patterns, so training draws distinct archs
+    default_sampling = "distinct"
 
     @classmethod
     def declare_genes(cls, spec: SpaceSpec) -> tuple[Gene, ...]:

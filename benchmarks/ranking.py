@@ -1,0 +1,132 @@
+"""Does the supernet rank subnets as training them alone would? Kendall tau between inherited and
+standalone test top-1 for 10 archs of autoformer-digits spread over its CPU latency range, each
+trained alone from scratch (`hwnas finetune --from-scratch`, the supernet's budget) with two seeds,
+whose own agreement is the noise floor beside it; and first, the searched subnet fine-tuned from
+its inherited weights (`hwnas finetune`), 3 seeds: test top-1 before and after. Prints tables,
+writes JSON and a PNG. The JSON is rewritten after each arch (`archs_done`), and a rerun reuses
+every finished (or resumes an unfinished) training under `--run`/ranking.
+
+    .venv/bin/python benchmarks/ranking.py [--run runs/bench_samplers/uniform-seed0] [--archs 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import kendalltau
+
+import hwnas
+from hwnas.io import atomic_write_json
+from hwnas.latency import LatencyPredictor
+from hwnas.latency.resolve import resolve_table
+from hwnas.plots import figure, save_figure
+from hwnas.profilers.protocol import cpu_model
+from hwnas.train import TrainConfig, TrainedRun, train
+from hwnas.train.checkpoint import CHECKPOINT, WEIGHTS
+from hwnas.train.finetune import FinetuneConfig, finetune
+
+CANDIDATES = 2000  # random archs the 10 are picked from, by predicted latency
+
+
+def finetuned(config: FinetuneConfig, folder: Path) -> dict:
+    """The fine-tuning's report: reused when `folder` holds a finished one, else trained (resumed)."""
+    if (folder / "finetune_report.json").is_file():
+        return json.loads((folder / "finetune_report.json").read_text())
+    return finetune(config, folder, resume=(folder / "checkpoint.pt").is_file(), progress=False)
+
+
+def spread_archs(space: hwnas.SearchSpace, predictor: LatencyPredictor, n: int) -> list[tuple[float, hwnas.Arch]]:
+    """`n` distinct archs at evenly spaced quantiles (5% to 95%) of predicted latency."""
+    rng = random.Random(0)
+    archs = list({a.digest: a for a in (space.sample(rng) for _ in range(CANDIDATES))}.values())
+    ms = predictor.predict_many(archs)
+    order = np.argsort(ms)
+    picks = [order[int(q * (len(order) - 1))] for q in np.linspace(0.05, 0.95, n)]
+    return [(float(ms[i]), archs[i]) for i in picks]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, default=Path("runs/bench_samplers/uniform-seed0"),
+                        help="a digits supernet run (trained with the default budget when missing)")
+    parser.add_argument("--archs", type=int, default=10)
+    parser.add_argument("--standalone-seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--finetune-seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ranking.json"))
+    args = parser.parse_args()
+    if not (args.run / WEIGHTS).is_file() or not (args.run / CHECKPOINT).is_file():
+        train(TrainConfig(space="autoformer-digits", data="digits"), args.run, resume=(args.run / CHECKPOINT).is_file())
+    run = TrainedRun(args.run)
+    space, net = run.space, run.supernet()
+    table = resolve_table(space, device="cpu", progress=False)
+    predictor = LatencyPredictor(table, space)
+    picks = spread_archs(space, predictor, args.archs)
+    result: dict = {"space": space.key, "run_config": run.config.to_dict(), "test_images": len(run.split.test),
+                    "goal_tau": 0.7, "machine": {"cpu": cpu_model(), "torch": torch.__version__}}
+
+    # the searched subnet fine-tuned from its inherited weights (cheap: first)
+    winner = hwnas.search(run.dir, latency_ms=round(float(np.median([ms for ms, _ in picks])), 3), device="cpu",
+                          table=table, population=20, generations=10, parents=5, out=args.run / "ranking" / "search",
+                          progress=False)
+    tuned = []
+    for seed in args.finetune_seeds:
+        report = finetuned(FinetuneConfig(run=str(run.dir), arch=winner.best.to_dict(), seed=seed),
+                           args.run / "ranking" / f"finetune-{winner.best.digest}-seed{seed}")
+        tuned.append({"seed": seed, "before": report["before"], "after": report["after"],
+                      "epochs": report["config"]["epochs"], "lr": report["config"]["lr"]})
+    result["finetune"] = {"arch": winner.best.to_dict(), "budget_ms": winner.report["budget"]["latency_ms"]["limit"],
+                          "seeds": tuned, "raises_test_top1_every_seed": all(
+                              t["after"]["test"]["top1"] > t["before"]["test"]["top1"] for t in tuned)}
+    atomic_write_json(args.out, result)
+    print("| seed | test top-1 inherited | after fine-tuning | search-val before | after |\n|---|---|---|---|---|")
+    for t in tuned:
+        print(f"| {t['seed']} | {t['before']['test']['top1']:.2f}% | {t['after']['test']['top1']:.2f}% | "
+              f"{t['before']['search_val']['top1']:.2f}% | {t['after']['search_val']['top1']:.2f}% |")
+
+    # ranking: each arch trained alone from scratch; the JSON is rewritten after each (a rerun reuses them)
+    rows: list[dict] = []
+    for k, (ms, arch) in enumerate(picks):
+        row = {"arch": arch.to_dict(), "digest": arch.digest, "predicted_ms": ms, "params": arch.params(),
+               "inherited_test_top1": run.top1(arch, "test", net), "standalone_test_top1": {}}
+        for seed in args.standalone_seeds:
+            report = finetuned(FinetuneConfig(run=str(run.dir), arch=arch.to_dict(), from_scratch=True, seed=seed),
+                               args.run / "ranking" / f"{arch.digest}-seed{seed}")
+            row["standalone_test_top1"][str(seed)] = report["after"]["test"]["top1"]
+        rows.append(row)
+        print(f"arch {k + 1}/{args.archs} ({ms:.3f} ms): inherited {row['inherited_test_top1']:.1f}%, standalone "
+              + ", ".join(f"{v:.1f}%" for v in row["standalone_test_top1"].values()))
+        inherited = [r["inherited_test_top1"] for r in rows]
+        standalone = [statistics.mean(r["standalone_test_top1"].values()) for r in rows]
+        seeds = [[r["standalone_test_top1"][str(s)] for r in rows] for s in args.standalone_seeds]
+        tau = kendalltau(inherited, standalone).statistic if len(rows) > 2 else None
+        floor = kendalltau(seeds[0], seeds[1]).statistic if len(seeds) > 1 and len(rows) > 2 else None
+        result.update({"archs_done": len(rows), "archs_planned": args.archs, "archs": rows,
+                       "kendall_tau_inherited_vs_standalone": tau, "kendall_tau_standalone_seed_vs_seed": floor})
+        if tau is not None:
+            result["plot"] = str(plot(rows, inherited, standalone, tau, floor, args.out.with_suffix(".png")))
+        atomic_write_json(args.out, result)
+    print(f"\nKendall tau, inherited vs standalone (mean of {len(args.standalone_seeds)} seeds): "
+          f"{result['kendall_tau_inherited_vs_standalone']}; standalone seed vs seed: "
+          f"{result['kendall_tau_standalone_seed_vs_seed']} (the noise floor)\nwrote {args.out}")
+
+
+def plot(rows: list[dict], inherited: list[float], standalone: list[float], tau: float, floor: float | None,
+         path: Path) -> Path:
+    fig, ax = figure(6, 4.5)
+    ms = [r["predicted_ms"] for r in rows]
+    points = ax.scatter(inherited, standalone, c=ms, cmap="viridis")
+    fig.colorbar(points, ax=ax, label="predicted CPU latency (ms)")
+    ax.set_xlabel("inherited test top-1 (%)")
+    ax.set_ylabel("standalone test top-1 (%), mean of seeds")
+    ax.set_title(f"Kendall tau {tau:.2f} (seed vs seed {floor:.2f})" if floor is not None else f"Kendall tau {tau:.2f}")
+    return save_figure(fig, path)
+
+
+if __name__ == "__main__":
+    main()
