@@ -159,11 +159,11 @@ def test_the_budget_follows_the_size_of_the_data():
     cfg = TrainConfig(space="autoformer-digits").with_defaults(get_space("autoformer-digits"), train_images=1167)
     assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.drop_path, cfg.sampling, cfg.workers) == (40, 32, 1e-3, 0.0, "uniform", 0)
     # a 32-px space on a large folder gets the large budget, a 224-px one on a small folder the small one
-    big = TrainConfig(space="autoformer-digits").with_defaults(get_space("autoformer-digits"), train_images=50_000,
-                                                              in_memory=False)
+    big = TrainConfig(space="autoformer-digits", data="/data/cifar").with_defaults(get_space("autoformer-digits"),
+                                                                                   train_images=50_000)
     assert (big.epochs, big.batch_size, big.drop_path, big.hflip) == (500, 128, 0.1, 0.5)
-    small = TrainConfig(space="autoformer-tiny").with_defaults(get_space("autoformer-tiny"), train_images=5000,
-                                                              in_memory=False)
+    small = TrainConfig(space="autoformer-tiny", data="/data/pets").with_defaults(get_space("autoformer-tiny"),
+                                                                                 train_images=5000)
     assert (small.epochs, small.batch_size) == (40, 32)
     with pytest.raises(HwnasError, match="unknown --weight-sharing 'suffix'; use prefix or cyclic"):
         replace(cfg, weight_sharing="suffix").check()

@@ -125,7 +125,7 @@ def prepare_run(config: TrainConfig, out: Path, resume: bool,
             raise DataError(f"{out}/{SPLIT} splits {split.source}, not {pool.name}; use another --out")
     else:
         split = pool.split(config.seed, config.search_val)
-    config = config.with_defaults(space, train_images=len(split.train), in_memory=in_memory)
+    config = config.with_defaults(space, train_images=len(split.train))
     if write:  # only once everything is checked: bad input leaves no folder behind
         out.mkdir(parents=True, exist_ok=True)
         if not in_memory and not (out / IMAGE_INDEX).is_file():
