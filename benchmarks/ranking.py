@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import random
 import statistics
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -29,16 +31,21 @@ from hwnas.plots import figure, save_figure
 from hwnas.profilers.protocol import cpu_model
 from hwnas.train import TrainConfig, TrainedRun, train
 from hwnas.train.checkpoint import CHECKPOINT, WEIGHTS
-from hwnas.train.finetune import FinetuneConfig, finetune
+from hwnas.train.finetune import REPORT, FinetuneConfig, finetune
 
 CANDIDATES = 2000  # random archs the 10 are picked from, by predicted latency
 
 
 def finetuned(config: FinetuneConfig, folder: Path) -> dict:
     """The fine-tuning's report: reused when `folder` holds a finished one, else trained (resumed)."""
-    if (folder / "finetune_report.json").is_file():
-        return json.loads((folder / "finetune_report.json").read_text())
+    if (folder / REPORT).is_file():
+        return json.loads((folder / REPORT).read_text())
     return finetune(config, folder, resume=(folder / "checkpoint.pt").is_file(), progress=False)
+
+
+def one_thread() -> None:
+    """Each job on one core: small models train faster as parallel one-thread processes."""
+    torch.set_num_threads(1)
 
 
 def spread_archs(space: hwnas.SearchSpace, predictor: LatencyPredictor, n: int) -> list[tuple[float, hwnas.Arch]]:
@@ -59,6 +66,8 @@ def main() -> None:
     parser.add_argument("--standalone-seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--finetune-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ranking.json"))
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="standalone trainings run at once, one thread each (the machine's cores: 2 here)")
     args = parser.parse_args()
     if not (args.run / WEIGHTS).is_file() or not (args.run / CHECKPOINT).is_file():
         train(TrainConfig(space="autoformer-digits", data="digits"), args.run, resume=(args.run / CHECKPOINT).is_file())
@@ -90,13 +99,19 @@ def main() -> None:
               f"{t['before']['search_val']['top1']:.2f}% | {t['after']['search_val']['top1']:.2f}% |")
 
     # ranking: each arch trained alone from scratch; the JSON is rewritten after each (a rerun reuses them)
+    pool = (ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=one_thread)
+            if args.jobs > 1 else None)
+    trainings = {(arch.digest, seed): (FinetuneConfig(run=str(run.dir), arch=arch.to_dict(), from_scratch=True, seed=seed),
+                                       args.run / "ranking" / f"{arch.digest}-seed{seed}")
+                 for _, arch in picks for seed in args.standalone_seeds}
+    pending = {key: pool.submit(finetuned, *job) for key, job in trainings.items()} if pool else {}
     rows: list[dict] = []
     for k, (ms, arch) in enumerate(picks):
         row = {"arch": arch.to_dict(), "digest": arch.digest, "predicted_ms": ms, "params": arch.params(),
                "inherited_test_top1": run.top1(arch, "test", net), "standalone_test_top1": {}}
         for seed in args.standalone_seeds:
-            report = finetuned(FinetuneConfig(run=str(run.dir), arch=arch.to_dict(), from_scratch=True, seed=seed),
-                               args.run / "ranking" / f"{arch.digest}-seed{seed}")
+            key = (arch.digest, seed)
+            report = pending[key].result() if pool else finetuned(*trainings[key])
             row["standalone_test_top1"][str(seed)] = report["after"]["test"]["top1"]
         rows.append(row)
         print(f"arch {k + 1}/{args.archs} ({ms:.3f} ms): inherited {row['inherited_test_top1']:.1f}%, standalone "

@@ -24,6 +24,11 @@ from hwnas.spaces import Arch, get_space, list_spaces
 
 EXIT_USAGE = 2
 DRIFT_MODES = ("refit", "fail", "ignore")  # hwnas.latency.drift.DRIFT_MODES, spelled here so the CLI starts without torch
+LATENCY_STATS = ("p50", "p90")  # hwnas.latency.table.STATISTICS, likewise
+latency_stat_option = click.option(
+    "--latency-stat", type=click.Choice(LATENCY_STATS), default="p50", show_default=True,
+    help="Statistic of the timing distribution that latency means: p50 (the median) or p90 (the tail: a budget on "
+         "it holds for 9 runs in 10). Each has its own rows and calibration in a table.")
 drift_option = click.option(
     "--drift", type=click.Choice(DRIFT_MODES), default="refit", show_default=True, metavar="MODE",
     help="When this machine runs the table's setup with other versions or another CPU/GPU: refit (measure a few "
@@ -427,35 +432,46 @@ def import_table(bundle: Path, device: str | None, out: Path | None) -> None:
 @cli.command()
 @click.option("--arch", "arch_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Arch JSON (from `hwnas sample` or a search).")
-@click.option("--device", required=True, help="Device label whose table to use.")
-@click.option("--table", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Table CSV (default: the one table for --device under $HWNAS_TABLES, ./latency_tables or the shipped ones).")
+@click.option("--device", multiple=True, help="Device label whose table to use; repeat for several devices.")
+@click.option("--table", type=click.Path(dir_okay=False, path_type=Path), multiple=True,
+              help="Table CSV (default: the one table for --device under $HWNAS_TABLES, ./latency_tables or the "
+                   "shipped ones); repeatable: each goes to the device it was measured on.")
 @click.option("--space", "space_name", default=None, help="The arch's space YAML, for archs of a user space.")
+@latency_stat_option
 @drift_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def predict(arch_file: Path, device: str, table: Path | None, space_name: str | None, drift: str, as_json: bool) -> None:
-    """Predict an arch's latency on a device: the sum of its block rows, calibrated, with the breakdown."""
+def predict(arch_file: Path, device: tuple[str, ...], table: tuple[Path, ...], space_name: str | None,
+            latency_stat: str, drift: str, as_json: bool) -> None:
+    """Predict an arch's latency on one device or several: the sum of its block rows, calibrated,
+    with the breakdown (a column per device)."""
     from hwnas.latency.predict import LatencyPredictor
-    from hwnas.latency.resolve import resolve_table
-    from hwnas.latency.table import fingerprint_summary
+    from hwnas.latency.resolve import resolve_tables
+    from hwnas.latency.table import STATISTICS, fingerprint_summary
 
+    if not device and not table:
+        raise click.UsageError("name the latency table to predict with: --device LABEL (repeatable) or --table PATH")
     arch = Arch.from_json(arch_file, get_space(space_name) if space_name else None)
-    found = resolve_table(arch.space, device=device, table=table, drift=drift, progress=not as_json)
-    prediction = LatencyPredictor(found, arch.space).predict(arch)
-    source = found.calibration_source(arch.space)
-    if as_json:
-        emit_json({"arch": arch.to_dict(), "device": device, "table": found.name, **prediction.to_dict(),
-                   "calibration": found.calibration(arch.space).to_dict(), "calibration_source": source})
+    found = resolve_tables(arch.space, devices=device, tables=table, drift=drift, progress=not as_json)
+    statistic = STATISTICS[latency_stat]
+    predictions = [LatencyPredictor(t, arch.space, statistic).predict(arch) for t in found]
+    reports = [{"device": t.device, "table": t.name, **p.to_dict(),
+                "calibration": t.calibration(arch.space, statistic).to_dict(),
+                "calibration_source": t.calibration_source(arch.space)} for t, p in zip(found, predictions)]
+    if as_json:  # one device: its prediction at the top level, as before several were possible
+        emit_json({"arch": arch.to_dict(), **reports[0]} if len(reports) == 1 else {"arch": arch.to_dict(), "devices": reports})
         return
-    width = max(len(k) for k, _ in prediction.blocks)
-    click.echo(f"{arch!r}\ntable {found.name}: {fingerprint_summary(found.fingerprint)}\n")
-    click.echo(f"{'block':<{width}} {'ms':>9}")
-    for key, ms in prediction.blocks:
-        click.echo(f"{key:<{width}} {ms:>9.4f}")
-    cal = found.calibration(arch.space)
-    click.echo(f"{'sum of rows':<{width}} {prediction.sum_ms:>9.4f}")
-    whose = f"this setup's local calibration, {source['how']}" if source else "the table's calibration"
-    click.echo(f"{'predicted latency':<{width}} {prediction.latency_ms:>9.4f}   (= {cal.a:.4f} x sum + {cal.b:.4f}; {whose})")
+    width = max(len(k) for k, _ in predictions[0].blocks)
+    click.echo(f"{arch!r}\n" + "\n".join(f"table {t.name}: {fingerprint_summary(t.fingerprint)}" for t in found) + "\n")
+    click.echo(f"{'block':<{width}} " + " ".join(f"{t.device + ' ms':>12}" for t in found))
+    for i, (key, _) in enumerate(predictions[0].blocks):
+        click.echo(f"{key:<{width}} " + " ".join(f"{p.blocks[i][1]:>12.4f}" for p in predictions))
+    click.echo(f"{'sum of rows':<{width}} " + " ".join(f"{p.sum_ms:>12.4f}" for p in predictions))
+    click.echo(f"{'predicted latency':<{width}} " + " ".join(f"{p.latency_ms:>12.4f}" for p in predictions)
+               + f"   ({latency_stat})")
+    for t, r in zip(found, reports):
+        cal, source = r["calibration"], r["calibration_source"]
+        whose = f"this setup's local calibration, {source['how']}" if source else "the table's calibration"
+        click.echo(f"  {t.device}: = {cal['a']:.4f} x sum + {cal['b']:.4f} ({whose})")
 
 
 @cli.command(name="validate-table")
@@ -469,25 +485,29 @@ def predict(arch_file: Path, device: str, table: Path | None, space_name: str | 
 @click.option("--processes", type=click.IntRange(min=2), default=2, show_default=True,
               help="Separate processes that each measure every subnet (the floor compares them).")
 @click.option("--quick", is_flag=True, help=QUICK_HELP)
+@latency_stat_option
 @drift_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def validate_table(device: str, space_name: str, table: Path | None, n: int, seed: int, out: Path | None,
-                   processes: int, quick: bool, drift: str, as_json: bool) -> None:
+                   processes: int, quick: bool, latency_stat: str, drift: str, as_json: bool) -> None:
     """Measure N random subnets end to end and report how well the table predicts them.
 
     Each of --processes fresh processes measures every subnet; the prediction is compared with
     each one's measurement, and the processes with each other (the noise floor)."""
     from hwnas.latency.resolve import resolve_table
+    from hwnas.latency.table import STATISTICS
     from hwnas.latency.validate import validate_table as run
 
     space = get_space(space_name)
     found = resolve_table(space, device=device, table=table, drift=drift, progress=not as_json)
-    report = run(space, found, n, seed, out, Protocol.quick() if quick else None, processes, progress=not as_json)
+    report = run(space, found, n, seed, out, Protocol.quick() if quick else None, processes, progress=not as_json,
+                 statistic=STATISTICS[latency_stat])
     if as_json:
         emit_json(report)
         return
     click.echo(f"{report['n']} subnets of {space.key}, measured {report['measured_ms_range'][0]:.3f}-"
-               f"{report['measured_ms_range'][1]:.3f} ms on {device} ({report['backend']}) in {processes} processes")
+               f"{report['measured_ms_range'][1]:.3f} ms ({latency_stat}) on {device} ({report['backend']}) in "
+               f"{processes} processes")
     click.echo(f"{'':<34} {'MAPE %':>7} {'within 10%':>11} {'Kendall tau':>12}")
     rows = [(f"calibrated, vs process {i + 1}", m) for i, m in enumerate(report["calibrated"])]
     rows += [(f"sum of rows, vs process {i + 1}", m) for i, m in enumerate(report["uncalibrated_sum"])]
@@ -503,18 +523,24 @@ def validate_table(device: str, space_name: str, table: Path | None, n: int, see
 @click.option("--run", "--run-dir", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Run folder written by `hwnas train` (its supernet and search-val split). Under torchrun write "
                    "--run-dir: torchrun takes --run as an abbreviation of its own --run-path.")
-@click.option("--latency-ms", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Latency budget (ms) predicted from the table of --device.")
-@click.option("--device", default=None, help="Device label whose latency table predicts latency (cpu, a100, ...).")
-@click.option("--table", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Table CSV (default: the one table for --device under $HWNAS_TABLES, ./latency_tables or shipped).")
+@click.option("--latency-ms", type=click.FloatRange(min=0, min_open=True), multiple=True,
+              help="Latency budget (ms) on the --device in the same position, predicted from its table. Several "
+                   "devices: repeat both options in pairs, in order. With --strategy nsga2 and one device: repeat "
+                   "it for several budgets.")
+@click.option("--device", multiple=True,
+              help="Device label whose latency table predicts latency (cpu, a100, ...); repeatable (the first is primary).")
+@click.option("--table", type=click.Path(dir_okay=False, path_type=Path), multiple=True,
+              help="Table CSV instead of the one found for its device (under $HWNAS_TABLES, ./latency_tables or "
+                   "shipped); repeatable: each table goes to the device it was measured on.")
 @click.option("--flops-g", type=click.FloatRange(min=0, min_open=True), default=None,
               help="FLOPs budget in G multiply-accumulates (the ViT papers' FLOPs).")
 @click.option("--params-m", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Parameter budget in millions.")
-@click.option("--strategy", type=click.Choice(["evolution", "random", "hierarchical"]), default="evolution",
+@click.option("--strategy", type=click.Choice(["evolution", "random", "hierarchical", "nsga2"]), default="evolution",
               show_default=True, metavar="NAME",
-              help="evolution (AutoFormer), random (baseline, same evaluations) or hierarchical (GLiT).")
+              help="evolution (AutoFormer), random (baseline, same evaluations), hierarchical (GLiT) or nsga2 (the "
+                   "whole accuracy-latency front in one run; with one --device, --latency-ms may repeat: one "
+                   "best-<budget>.json each; no budget at all is allowed).")
 @click.option("--population", type=click.IntRange(min=2), default=50, show_default=True, help="Archs per generation.")
 @click.option("--generations", type=click.IntRange(min=1), default=20, show_default=True, help="Generations.")
 @click.option("--parents", type=click.IntRange(min=1), default=10, show_default=True, help="Top archs bred from.")
@@ -528,22 +554,25 @@ def validate_table(device: str, space_name: str, table: Path | None, n: int, see
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for best.json, history.csv, pareto.csv/.png (default RUN/search/<strategy>-<budget>-seed<S>).")
 @click.option("--measure", is_flag=True, help="Also time the winner end to end with the table's backend and settings.")
+@latency_stat_option
 @drift_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (best.json) instead of text.")
-def search_cmd(run_dir: Path, latency_ms: float | None, device: str | None, table: Path | None, flops_g: float | None,
+def search_cmd(run_dir: Path, latency_ms: tuple[float, ...], device: tuple[str, ...], table: tuple[Path, ...],
+               flops_g: float | None,
                params_m: float | None, strategy: str, population: int, generations: int, parents: int,
                mutation_prob: float, resample_prob: float, seed: int, high_level_share: float, out: Path | None,
-               measure: bool, drift: str, as_json: bool) -> None:
+               measure: bool, latency_stat: str, drift: str, as_json: bool) -> None:
     """Find the most accurate subnet of a trained supernet within a latency, FLOPs or params budget.
 
     Fitness is top-1 with inherited weights on the run's search-val split; the winner is scored once
     on the test split. State is saved every generation: rerunning the same command resumes."""
     from hwnas.subnet_search import search
 
-    result = search(run_dir, latency_ms=latency_ms, device=device, table=table, flops_g=flops_g, params_m=params_m,
+    result = search(run_dir, latency_ms=list(latency_ms), device=list(device), table=list(table), flops_g=flops_g,
+                    params_m=params_m,
                     strategy=strategy, population=population, generations=generations, parents=parents,
                     mutation_prob=mutation_prob, resample_prob=resample_prob, seed=seed,
-                    high_level_share=high_level_share, out=out, measure=measure,
+                    high_level_share=high_level_share, out=out, measure=measure, latency_stat=latency_stat,
                     drift=drift, progress=not as_json)
     r = result.report
     if r["rank"] != 0:  # under torchrun, rank 0 reports for all
@@ -553,11 +582,21 @@ def search_cmd(run_dir: Path, latency_ms: float | None, device: str | None, tabl
         return
     click.echo(f"best of {r['evaluations']} archs ({r['strategy']}, seed {r['seed']}, {r['seconds']:.0f} s): {result.best!r}")
     click.echo(f"top-1: search-val {r['top1_search_val']:.2f}%, test {r['top1_test']:.2f}%")
+    devices = list(r["predicted_latency_by_device"] or {})
     for metric, b in r["budget"].items():
-        value = r["predicted_latency"]["latency_ms"] if metric == "latency_ms" else r[metric]
-        click.echo(f"{metric}: {value:.4g} (budget {b['limit']:g}; space spans {b['min']:.4g}-{b['max']:.4g})")
-    if "measured_latency_ms" in r:
-        click.echo(f"measured here end to end: {r['measured_latency_ms']:.4g} ms")
+        base, _, device_name = metric.partition("@")
+        value = r["predicted_latency_by_device"][device_name or devices[0]]["latency_ms"] if base == "latency_ms" else r[metric]
+        label = f"latency on {device_name or devices[0]} (ms)" if base == "latency_ms" else metric
+        click.echo(f"{label}: {value:.4g} (budget {b['limit']:g}; space spans {b['min']:.4g}-{b['max']:.4g})")
+    for entry in r.get("per_budget", []):
+        if entry["arch"] is None:
+            click.echo(f"budget {entry['budget']}: {entry['note']}")
+            continue
+        limits = ", ".join(f"{k} <= {v['limit']:g}" for k, v in entry["budget"].items())
+        click.echo(f"within {limits}: top-1 search-val {entry['top1_search_val']:.2f}%, test {entry['top1_test']:.2f}% "
+                   f"({entry['file']})")
+    for name, m in r.get("measured_by_device", {}).items():
+        click.echo(f"measured here end to end with the {name} table's setup: {m['measured_latency_ms']:.4g} ms")
     for note in r["notes"]:
         click.echo(f"note: {note}")
     click.echo("\n".join(f"{name + ':':<18} {path}" for name, path in r["outputs"].items()))
@@ -579,10 +618,14 @@ def search_cmd(run_dir: Path, latency_ms: float | None, device: str | None, tabl
 @click.option("--device", default=None, help="Device label whose table predicts latency (default: cpu, if it covers the space).")
 @click.option("--table", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Table CSV instead of --device.")
 @click.option("--no-measure", is_flag=True, help="Skip timing the written model here with the table's backend.")
+@click.option("--max-latency-error", type=click.FloatRange(min=0), default=None, metavar="PCT",
+              help="Exit 1 (artifacts kept, the reason in the manifest) when the measured latency is more than PCT% "
+                   "above the prediction.")
 @drift_option
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as one JSON object instead of text.")
 def export_cmd(run_dir: Path, arch_file: Path, formats: str, out: Path, precision: str, batch_size: int, opset: int,
-               device: str | None, table: Path | None, no_measure: bool, drift: str, as_json: bool) -> None:
+               device: str | None, table: Path | None, no_measure: bool, max_latency_error: float | None, drift: str,
+               as_json: bool) -> None:
     """Export a subnet as deployable artifacts, each loaded back and checked against PyTorch.
 
     Writes into a staging folder and moves each file into --out only once all are checked, with a
@@ -590,9 +633,12 @@ def export_cmd(run_dir: Path, arch_file: Path, formats: str, out: Path, precisio
     from hwnas.export import export
 
     manifest = export(run_dir, arch_file, out, formats, precision, batch_size, device, table, opset=opset,
-                      measure=not no_measure, drift=drift, progress=not as_json)
+                      measure=not no_measure, drift=drift, progress=not as_json, max_latency_error=max_latency_error)
+    gate = manifest.get("gate")
     if as_json:
         emit_json(manifest)
+        if gate and not gate["passed"]:
+            sys.exit(1)
         return
     acc, lat = manifest["accuracy_top1"], manifest["latency"]
     click.echo(f"arch {manifest['digest']}: {json.dumps(manifest['arch'])}\ntop-1: search-val {acc['search_val']:.2f}%, test {acc['test']:.2f}%; "
@@ -607,11 +653,14 @@ def export_cmd(run_dir: Path, arch_file: Path, formats: str, out: Path, precisio
     elif lat["not_measured"]:
         click.echo(f"not timed here: {lat['not_measured']}")
     for fmt, check in manifest["checks"].items():
-        detail = f"max |diff| vs PyTorch {check['max_abs_diff']:.1e}" if "max_abs_diff" in check else "engine loads"
-        click.echo(f"  {fmt:<12} {detail}")
+        click.echo(f"  {fmt:<12} max |diff| vs PyTorch {check['max_abs_diff']:.1e}")
     for fmt, why in manifest["skipped"].items():
         click.echo(f"  {fmt:<12} skipped: {why}")
     click.echo("\n".join(f"{name:<18} {out / name}" for name in [*manifest["artifacts"], "manifest.json"]))
+    if gate:
+        click.echo(f"latency gate: {'passed' if gate['passed'] else 'FAILED'}: {gate['reason']}", err=not gate["passed"])
+        if not gate["passed"]:
+            sys.exit(1)
 
 
 def _one_line_warnings(prog: str) -> None:

@@ -31,7 +31,7 @@ from hwnas.spaces import Arch, SearchSpace, get_space, list_spaces
 from hwnas.subnet_search import Costs, search
 from hwnas.train import TrainConfig, TrainedRun, train
 from hwnas.train.checkpoint import CHECKPOINT, WEIGHTS
-from hwnas.train.finetune import FinetuneConfig, finetune
+from hwnas.train.finetune import REPORT, FinetuneConfig, finetune
 from hwnas.train.trainer import METRICS_JSONL
 
 DEFAULT_SPACE = "autoformer-digits"
@@ -66,7 +66,7 @@ def _table(space: SearchSpace, out: Path, drift: str, progress: bool) -> tuple[L
 
 def _finetune(run: TrainedRun, arch: Arch, out: Path, progress: bool) -> dict[str, Any]:
     """The winner fine-tuned alone (reused when an earlier demo finished it for this arch)."""
-    report_path = out / "finetune_report.json"
+    report_path = out / REPORT
     if report_path.is_file() and json.loads(report_path.read_text())["digest"] == arch.digest:
         return json.loads(report_path.read_text())
     if out.exists():

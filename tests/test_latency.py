@@ -29,7 +29,7 @@ from hwnas.latency.resolve import select_table
 from hwnas.latency.table import SHIPPED_DIR, Calibration, LatencyTable, TableError, find_table, round_to_resolution
 from hwnas.latency.validate import agreement, validate_table
 from hwnas.profilers.protocol import STAT_COLUMNS, Protocol, Stats
-from hwnas.spaces import get_space
+from hwnas.spaces import Arch, get_space
 from tests.helpers import assert_one_line_error, hwnas, toy_space_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -227,6 +227,36 @@ def test_prediction_is_calibrated_sum_and_vectorised(toy, toy_table):
         assert p.latency_ms == pytest.approx(cal.a * p.sum_ms + cal.b) == pytest.approx(value)
         assert p.latency_ms == value  # exactly: a budget met by one is met by the other
     assert predictor.predict(toy.largest()).latency_ms > predictor.predict(toy.smallest()).latency_ms
+
+
+def test_p90_has_its_own_rows_calibration_and_validation(toy, toy_table, tmp_path):
+    table = LatencyTable.load(toy_table)
+    p50, p90 = LatencyPredictor(table, toy), LatencyPredictor(table, toy, "p90_ms")
+    arch = toy.largest()
+    tail = p90.predict(arch)
+    assert tail.statistic == "p90_ms" and tail.sum_ms == pytest.approx(
+        table.rows.loc[[b.key for b in arch.blocks()], "p90_ms"].sum())
+    assert table.calibration(toy, "p90_ms") != table.calibration(toy) and tail.sum_ms > p50.predict(arch).sum_ms
+    report = validate_table(toy, table, n=3, seed=5, out=tmp_path / "val", protocol=QUICK, processes=2,
+                            progress=False, statistic="p90_ms")
+    df = pd.read_csv(report["csv"])
+    assert report["statistic"] == "p90_ms"
+    assert df["predicted_ms"].to_numpy() == pytest.approx(p90.predict_many([Arch.from_dict(json.loads(a), toy)
+                                                                           for a in df["arch"]]))
+
+
+def test_table_profiled_before_tail_statistics_gets_their_calibration_only(toy, toy_table, tmp_path):
+    old = LatencyTable.load(toy_table)
+    old.tail_calibrations = {}  # as tables were saved before p90 was calibrated
+    path = old.save(tmp_path / "old.csv")
+    with pytest.raises(TableError, match="has no p90_ms calibration for toy-space .*hwnas profile --device cpu"):
+        LatencyPredictor(LatencyTable.load(path), toy, "p90_ms")
+    summary = profile_space(toy, replace(SETTINGS, calibration_archs=3), path, progress=False)
+    assert summary["blocks_measured"] == 0 and summary["calibrated_statistics"] == ["p90_ms"]
+    again = LatencyTable.load(path)
+    assert again.calibration(toy) == old.calibration(toy)  # p50 kept as it was
+    assert LatencyPredictor(again, toy, "p90_ms").calibration.n == 3
+    assert profile_space(toy, SETTINGS, path, progress=False)["up_to_date"]
 
 
 def test_calibration_fit():

@@ -20,7 +20,7 @@ import hwnas
 import hwnas.export.exporter as exporter_mod
 from hwnas.export import ExportError, export
 from hwnas.export.artifacts import tensorrt_unavailable
-from hwnas.latency.table import SHIPPED_DIR, LatencyTable
+from hwnas.latency.table import SHIPPED_DIR, Calibration, LatencyTable
 from hwnas.profilers.protocol import Protocol
 from hwnas.spaces import get_space
 from tests.helpers import assert_one_line_error, hwnas as run_cli, hwnas_in_process
@@ -146,12 +146,45 @@ def test_export_refusals_are_one_line(demo, tmp_path):
         (base + ["--arch", best, "--out", str(blocker / "sub")], ["cannot write to", "writable --out"]),
         (base + ["--arch", best, "--out", str(tmp_path / "b"), "--formats", "onnx,tflite"], ["unknown format 'tflite'"]),
         (["export", "--run", str(tmp_path), "--arch", best, "--out", str(tmp_path / "c")], ["is not a training run"]),
+        (base + ["--arch", best, "--out", str(tmp_path / "e"), "--max-latency-error", "10"],
+         ["--max-latency-error needs the model timed here", "--no-measure"]),
+        (["export", "--run", run, "--arch", best, "--out", str(tmp_path / "f"), "--max-latency-error", "10",
+          "--batch-size", "2"], ["--max-latency-error compares with", "export with --batch-size 1 --precision fp32"]),
     ]
     if tensorrt_unavailable():
         cases.append((base + ["--arch", best, "--out", str(tmp_path / "d"), "--formats", "onnx,tensorrt"],
                       ["tensorrt was requested but", "drop it from --formats"]))
     for args, fragments in cases:
         assert_one_line_error(hwnas_in_process(*args), *fragments)
+
+
+def test_latency_gate_exits_1_and_keeps_the_artifacts_when_measured_is_over_the_prediction(demo, tmp_path):
+    home, report = demo
+    table = LatencyTable.load(SHIPPED_DIR / "cpu_onnxruntime_fp32_bs1_t1.csv")  # the table the demo used
+    space = get_space("autoformer-digits")
+    c = table.calibration(space)
+    table.set_calibration(space, Calibration(c.a / 10, c.b / 10, c.n))  # predicts 10x too fast
+    table.save(tmp_path / "optimistic.csv")
+    base = ["export", "--run", str(home / "demo_out/run"), "--arch", str(home / report["search"]), "--formats", "onnx",
+            "--table", str(tmp_path / "optimistic.csv"), "--drift", "ignore", "--json"]
+    failed = run_cli(*base, "--out", str(tmp_path / "over"), "--max-latency-error", "10")
+    assert failed.returncode == 1, failed.stderr
+    gate = json.loads(failed.stdout)["gate"]
+    assert not gate["passed"] and gate["measured_vs_predicted_pct"] > 100 and "more than the 10% allowed" in gate["reason"]
+    assert (tmp_path / "over/model.onnx").is_file()
+    assert json.loads((tmp_path / "over/manifest.json").read_text())["gate"] == gate
+    passed = run_cli(*base, "--out", str(tmp_path / "within"), "--max-latency-error", "100000")
+    assert passed.returncode == 0 and json.loads(passed.stdout)["gate"]["passed"]
+
+
+@pytest.mark.skipif(bool(tensorrt_unavailable()), reason="needs tensorrt and a CUDA GPU")
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_tensorrt_engine_runs_and_agrees_with_pytorch(demo, tmp_path, precision):
+    home, report = demo
+    manifest = export(home / "demo_out/run", home / report["search"], tmp_path / precision, formats="onnx,tensorrt",
+                      precision=precision, measure=False, progress=False)
+    check = manifest["checks"]["tensorrt"]
+    assert 0 <= check["max_abs_diff"] <= check["tolerance"] and check["io_tensors"] == 2
 
 
 def test_failed_export_leaves_earlier_artifacts_intact(demo, tmp_path, monkeypatch):

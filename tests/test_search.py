@@ -17,10 +17,11 @@ import pytest
 import hwnas
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.profile import ProfileSettings, profile_space
-from hwnas.latency.table import SHIPPED_DIR, LatencyTable, TableError, find_table
+from hwnas.latency.table import SHIPPED_DIR, Calibration, LatencyTable, TableError, find_table
 from hwnas.profilers.protocol import Protocol
 from hwnas.subnet_search import Budget, BudgetError, Constraints, Costs, EvolutionSettings, SearchState, check_feasible
 from hwnas.subnet_search.evolution import Evolution
+from hwnas.subnet_search.nsga2 import NSGA2Search
 from hwnas.subnet_search.operators import Operators
 from hwnas.spaces import get_space
 from hwnas.train import TrainConfig, TrainedRun, train
@@ -105,6 +106,29 @@ def test_vitas_cheapest_arch_is_exact(tmp_path):
         assert sum(cost(b) for b in space.extreme_arch(cost).blocks()) == best
 
 
+def frame_archs(space) -> set[str]:
+    return {frame.build(picks).digest for frame in space.frames()
+            for picks in itertools.product(*(range(len(slot)) for slot in frame.slots))}
+
+
+def test_frames_hold_every_arch_once_with_its_blocks(toy, tmp_path):
+    assert frame_archs(toy) == {a.digest for a in all_archs(toy)}
+    spec = {"family": "vitas", "img_size": 16, "patch_size": 4, "in_chans": 3, "num_classes": 10, "head_dim": 8,
+            "layers": 3, "min_layers": 1, "choices": {"embed_dim": [8, 16], "num_heads": [1, 2], "mlp_ratio": [1.0, 2.0]}}
+    (tmp_path / "v.yaml").write_text(json.dumps(spec))
+    vitas = get_space(tmp_path / "v.yaml")
+    assert len(frame_archs(vitas)) == vitas.num_archs()
+    rng = random.Random(0)
+    for name in ("autoformer-tiny", "vitas-deit-tiny", "resnas-tiny", "glit-tiny"):
+        space = get_space(name)
+        frames = list(space.frames())
+        for _ in range(30):  # what a frame says an arch runs is what the arch runs
+            frame = rng.choice(frames)
+            picks = [rng.randrange(len(slot)) for slot in frame.slots]
+            blocks = [*frame.fixed, *(b for slot, p in zip(frame.slots, picks) for b in slot[p])]
+            assert sorted(frame.build(picks).blocks()) == sorted(blocks), name
+
+
 def test_repair_meets_the_budget_near_its_edge():
     space = get_space("autoformer-digits")
     budget = Budget(params_m=0.3)
@@ -163,8 +187,94 @@ def test_contradicting_constraints_are_refused(toy, table, tmp_path):
     fast = costs.of(toy.extreme_arch(costs.block_cost("latency_ms")))
     light = costs.of(toy.smallest())
     budget = Budget(latency_ms=fast["latency_ms"] * 1.01, params_m=light["params_m"] * 1.01)
-    with pytest.raises(BudgetError, match="contradict each other"):
+    with pytest.raises(BudgetError, match="no arch of search-toy meets these budgets together: --latency-ms .* and "
+                                          "--params-m .*exact check"):
         check_feasible(Constraints(budget, costs))
+
+
+def other_device(table: Path, folder: Path, seed: int | None = None) -> Path:
+    """A copy of `table` for device `cpu-b` whose encoder rows are shuffled (`seed`), or reversed in
+    rank (None: the fastest encoder on cpu is the slowest on cpu-b): it ranks blocks unlike the first."""
+    copy = LatencyTable.load(table)
+    encoders = copy.rows["kind"] == "encoder"
+    values = copy.rows.loc[encoders, "p50_ms"].to_numpy()
+    if seed is None:
+        order = np.argsort(values)
+        values = values.copy()
+        values[order] = np.sort(values)[::-1]
+    else:
+        values = np.random.default_rng(seed).permutation(values)
+    copy.rows.loc[encoders, "p50_ms"] = values
+    copy.fingerprint["device"] = "cpu-b"
+    for space in list(copy.calibrations):  # the sum of rows as it is (a fit on other rows may turn it negative)
+        copy.calibrations[space] = Calibration(1.0, 0.0, 1)
+    return copy.save(folder / f"cpu-b-{seed}.csv")
+
+
+def two_device_costs(toy, table: Path, folder: Path, seed: int | None = None) -> Costs:
+    return Costs(toy, {"latency_ms": LatencyPredictor(LatencyTable.load(table), toy),
+                       "latency_ms@cpu-b": LatencyPredictor(LatencyTable.load(other_device(table, folder, seed)), toy)})
+
+
+def test_joint_feasibility_on_two_devices_agrees_with_brute_force(toy, table, tmp_path):
+    archs = all_archs(toy)
+    for seed in range(3):
+        costs = two_device_costs(toy, table, tmp_path, seed)
+        every = costs.many(archs)
+        a, b, params = every["latency_ms"], every["latency_ms@cpu-b"], every["params_m"]
+        for qa, qb, qp in itertools.product((0.02, 0.1, 0.3), (0.02, 0.1, 0.3), (0.05, 1.0)):
+            limits = {"latency_ms": float(np.quantile(a, qa)), "latency_ms@cpu-b": float(np.quantile(b, qb)),
+                      "params_m": float(np.quantile(params, qp))}
+            exists = bool(((a <= limits["latency_ms"]) & (b <= limits["latency_ms@cpu-b"])
+                           & (params <= limits["params_m"])).any())
+            budget = Budget(latency_ms=limits["latency_ms"], params_m=limits["params_m"],
+                            latency_on=(("cpu-b", limits["latency_ms@cpu-b"]),))
+            constraints = Constraints(budget, costs)
+            if exists:
+                anchor = check_feasible(constraints).anchor
+                assert constraints.fits(anchor), (seed, qa, qb, qp)
+            else:
+                with pytest.raises(BudgetError, match="meets these budgets together.*exact check"):
+                    check_feasible(constraints)
+
+
+def test_cli_predict_on_two_devices(toy, toy_yaml, table, tmp_path):
+    arch = toy.largest()
+    arch.to_json(tmp_path / "arch.json")
+    second = other_device(table, tmp_path)
+    args = ["predict", "--arch", str(tmp_path / "arch.json"), "--device", "cpu", "--device", "cpu-b", "--table", str(table),
+            "--table", str(second), "--space", str(toy_yaml)]
+    data = json.loads(hwnas_in_process(*args, "--json").stdout)
+    assert [d["device"] for d in data["devices"]] == ["cpu", "cpu-b"]
+    for d, path in zip(data["devices"], (table, second)):
+        assert d["latency_ms"] == pytest.approx(LatencyPredictor(LatencyTable.load(path), toy).predict(arch).latency_ms)
+    text = hwnas_in_process(*args).stdout
+    assert "cpu ms" in text and "cpu-b ms" in text and "predicted latency" in text
+
+
+def test_search_on_two_devices_meets_both_and_reports_both(run_dir, toy, table, tmp_path):
+    costs = two_device_costs(toy, table, tmp_path)
+    every = costs.many(all_archs(toy))
+    limits = [float(np.quantile(every[m], 0.6)) for m in ("latency_ms", "latency_ms@cpu-b")]
+    tables = [table, tmp_path / "cpu-b-None.csv"]
+    result = hwnas.search(run_dir, latency_ms=limits, device=["cpu", "cpu-b"], table=tables, out=tmp_path / "s",
+                          progress=False, **SMALL)
+    r, history = result.report, result.history
+    assert set(r["predicted_latency_by_device"]) == {"cpu", "cpu-b"} and r["predicted_latency"]["device"] == "cpu"
+    assert r["predicted_latency_by_device"]["cpu-b"]["latency_ms"] <= limits[1]
+    assert r["predicted_latency"]["latency_ms"] <= limits[0] and set(r["tables_by_device"]) == {"cpu", "cpu-b"}
+    assert (history["latency_ms"] <= limits[0]).all() and (history["latency_ms@cpu-b"] <= limits[1]).all()
+    assert set(r["budget"]) == {"latency_ms", "latency_ms@cpu-b"} and (tmp_path / "s" / "pareto.png").is_file()
+    pareto = pd.read_csv(tmp_path / "s" / "pareto.csv")
+    for _, p in pareto.iterrows():  # nothing evaluated beats a front point in accuracy and on both devices
+        assert not ((history["latency_ms"] <= p["latency_ms"]) & (history["latency_ms@cpu-b"] <= p["latency_ms@cpu-b"])
+                    & (history["top1_search_val"] > p["top1_search_val"])).any()
+    # each device's cheapest arch alone: the reversed ranks make them two archs, so no arch meets both
+    cheapest = [float(every[m].min()) * 1.0001 for m in ("latency_ms", "latency_ms@cpu-b")]
+    assert not ((every["latency_ms"] <= cheapest[0]) & (every["latency_ms@cpu-b"] <= cheapest[1])).any()
+    with pytest.raises(BudgetError, match="--latency-ms .* and --latency-ms \\(--device cpu-b\\) .*exact check"):
+        hwnas.search(run_dir, latency_ms=cheapest, device=["cpu", "cpu-b"], table=tables, out=tmp_path / "x",
+                     progress=False, **SMALL)
 
 
 # ---- the engine ---------------------------------------------------------------------------------------
@@ -246,6 +356,73 @@ def test_search_writes_its_outputs_and_scores_on_search_val(run_dir, toy, table,
         assert not ((history["latency_ms"] <= p["latency_ms"]) & (history["top1_search_val"] > p["top1_search_val"])).any()
 
 
+def test_search_on_p90_budgets_the_tail(run_dir, toy, table, tmp_path):
+    tail = LatencyPredictor(LatencyTable.load(table), toy, "p90_ms")
+    budget = float(np.quantile(tail.predict_many(all_archs(toy)), 0.7))
+    result = hwnas.search(run_dir, latency_ms=budget, device="cpu", table=table, latency_stat="p90", out=tmp_path / "s",
+                          progress=False, **SMALL)
+    r, history = result.report, result.history
+    assert r["latency_stat"] == "p90" and r["predicted_latency"]["statistic"] == "p90_ms"
+    assert r["predicted_latency"]["latency_ms"] == pytest.approx(tail.predict(result.best).latency_ms)
+    assert r["predicted_latency"]["latency_ms"] <= budget
+    archs = [hwnas.Arch.from_dict(json.loads(a), toy) for a in history["arch"]]
+    assert history["latency_ms"].to_numpy() == pytest.approx(tail.predict_many(archs))
+    assert (history["latency_ms"] <= budget).all()
+
+
+def nsga2_engine(toy, table, calls: list, state: SearchState | None = None) -> NSGA2Search:
+    """NSGA-II over the toy space against its CPU latency, scored by a quick arch-computed objective."""
+    costs = Costs(toy, LatencyPredictor(LatencyTable.load(table), toy))
+    constraints = Constraints(None, costs)
+
+    def evaluate(archs):
+        calls.append(len(archs))
+        return [Score(float(a.params() % 997) / 10, 0.0) for a in archs]
+
+    return NSGA2Search(toy, EvolutionSettings("nsga2", population=8, generations=5, parents=4, seed=3), constraints, costs,
+                       toy.smallest(), evaluate, state or SearchState())
+
+
+def test_nsga2_is_pymoos_front_and_resumes_by_replay(toy, table):
+    calls: list[int] = []
+    straight = nsga2_engine(toy, table, calls).run()
+    digests = [r.arch.digest for r in straight.records]
+    assert len(digests) == len(set(digests)) == sum(calls) and 30 <= len(digests) <= 40
+    assert {r.generation for r in straight.records} == set(range(5))
+
+    saved = []
+
+    def die_after_two(state):
+        saved.append(SearchState.from_dict(json.loads(json.dumps(state.to_dict())), toy))
+        if state.generation == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        nsga2_engine(toy, table, []).run(die_after_two)
+    resumed_calls: list[int] = []
+    kept = len(saved[-1].records)
+    resumed = nsga2_engine(toy, table, resumed_calls, saved[-1]).run()
+    assert [r.to_dict() for r in resumed.records] == [r.to_dict() for r in straight.records]
+    assert kept == 16 and sum(resumed_calls) == len(straight.records) - kept  # the replay evaluated nothing twice
+
+
+def test_nsga2_gives_one_winner_per_budget_from_one_run(run_dir, toy, table, tmp_path):
+    ms = predicted_ms(toy, table)
+    budgets = [float(np.quantile(ms, q)) for q in (0.3, 0.6, 0.9)]
+    result = hwnas.search(run_dir, latency_ms=budgets, device="cpu", table=table, strategy="nsga2", out=tmp_path / "n",
+                          progress=False, **SMALL)
+    r, history = result.report, result.history
+    assert (history["latency_ms"] <= max(budgets)).all() and len(r["per_budget"]) == 3
+    for limit, entry in zip(budgets, r["per_budget"]):
+        within = history[history["latency_ms"] <= limit]
+        assert entry["predicted_latency"]["latency_ms"] <= limit
+        assert entry["top1_search_val"] == within["top1_search_val"].max()
+        assert json.loads((tmp_path / "n" / entry["file"]).read_text()) == json.loads(json.dumps(entry))
+    assert r["digest"] == r["per_budget"][-1]["digest"]  # best.json: the loosest budget's winner
+    front = hwnas.search(run_dir, device="cpu", table=table, strategy="nsga2", out=tmp_path / "f", progress=False, **SMALL)
+    assert front.report["budget"] == {} and len(front.pareto) >= 2
+
+
 def test_killed_search_resumes_to_the_same_result(run_dir, table, tmp_path):
     args = dict(latency_ms=1e3, device="cpu", table=table, flops_g=0.0006, progress=False, **SMALL)  # MACs bind
     straight = hwnas.search(run_dir, out=tmp_path / "a", **args)
@@ -296,6 +473,13 @@ def elsewhere(table: Path, folder: Path) -> Path:
     return copy.save(folder / "graviton.csv")
 
 
+def without_tail(table: Path, folder: Path) -> Path:
+    """A copy of `table` as tables were saved before tail statistics were calibrated."""
+    copy = LatencyTable.load(table)
+    copy.tail_calibrations = {}
+    return copy.save(folder / "old.csv")
+
+
 def test_cli_bad_input_is_one_line(run_dir, toy, table, tmp_path):
     low, _ = latency_range(toy, table)
     base = ["search", "--run", str(run_dir), "--table", str(table)]
@@ -308,7 +492,17 @@ def test_cli_bad_input_is_one_line(run_dir, toy, table, tmp_path):
         (base + ["--params-m", "-1"], ["--params-m"]),
         (base, ["at least one constraint"]),
         (base + ["--params-m", "1", "--strategy", "annealing"], ["--strategy", "annealing"]),
-        (base + ["--latency-ms", "1", "--device", "a100"], ["measured on device 'cpu', not 'a100'"]),
+        (base + ["--latency-ms", "1", "--device", "a100"], ["measured on device 'cpu'", "which no --device names (a100)"]),
+        (base + ["--latency-ms", "1", "--device", "cpu", "--latency-ms", "2", "--device", "cpu"],
+         ["device 'cpu' is given twice"]),
+        (base + ["--latency-ms", "1", "--latency-ms", "2", "--device", "cpu"],
+         ["--latency-ms is given 2 times for 1 device(s) (cpu)", "pair each"]),
+        (base + ["--table", str(table), "--latency-ms", "1"], ["two tables for device 'cpu'", "one --table per device"]),
+        (["search", "--run", str(run_dir), "--table", str(without_tail(table, tmp_path)), "--latency-ms", "1",
+          "--latency-stat", "p90"], ["has no p90_ms calibration for search-toy", "hwnas profile --device cpu"]),
+        (base + ["--latency-ms", "1", "--latency-stat", "p99"], ["--latency-stat", "p99"]),
+        (["search", "--run", str(run_dir), "--params-m", "1", "--strategy", "nsga2"],
+         ["--strategy nsga2", "single objective", "--device"]),
         (["search", "--run", str(tmp_path / "nowhere"), "--params-m", "1"], ["is not a training run", "hwnas train"]),
         (["search", "--run", str(run_dir), "--latency-ms", "1", "--device", "cpu"],  # the shipped table lacks the toy
          ["no row for block", "hwnas profile --device cpu --space"]),

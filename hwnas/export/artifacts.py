@@ -24,6 +24,9 @@ FILES = {"onnx": "model.onnx", "pt2": "model.pt2", "safetensors": "model.safeten
 CONFIG = "config.json"
 TIMM_MODEL = "vit_base_patch16_224"  # any timm ViT name: the kwargs override its whole shape
 TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}  # max abs difference from PyTorch fp32
+# TensorRT runs fp32 matrix products in TF32 by default on Ampere and later (10 mantissa bits), and
+# picks fused fp16 kernels of its own: its tolerance is wider (not yet run on a GPU with TensorRT)
+TENSORRT_TOLERANCE = {"fp32": 1e-2, "fp16": 5e-2}
 
 
 class ExportError(HwnasError):
@@ -130,10 +133,31 @@ def write_tensorrt(onnx_path: Path, path: Path) -> None:
     (path.parent / "trt_timing.cache").unlink(missing_ok=True)
 
 
-def check_tensorrt(path: Path) -> dict[str, Any]:
+def check_tensorrt(path: Path, model: nn.Module, inputs: list[torch.Tensor], precision: str) -> dict[str, Any]:
+    """Load the engine, run it on the inputs PyTorch gets (device buffers are torch CUDA tensors)
+    and compare its output with PyTorch fp32."""
     import tensorrt as trt
 
     engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(path.read_bytes())
     if engine is None:
         raise ExportError(f"TensorRT cannot load the engine it built ({path.name})")
-    return {"tensorrt": trt.__version__, "io_tensors": engine.num_io_tensors}
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    (source,) = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+    (target,) = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+    context = engine.create_execution_context()
+    stream = torch.cuda.current_stream()  # ordered after the copies that fill the input
+    dtypes = {trt.DataType.HALF: torch.float16, trt.DataType.FLOAT: torch.float32}
+    in_dtype, out_dtype = (dtypes[engine.get_tensor_dtype(n)] for n in (source, target))
+    diffs = []
+    for x in inputs:
+        given = x.to("cuda", in_dtype).contiguous()
+        got = torch.empty(tuple(engine.get_tensor_shape(target)), dtype=out_dtype, device="cuda")
+        context.set_tensor_address(source, given.data_ptr())
+        context.set_tensor_address(target, got.data_ptr())
+        if not context.execute_async_v3(stream.cuda_stream):
+            raise ExportError(f"TensorRT failed to run the engine it built ({path.name}); rerun with --debug")
+        stream.synchronize()
+        with torch.no_grad():
+            diffs.append(_max_diff(model.float()(x), got.float().cpu()))
+    return {**_check("model.engine (TensorRT)", max(diffs), TENSORRT_TOLERANCE[precision]),
+            "tensorrt": trt.__version__, "io_tensors": engine.num_io_tensors}

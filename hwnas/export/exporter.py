@@ -67,7 +67,7 @@ def _staging(out: Path) -> Path:
 def export(run: str | Path, arch: str | Path | Arch, out: str | Path, formats: str | Sequence[str] = DEFAULT_FORMATS,
            precision: str = "fp32", batch_size: int = 1, device: str | None = None,
            table: str | Path | LatencyTable | None = None, opset: int = DEFAULT_OPSET, measure: bool = True,
-           drift: str = "refit", progress: bool = True) -> dict[str, Any]:
+           drift: str = "refit", progress: bool = True, max_latency_error: float | None = None) -> dict[str, Any]:
     """Export subnet `arch` (an Arch, an arch JSON or a search's best.json) of the supernet in `run`
     (or, when `run` is a `hwnas finetune` folder, its fine-tuned weights).
 
@@ -75,8 +75,15 @@ def export(run: str | Path, arch: str | Path | Arch, out: str | Path, formats: s
     when one covers the space; `drift` says what to do when it is off here) and, with `measure`,
     the written `model.onnx` is timed here with that table's backend and protocol, at the export's
     precision and batch size (on the torch backend: the PyTorch model). Where this machine cannot
-    run the table's setup, the manifest says so instead."""
+    run the table's setup, the manifest says so instead.
+
+    `max_latency_error` (percent) gates the export: the manifest's `gate` says whether the measured
+    latency is within that much above the prediction (the artifacts are written either way; the
+    CLI exits 1 when it is not). The gate needs the model timed here at the table's precision and
+    batch size, so it is refused up front where it could not be judged."""
     formats = parse_formats(formats)
+    if max_latency_error is not None and not (max_latency_error >= 0):
+        raise ExportError(f"--max-latency-error must be a percentage >= 0, got {max_latency_error}")
     if precision not in PRECISIONS:
         raise ExportError(f"unknown precision {precision!r}; use fp32 or fp16")
     if batch_size < 1:
@@ -95,7 +102,11 @@ def export(run: str | Path, arch: str | Path | Arch, out: str | Path, formats: s
     try:
         found = optional_table(trained.space, device=device, table=table, drift=drift, progress=progress)
         untimed = _why_untimed(found, measure, formats)  # decided before anything is built
+        if max_latency_error is not None:
+            _check_gate_possible(found, untimed, precision, batch_size)
         manifest = _export(trained, arch, staging, formats, precision, batch_size, opset, found, untimed, progress)
+        if max_latency_error is not None:
+            manifest["gate"] = latency_gate(manifest["latency"]["measured"], max_latency_error)
         for name in manifest["artifacts"]:
             os.chmod(staging / name, 0o644)
             os.replace(staging / name, out / name)
@@ -104,6 +115,28 @@ def export(run: str | Path, arch: str | Path | Arch, out: str | Path, formats: s
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
+
+
+def _check_gate_possible(table: LatencyTable | None, untimed: str | None, precision: str, batch_size: int) -> None:
+    """Refuse a latency gate that this export could not judge."""
+    if untimed is not None:
+        raise ExportError(f"--max-latency-error needs the model timed here, but it will not be: {untimed}")
+    assert table is not None  # untimed is set when there is no table
+    fp = table.fingerprint
+    if (fp["precision"], int(fp["batch_size"])) != (precision, batch_size):
+        raise ExportError(f"--max-latency-error compares with {table.name}, which predicts batch {fp['batch_size']} in "
+                          f"{fp['precision']}; export with --batch-size {fp['batch_size']} --precision {fp['precision']}")
+
+
+def latency_gate(measured: dict[str, Any], max_error_pct: float) -> dict[str, Any]:
+    """Whether the measured latency is at most `max_error_pct` percent above the prediction."""
+    over = float(measured["vs_predicted_pct"])
+    passed = over <= max_error_pct
+    reason = (f"measured {measured['latency_ms']:.4g} ms is {over:+.1f}% vs the prediction, "
+              + (f"within the {max_error_pct:g}% allowed" if passed else
+                 f"more than the {max_error_pct:g}% allowed: the table does not hold for this model here "
+                 f"(check `hwnas validate-table`, or re-profile)"))
+    return {"max_latency_error_pct": max_error_pct, "measured_vs_predicted_pct": over, "passed": passed, "reason": reason}
 
 
 def _why_untimed(table: LatencyTable | None, measure: bool, formats: tuple[str, ...]) -> str | None:
@@ -139,7 +172,7 @@ def _export(run: TrainedRun | FinetunedRun, arch: Arch, folder: Path, formats: t
         checks["safetensors"] = check_safetensors(folder / FILES["safetensors"], fp32, inputs, "fp32")
     if "tensorrt" in formats:
         write_tensorrt(folder / FILES["onnx"], folder / FILES["tensorrt"])
-        checks["tensorrt"] = check_tensorrt(folder / FILES["tensorrt"])
+        checks["tensorrt"] = check_tensorrt(folder / FILES["tensorrt"], fp32, inputs, precision)
     names = [FILES[f] for f in FORMATS if f in formats or (f == "onnx" and "tensorrt" in formats)]
     if "safetensors" in formats:
         names.append(CONFIG)

@@ -41,7 +41,7 @@ from hwnas.errors import HwnasError, HwnasNotice, HwnasWarning
 from hwnas.latency.bundle import block_plans, network_plans, sample_archs
 from hwnas.latency.local import LocalCalibration, LocalCalibrations, table_digest
 from hwnas.latency.measure import (
-    measure_archs, measurement_info, p50_by_plan, require_here, setup_of, table_settings, why_not_here,
+    measure_archs, measurement_info, statistic_by_plan, require_here, setup_of, table_settings, why_not_here,
 )
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.profile import CALIBRATION_SEED, measure_plans
@@ -216,7 +216,7 @@ def recalibrate(table: LatencyTable, space: SearchSpace, rows: int = 8, protocol
                                  f"recalibrate {space.key}" if progress else None, out=work / "measured.csv")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    now = p50_by_plan(plans, measured)
+    now = statistic_by_plan(plans, measured)
     comparison = compare(table, space, archs, now[len(blocks):])
     then = table.latencies(blocks, space.key)
     row_ratio = now[: len(blocks)] / then  # reported: whole subnets decide unevenness (a 10-us row may move 30%)

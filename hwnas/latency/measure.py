@@ -27,7 +27,7 @@ from hwnas.errors import HwnasError
 from hwnas.latency.bundle import DTYPE_NAMES, NETWORK, Plan, network_plans, write_bundle
 from hwnas.latency.device import ONNXRUNTIME, TENSORRT, local_gpu_problem, parse_device, tensorrt_available
 from hwnas.latency.profile import ProfileSettings, measure_plans, setup_here
-from hwnas.latency.table import LatencyTable
+from hwnas.latency.table import LATENCY, LatencyTable
 from hwnas.profilers.protocol import Entry, Protocol, cpu_identity, cpu_model, read_measurements
 from hwnas.spaces import Arch, SearchSpace, space_from_dict, spec_dict
 
@@ -93,9 +93,10 @@ def setup_of(table: LatencyTable, settings: ProfileSettings | None = None) -> di
 
 
 def measure_archs(space: SearchSpace, table: LatencyTable, archs: Sequence[Arch], work: Path,
-                  protocol: Protocol | None = None, progress: bool = True) -> np.ndarray:
-    """The p50 latency (ms) of each arch, measured end to end in this process with `table`'s setup.
-    `work` holds the exported models and the rows until all are measured (a rerun resumes)."""
+                  protocol: Protocol | None = None, progress: bool = True, statistic: str = LATENCY) -> np.ndarray:
+    """The latency (ms; `statistic`, p50 by default) of each arch, measured end to end in this process
+    with `table`'s setup. `work` holds the exported models and the rows until all are measured (a
+    rerun resumes)."""
     require_here(table, "measure subnets")
     settings = table_settings(table, protocol)
     plans = network_plans(archs, settings.batch_size, settings.precision)
@@ -103,12 +104,13 @@ def measure_archs(space: SearchSpace, table: LatencyTable, archs: Sequence[Arch]
     rows = measure_plans(plans, str(settings.backend), settings, work, measurement_info(space, settings), label,
                          out=work / "measured.csv")
     shutil.rmtree(work, ignore_errors=True)
-    return p50_by_plan(plans, rows)
+    return statistic_by_plan(plans, rows, statistic)
 
 
 def measure_archs_apart(space: SearchSpace, table: LatencyTable, archs: Sequence[Arch], work: Path,
-                        protocols: Sequence[Protocol | None] = (None, None), progress: bool = True) -> list[np.ndarray]:
-    """One array of p50 latencies (ms) per entry of `protocols`: process i, fresh, measures every
+                        protocols: Sequence[Protocol | None] = (None, None), progress: bool = True,
+                        statistic: str = LATENCY) -> list[np.ndarray]:
+    """One array of latencies (ms; `statistic`) per entry of `protocols`: process i, fresh, measures every
     arch with `protocols[i]` (None: the table's), the processes run one after another. The models are
     exported once, here; each process only loads and times them (and resumes)."""
     if not protocols:
@@ -135,7 +137,7 @@ def measure_archs_apart(space: SearchSpace, table: LatencyTable, archs: Sequence
         if done.returncode != 0:
             tail = (done.stderr or "").strip().splitlines()[-1:] or ["its error is printed above"]
             raise MeasureError(f"measuring in process {i} failed (exit code {done.returncode}): {tail[0]}")
-        results.append(p50_by_plan(plans, list(read_measurements(out).values())))
+        results.append(statistic_by_plan(plans, list(read_measurements(out).values()), statistic))
     shutil.rmtree(work, ignore_errors=True)
     return results
 
@@ -171,9 +173,9 @@ def measurement_info(space: SearchSpace, settings: ProfileSettings) -> dict[str,
     return {**settings.bundle_info(space, str(settings.backend)), "purpose": "end-to-end measurement"}
 
 
-def p50_by_plan(plans: Sequence[Plan], rows: Sequence[dict[str, Any]]) -> np.ndarray:
-    """The p50 (ms) of each plan's model, in the order of `plans`, from measured rows."""
-    by_file = {r["file"]: float(r["p50_ms"]) for r in rows}
+def statistic_by_plan(plans: Sequence[Plan], rows: Sequence[dict[str, Any]], statistic: str = LATENCY) -> np.ndarray:
+    """The `statistic` (ms, p50 by default) of each plan's model, in the order of `plans`, from measured rows."""
+    by_file = {r["file"]: float(r[statistic]) for r in rows}
     return np.array([by_file[p.entry.file] for p in plans])
 
 

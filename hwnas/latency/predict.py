@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from hwnas.latency.table import Calibration, LatencyTable
+from hwnas.latency.table import LATENCY, Calibration, LatencyTable
 from hwnas.spaces import Arch, SearchSpace
 from hwnas.spaces.blocks import BlockConfig
 
@@ -23,21 +23,24 @@ class Prediction:
     latency_ms: float  # calibrated: what the arch is expected to take end to end
     sum_ms: float  # plain sum of the block rows
     blocks: tuple[tuple[str, float], ...]  # (block key, row latency) in network order
+    statistic: str = LATENCY  # of the timing distribution: p50_ms, p90_ms
 
     def to_dict(self) -> dict[str, Any]:
-        return {"latency_ms": self.latency_ms, "sum_ms": self.sum_ms,
+        return {"latency_ms": self.latency_ms, "statistic": self.statistic, "sum_ms": self.sum_ms,
                 "blocks": [{"key": k, "latency_ms": ms} for k, ms in self.blocks]}
 
 
 class LatencyPredictor:
-    """Predicts latency for archs of one space from one table. Construction checks that the table
-    has every block the space can produce and a calibration for it, so a search cannot fail halfway."""
+    """Predicts latency for archs of one space from one table, as one statistic of the timing
+    distribution (p50 by default; p90 for a tail budget: that statistic's rows and calibration).
+    Construction checks that the table has every block the space can produce and a calibration for
+    it, so a search cannot fail halfway."""
 
-    def __init__(self, table: LatencyTable, space: SearchSpace):
-        self.table, self.space = table, space
+    def __init__(self, table: LatencyTable, space: SearchSpace, statistic: str = LATENCY):
+        self.table, self.space, self.statistic = table, space, statistic
         self.blocks: list[BlockConfig] = space.block_configs()
-        self.row_ms = table.latencies(self.blocks, space.key)
-        self.calibration: Calibration = table.calibration(space)
+        self.row_ms = table.latencies(self.blocks, space.key, statistic)
+        self.calibration: Calibration = table.calibration(space, statistic)
         self._indices = space.block_indexer({b: i for i, b in enumerate(self.blocks)})
 
     def predict(self, arch: Arch) -> Prediction:
@@ -47,7 +50,7 @@ class LatencyPredictor:
         # budget check and its report agree to the last bit
         total = float(self.sum_many([arch])[0])
         keys = (self.blocks[i].key for i in idx)
-        return Prediction(float(self.calibration(total)), total, tuple(zip(keys, parts.tolist())))
+        return Prediction(float(self.calibration(total)), total, tuple(zip(keys, parts.tolist())), self.statistic)
 
     def predict_many(self, archs: Sequence[Arch]) -> np.ndarray:
         """Calibrated latency (ms) of every arch, as one array."""

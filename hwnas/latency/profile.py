@@ -23,7 +23,7 @@ import torch
 from hwnas.errors import HwnasError
 from hwnas.latency.bundle import BLOCK, NETWORK, OPSET, Plan, block_plans, network_plans, sample_archs, write_bundle
 from hwnas.latency.device import ONNXRUNTIME, PRECISIONS, TENSORRT, TORCH, Device, check_local_gpu, choose_backend, parse_device
-from hwnas.latency.table import LATENCY, Calibration, LatencyTable, TableError, stats_from_row, table_filename
+from hwnas.latency.table import STATISTICS, Calibration, LatencyTable, TableError, stats_from_row, table_filename
 from hwnas.profilers import ort_profile
 from hwnas.profilers.protocol import FINGERPRINT, MEASUREMENTS, Entry, Protocol, measure_entries, read_manifest, read_measurements, text_progress
 from hwnas.spaces import SearchSpace, get_space, space_from_dict
@@ -113,23 +113,23 @@ def measured_fingerprint(profiler_fp: dict[str, Any], info: dict[str, Any]) -> d
 
 
 def merge_measurements(table: LatencyTable, entries: Sequence[Entry], rows: Sequence[dict[str, Any]],
-                       space: SearchSpace) -> int:
+                       space: SearchSpace, statistics: Sequence[str] = tuple(STATISTICS.values())) -> int:
     """Add the measured block rows to the table; once every calibration subnet is measured (and its
-    blocks are rows), fit the space's calibration. Returns the number of rows added."""
+    blocks are rows), fit the space's calibration of each of `statistics` (the sum of that
+    statistic's rows against the subnets' measured statistic). Returns the number of rows added."""
     by_file = {r["file"]: r for r in rows}
     blocks = [(BlockConfig.from_key(e.key), by_file[e.file]) for e in entries if e.kind == BLOCK and e.file in by_file]
     added = table.add_rows((b, stats_from_row(r)) for b, r in blocks)
     networks = [e for e in entries if e.kind == NETWORK]
     if networks and all(e.file in by_file for e in networks):
-        sums, measured = [], []
         for e in networks:
-            keys = list(e.blocks)
-            missing = [k for k in keys if k not in table]
+            missing = [k for k in e.blocks if k not in table]
             if missing:
                 raise TableError(f"calibration subnet {e.key} uses block {missing[0]}, which the bundle did not measure")
-            sums.append(float(table.rows.loc[keys, LATENCY].sum()))
-            measured.append(float(by_file[e.file]["p50_ms"]))
-        table.set_calibration(space, Calibration.fit(sums, measured))
+        for statistic in statistics:
+            sums = [float(table.rows.loc[list(e.blocks), statistic].sum()) for e in networks]
+            table.set_calibration(space, Calibration.fit(sums, [float(by_file[e.file][statistic]) for e in networks]),
+                                  statistic)
     return added
 
 
@@ -166,10 +166,12 @@ def profile_space(space: SearchSpace, settings: ProfileSettings, out: Path | Non
     info = settings.bundle_info(space, backend)
     table = open_table(path, setup_here(settings, backend))
     blocks = table.missing(space.block_configs())
-    calibrate = not table.covers(space)
+    # a new space: every statistic's calibration; a covered one profiled before tail statistics: theirs
+    statistics = list(STATISTICS.values()) if not table.covers(space) else table.missing_statistics(space)
+    calibrate = bool(statistics)
     summary = {"table": str(path), "space": space.key, "device": settings.device, "backend": backend,
                "blocks_in_space": len(space.block_configs()), "blocks_measured": len(blocks),
-               "calibration_subnets": settings.calibration_archs if calibrate else 0}
+               "calibration_subnets": settings.calibration_archs if calibrate else 0, "calibrated_statistics": statistics}
     if not blocks and not calibrate:
         return {**summary, "up_to_date": True}
     work = _work_folder(path, space)
@@ -177,7 +179,7 @@ def profile_space(space: SearchSpace, settings: ProfileSettings, out: Path | Non
     entries = [p.entry for p in plans]
 
     def on_rows(rows: list[dict[str, Any]]) -> None:
-        merge_measurements(table, entries, rows, space)
+        merge_measurements(table, entries, rows, space, statistics)
         table.save(path)
 
     rows = measure_plans(plans, backend, settings, work, info, f"profile {space.key}" if progress else None, on_rows=on_rows)

@@ -12,6 +12,7 @@ one covers the space, else none) with the same rules.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,31 @@ def resolve_table(space: SearchSpace, *, device: str | None = None, table: str |
     found = table if isinstance(table, LatencyTable) else select_table(device, table, space)
     LatencyPredictor(found, space)  # every block and a calibration, or one line naming the profile command
     return check_drift(found, space, policy, progress)
+
+
+def resolve_tables(space: SearchSpace, *, devices: Sequence[str] = (), tables: Sequence[str | Path | LatencyTable] = (),
+                   drift: str | DriftPolicy = "refit", progress: bool = True) -> list[LatencyTable]:
+    """One resolved table per device, in the order of `devices` (or, with no devices, of `tables`).
+    A table given with `--table` goes to the device it was measured on; a device given twice, two
+    tables for one device, or a table for a device not named are one-line errors."""
+    labels = [parse_device(d).label for d in devices]
+    twice = [d for i, d in enumerate(labels) if d in labels[:i]]
+    if twice:
+        raise TableError(f"device {twice[0]!r} is given twice; give each --device once (with one --latency-ms each)")
+    loaded = [t if isinstance(t, LatencyTable) else LatencyTable.load(t) for t in tables]
+    by_device: dict[str, LatencyTable] = {}
+    for t in loaded:
+        if t.device in by_device:
+            raise TableError(f"two tables for device {t.device!r} ({by_device[t.device].name} and {t.name}); "
+                             f"give one --table per device")
+        by_device[t.device] = t
+    if labels:
+        stray = [t for d, t in by_device.items() if d not in labels]
+        if stray:
+            raise TableError(f"latency table {stray[0].name} was measured on device {stray[0].device!r}, which no "
+                             f"--device names ({', '.join(labels)}); add --device {stray[0].device} or drop the table")
+    order = labels or list(by_device)
+    return [resolve_table(space, device=d, table=by_device.get(d), drift=drift, progress=progress) for d in order]
 
 
 def optional_table(space: SearchSpace, *, device: str | None = None, table: str | Path | LatencyTable | None = None,

@@ -32,7 +32,9 @@ from hwnas.spaces.blocks import BlockConfig
 
 TABLE_FORMAT = 2
 COLUMNS = ("key", "kind", *STAT_COLUMNS)
-LATENCY = "p50_ms"  # the statistic that predictions sum
+LATENCY = "p50_ms"  # the statistic that predictions sum by default
+# Statistics a budget may bound (`--latency-stat`): each predicted from its own rows and calibration.
+STATISTICS = {"p50": "p50_ms", "p90": "p90_ms"}
 TABLE_DIGITS = 6  # significant digits of the CSV's timings: the resolution of a table's predictions
 # Fingerprint fields that move latency: the runtime and exporter versions, the processor, and how the
 # models run. Any difference means the table's numbers may not hold (see `hwnas.latency.drift`).
@@ -112,6 +114,9 @@ class LatencyTable:
     path: Path | None = None
     # Spaces whose calibration was replaced in memory (a local calibration for this machine): what replaced it.
     calibration_sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Calibrations of the other statistics (p90_ms, ...): statistic -> space key -> fit of that
+    # statistic's row sums to the calibration subnets' measured statistic.
+    tail_calibrations: dict[str, dict[str, Calibration]] = field(default_factory=dict)
 
     # ---- construction and files --------------------------------------------------------------
     @classmethod
@@ -135,6 +140,8 @@ class LatencyTable:
             meta = json.loads(side.read_text())
             fingerprint = dict(meta["fingerprint"])
             calibrations = {k: Calibration.from_dict(v) for k, v in meta.get("calibration", {}).items()}
+            tails = {stat: {k: Calibration.from_dict(v) for k, v in by_space.items()}
+                     for stat, by_space in meta.get("calibration_by_statistic", {}).items()}
             version = int(meta.get("format", 1))
         except (ValueError, KeyError, TypeError) as exc:
             raise TableError(f"latency table sidecar {side} is corrupted ({exc}); {rebuild}") from exc
@@ -150,7 +157,7 @@ class LatencyTable:
         problem = cls._problem(df)
         if problem:
             raise TableError(f"latency table {path} is corrupted ({problem}); {rebuild}")
-        return cls(df[list(COLUMNS)].set_index("key"), fingerprint, calibrations, path)
+        return cls(df[list(COLUMNS)].set_index("key"), fingerprint, calibrations, path, tail_calibrations=tails)
 
     @staticmethod
     def _problem(df: pd.DataFrame) -> str | None:
@@ -180,6 +187,8 @@ class LatencyTable:
         atomic_write_bytes(path, df.to_csv(index=False, float_format=f"%.{TABLE_DIGITS}g").encode())
         meta = {"format": TABLE_FORMAT, "fingerprint": self.fingerprint,
                 "calibration": {k: c.to_dict() for k, c in sorted(self.calibrations.items())},
+                "calibration_by_statistic": {stat: {k: c.to_dict() for k, c in sorted(by_space.items())}
+                                             for stat, by_space in sorted(self.tail_calibrations.items())},
                 "updated": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         atomic_write_json(self.sidecar_path(path), meta)
         self.path = path
@@ -218,8 +227,8 @@ class LatencyTable:
     def missing(self, blocks: Iterable[BlockConfig]) -> list[BlockConfig]:
         return [b for b in dict.fromkeys(blocks) if b.key not in self.rows.index]
 
-    def latencies(self, blocks: Sequence[BlockConfig], space_key: str) -> np.ndarray:
-        """The row latency (ms) of each block, or an error naming the first missing one and the fix."""
+    def latencies(self, blocks: Sequence[BlockConfig], space_key: str, statistic: str = LATENCY) -> np.ndarray:
+        """The row latency (ms, `statistic`) of each block, or an error naming the first missing one and the fix."""
         missing = self.missing(blocks)
         if missing:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
@@ -227,7 +236,7 @@ class LatencyTable:
                 f"latency table {self.name} has no row for block {missing[0].key}{more}; "
                 f"profile it with `{profile_command(self.fingerprint, space_key, self.path)}`"
             )
-        return self.rows.loc[[b.key for b in blocks], LATENCY].to_numpy(dtype=float)
+        return self.rows.loc[[b.key for b in blocks], statistic].to_numpy(dtype=float)
 
     def calibration_key(self, space: SearchSpace) -> str | None:
         """Under which key this table calibrates `space`: its ref, the ref of the same content under
@@ -242,7 +251,7 @@ class LatencyTable:
     def covers(self, space: SearchSpace) -> bool:
         return self.calibration_key(space) is not None
 
-    def calibration(self, space: SearchSpace) -> Calibration:
+    def calibration(self, space: SearchSpace, statistic: str = LATENCY) -> Calibration:
         key = self.calibration_key(space)
         if key is None:
             profiled = ", ".join(self.calibrations) or "no space"
@@ -250,14 +259,34 @@ class LatencyTable:
                 f"latency table {self.name} was profiled for {profiled}, not {space.ref}; "
                 f"run `{profile_command(self.fingerprint, space.key, self.path)}`"
             )
-        return self.calibrations[key]
+        if statistic == LATENCY:
+            return self.calibrations[key]
+        if self.calibration_sources.get(key, {}).get("refit"):
+            raise TableError(f"latency table {self.name} holds on this machine for {space.key} only through a local "
+                             f"refit of its p50 calibration, which says nothing of {statistic}; re-profile here "
+                             f"(`{profile_command(self.fingerprint, space.key, None)} --out NEW.csv`) or pass --drift ignore")
+        tail = self.tail_calibrations.get(statistic, {})
+        if key not in tail:
+            raise TableError(f"latency table {self.name} has no {statistic} calibration for {space.key} (profiled "
+                             f"before tail statistics were calibrated); on the setup that measured it, measure its "
+                             f"calibration subnets again with `{profile_command(self.fingerprint, space.key, self.path)}`")
+        return tail[key]
+
+    def missing_statistics(self, space: SearchSpace) -> list[str]:
+        """The statistics besides p50 that this table covers `space` for without a calibration."""
+        key = self.calibration_key(space)
+        return [s for s in STATISTICS.values() if s != LATENCY and key not in self.tail_calibrations.get(s, {})]
 
     def calibration_source(self, space: SearchSpace) -> dict[str, Any] | None:
         """What replaced the table's own calibration of `space` in memory (a local calibration), if anything."""
         return self.calibration_sources.get(self.calibration_key(space) or space.ref)
 
-    def set_calibration(self, space: SearchSpace, calibration: Calibration) -> None:
-        self.calibrations[self.calibration_key(space) or space.ref] = calibration
+    def set_calibration(self, space: SearchSpace, calibration: Calibration, statistic: str = LATENCY) -> None:
+        key = self.calibration_key(space) or space.ref
+        if statistic == LATENCY:
+            self.calibrations[key] = calibration
+        else:
+            self.tail_calibrations.setdefault(statistic, {})[key] = calibration
 
     def with_calibration(self, space: SearchSpace, calibration: Calibration, source: Mapping[str, Any]) -> LatencyTable:
         """A copy whose calibration for `space` is replaced (in memory only) and says by what."""

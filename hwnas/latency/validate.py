@@ -25,7 +25,7 @@ from hwnas.latency.bundle import sample_archs
 from hwnas.latency.measure import measure_archs_apart, table_settings
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.profile import CALIBRATION_SEED
-from hwnas.latency.table import LatencyTable, round_to_resolution
+from hwnas.latency.table import LATENCY, LatencyTable, round_to_resolution
 from hwnas.plots import figure, save_figure
 from hwnas.profilers.protocol import Protocol
 from hwnas.spaces import SearchSpace
@@ -41,25 +41,28 @@ def agreement(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
 
 
 def validate_table(space: SearchSpace, table: LatencyTable, n: int = 50, seed: int = 0, out: Path | None = None,
-                   protocol: Protocol | None = None, processes: int = 2, progress: bool = True) -> dict[str, Any]:
+                   protocol: Protocol | None = None, processes: int = 2, progress: bool = True,
+                   statistic: str = LATENCY) -> dict[str, Any]:
     """Measure `n` random subnets end to end in `processes` fresh processes and compare each
-    process's measurement with the table's predictions (and with each other: the floor)."""
+    process's measurement of `statistic` (p50 by default, p90 for tail budgets) with the table's
+    prediction of it (and the processes with each other: the floor)."""
     if n < 2:
         raise HwnasError(f"--n must be at least 2 to rank subnets, got {n}")
     if processes < 2:
         raise HwnasError(f"--processes must be at least 2: the floor compares one process with another, got {processes}")
-    predictor = LatencyPredictor(table, space)
+    predictor = LatencyPredictor(table, space, statistic)
     calibration = {a.digest for a in sample_archs(space, predictor.calibration.n, CALIBRATION_SEED, extremes=True)}
     archs = [a for a in sample_archs(space, n + len(calibration), seed) if a.digest not in calibration][:n]
     out = Path(out or Path("runs") / "validate" / f"{table.device}_{space.key}")
     protocol = table_settings(table, protocol).protocol  # the table's statistic, at `protocol`'s effort
-    measured = measure_archs_apart(space, table, archs, out / "work", [protocol] * processes, progress)
+    measured = measure_archs_apart(space, table, archs, out / "work", [protocol] * processes, progress, statistic)
     sums = predictor.sum_many(archs)
     predicted = predictor.calibration(sums)
 
     report = {
         "space": space.key, "table": table.name, "device": table.device, "backend": table.fingerprint["backend"],
-        "n": len(archs), "seed": seed, "processes": processes, "calibration": predictor.calibration.to_dict(),
+        "n": len(archs), "seed": seed, "processes": processes, "statistic": statistic,
+        "calibration": predictor.calibration.to_dict(),
         "calibration_source": table.calibration_source(space),
         "calibrated": [agreement(predicted, m) for m in measured],
         "uncalibrated_sum": [agreement(sums, m) for m in measured],
@@ -97,7 +100,8 @@ def scatter_plot(df: pd.DataFrame, report: dict[str, Any], path: Path) -> Path:
     for column, colour in zip(processes, ("tab:blue", "tab:orange", "tab:green", "tab:red")):
         ax.scatter(df[column], df["predicted_ms"], s=14, c=colour, alpha=0.8, label=f"calibrated, vs {column[:-3]}")
     m, f = worst(report["calibrated"]), worst(report["floor_process_vs_process"])
-    ax.set_title(f"{report['space']} on {report['device']} ({report['backend']}), n={report['n']}, worst of "
+    ax.set_title(f"{report['space']} on {report['device']} ({report['backend']}, {report.get('statistic', LATENCY)}), "
+                 f"n={report['n']}, worst of "
                  f"{report['processes']} processes\nMAPE {m['mape_pct']:.1f}%, within 10% {m['within_10pct']:.0f}%, "
                  f"tau {m['kendall_tau']:.2f} (process vs process: MAPE {f['mape_pct']:.1f}%, tau {f['kendall_tau']:.2f})",
                  fontsize=8)

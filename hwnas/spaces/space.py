@@ -13,7 +13,7 @@ import json
 import math
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -75,6 +75,19 @@ class SpaceSpec:
         return {k: d[k] for k in ("family", *SHAPE_FIELDS, "choices", "options")}
 
 
+@dataclass(frozen=True)
+class Frame:
+    """Archs that share their fixed blocks and differ in independent slots, each slot running one of
+    its options (the blocks that option adds; none for a skipped slot). `build` turns one option
+    index per slot into the arch. Every arch of a space lies in one of its frames, so a question
+    about sums of block costs (is there an arch within several budgets at once?) is answered
+    exactly frame by frame, slot by slot (`hwnas.subnet_search.joint`)."""
+
+    fixed: tuple[BlockConfig, ...]
+    slots: tuple[tuple[tuple[BlockConfig, ...], ...], ...]
+    build: Callable[[Sequence[int]], Arch]
+
+
 def spec_difference(a: Mapping[str, Any], b: Mapping[str, Any]) -> str | None:
     """The first field in which two space declarations (`SpaceSpec.to_dict()`) differ in content,
     as 'field: a vs b' (None when they are the same space)."""
@@ -132,6 +145,12 @@ class SearchSpace(ABC):
     def canonicalize(self, genes: dict[str, GeneValue]) -> dict[str, GeneValue]:
         """Map encodings that compute the same function to one (identity shifting). Default: as is."""
         return genes
+
+    def frames(self) -> Iterator[Frame]:
+        """The space as frames of independent slots (see `Frame`): what makes a search's check of
+        budgets on several costs at once exact. A family that does not give them gets a check of
+        a few cheapest archs only, and says so."""
+        raise NotImplementedError(f"the {self.family} family does not describe its space as frames")
 
     def uniform_archs(self) -> list[Arch]:
         """Hand-designed baselines (every layer alike) that searched subnets are compared with;

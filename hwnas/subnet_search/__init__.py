@@ -1,4 +1,4 @@
-"""Latency-constrained search over a trained supernet (evolution, random baseline, hierarchical).
+"""Latency-constrained search over a trained supernet (evolution, random baseline, hierarchical, NSGA-II).
 
 `hwnas.search(run, latency_ms=..., device=...)` is `search` here, a plain function.
 """

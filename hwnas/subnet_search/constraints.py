@@ -1,15 +1,21 @@
-"""Budgets and what an arch costs under them: predicted latency, FLOPs (MACs) and parameters.
+"""Budgets and what an arch costs under them: predicted latency (on one device or several), FLOPs
+(MACs) and parameters.
 
 Every cost is a sum over the arch's blocks (latency then calibrated by a * sum + b with a > 0), so
 the cheapest and the costliest arch under each cost are found exactly by the space before any
-evaluation: an infeasible budget fails at once with the minimum achievable, and a budget that
-every arch meets is reported instead of searched.
+evaluation, and so is one arch within all budgets together (`hwnas.subnet_search.joint`): an
+infeasible budget fails at once with the minimum achievable or the budgets that conflict, and a
+budget that every arch meets is reported instead of searched.
+
+Latency on the first (or only) device is the metric `latency_ms`; on each further device
+`latency_ms@DEVICE`, so a one-device search reads as it always did.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,9 +25,24 @@ from hwnas.errors import HwnasError
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.spaces import Arch, SearchSpace
 from hwnas.spaces.blocks import BlockConfig
+from hwnas.subnet_search.joint import RELATIVE_SLACK, within_all
 
 # metric -> (CLI option, unit): FLOPs are multiply-accumulates, as the ViT papers count them
 METRICS = {"latency_ms": ("--latency-ms", "ms"), "flops_g": ("--flops-g", "GMACs"), "params_m": ("--params-m", "M params")}
+LATENCY_METRIC = "latency_ms"
+
+
+def latency_metric(device: str, first: bool) -> str:
+    """The metric of latency on `device`: `latency_ms` for the first device, `latency_ms@DEVICE` after."""
+    return LATENCY_METRIC if first else f"{LATENCY_METRIC}@{device}"
+
+
+def metric_info(metric: str) -> tuple[str, str]:
+    """(CLI option, unit) of a metric; latency on a further device names it."""
+    if metric.startswith(LATENCY_METRIC + "@"):
+        device = metric.partition("@")[2]
+        return f"--latency-ms (--device {device})", f"ms on {device}"
+    return METRICS[metric]
 
 
 class BudgetError(HwnasError):
@@ -32,9 +53,10 @@ class BudgetError(HwnasError):
 class Budget:
     """Upper bounds an arch must meet; None leaves a metric free. At least one is required."""
 
-    latency_ms: float | None = None
+    latency_ms: float | None = None  # on the first device
     flops_g: float | None = None
     params_m: float | None = None
+    latency_on: tuple[tuple[str, float], ...] = ()  # (device, ms) on each further device
 
     def __post_init__(self) -> None:
         given = self.limits()
@@ -42,30 +64,35 @@ class Budget:
             raise BudgetError("give at least one constraint: --latency-ms (with --device), --flops-g or --params-m")
         for metric, value in given.items():
             if not math.isfinite(value) or value <= 0:
-                raise BudgetError(f"{METRICS[metric][0]} must be a positive number, got {value}")
+                raise BudgetError(f"{metric_info(metric)[0]} must be a positive number, got {value}")
 
     def limits(self) -> dict[str, float]:
-        return {k: float(v) for k, v in asdict(self).items() if v is not None}
+        plain = {k: float(v) for k, v in asdict(self).items() if k != "latency_on" and v is not None}
+        return {**plain, **{latency_metric(d, first=False): float(ms) for d, ms in self.latency_on}}
 
     def describe(self) -> str:
-        return ", ".join(f"{k.removesuffix('_ms').removesuffix('_g').removesuffix('_m')} <= {v:g} {METRICS[k][1]}"
-                         for k, v in self.limits().items())
+        return ", ".join(f"{k.partition('@')[0].removesuffix('_ms').removesuffix('_g').removesuffix('_m')} <= {v:g} "
+                         f"{metric_info(k)[1]}" for k, v in self.limits().items())
 
 
 class Costs:
-    """Latency (with a predictor), GMACs and M params of archs of one space."""
+    """Latency (with a predictor per device), GMACs and M params of archs of one space. `predictors`
+    maps latency metrics (`latency_metric`) to predictors; one predictor alone is `latency_ms`."""
 
-    def __init__(self, space: SearchSpace, predictor: LatencyPredictor | None = None):
-        self.space, self.predictor = space, predictor
-        self.metrics = [m for m in METRICS if m != "latency_ms" or predictor is not None]
+    def __init__(self, space: SearchSpace, predictors: LatencyPredictor | Mapping[str, LatencyPredictor] | None = None):
+        self.space = space
+        self.predictors: dict[str, LatencyPredictor] = (
+            {} if predictors is None else {LATENCY_METRIC: predictors} if isinstance(predictors, LatencyPredictor)
+            else dict(predictors))
+        self.metrics = [*self.predictors, "flops_g", "params_m"]
 
     def many(self, archs: Sequence[Arch], metrics: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         out = {}
-        for metric in metrics or self.metrics:
-            if metric == "latency_ms":
-                if self.predictor is None:
+        for metric in self.metrics if metrics is None else metrics:
+            if metric.partition("@")[0] == LATENCY_METRIC:
+                if metric not in self.predictors:
                     raise BudgetError("--latency-ms needs --device (or --table) to predict latency")
-                out[metric] = self.predictor.predict_many(archs)
+                out[metric] = self.predictors[metric].predict_many(archs)
             elif metric == "flops_g":
                 out[metric] = np.array([a.macs() / 1e9 for a in archs])
             else:
@@ -77,21 +104,30 @@ class Costs:
 
     def block_cost(self, metric: str) -> Callable[[BlockConfig], float]:
         """The metric's additive part per block (latency: the table row, before calibration)."""
-        if metric == "latency_ms":
-            assert self.predictor is not None
-            rows = dict(zip(self.predictor.blocks, self.predictor.row_ms.tolist()))
+        if metric in self.predictors:
+            predictor = self.predictors[metric]
+            rows = dict(zip(predictor.blocks, predictor.row_ms.tolist()))
             return rows.__getitem__
         if metric == "flops_g":
             return lambda b: b.macs() / 1e9
         return lambda b: b.params() / 1e6
 
+    def sum_limit(self, metric: str, limit: float) -> float:
+        """The bound on the sum of `block_cost(metric)` that `limit` on the metric means (latency is
+        calibrated as a * sum + b, a > 0)."""
+        if metric in self.predictors:
+            calibration = self.predictors[metric].calibration
+            return (limit - calibration.b) / calibration.a
+        return limit
+
 
 class Constraints:
-    """A budget applied to archs: how far each is over it (0 when it fits)."""
+    """A budget applied to archs: how far each is over it (0 when it fits). No budget (None): every
+    arch fits (NSGA-II over the whole front)."""
 
-    def __init__(self, budget: Budget, costs: Costs):
+    def __init__(self, budget: Budget | None, costs: Costs):
         self.budget, self.costs = budget, costs
-        self.limits = budget.limits()
+        self.limits = budget.limits() if budget else {}
         costs.many([costs.space.smallest()], list(self.limits))  # fails now if latency has no predictor
 
     def violation(self, archs: Sequence[Arch]) -> np.ndarray:
@@ -130,24 +166,58 @@ def check_feasible(constraints: Constraints) -> Feasibility:
     maximum = {m: costs.of(a)[m] for m, a in costliest.items()}
     for metric, limit in limits.items():
         if limit < minimum[metric]:
-            option, unit = METRICS[metric]
+            option, unit = metric_info(metric)
             raise BudgetError(f"{option} {limit:g} is below the cheapest arch of {space.key}: {minimum[metric]:.4g} "
                               f"{unit} ({cheapest[metric]!r}); the minimum achievable is {minimum[metric]:.4g} {unit}")
-    # Each constraint alone can be met. Together: try the cheapest arch of each and of their
-    # budget-weighted sum (exact when one arch is cheapest in all, as in spaces whose costs grow
-    # with every gene).
+    # Each constraint alone can be met. Together: first the cheapest arch of each and of their
+    # budget-weighted sum (enough when one arch is cheapest in all), else the exact joint check.
     weighted = {m: costs.block_cost(m) for m in limits}
     blend = space.extreme_arch(lambda b: sum(f(b) / limits[m] for m, f in weighted.items()))
     candidates = [blend, *cheapest.values(), space.smallest()]
     violations = constraints.violation(candidates)
-    if violations.min() > 0:
-        details = "; ".join(f"cheapest in {METRICS[m][0]} has " + ", ".join(
-            f"{METRICS[o][0]} {v:.4g}" for o, v in costs.of(a).items() if o in limits) for m, a in cheapest.items())
-        raise BudgetError(f"the constraints contradict each other: no arch of {space.key} meets "
-                          f"{constraints.budget.describe()} together ({details}); relax one of them")
-    anchor = candidates[int(np.argmin(violations))]
+    anchor = candidates[int(np.argmin(violations))] if violations.min() == 0 else _within_all(constraints, list(limits))
+    if anchor is None:
+        raise BudgetError(_conflict_message(constraints, cheapest))
     binds = any(limit < maximum[m] for m, limit in limits.items())
     return Feasibility(anchor, binds, minimum, maximum)
+
+
+def _within_all(constraints: Constraints, metrics: Sequence[str]) -> Arch | None:
+    """One arch within the limits of `metrics` together (exact; None when there is none). A family
+    without frames gets None: the cheapest archs tried before were all it could check."""
+    costs, limits = constraints.costs, constraints.limits
+    caps = [costs.sum_limit(m, limits[m]) for m in metrics]
+    for slack in (RELATIVE_SLACK, -RELATIVE_SLACK):  # an arch on a limit's last bit: then one clear of it
+        try:
+            arch = within_all(costs.space, [costs.block_cost(m) for m in metrics], caps, slack)
+        except NotImplementedError:
+            return None
+        if arch is None:
+            return None
+        if all(costs.of(arch)[m] <= limits[m] for m in metrics):
+            return arch
+    return None
+
+
+def _conflict_message(constraints: Constraints, cheapest: Mapping[str, Arch]) -> str:
+    """Which budgets conflict (the pairs that no arch meets together, or all of them), and what the
+    cheapest arch under each costs under the others."""
+    costs, limits, space = constraints.costs, constraints.limits, constraints.costs.space
+    try:
+        space.frames()
+        exact = True
+    except NotImplementedError:
+        exact = False
+    pairs = [p for p in itertools.combinations(limits, 2) if exact and _within_all(constraints, p) is None]
+    groups = pairs or [tuple(limits)]
+    named = "; ".join(" and ".join(f"{metric_info(m)[0]} {limits[m]:g}" for m in g) for g in groups)
+    details = "; ".join(f"the cheapest in {metric_info(m)[0]} has " + ", ".join(
+        f"{metric_info(o)[0]} {v:.4g}" for o, v in costs.of(a).items() if o in limits and o != m)
+        for m, a in cheapest.items())
+    if exact:
+        return f"no arch of {space.key} meets these budgets together: {named} (exact check; {details}); relax one of them"
+    return (f"found no arch of {space.key} meeting these budgets together among the cheapest archs (the {space.family} "
+            f"family gives no frames for an exact check): {named} ({details}); relax one of them")
 
 
 def budget_summary(feasibility: Feasibility, budget: Budget) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The search loop: evolution (AutoFormer), random search (the baseline) and hierarchical (GLiT).
+"""The search loop: evolution (AutoFormer), random search (the baseline) and hierarchical (GLiT);
+NSGA-II, the fourth strategy, reuses its records and state (`hwnas.subnet_search.nsga2`).
 
 All three run generations of `population` new archs each, so they spend the same number of
 evaluations. Generation 0 (and every generation of random search) draws archs at random; later
@@ -27,7 +28,7 @@ from hwnas.subnet_search.constraints import Constraints, Costs
 from hwnas.subnet_search.operators import Operators
 from hwnas.train.evaluate import Score
 
-STRATEGIES = ("evolution", "random", "hierarchical")
+STRATEGIES = ("evolution", "random", "hierarchical", "nsga2")
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class Record:
 
     arch: Arch
     generation: int
-    origin: str  # random, mutation or crossover; "+repair" when repaired into the budget
+    origin: str  # random, mutation or crossover (+repair when repaired into the budget); nsga2 for its children
     top1: float  # search-val, percent
     costs: dict[str, float]
     loss: float = math.inf  # search-val cross-entropy (inf in searches saved before it was kept)

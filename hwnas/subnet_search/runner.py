@@ -19,14 +19,16 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from hwnas.io import atomic_write_json, sha256_file
-from hwnas.latency.measure import measure_archs, require_here
+from hwnas.latency.measure import measure_archs_apart, require_here
 from hwnas.latency.predict import LatencyPredictor
-from hwnas.latency.resolve import resolve_table
-from hwnas.latency.table import LatencyTable
+from hwnas.latency.resolve import resolve_tables
+from hwnas.latency.table import STATISTICS, LatencyTable
 from hwnas.spaces import Arch
-from hwnas.subnet_search.constraints import METRICS, Budget, BudgetError, Constraints, Costs, budget_summary, check_feasible
+from hwnas.subnet_search.constraints import (Budget, BudgetError, Constraints, Costs, Feasibility, budget_summary,
+                                             check_feasible, latency_metric, metric_info)
 from hwnas.subnet_search.evolution import EvolutionSettings, Evolution, Record, SearchState
 from hwnas.subnet_search.fitness import TEST, Fitness
+from hwnas.subnet_search.nsga2 import NSGA2Search
 from hwnas.subnet_search.report import history_frame, pareto_front, pareto_plot, write_tables
 from hwnas.train.checkpoint import WEIGHTS, CheckpointError
 from hwnas.train.distributed import join_world
@@ -51,9 +53,35 @@ class SearchResult:
         return list(self.report["notes"])
 
 
-def default_out(run: Path, budget: Budget, settings: EvolutionSettings, device: str | None) -> Path:
-    parts = [f"{k.split('_')[0]}{v:g}" for k, v in budget.limits().items()]
-    return run / "search" / "-".join([settings.strategy, *parts, *([device] if device else []), f"seed{settings.seed}"])
+def _budget_name(budget: Budget) -> str:
+    return "-".join(f"{k.split('_')[0]}{v:g}" for k, v in budget.limits().items())
+
+
+def default_out(run: Path, budgets: Sequence[Budget], settings: EvolutionSettings, devices: Sequence[str]) -> Path:
+    parts = [_budget_name(b) for b in budgets] or ["front"]
+    return run / "search" / "-".join([settings.strategy, *parts, *devices, f"seed{settings.seed}"])
+
+
+def _budgets(strategy: str, limits_ms: Sequence[float], devices: Sequence[str], flops_g: float | None,
+             params_m: float | None) -> list[Budget]:
+    """The budgets asked for. One, pairing each --latency-ms with a device; with nsga2 also several
+    latency budgets on one device (one winner each from the one run), or none at all (the front)."""
+    if strategy == "nsga2" and len(devices) == 1 and len(limits_ms) > 1:
+        return [Budget(ms, flops_g, params_m) for ms in sorted(set(limits_ms))]
+    if limits_ms and len(limits_ms) != len(devices):
+        raise BudgetError(f"--latency-ms is given {len(limits_ms)} times for {len(devices)} device(s) "
+                          f"({', '.join(devices)}): pair each --latency-ms with one --device (or --table), in order")
+    if strategy == "nsga2" and not limits_ms and flops_g is None and params_m is None:
+        return []
+    return [Budget(limits_ms[0] if limits_ms else None, flops_g, params_m,
+                   latency_on=tuple(zip(devices[1:], limits_ms[1:])))]
+
+
+def _loosest(budgets: Sequence[Budget]) -> Budget | None:
+    """One budget every budget lies within (several differ only in their first device's latency)."""
+    if not budgets:
+        return None
+    return max(budgets, key=lambda b: b.latency_ms or 0.0)
 
 
 def _load_state(out: Path, context: dict[str, Any], run: TrainedRun) -> SearchState:
@@ -71,52 +99,74 @@ def _load_state(out: Path, context: dict[str, Any], run: TrainedRun) -> SearchSt
     return state
 
 
-def search(run: str | Path, *, latency_ms: float | None = None, device: str | None = None,
-           table: str | Path | LatencyTable | None = None, flops_g: float | None = None, params_m: float | None = None,
+def search(run: str | Path, *, latency_ms: float | Sequence[float] | None = None,
+           device: str | Sequence[str] | None = None,
+           table: str | Path | LatencyTable | Sequence[str | Path | LatencyTable] | None = None,
+           flops_g: float | None = None, params_m: float | None = None,
            strategy: str = "evolution", population: int = 50, generations: int = 20, parents: int = 10,
            mutation_prob: float = 0.2, resample_prob: float = 0.4, seed: int = 0, high_level_share: float = 0.5,
            out: str | Path | None = None,
-           measure: bool = False, drift: str = "refit", progress: bool = True,
+           measure: bool = False, latency_stat: str = "p50", drift: str = "refit", progress: bool = True,
            on_generation: Callable[[SearchState], None] | None = None) -> SearchResult:
     """Search the trained supernet in `run` for the most accurate subnet within the budget.
 
     Budgets: `latency_ms` (predicted from the table of `device`, or `table`; `drift` says what to do
     when the table is off on this machine), `flops_g` (GMACs) and `params_m` (millions); any
-    combination, at least one. `measure` also times the winner end to end with the table's backend
-    and settings on this machine. Under `torchrun` the ranks share each generation's evaluations
-    (one GPU each) and give the result one process gives; rank 0 writes the outputs."""
+    combination, at least one. Latency budgets on several devices: `latency_ms` and `device` as
+    lists, paired in order (a `table` goes to the device it was measured on); the first device is
+    the primary one (the `latency_ms` column, the plots' first panel). `latency_stat` says which
+    statistic of the timing distribution latency means: p50, or p90 for a tail budget (each table's
+    rows and calibration of that statistic). `measure` also times the
+    winner end to end with each table's backend and settings on this machine. Under `torchrun` the
+    ranks share each generation's evaluations (one GPU each) and give the result one process gives;
+    rank 0 writes the outputs."""
     world = join_world()
     try:
         began = time.perf_counter()
         settings = EvolutionSettings(strategy, population, generations, parents, mutation_prob, resample_prob, seed,
                                      high_level_share=high_level_share)
-        budget = Budget(latency_ms, flops_g, params_m)
-        if latency_ms is not None and device is None and table is None:
+        limits_ms, devices, tables = _listed(latency_ms), _listed(device), _listed(table)
+        if latency_stat not in STATISTICS:
+            raise BudgetError(f"unknown --latency-stat {latency_stat!r}; use {' or '.join(STATISTICS)}")
+        statistic = STATISTICS[latency_stat]
+        if limits_ms and not devices and not tables:
             raise BudgetError("--latency-ms needs --device (or --table): the latency table to predict with")
+        if settings.strategy == "nsga2" and not devices and not tables:
+            raise BudgetError("--strategy nsga2 trades accuracy against latency; without --device (or --table) it "
+                              "would have a single objective: name the device(s) whose latency to trade")
         trained = TrainedRun(run)
         weights = trained.dir / WEIGHTS
         if not weights.is_file():
             raise CheckpointError(f"{trained.dir} has no trained weights ({WEIGHTS}); finish `hwnas train --out {trained.dir}` first")
         space = trained.space
-        found = world.main_first(lambda: resolve_table(space, device=device, table=table, drift=drift, progress=progress)) \
-            if device or table is not None else None
+        found = world.main_first(lambda: resolve_tables(space, devices=devices, tables=tables, drift=drift,
+                                                        progress=progress)) if devices or tables else []
+        labels = [t.device for t in found]
+        budgets = _budgets(settings.strategy, limits_ms, labels, flops_g, params_m)
+        budget = _loosest(budgets)  # what the search keeps every arch within (None: nsga2 over the whole space)
         if measure:  # refused before the search, not after it
-            if found is None:
+            if not found:
                 raise BudgetError("--measure needs --device (or --table): it times the arch with the table's backend")
-            require_here(found, "time the winner")
-        predictor = LatencyPredictor(found, space) if found else None
-        costs = Costs(space, predictor)
+            for t in found:
+                require_here(t, "time the winner")
+        predictors = {latency_metric(t.device, first=i == 0): LatencyPredictor(t, space, statistic)
+                      for i, t in enumerate(found)}
+        costs = Costs(space, predictors)
+        # every budget asked for is checked before anything is evaluated (the loosest is the search's)
+        checked = {each: check_feasible(Constraints(each, costs)) for each in budgets}
         constraints = Constraints(budget, costs)
-        feasibility = check_feasible(constraints)  # before anything is evaluated
+        feasibility = checked[budget] if budget else Feasibility(space.smallest(), True, {}, {})
 
-        label = found.device if found else None
-        out = Path(out) if out is not None else default_out(trained.dir, budget, settings, label)
+        out = Path(out) if out is not None else default_out(trained.dir, budgets, settings, labels)
         out.mkdir(parents=True, exist_ok=True)
+        tables_used = [{"fingerprint": p.table.fingerprint, "calibration": p.calibration.to_dict(),
+                        "rows_sha256": hashlib.sha256(p.row_ms.tobytes()).hexdigest()} for p in predictors.values()]
         context = {"run": str(trained.dir.resolve()), "weights_sha256": sha256_file(weights), "space": space.ref,
-                   "budget": budget.limits(), "settings": settings.to_dict(),
-                   "table": None if predictor is None else {
-                       "fingerprint": found.fingerprint, "calibration": predictor.calibration.to_dict(),  # type: ignore[union-attr]
-                       "rows_sha256": hashlib.sha256(predictor.row_ms.tobytes()).hexdigest()}}
+                   "budget": budget.limits() if budget else {}, "settings": settings.to_dict(),
+                   **({"budgets": [b.limits() for b in budgets]} if len(budgets) > 1 else {}),
+                   "table": tables_used[0] if tables_used else None,
+                   **({"more_tables": tables_used[1:]} if len(tables_used) > 1 else {}),
+                   **({"latency_stat": latency_stat} if latency_stat != "p50" else {})}
         world.agree(hashlib.sha256(json.dumps(context, sort_keys=True).encode()).hexdigest()[:16],
                     "the search's weights, budget and latency table (pass --drift ignore or fail under torchrun)")
         state = _load_state(out, context, trained)
@@ -126,10 +176,12 @@ def search(run: str | Path, *, latency_ms: float | None = None, device: str | No
             if world.is_main:
                 atomic_write_json(out / STATE, {"format": STATE_FORMAT, "context": context, "state": current.to_dict()})
 
-        if not feasibility.binds:
+        engine = NSGA2Search if settings.strategy == "nsga2" else Evolution
+        if not feasibility.binds and engine is Evolution:
+            assert budget is not None  # a search without a budget is nsga2's
             largest = space.largest()
             state.notes = [f"every arch of {space.key} meets {budget.describe()} (costliest: " + ", ".join(
-                f"{feasibility.maximum[m]:.4g} {METRICS[m][1]}" for m in budget.limits()) + "); returned the largest arch"]
+                f"{feasibility.maximum[m]:.4g} {metric_info(m)[1]}" for m in budget.limits()) + "); returned the largest arch"]
             if not state.records:
                 first = fitness.score(largest)
                 state.records = [Record(largest, 0, "largest", first.top1, costs.of(largest), first.loss)]
@@ -154,7 +206,7 @@ def search(run: str | Path, *, latency_ms: float | None = None, device: str | No
                 if on_generation:
                     on_generation(current)
 
-            evolution = Evolution(space, settings, constraints, costs, feasibility.anchor, evaluate, state)
+            evolution = engine(space, settings, constraints, costs, feasibility.anchor, evaluate, state)
             if not state.done:
                 evolution.run(after_generation)
                 save(state)
@@ -163,39 +215,84 @@ def search(run: str | Path, *, latency_ms: float | None = None, device: str | No
         best = evolution.best()
         if not world.is_main:  # rank 0 scores the winner on the test split and writes the outputs
             return SearchResult(best.arch, {"rank": world.rank}, pd.DataFrame(), pd.DataFrame(), out)
+        tables_report = {t.device: {"path": t.name, "fingerprint": t.fingerprint,
+                                    "calibration": t.calibration(space, statistic).to_dict(),
+                                    "calibration_source": t.calibration_source(space)} for t in found}
+
+        def winner_report(record: Record, within: Budget | None) -> dict[str, Any]:
+            """What best.json says of the winner within one budget."""
+            predicted = {t.device: {"device": t.device, **p.predict(record.arch).to_dict()}
+                         for t, p in zip(found, predictors.values())}
+            summary = budget_summary(checked[within], within) if within else {}
+            return {
+                "arch": record.arch.to_dict(), "digest": record.arch.digest, "space": space.key,
+                "top1_search_val": record.top1, "loss_search_val": record.loss,
+                "top1_test": fitness.top1(record.arch, TEST),
+                "predicted_latency": predicted.get(labels[0]) if labels else None,
+                "predicted_latency_by_device": predicted,
+                "flops_g": record.arch.macs() / 1e9, "macs": record.arch.macs(), "params": record.arch.params(),
+                "params_m": record.arch.params() / 1e6, "budget": summary,
+            }
+
         report = {
-            "arch": best.arch.to_dict(), "digest": best.arch.digest, "space": space.key,
-            "top1_search_val": best.top1, "loss_search_val": best.loss, "top1_test": fitness.top1(best.arch, TEST),
-            "predicted_latency": None if predictor is None else {"device": label, **predictor.predict(best.arch).to_dict()},
-            "flops_g": best.arch.macs() / 1e9, "macs": best.arch.macs(), "params": best.arch.params(),
-            "params_m": best.arch.params() / 1e6,
-            "budget": budget_summary(feasibility, budget), "budget_binds": feasibility.binds,
-            "table": None if found is None else {"path": found.name, "fingerprint": found.fingerprint,
-                                                 "calibration": found.calibration(space).to_dict(),
-                                                 "calibration_source": found.calibration_source(space)},
-            "strategy": settings.strategy, "seed": settings.seed, "settings": settings.to_dict(),
+            **winner_report(best, budget), "budget_binds": feasibility.binds,
+            "table": tables_report.get(labels[0]) if labels else None,
+            "tables_by_device": tables_report,
+            "latency_stat": latency_stat, "strategy": settings.strategy, "seed": settings.seed,
+            "settings": settings.to_dict(),
             "evaluations": len(state.records), "generations_run": state.generation, "run": str(trained.dir),
             "notes": state.notes, "seconds": round(time.perf_counter() - began, 1), "processes": world.size, "rank": 0,
         }
         if measure:
-            report.update(_measure(best.arch, found, budget, out, progress))  # type: ignore[arg-type]
+            report.update(_measure(best.arch, found, budget, statistic, out, progress))
+        outputs = [BEST, "history.csv", "pareto.csv", "pareto.png", STATE]
+        if len(budgets) > 1:  # nsga2: each budget's winner from the one history, in its own file
+            report["per_budget"] = []
+            for each in budgets:
+                name = f"best-{_budget_name(each)}.json"
+                fits = [r for r in state.records if all(r.costs[m] <= v for m, v in each.limits().items())]
+                entry = {**winner_report(min(fits, key=evolution.rank_key), each), "file": name} if fits else \
+                    {"budget": budget_summary(checked[each], each), "arch": None, "file": name,
+                     "note": "no evaluated arch meets this budget"}
+                atomic_write_json(out / name, entry)
+                report["per_budget"].append(entry)
+                outputs.append(name)
         history = history_frame(state.records)
-        cost = evolution.primary
-        pareto = pareto_front(history, cost)
+        axes = list(predictors) or [evolution.primary]
+        pareto = pareto_front(history, axes)
         write_tables(history, pareto, out)
-        title = f"{settings.strategy} on {space.key}: {len(history)} archs, {budget.describe()}"
-        pareto_plot(history, pareto, cost, budget.limits().get(cost), best.arch.digest, title, out / "pareto.png")
-        report["outputs"] = {name: str(out / name) for name in (BEST, "history.csv", "pareto.csv", "pareto.png", STATE)}
+        limits = [b.limits() for b in budgets]
+        title = (f"{settings.strategy} on {space.key}: {len(history)} archs, "
+                 + ("; ".join(b.describe() for b in budgets) or "no budget"))
+        pareto_plot(history, axes, limits, best.arch.digest, title, out / "pareto.png", labels[0] if labels else None)
+        report["outputs"] = {name: str(out / name) for name in outputs}
         atomic_write_json(out / BEST, report)
         return SearchResult(best.arch, report, history, pareto, out)
     finally:
         world.close()
 
 
-def _measure(arch: Arch, table: LatencyTable, budget: Budget, out: Path, progress: bool) -> dict[str, Any]:
-    """The winner timed end to end here with the table's backend and settings (the honesty check)."""
-    ms = float(measure_archs(arch.space, table, [arch], out / "measure", progress=progress)[0])
-    result: dict[str, Any] = {"measured_latency_ms": ms}
-    if budget.latency_ms is not None:
-        result["measured_over_budget_pct"] = 100 * (ms / budget.latency_ms - 1)
-    return result
+def _listed(value: Any) -> list[Any]:
+    """None, one value, or a sequence of values (a string or path is one value) as a list."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _measure(arch: Arch, tables: Sequence[LatencyTable], budget: Budget | None, statistic: str, out: Path,
+             progress: bool) -> dict[str, Any]:
+    """The winner timed end to end here with each table's backend and settings (the honesty check),
+    as the budget's statistic; the first device's figures keep their one-device names."""
+    limits = budget.limits() if budget else {}
+    by_device: dict[str, dict[str, float]] = {}
+    for i, table in enumerate(tables):
+        # in a fresh process, as validation measures: timed in the search's own process right after its
+        # torch scoring, one winner took 1.17 ms where fresh processes took 0.81-0.85 ms (multi_device.py)
+        (ms_all,) = measure_archs_apart(arch.space, table, [arch], out / "measure" / table.device, [None],
+                                        progress=progress, statistic=statistic)
+        ms = float(ms_all[0])
+        by_device[table.device] = {"measured_latency_ms": ms}
+        limit = limits.get(latency_metric(table.device, first=i == 0))
+        if limit is not None:
+            by_device[table.device]["measured_over_budget_pct"] = 100 * (ms / limit - 1)
+    return {**by_device[tables[0].device], "measured_by_device": by_device}

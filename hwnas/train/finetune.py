@@ -36,7 +36,7 @@ from hwnas.train.evaluate import Score, TrainedRun, score_model, split_loader
 from hwnas.train.trainer import (CURVE, METRICS_CSV, build_recipe, distill, restore, train_loader, without_failed,
                                  write_metrics)
 
-FINETUNE, MODEL = "finetune.json", "model.safetensors"
+FINETUNE, MODEL, REPORT = "finetune.json", "model.safetensors", "finetune_report.json"
 PARTS = ("search_val", "test")
 
 
@@ -182,7 +182,7 @@ def finetune(config: FinetuneConfig, out: str | Path, resume: bool = False, prog
     report = {"run": str(run.dir), "out": str(out), "arch": arch.to_dict(), "digest": arch.digest,
               "config": config.to_dict(), "epochs_run": config.epochs - start_epoch,
               "before": before, "after": after, "metrics": str(out / METRICS_CSV), "plot": str(out / CURVE)}
-    atomic_write_json(out / "finetune_report.json", report)
+    atomic_write_json(out / REPORT, report)
     return report
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from hwnas.spaces.blocks import BlockConfig
-from hwnas.spaces.space import Gene, SearchSpace, SpaceSpec
+from hwnas.spaces.space import Frame, Gene, SearchSpace, SpaceSpec
 
 if TYPE_CHECKING:
     from hwnas.spaces.arch import Arch
@@ -79,6 +79,19 @@ class AutoFormerSpace(SearchSpace):
             candidates += [(ends + k * per_layer, d, layer, k) for k in self.depths()]
         _, d, layer, k = pick(candidates, key=lambda t: t[0])
         return self.with_layers(d, [layer] * k)
+
+    def frames(self) -> Iterator[Frame]:
+        """One frame per (width, depth): the two fixed blocks, then one slot per layer."""
+        c = self.spec.choices
+        options = [(h, r) for h in c["num_heads"] if h for r in c["mlp_ratio"]]
+        for d in c["embed_dim"]:
+            layer = tuple((self.encoder_block(d, h, r),) for h, r in options)
+
+            def build(picks: Sequence[int], d: int = d) -> Arch:
+                return self.with_layers(d, [options[p] for p in picks])
+
+            for k in self.depths():
+                yield Frame((self.patch_embed_block(d), self.head_block(d)), (layer,) * k, build)
 
     @property
     def num_patches(self) -> int:

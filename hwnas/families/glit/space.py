@@ -18,13 +18,13 @@ assumes an order; the generic `extreme_arch` is exact because each block decides
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hwnas.errors import ArchError, SpaceError
 from hwnas.spaces.blocks import BlockConfig
-from hwnas.spaces.space import Gene, GeneValue, SearchSpace, Seed, SpaceSpec
+from hwnas.spaces.space import Frame, Gene, GeneValue, SearchSpace, Seed, SpaceSpec
 
 if TYPE_CHECKING:
     from hwnas.spaces.arch import Arch
@@ -171,6 +171,16 @@ class GLiTSpace(SearchSpace):
         """Hand designs to compare searched subnets with: every block alike, at each G the space
         allows, with its middle low-level choice (G = 3 is DeiT with e_v = 1 and MLP ratio 4)."""
         return [self.uniform(int(g)) for g in self.spec.choices["global_heads"]]
+
+    def frames(self) -> Iterator[Frame]:
+        """One frame: stem and head fixed, one slot per block over its (G, low-level) pairs."""
+        pairs = self.block_choices()
+        options = tuple((self.block(self.layer(*p)),) for p in pairs)
+
+        def build(picks: Sequence[int]) -> Arch:
+            return self.arch(global_heads=[pairs[p][0] for p in picks], low_level=[pairs[p][1] for p in picks])
+
+        yield Frame((self.stem_block(), self.head_block()), (options,) * self.depth, build)
 
     def _extreme_layer(self, pick: Callable[..., Any]) -> Arch:
         """All blocks alike at the pair `pick` chooses by MACs (for `largest` / `smallest`)."""

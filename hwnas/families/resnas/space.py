@@ -15,13 +15,13 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hwnas.errors import ArchError, SpaceError
 from hwnas.spaces.blocks import BlockConfig
-from hwnas.spaces.space import Gene, GeneValue, SearchSpace, Seed, SpaceSpec
+from hwnas.spaces.space import Frame, Gene, GeneValue, SearchSpace, Seed, SpaceSpec
 
 if TYPE_CHECKING:
     from hwnas.spaces.arch import Arch
@@ -231,6 +231,28 @@ class ResNASSpace(SearchSpace):
                 best = (total, genes)
         assert best is not None
         return self.arch(**best[1])
+
+    def frames(self) -> Iterator[Frame]:
+        """One frame per non-shrinking width combination: stem, reductions and head fixed, one slot
+        per block slot over its (attention, MLP) pairs, plus skipping it where it may be skipped."""
+        for widths in self._widths():
+            fixed = [self.stem_block(widths[0]), self.head_block(widths[-1]),
+                     *(self.reduction_block(s, widths[s - 1], widths[s]) for s in range(1, len(widths)))]
+            pairs = [[(a, m) for a in self.choices("attn_dim", s) for m in self.choices("mlp_hidden", s)]
+                     for s in range(self.num_stages)]
+            slots = []
+            for s, width in enumerate(widths):
+                run = tuple((self.encoder_block(s, width, a, m),) for a, m in pairs[s])
+                slots += [run + (((),) if i in self.skippable(s) else ()) for i in range(self.slots(s))]
+
+            def build(picks: Sequence[int], widths: tuple[int, ...] = widths) -> Arch:
+                stages, first = [], 0
+                for s, width in enumerate(widths):  # option len(pairs[s]) is the skip
+                    chosen, first = picks[first:first + self.slots(s)], first + self.slots(s)
+                    stages.append((width, [pairs[s][k] if k < len(pairs[s]) else None for k in chosen]))
+                return self.with_stages(stages)
+
+            yield Frame(tuple(fixed), tuple(slots), build)
 
     # ---- blocks --------------------------------------------------------------------------------
     def stem_block(self, embed_dim: int) -> BlockConfig:
