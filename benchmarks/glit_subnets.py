@@ -35,10 +35,10 @@ from hwnas.io import atomic_write_json
 from hwnas.plots import figure, save_figure
 from hwnas.profilers.protocol import cpu_model
 from hwnas.spaces import Arch, SearchSpace
-from hwnas.train import TrainConfig, TrainedRun, train
-from hwnas.train.checkpoint import CHECKPOINT, WEIGHTS
+from hwnas.train import TrainConfig, TrainedRun
 from hwnas.train.evaluate import BN_CALIBRATION_IMAGES, split_loader, top1
 from hwnas.train.trainer import METRICS_JSONL
+from samplers import trained
 
 TARGET = 90.0  # test top-1 every listed subnet should reach (issue 14)
 ENTROPY_IMAGES = 256  # test images the all-global subnet's attention entropy is averaged over
@@ -63,12 +63,10 @@ def changed_space(folder: Path, name: str, changes: dict) -> str:
     return str(path)
 
 
-def trained(config: TrainConfig, folder: Path) -> tuple[TrainedRun, list[dict]]:
+def trained_with_metrics(config: TrainConfig, folder: Path) -> tuple[TrainedRun, list[dict]]:
     """The run in `folder` (trained, or finished after a kill, when it is not complete) and its
     per-epoch metrics."""
-    if not (folder / WEIGHTS).is_file() or not (folder / CHECKPOINT).is_file():
-        train(config, folder, resume=(folder / CHECKPOINT).is_file())
-    return TrainedRun(folder), [json.loads(line) for line in (folder / METRICS_JSONL).read_text().splitlines()]
+    return trained(config, folder), [json.loads(line) for line in (folder / METRICS_JSONL).read_text().splitlines()]
 
 
 def listed_subnets(space: SearchSpace) -> dict[str, Arch]:
@@ -123,7 +121,7 @@ def main() -> None:
         folder = args.run if name == "default" else args.run / name
         if isinstance(change.get("space"), dict):  # a variant of the space: its YAML, named after the variant
             change["space"] = changed_space(folder, name.removesuffix("-space"), change["space"])
-        run, metrics = trained(replace(DEFAULT, **change), folder)
+        run, metrics = trained_with_metrics(replace(DEFAULT, **change), folder)
         space, net = run.space, run.supernet()
         test = split_loader(space, run.config, run.pool, run.split, "test")
         rows = []

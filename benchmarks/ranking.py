@@ -29,8 +29,8 @@ from hwnas.latency import LatencyPredictor
 from hwnas.latency.resolve import resolve_table
 from hwnas.plots import figure, save_figure
 from hwnas.profilers.protocol import cpu_model
-from hwnas.train import TrainConfig, TrainedRun, train
-from hwnas.train.checkpoint import CHECKPOINT, WEIGHTS
+from hwnas.train import TrainConfig
+from samplers import trained  # the digits supernets these benchmarks share: trained, resumed or reused
 from hwnas.train.finetune import REPORT, FinetuneConfig, finetune
 
 CANDIDATES = 2000  # random archs the 10 are picked from, by predicted latency
@@ -69,9 +69,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1,
                         help="standalone trainings run at once, one thread each (the machine's cores: 2 here)")
     args = parser.parse_args()
-    if not (args.run / WEIGHTS).is_file() or not (args.run / CHECKPOINT).is_file():
-        train(TrainConfig(space="autoformer-digits", data="digits"), args.run, resume=(args.run / CHECKPOINT).is_file())
-    run = TrainedRun(args.run)
+    run = trained(TrainConfig(space="autoformer-digits", data="digits"), args.run)
     space, net = run.space, run.supernet()
     table = resolve_table(space, device="cpu", progress=False)
     predictor = LatencyPredictor(table, space)
