@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from hwnas.data import AUGMENTS, EpochIndices, PoolDataset, model_input
-from hwnas.data.sources import folder_pool, scan_folder
+from hwnas.data.sources import folder_pool, save_index, scan_folder
 from hwnas.io import atomic_write_json
 from hwnas.plots import figure, save_figure
 from hwnas.profilers.protocol import cpu_model
@@ -183,7 +183,7 @@ def main() -> None:
         scan_s = time.perf_counter() - began
         index = Path(tmp) / "images.json"
         began = time.perf_counter()
-        folder_pool(root, index)
+        save_index(folder_pool(root, index), index)  # what `prepare_run` does on a run's first start
         pool_write_s = time.perf_counter() - began
         began = time.perf_counter()
         pool = folder_pool(root, index)

@@ -1,16 +1,19 @@
-"""GLiT on the digits data: the supernet trained with the default digits budget, then the all-global,
-the all-local and 5 random subnets scored on the test split with inherited weights, with and
-without per-subnet BatchNorm recalibration; then the same subnets after supernets trained with a
-changed recipe (a share of alike draws, one G in every block, other than GLiT's default 0.75:
-none, i.e. every subnet drawn uniformly, 0.25, 0.5 or all; 3x the learning rate; 2x the epochs;
-sandwich sampling: the largest subnet, which is the all-global one with the widest choices, the
-smallest and 2 random subnets every step, the others distilled from the largest), or a changed
-space: every block global (G = 3, low-level choices as before: the attention-only reference), or
-the kernel sizes glit-digits had before it took GLiT's own (7, 15, 31; 15 in the mixed blocks,
-instead of 17, 31, 45; 31). In the mixed spaces it also scores probe subnets (every block alike
-at each G; mixes of pure blocks) that show where the supernet is weak, and per variant how
-selective the all-global subnet's attention is (the class token's attention entropy; near 1 means
-uniform). Prints tables, writes JSON and a bar plot.
+"""GLiT on the digits data: the supernet trained with the GLiT family's digits budget (160 epochs at
+lr 3e-3, `GLiTSupernet.small_data_budget`), then the all-global, the all-local and 5 random subnets
+scored on the test split with inherited weights, with and without per-subnet BatchNorm
+recalibration (also with seed 1: another split, initialisation and draws); then the same subnets
+after supernets trained with a changed recipe: the plain digits budget of the other families (40
+epochs at lr 1e-3) and, on it, a share of alike draws (one G in every block) other than GLiT's
+default 0.75 (none, i.e. every subnet drawn uniformly, 0.25, 0.5 or all), 3x the learning rate, 2x
+or 4x the epochs, sandwich sampling (the largest subnet, which is the all-global one with the
+widest choices, the smallest and 2 random subnets every step, the others distilled from the
+largest); or a changed space: every block global (G = 3, low-level choices as before: the
+attention-only reference), twice the width (embed 96: head dim 32, as autoformer-digits), or the
+kernel sizes glit-digits had before it took GLiT's own (7, 15, 31; 15 in the mixed blocks, instead
+of 17, 31, 45; 31). In the mixed spaces it also scores probe subnets (every block alike at each G;
+mixes of pure blocks) that show where the supernet is weak, and per variant how selective the
+all-global subnet's attention is (the class token's attention entropy; near 1 means uniform).
+Prints tables, writes JSON and a bar plot.
 
     .venv/bin/python benchmarks/glit_subnets.py [--run runs/bench_glit] [--variants default lr-3e-3 ...]
 
@@ -27,6 +30,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import matplotlib
 import torch
 import yaml
 
@@ -45,11 +49,15 @@ ENTROPY_IMAGES = 256  # test images the all-global subnet's attention entropy is
 SHIPPED = Path(hwnas.families.glit.__file__).parent / "configs" / "glit-digits.yaml"
 DEFAULT = TrainConfig(space="glit-digits", data="digits")
 # name -> what changes from the default budget (the run folder is --run/<name>, --run itself for default)
-VARIANTS = {"default": {}, "uniform-draws": {"alike_share": 0.0}, "alike-0.25": {"alike_share": 0.25},
-            "alike-0.5": {"alike_share": 0.5}, "alike-1": {"alike_share": 1.0},
-            "lr-3e-3": {"lr": 3e-3}, "80-epochs": {"epochs": 80}, "sandwich": {"sampling": "sandwich"},
-            "global-only-space": {"space": {"global_heads": [3]}},
-            "kernels-7-15-31": {"space": {"local_kernel": [7, 15, 31], "mixed_kernel": 15}}}
+PLAIN = {"epochs": 40, "lr": 1e-3}  # the other families' digits budget (GLiT's until 2026-12-05)
+VARIANTS = {"default": {}, "seed-1": {"seed": 1}, "40-epochs": PLAIN, "uniform-draws": {**PLAIN, "alike_share": 0.0},
+            "alike-0.25": {**PLAIN, "alike_share": 0.25}, "alike-0.5": {**PLAIN, "alike_share": 0.5},
+            "alike-1": {**PLAIN, "alike_share": 1.0}, "lr-3e-3": {**PLAIN, "lr": 3e-3},
+            "80-epochs": {**PLAIN, "epochs": 80}, "160-epochs": {**PLAIN, "epochs": 160},
+            "sandwich": {**PLAIN, "sampling": "sandwich"},
+            "global-only-space": {**PLAIN, "space": {"global_heads": [3]}},
+            "embed-96-space": {**PLAIN, "space": {"embed_dim": 96}},
+            "kernels-7-15-31": {**PLAIN, "space": {"local_kernel": [7, 15, 31], "mixed_kernel": 15}}}
 
 
 def changed_space(folder: Path, name: str, changes: dict) -> str:
@@ -174,10 +182,11 @@ def plot(variants: list[dict], path: Path) -> Path:
     bars += [(v["name"], v, "test_top1_recalibrated") for v in variants]
     fig, ax = figure(10.5, 4.5)
     width = 0.8 / len(bars)
+    colours = matplotlib.colormaps["tab20"].colors
     for j, (label, v, key) in enumerate(bars):
         by_name = {r["name"]: r[key] for r in v["subnets"]}
         xs = [i + (j - (len(bars) - 1) / 2) * width for i, n in enumerate(names) if n in by_name]
-        ax.bar(xs, [by_name[n] for n in names if n in by_name], width, label=label)
+        ax.bar(xs, [by_name[n] for n in names if n in by_name], width, label=label, color=colours[j % len(colours)])
     ax.axhline(TARGET, color="k", ls=":", lw=1)
     ax.set_xticks(range(len(names)), names, fontsize=8)
     ax.set_ylabel("test top-1 (%), inherited weights")

@@ -250,6 +250,8 @@ def finetune_cmd(run_dir: Path, arch_file: Path, out: Path, epochs: int | None, 
     config = FinetuneConfig(run=str(run_dir), arch=arch.to_dict(), epochs=epochs, lr=lr, distill=distill,
                             from_scratch=from_scratch, seed=seed)
     report = finetune(config, out, resume=resume, progress=not as_json)
+    if report["rank"] != 0:  # under torchrun, rank 0 reports for all
+        return
     if as_json:
         emit_json(report)
         return

@@ -239,9 +239,15 @@ def test_a_share_of_training_draws_is_alike_across_blocks(digits):
     assert plain == [digits.sample_distinct(random.Random(f"0/{step}")) for step in range(50)]
     cfg = TrainConfig(space="glit-digits").with_defaults(digits)
     assert cfg.alike_share == 0.75  # GLiT's default; a run saved before the option drew none
+    # GLiT's small-data budget is its own (4x the epochs, 3x the learning rate); large data gets AutoFormer's
+    assert (cfg.epochs, cfg.lr) == (160, 3e-3)
+    assert (TrainConfig(space="glit-digits", epochs=40).with_defaults(digits).epochs, cfg.batch_size) == (40, 32)
+    large = TrainConfig(space="glit-digits").with_defaults(digits, train_images=1_000_000)
+    assert (large.epochs, large.lr) == (500, 1e-3)
     assert TrainConfig.from_dict({"space": "glit-digits"}).alike_share == 0.0
     auto = get_space("autoformer-digits")
-    assert TrainConfig(space="autoformer-digits").with_defaults(auto).alike_share == 0.0
+    plain = TrainConfig(space="autoformer-digits").with_defaults(auto)
+    assert plain.alike_share == 0.0 and (plain.epochs, plain.lr) == (40, 1e-3)
     with pytest.raises(hwnas.HwnasError, match="--alike-share needs .* autoformer-digits has none"):
         TrainConfig(space="autoformer-digits", alike_share=0.5).with_defaults(auto)
     with pytest.raises(hwnas.HwnasError, match="--alike-share 1.5 is not a share"):

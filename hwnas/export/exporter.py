@@ -26,7 +26,7 @@ from hwnas.export.artifacts import (
 from hwnas.io import atomic_write_json, sha256_file
 from hwnas.latency.measure import measure_model, why_not_here
 from hwnas.latency.predict import LatencyPredictor
-from hwnas.latency.resolve import optional_table
+from hwnas.latency.resolve import optional_table, resolve_table
 from hwnas.latency.table import LatencyTable
 from hwnas.spaces import Arch
 from hwnas.train.checkpoint import CheckpointError
@@ -100,10 +100,13 @@ def export(run: str | Path, arch: str | Path | Arch, out: str | Path, formats: s
     out = Path(out)
     staging = _staging(out)  # an unwritable --out is refused before any measuring
     try:
-        found = optional_table(trained.space, device=device, table=table, drift=drift, progress=progress)
+        # the table's setup decides what can be timed and gated: refused before its drift spot check measures
+        found = optional_table(trained.space, device=device, table=table, drift="ignore", progress=progress)
         untimed = _why_untimed(found, measure, formats)  # decided before anything is built
         if max_latency_error is not None:
             _check_gate_possible(found, untimed, precision, batch_size)
+        if found is not None and drift != "ignore":
+            found = resolve_table(trained.space, table=found, drift=drift, progress=progress)
         manifest = _export(trained, arch, staging, formats, precision, batch_size, opset, found, untimed, progress)
         if max_latency_error is not None:
             manifest["gate"] = latency_gate(manifest["latency"]["measured"], max_latency_error)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -29,6 +32,9 @@ class Supernet(nn.Module, ABC):
     # The default share of training draws whose per-block high-level genes are alike in every block
     # (`SearchSpace.sample_alike`), for families where uniform draws leave such chains untrained.
     alike_share: float = 0.0
+    # The family's changes to the small-data budget (`TrainConfig.with_defaults`), for families whose
+    # subnets take longer to train there (GLiT: its all-global chain is drawn in a fifth of steps).
+    small_data_budget: Mapping[str, Any] = MappingProxyType({})
 
     def __init__(self, space: SearchSpace):
         super().__init__()

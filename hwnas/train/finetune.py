@@ -7,7 +7,9 @@ supernet's largest subnet; `from_scratch` starts it from a fresh initialisation 
 `benchmarks/ranking.py` compares inherited accuracy with). The folder it writes is a run of its
 own: a checkpoint every epoch (`resume` continues exactly), metrics, a learning curve, the
 model's weights, and search-val and test top-1 before and after; `hwnas export --run FOLDER`
-exports the fine-tuned weights. One process (one GPU): torchrun is not supported here yet.
+exports the fine-tuned weights. Under torchrun the ranks train data-parallel (DDP, each on its own
+shard of the train part, so the global batch is the per-process `batch_size` x ranks); rank 0
+scores, writes the folder and reports.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from safetensors.torch import load_file, save
 from tqdm import tqdm
 
@@ -31,7 +34,7 @@ from hwnas.rng import isolated_rng
 from hwnas.spaces import Arch
 from hwnas.train.checkpoint import CHECKPOINT, CheckpointError, rng_state, save_checkpoint, seed_everything
 from hwnas.train.config import SMALL_DATA, TrainConfig
-from hwnas.train.distributed import World
+from hwnas.train.distributed import World, join_world
 from hwnas.train.evaluate import Score, TrainedRun, score_model, split_loader
 from hwnas.train.trainer import (CURVE, METRICS_CSV, build_recipe, distill, restore, train_loader, without_failed,
                                  write_metrics)
@@ -95,8 +98,16 @@ def _subnet(run: TrainedRun, arch: Arch | dict[str, Any]) -> Arch:
 
 
 def finetune(config: FinetuneConfig, out: str | Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Fine-tune (or, `from_scratch`, train) subnet `config.arch` of the run `config.run` into `out`."""
-    out = Path(out)
+    """Fine-tune (or, `from_scratch`, train) subnet `config.arch` of the run `config.run` into `out`;
+    under torchrun, data-parallel over the ranks (rank 0's report holds the results)."""
+    world = join_world()
+    try:
+        return _finetune(world, config, Path(out), resume, progress and world.is_main)
+    finally:
+        world.close()
+
+
+def _finetune(world: World, config: FinetuneConfig, out: Path, resume: bool, progress: bool) -> dict[str, Any]:
     run = TrainedRun(config.run)
     arch = _subnet(run, config.arch)
     config = replace(config, arch=arch.to_dict()).with_defaults(run)
@@ -113,10 +124,11 @@ def finetune(config: FinetuneConfig, out: str | Path, resume: bool = False, prog
         state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
     elif (out / CHECKPOINT).exists():
         raise HwnasError(f"{out} already holds a fine-tuning; pass --resume to continue it or use another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / FINETUNE, config.to_dict())
+    world.barrier()  # every rank has looked at the folder before rank 0 writes into it
+    if world.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / FINETUNE, config.to_dict())
 
-    world = World()  # one process
     device = world.device()
     recipe_config = config.recipe(run)
     seed_everything(config.seed)
@@ -128,17 +140,19 @@ def finetune(config: FinetuneConfig, out: str | Path, resume: bool = False, prog
     teacher = run.extract(run.space.largest(), supernet).to(device).eval() if config.distill else None
     del supernet
     model = model.to(device)
+    # every rank starts from the same weights (extracted, or seeded alike); DDP keeps them in step
+    trained = DistributedDataParallel(model) if world.distributed else model
     loader, sampler = train_loader(run.space, recipe_config, run.pool, run.split, world, device)
     steps = len(loader)
     recipe = build_recipe(model, recipe_config, steps, run.space.spec.num_classes)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
-    loaders = {part: split_loader(run.space, run.config, run.pool, run.split, part) for part in PARTS}
+    loaders = {part: split_loader(run.space, run.config, run.pool, run.split, part) for part in PARTS} if world.is_main else {}
     metrics: list[dict[str, Any]] = []
-    start_epoch = 0
+    start_epoch, before = 0, None
     if state is not None:
         metrics, start_epoch = restore(state, model, recipe, scaler)
         before = state["before"]
-    else:
+    elif world.is_main:
         before = {part: asdict(score_model(model, loaders[part])) for part in PARTS}
     batch_multiple = 2 if recipe.mixup else 1
     for epoch in range(start_epoch, config.epochs):
@@ -155,7 +169,7 @@ def finetune(config: FinetuneConfig, out: str | Path, resume: bool = False, prog
             if recipe.mixup:
                 x, y = recipe.mixup(x, y)
             with torch.autocast(device.type, enabled=device.type == "cuda"):
-                logits = model(x)
+                logits = trained(x)
                 loss = recipe.criterion(logits, y)
                 if teacher is not None:
                     with torch.no_grad():
@@ -163,24 +177,29 @@ def finetune(config: FinetuneConfig, out: str | Path, resume: bool = False, prog
                     loss = loss + distill(logits, target)
             recipe.step(loss, scaler, epoch * steps + i)
             losses.append(float(loss.detach()))
-        val = score_model(model, loaders["search_val"])
-        row = {"epoch": epoch + 1, "loss": sum(losses) / max(len(losses), 1), "lr": recipe.optimizer.param_groups[0]["lr"],
-               "failed_images": failed, "val_top1": val.top1, "val_loss": val.loss,
-               "seconds": round(time.perf_counter() - began, 2)}
-        metrics.append(row)
-        if progress:
-            tqdm.write(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-        atomic_write_bytes(out / MODEL, save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-                                             metadata={"space": run.space.key, "space_digest": run.space.digest,
-                                                       "arch": arch.digest}))
-        write_metrics(out, metrics, {"search-val": "val_top1"})
-        save_checkpoint(out, {"space": run.space.key, "space_digest": run.space.digest, "epoch": epoch,
-                              "model": model.state_dict(), "optimizer": recipe.optimizer.state_dict(),
-                              "scheduler": recipe.scheduler.state_dict(), "scaler": scaler.state_dict(),
-                              "rng": rng_state(), "metrics": metrics, "before": before})
+        failed = world.total(failed)
+        if world.is_main:
+            val = score_model(model, loaders["search_val"])
+            row = {"epoch": epoch + 1, "loss": sum(losses) / max(len(losses), 1),
+                   "lr": recipe.optimizer.param_groups[0]["lr"], "failed_images": failed, "val_top1": val.top1,
+                   "val_loss": val.loss, "seconds": round(time.perf_counter() - began, 2)}
+            metrics.append(row)
+            if progress:
+                tqdm.write(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+            atomic_write_bytes(out / MODEL, save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                                                 metadata={"space": run.space.key, "space_digest": run.space.digest,
+                                                           "arch": arch.digest}))
+            write_metrics(out, metrics, {"search-val": "val_top1"})
+            save_checkpoint(out, {"space": run.space.key, "space_digest": run.space.digest, "epoch": epoch,
+                                  "model": model.state_dict(), "optimizer": recipe.optimizer.state_dict(),
+                                  "scheduler": recipe.scheduler.state_dict(), "scaler": scaler.state_dict(),
+                                  "rng": rng_state(), "metrics": metrics, "before": before})
+        world.barrier()
+    if not world.is_main:
+        return {"rank": world.rank, "processes": world.size, "out": str(out)}
     after = {part: asdict(score_model(model, loaders[part])) for part in PARTS}
     report = {"run": str(run.dir), "out": str(out), "arch": arch.to_dict(), "digest": arch.digest,
-              "config": config.to_dict(), "epochs_run": config.epochs - start_epoch,
+              "config": config.to_dict(), "epochs_run": config.epochs - start_epoch, "rank": 0, "processes": world.size,
               "before": before, "after": after, "metrics": str(out / METRICS_CSV), "plot": str(out / CURVE)}
     atomic_write_json(out / REPORT, report)
     return report
