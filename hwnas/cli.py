@@ -119,10 +119,11 @@ def arch_cmd(arch_file: Path, as_json: bool) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo_out"),
               show_default=True, help="Folder for the demo's run, search, export and summary.")
 @click.option("--space", "space_name", default="autoformer-digits", show_default=True,
-              help="A digits space (10 classes): autoformer-digits, vitas-digits, resnas-digits or a YAML path.")
+              help="A digits space (10 classes): autoformer-digits, vitas-digits, resnas-digits, glit-digits or a YAML path.")
 @click.option("--budget-ms", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Predicted CPU latency budget (default: 40% of the way from the fastest to the slowest subnet).")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Supernet epochs (default: the digits budget, 40).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Supernet epochs (default: the family's digits budget: 40; GLiT 160).")
 @click.option("--population", type=click.IntRange(min=2), default=50, show_default=True, help="Search population.")
 @click.option("--generations", type=click.IntRange(min=1), default=20, show_default=True, help="Search generations.")
 @drift_option

@@ -1,4 +1,5 @@
-"""`hwnas demo`: the whole pipeline on the embedded digits data, on CPU, in a few minutes.
+"""`hwnas demo`: the whole pipeline on the embedded digits data, on CPU, in a few minutes (GLiT's
+spaces, with their longer training budget: about ten).
 
 train a digits supernet (`autoformer-digits`, or another 10-class space given with `--space`) ->
 reuse the shipped CPU latency table, spot-checked on this machine (or profile one) -> search under

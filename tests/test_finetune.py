@@ -100,6 +100,11 @@ def test_cli_finetune_under_torchrun_and_bad_input(run_dir, tmp_path):
     # it trained: the fine-tuned weights differ from the inherited ones and score what the report says
     finetuned = finetune_module.FinetunedRun(tmp_path / "ft")
     assert finetuned.top1(finetuned.arch) == pytest.approx(report["after"]["search_val"]["top1"])
+    tuned, inherited = finetuned.extract(finetuned.arch).state_dict(), TrainedRun(run_dir).extract(finetuned.arch).state_dict()
+    assert any(not torch.equal(tuned[k], inherited[k]) for k in tuned)
+    # a resume on another number of processes would change the global batch and the schedule: refused
+    with pytest.raises(hwnas.HwnasError, match=r"written by 2 process\(es\) and this resume runs 1"):
+        finetune(settings(run_dir, epochs=2), tmp_path / "ft", resume=True, progress=False)
     other = tmp_path / "other.json"
     get_space("autoformer-digits").smallest().to_json(other)
     assert_one_line_error(run_cli("finetune", "--run", str(run_dir), "--arch", str(other), "--out",

@@ -241,7 +241,8 @@ def test_a_share_of_training_draws_is_alike_across_blocks(digits):
     assert cfg.alike_share == 0.75  # GLiT's default; a run saved before the option drew none
     # GLiT's small-data budget is its own (4x the epochs, 3x the learning rate); large data gets AutoFormer's
     assert (cfg.epochs, cfg.lr) == (160, 3e-3)
-    assert (TrainConfig(space="glit-digits", epochs=40).with_defaults(digits).epochs, cfg.batch_size) == (40, 32)
+    given = TrainConfig(space="glit-digits", epochs=40, lr=1e-3).with_defaults(digits)
+    assert (given.epochs, given.lr, given.batch_size) == (40, 1e-3, 32)  # what is given wins
     large = TrainConfig(space="glit-digits").with_defaults(digits, train_images=1_000_000)
     assert (large.epochs, large.lr) == (500, 1e-3)
     assert TrainConfig.from_dict({"space": "glit-digits"}).alike_share == 0.0

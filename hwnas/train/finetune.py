@@ -124,12 +124,12 @@ def _finetune(world: World, config: FinetuneConfig, out: Path, resume: bool, pro
         state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
     elif (out / CHECKPOINT).exists():
         raise HwnasError(f"{out} already holds a fine-tuning; pass --resume to continue it or use another --out")
+    device = world.device()  # before the first collective: NCCL's barrier needs this rank's GPU set
     world.barrier()  # every rank has looked at the folder before rank 0 writes into it
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / FINETUNE, config.to_dict())
 
-    device = world.device()
     recipe_config = config.recipe(run)
     seed_everything(config.seed)
     supernet = run.supernet()
@@ -150,7 +150,7 @@ def _finetune(world: World, config: FinetuneConfig, out: Path, resume: bool, pro
     metrics: list[dict[str, Any]] = []
     start_epoch, before = 0, None
     if state is not None:
-        metrics, start_epoch = restore(state, model, recipe, scaler)
+        metrics, start_epoch = restore(state, model, recipe, scaler, world.size)
         before = state["before"]
     elif world.is_main:
         before = {part: asdict(score_model(model, loaders[part])) for part in PARTS}
@@ -191,6 +191,7 @@ def _finetune(world: World, config: FinetuneConfig, out: Path, resume: bool, pro
                                                            "arch": arch.digest}))
             write_metrics(out, metrics, {"search-val": "val_top1"})
             save_checkpoint(out, {"space": run.space.key, "space_digest": run.space.digest, "epoch": epoch,
+                                  "processes": world.size,
                                   "model": model.state_dict(), "optimizer": recipe.optimizer.state_dict(),
                                   "scheduler": recipe.scheduler.state_dict(), "scaler": scaler.state_dict(),
                                   "rng": rng_state(), "metrics": metrics, "before": before})

@@ -149,8 +149,8 @@ def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool =
 
 def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress: bool) -> dict[str, Any]:
     # rank 0 lists the data and draws the split; the other ranks read both
+    device = world.device()  # before the first collective: NCCL's barrier needs this rank's GPU set
     space, config, pool, split, state = world.main_first(lambda: prepare_run(config, out, resume, write=world.is_main))
-    device = world.device()
     seed_everything(config.seed)  # torch (init, DropPath, shifts), numpy (timm's Mixup/CutMix), python
     supernet = build_supernet(space, drop_path_rate=config.drop_path, weight_sharing=config.weight_sharing).to(device)
     loader, sampler = train_loader(space, config, pool, split, world, device)
@@ -165,7 +165,7 @@ def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress:
     metrics: list[dict[str, Any]] = []
     start_epoch = 0
     if state is not None:
-        metrics, start_epoch = restore(state, supernet, recipe, scaler)
+        metrics, start_epoch = restore(state, supernet, recipe, scaler, world.size)
     probes = {"largest": space.largest(), "smallest": space.smallest(), "middle": space.middle()}
     # decoded once, kept in host memory (not beside the training on the GPU); moved per batch when used
     calibration = batchnorm_calibration(space, config, pool, split) if world.is_main else None
@@ -212,7 +212,8 @@ def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress:
                 tqdm.write(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
             save_weights(out, supernet, space)
             write_metrics(out, metrics)
-            save_checkpoint(out, {"space": space.key, "space_digest": space.digest, "config": config.to_dict(), "epoch": epoch,
+            save_checkpoint(out, {"space": space.key, "space_digest": space.digest, "config": config.to_dict(),
+                                  "epoch": epoch, "processes": world.size,
                                   "model": supernet.state_dict(), "optimizer": recipe.optimizer.state_dict(),
                                   "scheduler": recipe.scheduler.state_dict(), "scaler": scaler.state_dict(),
                                   "rng": rng_state(), "metrics": metrics})
@@ -238,9 +239,14 @@ def train_loader(space: SearchSpace, config: TrainConfig, pool: ImagePool, split
     return loader, sampler
 
 
-def restore(state: dict[str, Any], model: torch.nn.Module, recipe: Recipe,
-            scaler: torch.amp.GradScaler) -> tuple[list[dict[str, Any]], int]:
-    """Load a checkpoint's model, optimiser, scheduler, scaler and RNG; its metrics and next epoch."""
+def restore(state: dict[str, Any], model: torch.nn.Module, recipe: Recipe, scaler: torch.amp.GradScaler,
+            processes: int) -> tuple[list[dict[str, Any]], int]:
+    """Load a checkpoint's model, optimiser, scheduler, scaler and RNG; its metrics and next epoch.
+    Refused on another number of processes: the global batch and the schedule's steps would change."""
+    saved = state.get("processes")  # not recorded in older checkpoints
+    if saved is not None and int(saved) != processes:
+        raise HwnasError(f"the checkpoint was written by {saved} process(es) and this resume runs {processes}; the "
+                         f"global batch and learning-rate schedule would change: resume with --nproc_per_node {saved}")
     model.load_state_dict(state["model"])
     recipe.optimizer.load_state_dict(state["optimizer"])
     recipe.scheduler.load_state_dict(state["scheduler"])
