@@ -24,9 +24,10 @@ from hwnas.export.artifacts import (
     tensorrt_unavailable, write_onnx, write_pt2, write_safetensors, write_tensorrt,
 )
 from hwnas.io import atomic_write_json, sha256_file
+from hwnas.latency.drift import DriftPolicy, check_drift
 from hwnas.latency.measure import measure_model, why_not_here
 from hwnas.latency.predict import LatencyPredictor
-from hwnas.latency.resolve import optional_table, resolve_table
+from hwnas.latency.resolve import optional_table
 from hwnas.latency.table import LatencyTable
 from hwnas.spaces import Arch
 from hwnas.train.checkpoint import CheckpointError
@@ -105,8 +106,8 @@ def export(run: str | Path, arch: str | Path | Arch, out: str | Path, formats: s
         untimed = _why_untimed(found, measure, formats)  # decided before anything is built
         if max_latency_error is not None:
             _check_gate_possible(found, untimed, precision, batch_size)
-        if found is not None and drift != "ignore":
-            found = resolve_table(trained.space, table=found, drift=drift, progress=progress)
+        if found is not None:  # the table covers the space (checked above): only its drift is left
+            found = check_drift(found, trained.space, DriftPolicy(mode=drift), progress)
         manifest = _export(trained, arch, staging, formats, precision, batch_size, opset, found, untimed, progress)
         if max_latency_error is not None:
             manifest["gate"] = latency_gate(manifest["latency"]["measured"], max_latency_error)
