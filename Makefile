@@ -5,7 +5,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hwnas-installed
 
-.PHONY: install demo test clean
+.PHONY: install demo test docs lint format wheel clean
 
 install: $(STAMP)
 
@@ -21,5 +21,22 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
+# the documentation site (mkdocs-material) into site/; `$(VENV)/bin/mkdocs serve` previews it
+docs: install
+	$(PY) benchmarks/report.py
+	$(PY) -m mkdocs build --strict
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# a wheel (with the shipped latency tables and space YAMLs as package data) into dist/
+wheel: install
+	$(PY) -m build --wheel --outdir dist .
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist site *.egg-info

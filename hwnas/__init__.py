@@ -1,17 +1,17 @@
 """hwnas: hardware-aware, latency-constrained neural architecture search for Vision Transformers.
 
-Public API (stages flow one way: space -> supernet -> train -> latency table -> search -> export):
+One function per stage (stages flow one way: space -> supernet -> train -> latency table -> search -> export),
+each returning a report dataclass with `to_dict()`; the `hwnas` command calls the same functions:
 
-    space = hwnas.get_space("autoformer-tiny")
-    arch = space.sample(seed=0)                  # or hwnas.Arch.from_dict({...})
-    supernet = hwnas.build_supernet(space)
-    logits = supernet(images, arch)              # the subnet on shared weights
-    model = supernet.extract(arch)               # static timm VisionTransformer, same outputs
-    model = hwnas.build_model(arch)              # the same network freshly initialised, no supernet
-    hwnas.count_params(arch), hwnas.count_flops(arch)   # analytic; also accept a module
-    result = hwnas.search("runs/digits", latency_ms=0.8, device="cpu")   # best arch under a budget
-    model = hwnas.load_model("export_dir")       # an exported subnet back (safetensors + config.json)
+    run = hwnas.train("autoformer-digits", "runs/digits")            # TrainReport
+    hwnas.profile("autoformer-digits", "cpu")                         # ProfileReport (a latency table)
+    hwnas.predict(arch, "cpu")                                        # PredictReport
+    result = hwnas.search("runs/digits", latency_ms=0.8, device="cpu")   # SearchResult
+    hwnas.finetune("runs/digits", result.best, "runs/ft")            # FinetuneReport
+    hwnas.export("runs/digits", result.best, "export/")               # ExportReport
+    model = hwnas.load_model("export/")                               # the exported subnet, eval mode
 
+Spaces and models: `get_space`, `Arch`, `build_supernet`, `build_model`, `count_params`, `count_flops`.
 Names that need torch load on first use, so the CLI and the space tools start fast.
 """
 
@@ -24,13 +24,14 @@ from hwnas.spaces import Arch, BlockConfig, SearchSpace, get_space, list_spaces
 __version__ = "0.1.0"
 
 _LAZY = {
+    **dict.fromkeys(["train", "finetune", "profile", "predict", "search", "export", "load_model", "SearchResult"], "hwnas.api"),
+    **dict.fromkeys(["DevicePrediction", "ExportReport", "FinetuneReport", "PredictReport", "ProfileReport",
+                     "TrainReport"], "hwnas.reports"),
     "build_model": "hwnas.family",
     "build_supernet": "hwnas.supernet",
     "Supernet": "hwnas.supernet",
     "count_flops": "hwnas.cost",
     "count_params": "hwnas.cost",
-    "load_model": "hwnas.export",
-    "search": "hwnas.subnet_search",
 }
 
 
@@ -41,6 +42,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "Arch", "ArchError", "BlockConfig", "HwnasError", "SearchSpace", "SpaceError", "Supernet",
-    "build_model", "build_supernet", "count_flops", "count_params", "get_space", "list_spaces", "load_model", "search",
+    "Arch", "ArchError", "BlockConfig", "DevicePrediction", "ExportReport", "FinetuneReport", "HwnasError",
+    "PredictReport", "ProfileReport", "SearchResult", "SearchSpace", "SpaceError", "Supernet", "TrainReport",
+    "build_model", "build_supernet", "count_flops", "count_params", "export", "finetune", "get_space", "list_spaces",
+    "load_model", "predict", "profile", "search", "train",
 ]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import json
 import sys
-import time
 import traceback
 import warnings
 from pathlib import Path
@@ -40,13 +39,54 @@ def emit_json(obj: dict[str, Any]) -> None:
     click.echo(json.dumps(obj, indent=2))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+# `hwnas --help` lists the commands by stage, in pipeline order, each with a summary that fits a line
+STAGES = {
+    "Whole pipeline": {"demo": "Run every stage on the embedded digits data (CPU)"},
+    "Spaces": {"spaces": "List the shipped search spaces",
+               "sample": "Print a random, the largest or the smallest arch",
+               "arch": "Check an arch file; show its blocks, params, MACs"},
+    "Training": {"train": "Train a weight-sharing supernet",
+                 "finetune": "Train a searched subnet alone",
+                 "eval": "Top-1 of an arch with its inherited weights"},
+    "Latency": {"profile": "Measure a space's blocks into a latency table",
+                "import-table": "Turn blocks measured on a target into a table",
+                "tables": "List the latency tables and how each holds here",
+                "predict": "Predict an arch's latency on one or more devices",
+                "validate-table": "Check a table against measured subnets"},
+    "Search": {"search": "Find the best subnet within a budget"},
+    "Export": {"export": "Export a subnet: ONNX, .pt2, safetensors, TensorRT"},
+    "Outputs": {"show": "Summarise a run, search, export or table folder"},
+}
+
+
+class StageGroup(click.Group):
+    """A click group whose help lists the commands under their stage."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        staged = [name for names in STAGES.values() for name in names]
+        return staged + sorted(set(self.commands) - set(staged))
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        summaries = {name: text for names in STAGES.values() for name, text in names.items()}
+        sections = {**{k: list(v) for k, v in STAGES.items()}, "Other": sorted(set(self.commands) - set(summaries))}
+        width = max(map(len, self.commands))
+        for section, names in sections.items():
+            rows = [(n.ljust(width), summaries.get(n) or self.commands[n].get_short_help_str())
+                    for n in names if n in self.commands]
+            if rows:
+                with formatter.section(section):
+                    formatter.write_dl(rows)
+
+
+@click.group(cls=StageGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
 @click.version_option(package_name="hwnas")
 def cli(debug: bool) -> None:
     """Hardware-aware, latency-constrained NAS for Vision Transformers.
 
-    Pipeline: spaces -> supernet -> train -> profile (latency table) -> search -> export.
+    Pipeline: spaces -> train (supernet) -> profile (latency table) -> search -> finetune -> export.
+    `hwnas COMMAND --help` describes each command; shell completion:
+    eval "$(_HWNAS_COMPLETE=bash_source hwnas)" (zsh_source, fish_source likewise).
     """
 
 
@@ -186,7 +226,8 @@ def demo(out: Path, space_name: str, budget_ms: float | None, epochs: int | None
 @click.option("--weight-sharing", type=click.Choice(["prefix", "cyclic"]), default="prefix", show_default=True, metavar="NAME",
               help="Token-embedding channels of smaller widths: prefix (AutoFormer) or cyclic windows (ViTAS).")
 @click.option("--aug", type=click.Choice(["weak", "deit", "none"]), default="weak", show_default=True, metavar="NAME",
-              help="weak: ViTAS's stable-supernet recipe; deit: RandAugment + Mixup/CutMix (DeiT, AutoFormer).")
+              help="weak: ViTAS's stable-supernet recipe (label smoothing, no mixing); deit: RandAugment + Mixup/CutMix "
+                   "+ random erasing (DeiT, AutoFormer); none: no augmentation, no label smoothing.")
 @click.option("--hflip", type=float, default=None, metavar="P",
               help="Probability of a horizontal flip (default: 0.5 on folders, 0 on digits); 0 where a flip changes the class.")
 @click.option("--img-size", type=int, default=None, metavar="PX",
@@ -207,22 +248,20 @@ def train_cmd(space_name: str, data: str, out: Path, epochs: int | None, batch_s
 
     With an ImageFolder --data, the class count is the folder's, and the folder is listed once
     (file names only) into the run; images that fail to decode are skipped and counted per epoch."""
-    from hwnas.train import TrainConfig, train
+    from hwnas.api import train
 
-    config = TrainConfig(space=space_name, data=data, img_size=img_size, epochs=epochs, batch_size=batch_size, lr=lr,
-                         sampling=sampling, archs_per_batch=archs_per_batch, alike_share=alike_share,
-                         weight_sharing=weight_sharing, aug=aug, hflip=hflip, search_val=search_val, seed=seed,
-                         workers=workers)
-    report = train(config, out, resume=resume, progress=not as_json)
-    if report["rank"] != 0:  # under torchrun, rank 0 reports for all
+    report = train(space_name, out, data=data, img_size=img_size, epochs=epochs, batch_size=batch_size, lr=lr,
+                   sampling=sampling, archs_per_batch=archs_per_batch, alike_share=alike_share,
+                   weight_sharing=weight_sharing, aug=aug, hflip=hflip, search_val=search_val, seed=seed,
+                   workers=workers, resume=resume, progress=not as_json)
+    if report.rank != 0:  # under torchrun, rank 0 reports for all
         return
     if as_json:
-        emit_json(report)
+        emit_json(report.to_dict())
         return
-    final = report["final"] or {}
-    click.echo(f"trained {report['space']} for {report['epochs_run']} epochs; search-val top-1: "
-               + ", ".join(f"{k.removeprefix('val_top1_')} {v:.1f}%" for k, v in final.items() if k.startswith("val_top1_")))
-    click.echo(f"run:     {report['run']}\nmetrics: {report['metrics']}\nplot:    {report['plot']}")
+    click.echo(f"trained {report.space} for {report.epochs_run} epochs; search-val top-1: "
+               + ", ".join(f"{k} {v:.1f}%" for k, v in report.search_val_top1.items()))
+    click.echo(f"run:     {report.run}\nmetrics: {report.metrics}\nplot:    {report.plot}")
 
 
 @cli.command(name="finetune")
@@ -244,22 +283,20 @@ def finetune_cmd(run_dir: Path, arch_file: Path, out: Path, epochs: int | None, 
                  from_scratch: bool, resume: bool, seed: int, as_json: bool) -> None:
     """Train a searched subnet alone from its inherited weights (ViTAS, ViT-ResNAS and GLiT retrain
     theirs); `hwnas export --run OUT` then exports the fine-tuned weights."""
-    from hwnas.train import TrainedRun
-    from hwnas.train.finetune import FinetuneConfig, finetune
+    from hwnas.api import finetune
 
-    arch = Arch.from_json(arch_file, TrainedRun(run_dir).space)
-    config = FinetuneConfig(run=str(run_dir), arch=arch.to_dict(), epochs=epochs, lr=lr, distill=distill,
-                            from_scratch=from_scratch, seed=seed)
-    report = finetune(config, out, resume=resume, progress=not as_json)
-    if report["rank"] != 0:  # under torchrun, rank 0 reports for all
+    report = finetune(run_dir, arch_file, out, epochs=epochs, lr=lr, distill=distill, from_scratch=from_scratch,
+                      resume=resume, seed=seed, progress=not as_json)
+    if report.rank != 0:  # under torchrun, rank 0 reports for all
         return
     if as_json:
-        emit_json(report)
+        emit_json(report.to_dict())
         return
+    assert report.before is not None and report.after is not None and report.config is not None  # rank 0
     for part in ("search_val", "test"):
-        click.echo(f"{part.replace('_', '-')} top-1: {report['before'][part]['top1']:.2f}% before, "
-                   f"{report['after'][part]['top1']:.2f}% after {report['config']['epochs']} epochs")
-    click.echo(f"folder:  {report['out']}\nmetrics: {report['metrics']}\nplot:    {report['plot']}")
+        click.echo(f"{part.replace('_', '-')} top-1: {report.before[part]['top1']:.2f}% before, "
+                   f"{report.after[part]['top1']:.2f}% after {report.config['epochs']} epochs")
+    click.echo(f"folder:  {report.out}\nmetrics: {report.metrics}\nplot:    {report.plot}")
 
 
 @cli.command(name="eval")
@@ -271,7 +308,7 @@ def finetune_cmd(run_dir: Path, arch_file: Path, out: Path, epochs: int | None, 
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def eval_cmd(run_dir: Path, arch_file: Path, part: str, as_json: bool) -> None:
     """Top-1 of an arch with the weights it inherits from a trained supernet."""
-    from hwnas.train import TrainedRun
+    from hwnas.training import TrainedRun
 
     run = TrainedRun(run_dir)
     arch = Arch.from_json(arch_file, run.space)
@@ -320,7 +357,7 @@ def profile(device: str, space_name: str, backend: str | None, precision: str, b
 
     Rows are saved as they finish; rerunning after an interruption resumes, and blocks already in
     the table (from any space) are not measured again."""
-    from hwnas.latency.profile import ProfileSettings, export_bundle, profile_space
+    from hwnas.api import profile as profile_space
 
     space = get_space(space_name)
     if recalibrate or table is not None:
@@ -328,35 +365,24 @@ def profile(device: str, space_name: str, backend: str | None, precision: str, b
             raise click.UsageError("--table goes with --recalibrate, and --recalibrate excludes --export-blocks")
         _recalibrate(device, space, table, Protocol.quick() if quick else None, as_json)
         return
-    settings = ProfileSettings(device=device, backend=backend, precision=precision, batch_size=batch_size,
-                               threads=threads, calibration_archs=calibration_archs, cuda_graphs=cuda_graphs,
-                               protocol=Protocol.quick() if quick else None)
-    start = time.perf_counter()
-    if export_blocks is not None:
-        folder = export_bundle(space, settings, export_blocks, progress=not as_json)
-        _, backend_used = settings.resolve()
-        script = f"ort_profile.py {folder} --threads {threads}" if backend_used == "onnxruntime" else f"trt_profile.py {folder}"
-        report: dict[str, Any] = {"bundle": str(folder), "space": space.key, "device": device, "backend": backend_used,
-                                  "next": [f"python profilers/{script} --device {device}",
-                                           f"hwnas import-table {folder} --device {device}"]}
-        if as_json:
-            emit_json(report)
-        else:
-            click.echo(f"wrote bundle {folder}; on the target run\n  {report['next'][0]}\nthen here\n  {report['next'][1]}")
-        return
-    report = profile_space(space, settings, out, progress=not as_json)
-    report["seconds"] = round(time.perf_counter() - start, 1)
+    report = profile_space(space, device, backend=backend, precision=precision, batch_size=batch_size, threads=threads,
+                           out=out, export_blocks=export_blocks, calibration_archs=calibration_archs,
+                           cuda_graphs=cuda_graphs, quick=quick, progress=not as_json)
     if as_json:
-        emit_json(report)
+        emit_json({k: v for k, v in report.to_dict().items() if v is not None and v != []}
+                  if report.bundle else report.to_dict())
         return
-    if report["up_to_date"]:
-        click.echo(f"{report['table']} already has every block of {space.key} and its calibration; nothing to measure")
+    if report.bundle is not None:
+        click.echo(f"wrote bundle {report.bundle}; on the target run\n  {report.next[0]}\nthen here\n  {report.next[1]}")
         return
-    cal = report["calibration"]
-    click.echo(f"measured {report['blocks_measured']} of {report['blocks_in_space']} blocks and "
-               f"{report['calibration_subnets']} calibration subnets of {space.key} in {report['seconds']:.0f} s")
+    if report.up_to_date:
+        click.echo(f"{report.table} already has every block of {space.key} and its calibration; nothing to measure")
+        return
+    cal = report.calibration or {}
+    click.echo(f"measured {report.blocks_measured} of {report.blocks_in_space} blocks and "
+               f"{report.calibration_subnets} calibration subnets of {space.key} in {report.seconds:.0f} s")
     click.echo(f"calibration: measured = {cal['a']:.4f} x sum + {cal['b']:.4f} ms (n={cal['n']})")
-    click.echo(f"table: {report['table']}")
+    click.echo(f"table: {report.table}")
 
 
 def _recalibrate(device: str, space: Any, table: Path | None, protocol: Protocol | None, as_json: bool) -> None:
@@ -447,32 +473,25 @@ def predict(arch_file: Path, device: tuple[str, ...], table: tuple[Path, ...], s
             latency_stat: str, drift: str, as_json: bool) -> None:
     """Predict an arch's latency on one device or several: the sum of its block rows, calibrated,
     with the breakdown (a column per device)."""
-    from hwnas.latency.predict import LatencyPredictor
-    from hwnas.latency.resolve import resolve_tables
-    from hwnas.latency.table import STATISTICS, fingerprint_summary
-
+    from hwnas.api import predict as predict_arch
     if not device and not table:
         raise click.UsageError("name the latency table to predict with: --device LABEL (repeatable) or --table PATH")
     arch = Arch.from_json(arch_file, get_space(space_name) if space_name else None)
-    found = resolve_tables(arch.space, devices=device, tables=table, drift=drift, progress=not as_json)
-    statistic = STATISTICS[latency_stat]
-    predictions = [LatencyPredictor(t, arch.space, statistic).predict(arch) for t in found]
-    reports = [{"device": t.device, "table": t.name, **p.to_dict(),
-                "calibration": t.calibration(arch.space, statistic).to_dict(),
-                "calibration_source": t.calibration_source(arch.space)} for t, p in zip(found, predictions)]
-    if as_json:  # one device: its prediction at the top level, as before several were possible
-        emit_json({"arch": arch.to_dict(), **reports[0]} if len(reports) == 1 else {"arch": arch.to_dict(), "devices": reports})
+    report = predict_arch(arch, device, table=table, latency_stat=latency_stat, drift=drift, progress=not as_json)
+    if as_json:
+        emit_json(report.to_dict())
         return
-    width = max(len(k) for k, _ in predictions[0].blocks)
-    click.echo(f"{arch!r}\n" + "\n".join(f"table {t.name}: {fingerprint_summary(t.fingerprint)}" for t in found) + "\n")
+    found = report.devices
+    width = max(len(b["key"]) for b in found[0].blocks)
+    click.echo(f"{arch!r}\n" + "\n".join(f"table {t.table}: {t.setup}" for t in found) + "\n")
     click.echo(f"{'block':<{width}} " + " ".join(f"{t.device + ' ms':>12}" for t in found))
-    for i, (key, _) in enumerate(predictions[0].blocks):
-        click.echo(f"{key:<{width}} " + " ".join(f"{p.blocks[i][1]:>12.4f}" for p in predictions))
-    click.echo(f"{'sum of rows':<{width}} " + " ".join(f"{p.sum_ms:>12.4f}" for p in predictions))
-    click.echo(f"{'predicted latency':<{width}} " + " ".join(f"{p.latency_ms:>12.4f}" for p in predictions)
+    for i, block in enumerate(found[0].blocks):
+        click.echo(f"{block['key']:<{width}} " + " ".join(f"{t.blocks[i]['latency_ms']:>12.4f}" for t in found))
+    click.echo(f"{'sum of rows':<{width}} " + " ".join(f"{t.sum_ms:>12.4f}" for t in found))
+    click.echo(f"{'predicted latency':<{width}} " + " ".join(f"{t.latency_ms:>12.4f}" for t in found)
                + f"   ({latency_stat})")
-    for t, r in zip(found, reports):
-        cal, source = r["calibration"], r["calibration_source"]
+    for t in found:
+        cal, source = t.calibration, t.calibration_source
         whose = f"this setup's local calibration, {source['how']}" if source else "the table's calibration"
         click.echo(f"  {t.device}: = {cal['a']:.4f} x sum + {cal['b']:.4f} ({whose})")
 
@@ -546,7 +565,8 @@ def validate_table(device: str, space_name: str, table: Path | None, n: int, see
                    "best-<budget>.json each; no budget at all is allowed).")
 @click.option("--population", type=click.IntRange(min=2), default=50, show_default=True, help="Archs per generation.")
 @click.option("--generations", type=click.IntRange(min=1), default=20, show_default=True, help="Generations.")
-@click.option("--parents", type=click.IntRange(min=1), default=10, show_default=True, help="Top archs bred from.")
+@click.option("--parents", type=click.IntRange(min=1), default=None,
+              help="Top archs bred from (default: a fifth of --population, at least 2: AutoFormer's 10 of 50).")
 @click.option("--mutation-prob", type=click.FloatRange(0, 1), default=0.2, show_default=True,
               help="Chance each layer's heads and MLP ratio are redrawn in a mutation.")
 @click.option("--resample-prob", type=click.FloatRange(0, 1), default=0.4, show_default=True,
@@ -555,21 +575,22 @@ def validate_table(device: str, space_name: str, table: Path | None, n: int, see
 @click.option("--high-level-share", type=float, default=0.5, show_default=True,
               help="hierarchical: share of the generations that evolve the high-level genes (GLiT's G) first.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for best.json, history.csv, pareto.csv/.png (default RUN/search/<strategy>-<budget>-seed<S>).")
+              help="Folder for best.json, history.csv, pareto.csv/.png (default "
+                   "RUN/search/<strategy>-<budgets>-<devices>-seed<S>, e.g. RUN/search/evolution-latency0.8-cpu-seed0).")
 @click.option("--measure", is_flag=True, help="Also time the winner end to end with the table's backend and settings.")
 @latency_stat_option
 @drift_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (best.json) instead of text.")
 def search_cmd(run_dir: Path, latency_ms: tuple[float, ...], device: tuple[str, ...], table: tuple[Path, ...],
                flops_g: float | None,
-               params_m: float | None, strategy: str, population: int, generations: int, parents: int,
+               params_m: float | None, strategy: str, population: int, generations: int, parents: int | None,
                mutation_prob: float, resample_prob: float, seed: int, high_level_share: float, out: Path | None,
                measure: bool, latency_stat: str, drift: str, as_json: bool) -> None:
     """Find the most accurate subnet of a trained supernet within a latency, FLOPs or params budget.
 
     Fitness is top-1 with inherited weights on the run's search-val split; the winner is scored once
     on the test split. State is saved every generation: rerunning the same command resumes."""
-    from hwnas.subnet_search import search
+    from hwnas.api import search
 
     result = search(run_dir, latency_ms=list(latency_ms), device=list(device), table=list(table), flops_g=flops_g,
                     params_m=params_m,
@@ -577,7 +598,7 @@ def search_cmd(run_dir: Path, latency_ms: tuple[float, ...], device: tuple[str, 
                     mutation_prob=mutation_prob, resample_prob=resample_prob, seed=seed,
                     high_level_share=high_level_share, out=out, measure=measure, latency_stat=latency_stat,
                     drift=drift, progress=not as_json)
-    r = result.report
+    r = result.to_dict()
     if r["rank"] != 0:  # under torchrun, rank 0 reports for all
         return
     if as_json:
@@ -633,19 +654,20 @@ def export_cmd(run_dir: Path, arch_file: Path, formats: str, out: Path, precisio
 
     Writes into a staging folder and moves each file into --out only once all are checked, with a
     manifest.json (arch, accuracy, FLOPs, params, predicted and measured latency, versions, sha256)."""
-    from hwnas.export import export
+    from hwnas.api import export
 
-    manifest = export(run_dir, arch_file, out, formats, precision, batch_size, device, table, opset=opset,
-                      measure=not no_measure, drift=drift, progress=not as_json, max_latency_error=max_latency_error)
-    gate = manifest.get("gate")
+    report = export(run_dir, arch_file, out, formats=formats, precision=precision, batch_size=batch_size, opset=opset,
+                    device=device, table=table, measure=not no_measure, max_latency_error=max_latency_error,
+                    drift=drift, progress=not as_json)
+    gate = report.gate
     if as_json:
-        emit_json(manifest)
-        if gate and not gate["passed"]:
+        emit_json(report.to_dict())
+        if not report.passed:
             sys.exit(1)
         return
-    acc, lat = manifest["accuracy_top1"], manifest["latency"]
-    click.echo(f"arch {manifest['digest']}: {json.dumps(manifest['arch'])}\ntop-1: search-val {acc['search_val']:.2f}%, test {acc['test']:.2f}%; "
-               f"{manifest['params']:,} params, {manifest['macs'] / 1e6:.2f} MMACs")
+    acc, lat = report.accuracy_top1, report.latency
+    click.echo(f"arch {report.digest}: {json.dumps(report.arch)}\ntop-1: search-val {acc['search_val']:.2f}%, test {acc['test']:.2f}%; "
+               f"{report.params:,} params, {report.macs / 1e6:.2f} MMACs")
     if lat["predicted"]:
         click.echo(f"latency on {lat['predicted']['device']}: predicted {lat['predicted']['latency_ms']:.4g} ms")
     if lat["measured"]:
@@ -655,15 +677,30 @@ def export_cmd(run_dir: Path, arch_file: Path, formats: str, out: Path, precisio
                    f"{m['setup']['backend']} {m['setup']['backend_version']}{versus}")
     elif lat["not_measured"]:
         click.echo(f"not timed here: {lat['not_measured']}")
-    for fmt, check in manifest["checks"].items():
+    for fmt, check in report.checks.items():
         click.echo(f"  {fmt:<12} max |diff| vs PyTorch {check['max_abs_diff']:.1e}")
-    for fmt, why in manifest["skipped"].items():
+    for fmt, why in report.skipped.items():
         click.echo(f"  {fmt:<12} skipped: {why}")
-    click.echo("\n".join(f"{name:<18} {out / name}" for name in [*manifest["artifacts"], "manifest.json"]))
+    click.echo("\n".join(f"{name:<18} {out / name}" for name in [*report.artifacts, "manifest.json"]))
     if gate:
         click.echo(f"latency gate: {'passed' if gate['passed'] else 'FAILED'}: {gate['reason']}", err=not gate["passed"])
         if not gate["passed"]:
             sys.exit(1)
+
+
+# ---- outputs --------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def show(path: Path, as_json: bool) -> None:
+    """Summarise an output: a run, fine-tuning, search, export, validation or latency table."""
+    from hwnas.show import summarise
+
+    summary = summarise(path)
+    if as_json:
+        emit_json(summary.to_dict())
+        return
+    click.echo("\n".join(summary.lines()))
 
 
 def _one_line_warnings(prog: str) -> None:

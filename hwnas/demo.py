@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.errors import HwnasError
-from hwnas.export import export
-from hwnas.export.exporter import MANIFEST
+from hwnas.deploy import export
+from hwnas.deploy.exporter import MANIFEST
 from hwnas.io import atomic_write_json
 from hwnas.latency.drift import describe_outcome
 from hwnas.latency.predict import LatencyPredictor
@@ -30,10 +30,10 @@ from hwnas.latency.resolve import resolve_table
 from hwnas.latency.table import LatencyTable, TableError
 from hwnas.spaces import Arch, SearchSpace, get_space, list_spaces
 from hwnas.subnet_search import Costs, search
-from hwnas.train import TrainConfig, TrainedRun, train
-from hwnas.train.checkpoint import CHECKPOINT, WEIGHTS
-from hwnas.train.finetune import REPORT, FinetuneConfig, finetune
-from hwnas.train.trainer import METRICS_JSONL
+from hwnas.training import TrainConfig, TrainedRun, train
+from hwnas.training.checkpoint import CHECKPOINT, WEIGHTS
+from hwnas.training.finetune import REPORT, FinetuneConfig, finetune
+from hwnas.training.trainer import METRICS_JSONL
 
 DEFAULT_SPACE = "autoformer-digits"
 DIGITS_CLASSES = 10
@@ -123,7 +123,7 @@ def run_demo(out: Path, budget_ms: float | None = None, epochs: int | None = Non
     if budget_ms is None:
         budget_ms = round(fastest + BUDGET_FRACTION * (slowest - fastest), 3)
     found = search(run.dir, latency_ms=budget_ms, device="cpu", table=table, population=population,
-                   generations=generations, parents=min(10, population), out=out / "search", progress=progress)
+                   generations=generations, out=out / "search", progress=progress)
     best = found.best
     tuned = _finetune(run, best, out / "finetune", progress)
     manifest_path = out / "export" / MANIFEST

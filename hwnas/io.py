@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from hwnas.profilers.protocol import atomic_write as atomic_write_bytes
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "sha256_file"]
+__all__ = ["atomic_write_bytes", "atomic_write_json", "package_data", "sha256_file"]
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
@@ -26,3 +27,8 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def package_data(package: str, *parts: str) -> Path:
+    """A folder or file shipped inside `package`: found the same way in a wheel install and a checkout."""
+    return Path(str(resources.files(package).joinpath(*parts)))

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 import hwnas
-from hwnas.export import export
+from hwnas.deploy import export
 from hwnas.family import Family, register_family
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.profile import ProfileSettings, profile_space
@@ -34,7 +34,7 @@ from hwnas.subnet_search import Budget, Constraints, Costs
 from hwnas.subnet_search.operators import Operators
 from hwnas.supernet import Supernet, build_supernet
 from hwnas.supernet.elastic import ElasticLayerNorm, ElasticLinear, leading, prefixed
-from hwnas.train import TrainConfig, TrainedRun, train
+from hwnas.training import TrainConfig, TrainedRun, train
 
 FAMILY = "toy-mlp"
 YAML = {"family": FAMILY, "img_size": 8, "patch_size": 4, "in_chans": 3, "num_classes": 10, "dim": 16,

@@ -15,12 +15,12 @@ import torch
 from safetensors.torch import load_file
 
 import hwnas
-from hwnas.export import export
+from hwnas.deploy import export
 from hwnas.errors import ArchError
 from hwnas.spaces import get_space
-from hwnas.train import TrainConfig, TrainedRun, train
-import hwnas.train.finetune as finetune_module
-from hwnas.train.finetune import FinetuneConfig, finetune
+from hwnas.training import TrainConfig, TrainedRun, train
+import hwnas.training.finetune as finetune_module
+from hwnas.training.finetune import FinetuneConfig, finetune
 from tests.helpers import assert_one_line_error, hwnas as run_cli, killed_after_first_checkpoint, toy_space_yaml
 
 

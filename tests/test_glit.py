@@ -17,7 +17,7 @@ import torch
 import hwnas
 from hwnas.cost import count_flops
 from hwnas.errors import ArchError, SpaceError
-from hwnas.export import export
+from hwnas.deploy import export
 from hwnas.families.glit.model import GlobalLocalMixer, LocalBranch
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.profile import ProfileSettings, profile_space
@@ -27,8 +27,8 @@ from hwnas.spaces import Arch, get_space
 from hwnas.subnet_search import Budget
 from hwnas.supernet import build_supernet
 from hwnas.supernet.batchnorm import BatchNormCalibration, batchnorm_state
-from hwnas.train import TrainConfig, TrainedRun, train
-from hwnas.train.sampling import step_archs
+from hwnas.training import TrainConfig, TrainedRun, train
+from hwnas.training.sampling import step_archs
 from tests.helpers import assert_one_line_error, hwnas as run_cli
 from tests.test_search import engine
 

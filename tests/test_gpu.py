@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import hwnas
-from hwnas.export import export
+from hwnas.deploy import export
 from hwnas.subnet_search.fitness import Fitness
-from hwnas.train import TrainConfig, TrainedRun, train
+from hwnas.training import TrainConfig, TrainedRun, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

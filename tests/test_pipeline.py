@@ -17,10 +17,10 @@ import timm
 import torch
 
 import hwnas
-import hwnas.export.exporter as exporter_mod
-from hwnas.export import ExportError, export
-from hwnas.export.artifacts import tensorrt_unavailable
-from hwnas.export.exporter import latency_gate
+import hwnas.deploy.exporter as exporter_mod
+from hwnas.deploy import ExportError, export
+from hwnas.deploy.artifacts import tensorrt_unavailable
+from hwnas.deploy.exporter import latency_gate
 from hwnas.latency.table import SHIPPED_DIR, Calibration, LatencyTable
 from hwnas.profilers.protocol import Protocol
 from hwnas.spaces import get_space
@@ -122,15 +122,17 @@ def test_rerun_reuses_finished_stages(demo):
     assert (home / "demo_out/search/history.csv").read_text() == history
 
 
-def test_readme_search_and_export_block_runs(demo, monkeypatch):
+def test_readme_python_api_block_runs(demo, monkeypatch):
     home, _ = demo
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    block = next(b for b in blocks if "load_model" in b)
+    (block,) = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     monkeypatch.chdir(home)
     namespace: dict = {}
     exec(compile(block, str(README), "exec"), namespace)
-    assert namespace["result"].report["predicted_latency"]["latency_ms"] <= namespace["budget"]
-    assert namespace["manifest"]["digest"] == namespace["result"].best.digest
+    run, result, report = namespace["run"], namespace["result"], namespace["report"]
+    assert run.epochs_run == 0 and run.run == Path("demo_out/run")  # resumed a finished run: nothing to train
+    assert result.to_dict()["predicted_latency"]["latency_ms"] <= 1.5 * namespace["fastest"]
+    assert report.digest == result.best.digest == report.to_dict()["digest"]
+    assert json.loads((home / "demo_out/export-api/manifest.json").read_text())["digest"] == report.digest
     assert isinstance(namespace["model"], torch.nn.Module)
 
 

@@ -19,7 +19,7 @@ import hwnas
 import hwnas.families.resnas.supernet as resnas_supernet
 from hwnas.cost import count_flops
 from hwnas.errors import ArchError, HwnasError, SpaceError
-from hwnas.export import export
+from hwnas.deploy import export
 from hwnas.families.resnas.model import ResNASNet, SpatialReduction
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.profile import ProfileSettings, profile_space
@@ -27,8 +27,8 @@ from hwnas.latency.table import LatencyTable
 from hwnas.profilers.protocol import Protocol
 from hwnas.spaces import get_space
 from hwnas.supernet import build_supernet
-from hwnas.train import TrainConfig, TrainedRun, train
-from hwnas.train.checkpoint import WEIGHTS
+from hwnas.training import TrainConfig, TrainedRun, train
+from hwnas.training.checkpoint import WEIGHTS
 from tests.helpers import assert_one_line_error, hwnas as run_cli, train_killed_after_first_epoch
 
 QUICK = Protocol(warmup_runs=3, warmup_s=0.01, rounds=2, round_s=0.01, group_size=3)

@@ -24,8 +24,8 @@ from hwnas.subnet_search.evolution import Evolution
 from hwnas.subnet_search.nsga2 import NSGA2Search
 from hwnas.subnet_search.operators import Operators
 from hwnas.spaces import get_space
-from hwnas.train import TrainConfig, TrainedRun, train
-from hwnas.train.evaluate import Score
+from hwnas.training import TrainConfig, TrainedRun, train
+from hwnas.training.evaluate import Score
 from tests.helpers import assert_one_line_error, hwnas as run_cli, hwnas_in_process, toy_space_yaml
 
 QUICK = Protocol(warmup_runs=3, warmup_s=0.01, rounds=2, round_s=0.01, group_size=3)
@@ -569,3 +569,11 @@ def test_torchrun_search_on_two_processes_gives_the_one_process_result(run_dir, 
     histories = [pd.read_csv(tmp_path / name / "history.csv") for name in ("two", "one")]
     pd.testing.assert_frame_equal(histories[0].drop(columns="loss_search_val"), histories[1].drop(columns="loss_search_val"))
     assert np.allclose(histories[0]["loss_search_val"], histories[1]["loss_search_val"], rtol=1e-5)
+
+
+def test_parents_follow_the_population_unless_given():
+    assert EvolutionSettings().parents == 10  # AutoFormer's 10 of 50
+    assert EvolutionSettings(population=8).parents == 2  # `--population 8` alone is no longer refused
+    assert EvolutionSettings(population=8, parents=5).parents == 5
+    with pytest.raises(hwnas.HwnasError, match="--parents must be between 1 and --population"):
+        EvolutionSettings(population=8, parents=9)

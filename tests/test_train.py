@@ -16,10 +16,10 @@ from safetensors.torch import load_file
 from hwnas.data.split import DataError
 from hwnas.errors import ArchError, HwnasError
 from hwnas.spaces import Arch, get_space
-from hwnas.train import TrainConfig, TrainedRun, train
-from hwnas.train.config import available_cores
-from hwnas.train.checkpoint import CheckpointError
-from hwnas.train.sampling import step_archs
+from hwnas.training import TrainConfig, TrainedRun, train
+from hwnas.training.config import available_cores
+from hwnas.training.checkpoint import CheckpointError
+from hwnas.training.sampling import step_archs
 from tests.helpers import assert_one_line_error, hwnas, toy_space_yaml, train_killed_after_first_epoch
 
 
@@ -267,7 +267,7 @@ def test_trains_on_an_image_folder(tmp_path):
 
 def test_position_embeddings_and_class_tokens_get_no_weight_decay(toy_yaml):
     from hwnas.supernet import build_supernet
-    from hwnas.train.trainer import build_recipe
+    from hwnas.training.trainer import build_recipe
 
     space = get_space(toy_yaml)
     net = build_supernet(space)
@@ -279,3 +279,15 @@ def test_position_embeddings_and_class_tokens_get_no_weight_decay(toy_yaml):
     decayed_old = {name for group in build_recipe(net, old, 10, 10).optimizer.param_groups if group["weight_decay"] > 0
                    for name, p in net.named_parameters() if any(p is q for q in group["params"])}
     assert {"pos_embed", "cls_token"} <= decayed_old
+
+
+def test_train_prints_the_recipe_it_chose_before_the_first_epoch(toy_yaml, tmp_path, capsys):
+    import hwnas
+
+    report = hwnas.train(toy_yaml, tmp_path / "run", data="synthetic", epochs=1, batch_size=16)
+    err = capsys.readouterr().err
+    line = next(line for line in err.splitlines() if line.startswith("train "))
+    assert "1 epochs, batch 16, lr 0.001 (3 warm-up)" in line and "augmentation weak, hflip 0," in line  # synthetic data is held in memory: no flips
+    assert line.startswith("train train-toy on synthetic (") and "sampling uniform" in line
+    assert err.index(line) < err.index("%|"), "the recipe comes before the first progress bar"
+    assert report.epochs_run == 1 and report.to_dict()["config"]["aug"] == "weak"

@@ -4,7 +4,7 @@ A table is measured once, on one setup, and used under other runtime versions an
 processors. A local calibration maps the table's rows to what *this* setup measures end to end,
 with the evidence (a spot check or a recalibration). It lives beside the table in
 `<table>.local.json`, or in `$HWNAS_CALIBRATION_DIR` when set, or in `~/.cache/hwnas/calibrations`
-when the table's folder is read-only (an installed package's), keyed by space
+for the shipped tables (package data: never written beside) and tables in read-only folders, keyed by space
 and by a digest of this setup's latency fields, and it records a digest of the table's rows and
 calibration for that space: it is reused only by the same setup on the same table, and the table
 file itself is never rewritten.
@@ -23,7 +23,7 @@ from typing import Any
 
 from hwnas.errors import HwnasWarning
 from hwnas.io import atomic_write_json
-from hwnas.latency.table import LATENCY_FIELDS, Calibration, LatencyTable
+from hwnas.latency.table import LATENCY_FIELDS, SHIPPED_DIR, Calibration, LatencyTable
 from hwnas.spaces import SearchSpace
 
 CALIBRATION_DIR_ENV = "HWNAS_CALIBRATION_DIR"
@@ -35,8 +35,15 @@ class LocalCalibrationWarning(HwnasWarning):
 
 
 def user_calibration_dir() -> Path:
-    """Where local calibrations of tables in read-only folders (an installed package's) go."""
+    """Where local calibrations of the shipped tables and of tables in read-only folders go."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hwnas" / "calibrations"
+
+
+def writable_beside(table_path: Path) -> bool:
+    """Whether a local calibration may sit beside the table: not a shipped one (in a wheel install it
+    lies in site-packages), and only in a writable folder."""
+    folder = table_path.resolve().parent
+    return folder != SHIPPED_DIR.resolve() and os.access(folder, os.W_OK)
 
 
 def setup_key(setup: Mapping[str, Any]) -> str:
@@ -89,7 +96,7 @@ class LocalCalibrations:
     def __init__(self, table_path: Path):
         self.table_path = Path(table_path)
         folder = os.environ.get(CALIBRATION_DIR_ENV) or (
-            None if os.access(self.table_path.parent, os.W_OK) else user_calibration_dir())
+            None if writable_beside(self.table_path) else user_calibration_dir())
         if folder:  # one folder for all tables: name the file after the table's full path
             tag = hashlib.sha256(str(self.table_path.resolve()).encode()).hexdigest()[:8]
             self.path = Path(folder) / f"{self.table_path.stem}-{tag}.local.json"

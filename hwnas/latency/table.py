@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from hwnas.errors import HwnasError
-from hwnas.io import atomic_write_bytes, atomic_write_json
+from hwnas.io import atomic_write_bytes, atomic_write_json, package_data
 from hwnas.profilers.protocol import STAT_COLUMNS
 from hwnas.spaces import SearchSpace
 from hwnas.spaces.blocks import BlockConfig
@@ -42,7 +42,7 @@ LATENCY_FIELDS = ("backend_version", "torch", "opset", "cpu_model", "cpu_id", "c
                   "precision", "batch_size", "cuda_graphs")
 # Fields that make two measurements comparable enough to share a table; the rest (date, platform) is context.
 SETUP_FIELDS = ("device", "backend", "protocol", *LATENCY_FIELDS)
-SHIPPED_DIR = Path(__file__).resolve().parents[2] / "latency_tables"  # present in a source checkout
+SHIPPED_DIR = package_data("hwnas.latency_tables")  # package data: the checkout's latency_tables/ in a development install
 TABLES_ENV = "HWNAS_TABLES"
 
 

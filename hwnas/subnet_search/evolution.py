@@ -26,7 +26,7 @@ from hwnas.errors import HwnasError
 from hwnas.spaces import Arch, SearchSpace
 from hwnas.subnet_search.constraints import Constraints, Costs
 from hwnas.subnet_search.operators import Operators
-from hwnas.train.evaluate import Score
+from hwnas.training.evaluate import Score
 
 STRATEGIES = ("evolution", "random", "hierarchical", "nsga2")
 
@@ -34,12 +34,13 @@ STRATEGIES = ("evolution", "random", "hierarchical", "nsga2")
 @dataclass(frozen=True)
 class EvolutionSettings:
     """Defaults are AutoFormer's: 50 archs x 20 generations, top 10 parents, 25 mutations + 25
-    crossovers per generation, per-layer mutation probability 0.2, depth/width resampling 0.4."""
+    crossovers per generation, per-layer mutation probability 0.2, depth/width resampling 0.4.
+    Parents left unset follow the population: a fifth of it (AutoFormer's 10 of 50), at least 2."""
 
     strategy: str = "evolution"
     population: int = 50
     generations: int = 20
-    parents: int = 10
+    parents: int | None = None  # None: a fifth of the population, at least 2
     mutation_prob: float = 0.2
     resample_prob: float = 0.4
     seed: int = 0
@@ -51,6 +52,8 @@ class EvolutionSettings:
             raise HwnasError(f"unknown strategy {self.strategy!r}; use {', '.join(STRATEGIES)}")
         if self.population < 2 or self.generations < 1 or self.retries < 1:
             raise HwnasError("--population must be at least 2 and --generations at least 1")
+        if self.parents is None:
+            object.__setattr__(self, "parents", max(2, self.population // 5))
         if not 1 <= self.parents <= self.population:
             raise HwnasError(f"--parents must be between 1 and --population ({self.population}), got {self.parents}")
         if not 0 < self.high_level_share < 1:

@@ -30,9 +30,9 @@ from hwnas.subnet_search.evolution import EvolutionSettings, Evolution, Record, 
 from hwnas.subnet_search.fitness import TEST, Fitness
 from hwnas.subnet_search.nsga2 import NSGA2Search
 from hwnas.subnet_search.report import history_frame, pareto_front, pareto_plot, write_tables
-from hwnas.train.checkpoint import WEIGHTS, CheckpointError
-from hwnas.train.distributed import join_world
-from hwnas.train.evaluate import Score, TrainedRun
+from hwnas.training.checkpoint import WEIGHTS, CheckpointError
+from hwnas.training.distributed import join_world
+from hwnas.training.evaluate import Score, TrainedRun
 
 STATE, BEST = "search_state.json", "best.json"
 STATE_FORMAT = 1
@@ -51,6 +51,10 @@ class SearchResult:
     @property
     def notes(self) -> list[str]:
         return list(self.report["notes"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """What best.json holds (the CLI's `--json` output)."""
+        return dict(self.report)
 
 
 def _budget_name(budget: Budget) -> str:
@@ -103,7 +107,7 @@ def search(run: str | Path, *, latency_ms: float | Sequence[float] | None = None
            device: str | Sequence[str] | None = None,
            table: str | Path | LatencyTable | Sequence[str | Path | LatencyTable] | None = None,
            flops_g: float | None = None, params_m: float | None = None,
-           strategy: str = "evolution", population: int = 50, generations: int = 20, parents: int = 10,
+           strategy: str = "evolution", population: int = 50, generations: int = 20, parents: int | None = None,
            mutation_prob: float = 0.2, resample_prob: float = 0.4, seed: int = 0, high_level_share: float = 0.5,
            out: str | Path | None = None,
            measure: bool = False, latency_stat: str = "p50", drift: str = "refit", progress: bool = True,

@@ -4,16 +4,15 @@ space.py (genes, blocks), blocks.py (block kinds), model.py (static network), su
 (weight-sharing supernet), configs/ (shipped spaces). Importing this registers the family.
 """
 
-from pathlib import Path
-
 from hwnas.families.autoformer import blocks  # noqa: F401  (registers the block kinds)
 from hwnas.families.autoformer.space import AutoFormerSpace
 from hwnas.family import Family, register_family
+from hwnas.io import package_data
 
 FAMILY = register_family(Family(
     name="autoformer", space=AutoFormerSpace,
     supernet="hwnas.families.autoformer.supernet:AutoFormerSupernet",
     model="hwnas.families.autoformer.model:build_model",
     timm="hwnas.families.autoformer.model:timm_kwargs",
-    configs=Path(__file__).parent / "configs",
+    configs=package_data(__name__, "configs"),
 ))

@@ -7,15 +7,14 @@ space.py (genes, blocks), blocks.py (its block kind), model.py (static network),
 Importing this registers it.
 """
 
-from pathlib import Path
-
 from hwnas.families.glit import blocks  # noqa: F401  (registers the block kind)
 from hwnas.families.glit.space import GLiTSpace
 from hwnas.family import Family, register_family
+from hwnas.io import package_data
 
 FAMILY = register_family(Family(
     name="glit", space=GLiTSpace,
     supernet="hwnas.families.glit.supernet:GLiTSupernet",
     model="hwnas.families.glit.model:build_model",
-    configs=Path(__file__).parent / "configs",
+    configs=package_data(__name__, "configs"),
 ))

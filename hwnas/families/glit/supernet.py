@@ -131,7 +131,7 @@ class GLiTSupernet(Supernet):
 
     space: GLiTSpace
     arch_dependent_batchnorm = True
-    # Three draws in four take one G in every block: see `hwnas.train.sampling` and the README.
+    # Three draws in four take one G in every block: see `hwnas.training.sampling` and the README.
     alike_share = 0.75
     # On small data 4x the epochs at 3x the learning rate: the all-global chain, drawn in about a
     # fifth of the steps, reaches 90% on digits only then (36% with the plain budget; README, Results).

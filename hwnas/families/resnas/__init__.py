@@ -5,15 +5,14 @@ space.py (genes, blocks), blocks.py (its own block kinds), model.py (static netw
 supernet.py (sliced and masked supernet), configs/ (shipped spaces). Importing this registers it.
 """
 
-from pathlib import Path
-
 from hwnas.families.resnas import blocks  # noqa: F401  (registers the block kinds)
 from hwnas.families.resnas.space import ResNASSpace
 from hwnas.family import Family, register_family
+from hwnas.io import package_data
 
 FAMILY = register_family(Family(
     name="resnas", space=ResNASSpace,
     supernet="hwnas.families.resnas.supernet:ResNASSupernet",
     model="hwnas.families.resnas.model:build_model",
-    configs=Path(__file__).parent / "configs",
+    configs=package_data(__name__, "configs"),
 ))

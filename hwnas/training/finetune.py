@@ -32,11 +32,11 @@ from hwnas.family import build_model
 from hwnas.io import atomic_write_bytes, atomic_write_json
 from hwnas.rng import isolated_rng
 from hwnas.spaces import Arch
-from hwnas.train.checkpoint import CHECKPOINT, CheckpointError, rng_state, save_checkpoint, seed_everything
-from hwnas.train.config import SMALL_DATA, TrainConfig
-from hwnas.train.distributed import World, join_world
-from hwnas.train.evaluate import Score, TrainedRun, score_model, split_loader
-from hwnas.train.trainer import (CURVE, METRICS_CSV, build_recipe, distill, restore, train_loader, without_failed,
+from hwnas.training.checkpoint import CHECKPOINT, CheckpointError, rng_state, save_checkpoint, seed_everything
+from hwnas.training.config import SMALL_DATA, TrainConfig
+from hwnas.training.distributed import World, join_world
+from hwnas.training.evaluate import Score, TrainedRun, score_model, split_loader
+from hwnas.training.trainer import (CURVE, METRICS_CSV, build_recipe, distill, restore, train_loader, without_failed,
                                  write_metrics)
 
 FINETUNE, MODEL, REPORT = "finetune.json", "model.safetensors", "finetune_report.json"

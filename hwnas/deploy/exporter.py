@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from hwnas.errors import ArchError
-from hwnas.export.artifacts import (
+from hwnas.deploy.artifacts import (
     CONFIG, DEFAULT_OPSET, FILES, FORMATS, ExportError, check_onnx, check_pt2, check_safetensors, check_tensorrt, fresh_inputs,
     tensorrt_unavailable, write_onnx, write_pt2, write_safetensors, write_tensorrt,
 )
@@ -30,9 +30,9 @@ from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.resolve import optional_table
 from hwnas.latency.table import LatencyTable
 from hwnas.spaces import Arch
-from hwnas.train.checkpoint import CheckpointError
-from hwnas.train.evaluate import TrainedRun
-from hwnas.train.finetune import FinetunedRun, open_run
+from hwnas.training.checkpoint import CheckpointError
+from hwnas.training.evaluate import TrainedRun
+from hwnas.training.finetune import FinetunedRun, open_run
 
 MANIFEST = "manifest.json"
 DEFAULT_FORMATS = ("onnx", "pt2", "safetensors")

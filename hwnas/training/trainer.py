@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,13 +35,13 @@ from hwnas.io import atomic_write_bytes, atomic_write_json
 from hwnas.plots import figure, save_figure
 from hwnas.spaces import SearchSpace, get_space
 from hwnas.supernet import build_supernet
-from hwnas.train.checkpoint import (CHECKPOINT, CheckpointError, load_checkpoint, rng_state, save_checkpoint, save_weights,
+from hwnas.training.checkpoint import (CHECKPOINT, CheckpointError, load_checkpoint, rng_state, save_checkpoint, save_weights,
                                    seed_everything, set_rng_state)
-from hwnas.train.config import TrainConfig
-from hwnas.train.distributed import MultiArch, World, join_world
-from hwnas.train.evaluate import (CONFIG, SPACE, SPLIT, batchnorm_calibration, check_run_space, loader_settings,
+from hwnas.training.config import TrainConfig
+from hwnas.training.distributed import MultiArch, World, join_world
+from hwnas.training.evaluate import (CONFIG, SPACE, SPLIT, batchnorm_calibration, check_run_space, loader_settings,
                                   split_loader, top1)
-from hwnas.train.sampling import step_archs
+from hwnas.training.sampling import step_archs
 
 METRICS_JSONL, METRICS_CSV, CURVE = "metrics.jsonl", "metrics.csv", "learning_curve.png"
 TOKEN_PARAMETERS = ("pos_embed", "cls_token", "*.pos_embed", "*.cls_token")  # timm patterns of parameter names
@@ -151,6 +152,9 @@ def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress:
     # rank 0 lists the data and draws the split; the other ranks read both
     device = world.device()  # before the first collective: NCCL's barrier needs this rank's GPU set
     space, config, pool, split, state = world.main_first(lambda: prepare_run(config, out, resume, write=world.is_main))
+    if progress:  # what the defaults chose, before any time is spent
+        tqdm.write(f"train {space.key} on {pool.name} ({len(split.train):,} train, {len(split.search_val):,} search-val "
+                   f"images): {config.describe()}", file=sys.stderr)
     seed_everything(config.seed)  # torch (init, DropPath, shifts), numpy (timm's Mixup/CutMix), python
     supernet = build_supernet(space, drop_path_rate=config.drop_path, weight_sharing=config.weight_sharing).to(device)
     loader, sampler = train_loader(space, config, pool, split, world, device)

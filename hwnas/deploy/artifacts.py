@@ -103,7 +103,7 @@ def write_safetensors(model: nn.Module, arch: Arch, path: Path) -> None:
 
 
 def check_safetensors(path: Path, model: nn.Module, inputs: list[torch.Tensor], precision: str) -> dict[str, Any]:
-    from hwnas.export.load import load_model
+    from hwnas.deploy.load import load_model
 
     rebuilt = load_model(path.parent).float()
     with torch.no_grad():

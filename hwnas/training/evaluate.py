@@ -22,8 +22,8 @@ from hwnas.family import get_family
 from hwnas.spaces import Arch, SearchSpace, get_space, space_from_dict, spec_difference
 from hwnas.supernet import Supernet, build_supernet
 from hwnas.supernet.batchnorm import BatchNormCalibration
-from hwnas.train.checkpoint import WEIGHTS, load_weights
-from hwnas.train.config import TrainConfig, local_workers
+from hwnas.training.checkpoint import WEIGHTS, load_weights
+from hwnas.training.config import TrainConfig, local_workers
 
 CONFIG, SPLIT, SPACE = "config.json", "split.json", "space.json"
 EVAL_BATCH = 256

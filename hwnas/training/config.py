@@ -110,6 +110,12 @@ class TrainConfig:
                              f"({space.key}) does not have; use --sampling uniform or sandwich")
         return replace(self, **unset).check()
 
+    def describe(self) -> str:
+        """The recipe in one line, as `hwnas train` prints it before the first epoch (defaults filled)."""
+        return (f"{self.epochs} epochs, batch {self.batch_size}, lr {self.lr:g} ({self.warmup_epochs} warm-up), "
+                f"drop-path {self.drop_path:g}, sampling {self.sampling}, augmentation {self.aug}, hflip {self.hflip:g}, "
+                f"{self.weight_sharing} weight sharing, seed {self.seed}")
+
     def draw_kind(self, space: SearchSpace) -> str:
         """How the random subnets of a step are drawn: as `sampling` says for uniform and distinct;
         for sandwich and multi the space's default (runs of format 1 drew distinct archs)."""

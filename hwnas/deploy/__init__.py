@@ -1,7 +1,7 @@
 """Export a searched subnet: ONNX, torch.export (.pt2), safetensors + config, TensorRT engine, manifest."""
 
-from hwnas.export.artifacts import FORMATS, ExportError
-from hwnas.export.exporter import export
-from hwnas.export.load import load_model
+from hwnas.deploy.artifacts import FORMATS, ExportError
+from hwnas.deploy.exporter import export
+from hwnas.deploy.load import load_model
 
 __all__ = ["FORMATS", "ExportError", "export", "load_model"]
