@@ -70,7 +70,7 @@ def killed_after_first_checkpoint(module: Any, call: Any, monkeypatch: Any) -> N
 
 def train_killed_after_first_epoch(config: Any, out: Path, monkeypatch: Any) -> None:
     """Train `config` into `out` as a run killed right after its first checkpoint (for resume tests)."""
-    import hwnas.train.trainer as trainer_mod
-    from hwnas.train import train
+    import hwnas.training.trainer as trainer_mod
+    from hwnas.training import train
 
     killed_after_first_checkpoint(trainer_mod, lambda: train(config, out, progress=False), monkeypatch)
