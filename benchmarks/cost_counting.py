@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import torch
+from provenance import provenance  # date, machine, versions and command, for benchmarks/report.py
 
 from hwnas import count_flops, get_space
 from hwnas.io import atomic_write_json
@@ -57,14 +58,23 @@ def main() -> None:
         }
         row["analytic_speedup"] = row["analytic_archs_per_s"] / row["fvcore_models_per_s"]
         rows.append(row)
-    header = f"{'space':<20} {'analytic archs/s':>17} {'fvcore models/s':>16} {'speed-up':>9} {'extract/s':>10} {'agree':>6}"
+    header = (
+        f"{'space':<20} {'analytic archs/s':>17} {'fvcore models/s':>16} {'speed-up':>9} {'extract/s':>10} {'agree':>6}"
+    )
     print(header)
     for r in rows:
-        print(f"{r['space']:<20} {r['analytic_archs_per_s']:>17,.0f} {r['fvcore_models_per_s']:>16,.1f} "
-              f"{r['analytic_speedup']:>8,.0f}x {r['extract_per_s']:>10,.1f} {str(r['counts_agree']):>6}")
-    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": 1, "torch": torch.__version__,
-               "python": platform.python_version()}
-    atomic_write_json(args.out, {"machine": machine, "rows": rows})
+        print(
+            f"{r['space']:<20} {r['analytic_archs_per_s']:>17,.0f} {r['fvcore_models_per_s']:>16,.1f} "
+            f"{r['analytic_speedup']:>8,.0f}x {r['extract_per_s']:>10,.1f} {str(r['counts_agree']):>6}"
+        )
+    machine = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "threads": 1,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    atomic_write_json(args.out, {"machine": machine, "rows": rows, "provenance": provenance()})
     print(f"wrote {args.out}")
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from provenance import provenance  # date, machine, versions and command, for benchmarks/report.py
 
 from hwnas import get_space
 from hwnas.io import atomic_write_json
@@ -89,23 +90,44 @@ def scenarios(space: SearchSpace, folder: Path) -> dict[str, tuple[Path, str]]:
         width = row["out_dim"] if row["kind"] == "patch_embed" else row["in_dim"]
         return uneven.get(int(width), 1.0)
 
-    return {"shipped": (copied(SHIPPED, folder / "shipped.csv"), "spot check"),
-            "previous": (copied(PREVIOUS, folder / "previous.csv"), "spot check"),
-            "previous, recalibrated": (copied(PREVIOUS, folder / "recalibrated.csv"), "recalibrate"),
-            "scaled": (scaled(SHIPPED, folder / "scaled.csv", lambda row: 1.25, backend_version="1.0.0-scaled"),
-                       "spot check"),
-            "uneven": (scaled(SHIPPED, folder / "uneven.csv", width_factor, backend_version="1.0.0-uneven"),
-                       "spot check")}
+    return {
+        "shipped": (copied(SHIPPED, folder / "shipped.csv"), "spot check"),
+        "previous": (copied(PREVIOUS, folder / "previous.csv"), "spot check"),
+        "previous, recalibrated": (copied(PREVIOUS, folder / "recalibrated.csv"), "recalibrate"),
+        "scaled": (
+            scaled(SHIPPED, folder / "scaled.csv", lambda row: 1.25, backend_version="1.0.0-scaled"),
+            "spot check",
+        ),
+        "uneven": (scaled(SHIPPED, folder / "uneven.csv", width_factor, backend_version="1.0.0-uneven"), "spot check"),
+    }
 
 
 def check_in_fresh_process(table: Path, space: SearchSpace, how: str) -> dict[str, Any]:
     """The spot check (as any command runs it) or `hwnas profile --recalibrate`, in a fresh process."""
     if how == "spot check":
-        done = subprocess.run([sys.executable, "-c", SPOT_CHECK, str(table), space.key], capture_output=True,
-                              text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, "-c", SPOT_CHECK, str(table), space.key], capture_output=True, text=True, check=True
+        )
         return json.loads(done.stdout)
-    done = subprocess.run([sys.executable, "-m", "hwnas", "profile", "--recalibrate", "--device", "cpu", "--space",
-                           space.key, "--table", str(table), "--json"], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hwnas",
+            "profile",
+            "--recalibrate",
+            "--device",
+            "cpu",
+            "--space",
+            space.key,
+            "--table",
+            str(table),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     report = json.loads(done.stdout)
     return {"seconds": report["seconds"], "recalibration": report, "messages": []}
 
@@ -137,34 +159,54 @@ def main() -> None:
                 check = check_in_fresh_process(path, space, how)
                 before = LatencyTable.load(path)
                 after = check_drift(LatencyTable.load(path), space, progress=False)  # reuses what the check stored
-                predicted = {when: LatencyPredictor(t, space).predict_many(archs) for when, t in
-                             (("before", before), ("after", after))}
+                predicted = {
+                    when: LatencyPredictor(t, space).predict_many(archs)
+                    for when, t in (("before", before), ("after", after))
+                }
                 checked.append((scenario, how, before, after, check, predicted))
             (last,) = measure_archs_apart(space, shipped, archs, Path(tmp) / f"truth-{name}", [None])
             truth = [first, last]
             for scenario, how, before, after, check, predicted in checked:
                 source = after.calibration_source(space) or {}
                 recal = check.get("recalibration")
-                rows.append({
-                    "space": name, "scenario": scenario, "check": how, "table": fingerprint_summary(before.fingerprint),
-                    "differences": before.setup_differences(setup_of(before)),
-                    "check_seconds": round(check["seconds"], 1), "drift_pct": source.get("drift_pct"),
-                    "action": "none" if not source else "refit" if source["refit"] else "held",
-                    "uneven": bool(source.get("uneven")), "messages": check["messages"],
-                    "rows_ratio": None if not recal else {"median": recal["rows_ratio_median"],
-                                                          "range": recal["rows_ratio_range"]},
-                    "before": worst([agreement(predicted["before"], m) for m in truth]),
-                    "after": worst([agreement(predicted["after"], m) for m in truth]),
-                    "floor_first_vs_last_process": agreement(truth[1], truth[0]),
-                })
+                rows.append(
+                    {
+                        "space": name,
+                        "scenario": scenario,
+                        "check": how,
+                        "table": fingerprint_summary(before.fingerprint),
+                        "differences": before.setup_differences(setup_of(before)),
+                        "check_seconds": round(check["seconds"], 1),
+                        "drift_pct": source.get("drift_pct"),
+                        "action": "none" if not source else "refit" if source["refit"] else "held",
+                        "uneven": bool(source.get("uneven")),
+                        "messages": check["messages"],
+                        "rows_ratio": None
+                        if not recal
+                        else {"median": recal["rows_ratio_median"], "range": recal["rows_ratio_range"]},
+                        "before": worst([agreement(predicted["before"], m) for m in truth]),
+                        "after": worst([agreement(predicted["after"], m) for m in truth]),
+                        "floor_first_vs_last_process": agreement(truth[1], truth[0]),
+                    }
+                )
                 curves[(name, scenario)] = (truth, predicted)
     machine = setup_of(LatencyTable.load(SHIPPED))
-    atomic_write_json(args.out, {"machine": fingerprint_summary(machine), "cpu_id": machine.get("cpu_id"),
-                                 "n_held_out": args.n, "results": rows})
+    atomic_write_json(
+        args.out,
+        {
+            "machine": fingerprint_summary(machine),
+            "cpu_id": machine.get("cpu_id"),
+            "n_held_out": args.n,
+            "results": rows,
+            "provenance": provenance(),
+        },
+    )
     plot(curves, args.out.with_suffix(".png"))
     print(f"this machine: {fingerprint_summary(machine)}; {machine.get('cpu_id')}\n")
-    print("| space | scenario | check time | drift found | action | within ±10% before → after | MAPE before → after |"
-          " Kendall τ after | floor: first vs last process, within ±10% / MAPE |")
+    print(
+        "| space | scenario | check time | drift found | action | within ±10% before → after | MAPE before → after |"
+        " Kendall τ after | floor: first vs last process, within ±10% / MAPE |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         b, a, f = r["before"], r["after"], r["floor_first_vs_last_process"]
@@ -172,11 +214,15 @@ def main() -> None:
         action = r["action"] + (", re-profile advised" if r["uneven"] else "")
         if r["rows_ratio"]:
             action += f" (rows x{r['rows_ratio']['median']:.2f})"
-        print(f"| {r['space']} | {r['scenario']} | {r['check_seconds']:.1f} s | {drift} | {action} | "
-              f"{b['within_10pct']:.0f}% → {a['within_10pct']:.0f}% | {b['mape_pct']:.1f}% → {a['mape_pct']:.1f}% | "
-              f"{a['kendall_tau']:.3f} | {f['within_10pct']:.0f}% / {f['mape_pct']:.1f}% |")
-    print(f"\nwithin ±10%, MAPE and τ: the worse against the processes measuring before and after the checks."
-          f"\nwrote {args.out} and {args.out.with_suffix('.png')}")
+        print(
+            f"| {r['space']} | {r['scenario']} | {r['check_seconds']:.1f} s | {drift} | {action} | "
+            f"{b['within_10pct']:.0f}% → {a['within_10pct']:.0f}% | {b['mape_pct']:.1f}% → {a['mape_pct']:.1f}% | "
+            f"{a['kendall_tau']:.3f} | {f['within_10pct']:.0f}% / {f['mape_pct']:.1f}% |"
+        )
+    print(
+        f"\nwithin ±10%, MAPE and τ: the worse against the processes measuring before and after the checks."
+        f"\nwrote {args.out} and {args.out.with_suffix('.png')}"
+    )
 
 
 def plot(curves: dict[tuple[str, str], Any], path: Path) -> Path:
@@ -187,13 +233,16 @@ def plot(curves: dict[tuple[str, str], Any], path: Path) -> Path:
 
     spaces = sorted({s for s, _ in curves})
     scenario_names = list(dict.fromkeys(sc for _, sc in curves))
-    fig, axes = plt.subplots(len(spaces), len(scenario_names), figsize=(3.6 * len(scenario_names), 3.4 * len(spaces)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(spaces), len(scenario_names), figsize=(3.6 * len(scenario_names), 3.4 * len(spaces)), squeeze=False
+    )
     for (space, scenario), (truth, predicted) in curves.items():
         ax = axes[spaces.index(space)][scenario_names.index(scenario)]
         measured = truth[0]
-        lo, hi = float(min(measured.min(), *(p.min() for p in predicted.values()))), \
-            float(max(measured.max(), *(p.max() for p in predicted.values())))
+        lo, hi = (
+            float(min(measured.min(), *(p.min() for p in predicted.values()))),
+            float(max(measured.max(), *(p.max() for p in predicted.values()))),
+        )
         line = np.linspace(lo * 0.95, hi * 1.05, 2)
         ax.plot(line, line, "k-", lw=1)
         ax.fill_between(line, line * 0.9, line * 1.1, color="0.85", label="±10%")

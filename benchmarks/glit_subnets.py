@@ -33,16 +33,17 @@ from pathlib import Path
 import matplotlib
 import torch
 import yaml
+from provenance import provenance  # date, machine, versions and command, for benchmarks/report.py
+from samplers import trained
 
 import hwnas.families.glit
 from hwnas.io import atomic_write_json
 from hwnas.plots import figure, save_figure
 from hwnas.profilers.protocol import cpu_model
 from hwnas.spaces import Arch, SearchSpace
-from hwnas.train import TrainConfig, TrainedRun
-from hwnas.train.evaluate import BN_CALIBRATION_IMAGES, split_loader, top1
-from hwnas.train.trainer import METRICS_JSONL
-from samplers import trained
+from hwnas.training import TrainConfig, TrainedRun
+from hwnas.training.evaluate import BN_CALIBRATION_IMAGES, split_loader, top1
+from hwnas.training.trainer import METRICS_JSONL
 
 TARGET = 90.0  # test top-1 every listed subnet should reach (issue 14)
 ENTROPY_IMAGES = 256  # test images the all-global subnet's attention entropy is averaged over
@@ -50,14 +51,22 @@ SHIPPED = Path(hwnas.families.glit.__file__).parent / "configs" / "glit-digits.y
 DEFAULT = TrainConfig(space="glit-digits", data="digits")
 # name -> what changes from the default budget (the run folder is --run/<name>, --run itself for default)
 PLAIN = {"epochs": 40, "lr": 1e-3}  # the other families' digits budget (GLiT's until 2026-12-05)
-VARIANTS = {"default": {}, "seed-1": {"seed": 1}, "40-epochs": PLAIN, "uniform-draws": {**PLAIN, "alike_share": 0.0},
-            "alike-0.25": {**PLAIN, "alike_share": 0.25}, "alike-0.5": {**PLAIN, "alike_share": 0.5},
-            "alike-1": {**PLAIN, "alike_share": 1.0}, "lr-3e-3": {**PLAIN, "lr": 3e-3},
-            "80-epochs": {**PLAIN, "epochs": 80}, "160-epochs": {**PLAIN, "epochs": 160},
-            "sandwich": {**PLAIN, "sampling": "sandwich"},
-            "global-only-space": {**PLAIN, "space": {"global_heads": [3]}},
-            "embed-96-space": {**PLAIN, "space": {"embed_dim": 96}},
-            "kernels-7-15-31": {**PLAIN, "space": {"local_kernel": [7, 15, 31], "mixed_kernel": 15}}}
+VARIANTS = {
+    "default": {},
+    "seed-1": {"seed": 1},
+    "40-epochs": PLAIN,
+    "uniform-draws": {**PLAIN, "alike_share": 0.0},
+    "alike-0.25": {**PLAIN, "alike_share": 0.25},
+    "alike-0.5": {**PLAIN, "alike_share": 0.5},
+    "alike-1": {**PLAIN, "alike_share": 1.0},
+    "lr-3e-3": {**PLAIN, "lr": 3e-3},
+    "80-epochs": {**PLAIN, "epochs": 80},
+    "160-epochs": {**PLAIN, "epochs": 160},
+    "sandwich": {**PLAIN, "sampling": "sandwich"},
+    "global-only-space": {**PLAIN, "space": {"global_heads": [3]}},
+    "embed-96-space": {**PLAIN, "space": {"embed_dim": 96}},
+    "kernels-7-15-31": {**PLAIN, "space": {"local_kernel": [7, 15, 31], "mixed_kernel": 15}},
+}
 
 
 def changed_space(folder: Path, name: str, changes: dict) -> str:
@@ -81,8 +90,11 @@ def listed_subnets(space: SearchSpace) -> dict[str, Arch]:
     """All-global, all-local and 5 random subnets; only the all-global one in the global-only space."""
     if 0 not in space.spec.choices["global_heads"]:
         return {"all-global": space.uniform(3)}
-    return {"all-global": space.uniform(3), "all-local": space.uniform(0),
-            **{f"random {i}": space.sample_distinct(i) for i in range(5)}}
+    return {
+        "all-global": space.uniform(3),
+        "all-local": space.uniform(0),
+        **{f"random {i}": space.sample_distinct(i) for i in range(5)},
+    }
 
 
 def probe_subnets(space: SearchSpace) -> dict[str, Arch]:
@@ -91,8 +103,10 @@ def probe_subnets(space: SearchSpace) -> dict[str, Arch]:
     if 0 not in space.spec.choices["global_heads"]:
         return {}
     alike = {f"G={g} everywhere, low-level {i}": space.uniform(g, i) for g in (3, 0, 1, 2) for i in (0, 4, 8)}
-    mixes = {f"G={pattern}, low-level 4": space.arch(global_heads=pattern, low_level=[4] * space.depth)
-             for pattern in ([3, 3, 3, 0], [0, 3, 3, 3], [3, 0, 3, 0])}
+    mixes = {
+        f"G={pattern}, low-level 4": space.arch(global_heads=pattern, low_level=[4] * space.depth)
+        for pattern in ([3, 3, 3, 0], [0, 3, 3, 3], [3, 0, 3, 0])
+    }
     return {**alike, **mixes}
 
 
@@ -137,41 +151,66 @@ def main() -> None:
             start = time.perf_counter()
             recalibrated = run.top1(arch, "test", net)
             seconds = time.perf_counter() - start
-            row = {"name": subnet, "arch": arch.to_dict(), "params": arch.params(), "macs": arch.macs(),
-                   "test_top1_recalibrated": recalibrated, "score_seconds": round(seconds, 2)}
+            row = {
+                "name": subnet,
+                "arch": arch.to_dict(),
+                "params": arch.params(),
+                "macs": arch.macs(),
+                "test_top1_recalibrated": recalibrated,
+                "score_seconds": round(seconds, 2),
+            }
             if name == "default":
                 row["test_top1_trained_statistics"] = top1(net, arch, test)
             rows.append(row)
         probes = {probe: run.top1(arch, "test", net) for probe, arch in probe_subnets(space).items()}
         images = torch.cat([x for x, _ in test])[:ENTROPY_IMAGES]
         entropy = class_token_attention_entropy(run.extract(space.uniform(3), net), images)
-        variants.append({"name": name, "change": VARIANTS[name], "space": space.key,
-                         "config": run.config.to_dict(), "epochs": len(metrics),
-                         "median_epoch_seconds": round(statistics.median(m["seconds"] for m in metrics), 2),
-                         "final_loss": metrics[-1]["loss"], "subnets": rows, "probes_test_top1_recalibrated": probes,
-                         "all_global_class_token_attention_entropy": [round(e, 3) for e in entropy],
-                         "val_top1_largest_per_epoch": [round(m["val_top1_largest"], 2) for m in metrics],
-                         "all_meet_target": all(r["test_top1_recalibrated"] >= TARGET for r in rows)})
-    result = {"run": str(args.run), "test_images": len(run.split.test),
-              "calibration_images": min(BN_CALIBRATION_IMAGES, len(run.split.train)), "target_top1": TARGET,
-              "variants": variants, "machine": {"cpu": cpu_model(), "torch": torch.__version__,
-                                                "threads": torch.get_num_threads()}}
+        variants.append(
+            {
+                "name": name,
+                "change": VARIANTS[name],
+                "space": space.key,
+                "config": run.config.to_dict(),
+                "epochs": len(metrics),
+                "median_epoch_seconds": round(statistics.median(m["seconds"] for m in metrics), 2),
+                "final_loss": metrics[-1]["loss"],
+                "subnets": rows,
+                "probes_test_top1_recalibrated": probes,
+                "all_global_class_token_attention_entropy": [round(e, 3) for e in entropy],
+                "val_top1_largest_per_epoch": [round(m["val_top1_largest"], 2) for m in metrics],
+                "all_meet_target": all(r["test_top1_recalibrated"] >= TARGET for r in rows),
+            }
+        )
+    result = {
+        "run": str(args.run),
+        "test_images": len(run.split.test),
+        "calibration_images": min(BN_CALIBRATION_IMAGES, len(run.split.train)),
+        "target_top1": TARGET,
+        "variants": variants,
+        "machine": {"cpu": cpu_model(), "torch": torch.__version__, "threads": torch.get_num_threads()},
+    }
     result["plot"] = str(plot(variants, args.out.with_suffix(".png")))
-    atomic_write_json(args.out, result)
+    atomic_write_json(args.out, {**result, "provenance": provenance()})
     print(f"test split {result['test_images']} images; {result['calibration_images']} calibration images\n")
-    print("| variant | epochs | median epoch s | final loss | subnet | params | MACs | test top-1, recalibrated | trained statistics |")
+    print(
+        "| variant | epochs | median epoch s | final loss | subnet | params | MACs | test top-1, recalibrated | trained statistics |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for v in variants:
         for r in v["subnets"]:
             trained_stats = r.get("test_top1_trained_statistics")
-            print(f"| {v['name']} | {v['epochs']} | {v['median_epoch_seconds']} | {v['final_loss']:.3f} | {r['name']} | {r['params']:,} | "
-                  f"{r['macs'] / 1e6:.1f} M | {r['test_top1_recalibrated']:.2f}% | "
-                  f"{'-' if trained_stats is None else f'{trained_stats:.2f}%'} |")
+            print(
+                f"| {v['name']} | {v['epochs']} | {v['median_epoch_seconds']} | {v['final_loss']:.3f} | {r['name']} | {r['params']:,} | "
+                f"{r['macs'] / 1e6:.1f} M | {r['test_top1_recalibrated']:.2f}% | "
+                f"{'-' if trained_stats is None else f'{trained_stats:.2f}%'} |"
+            )
     for v in variants:
         for probe, accuracy in v["probes_test_top1_recalibrated"].items():
             print(f"{v['name']}: {probe}: {accuracy:.2f}%")
-        print(f"{v['name']}: all-global class-token attention entropy / log(tokens) per block: "
-              f"{v['all_global_class_token_attention_entropy']}")
+        print(
+            f"{v['name']}: all-global class-token attention entropy / log(tokens) per block: "
+            f"{v['all_global_class_token_attention_entropy']}"
+        )
     print(f"\nwrote {args.out}")
 
 

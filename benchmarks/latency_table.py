@@ -22,14 +22,16 @@ import statistics
 import time
 from pathlib import Path
 
+from provenance import provenance  # date, machine, versions and command, for benchmarks/report.py
+
 from hwnas import get_space
 from hwnas.io import atomic_write_json
-from hwnas.plots import figure, save_figure
-from hwnas.spaces import BlockConfig
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.profile import ProfileSettings, profile_space
 from hwnas.latency.table import LatencyTable, fingerprint_summary
 from hwnas.latency.validate import validate_table, worst
+from hwnas.plots import figure, save_figure
+from hwnas.spaces import BlockConfig
 
 
 def prediction_rate(predictor: LatencyPredictor, n: int = 100_000, repeats: int = 5) -> float:
@@ -61,21 +63,31 @@ def per_kind(table: LatencyTable, plot: Path) -> dict[str, dict[str, float]]:
     ax.set_title(f"{table.name}: latency against MACs per block kind", fontsize=9)
     ax.legend(fontsize=8)
     save_figure(fig, plot)
-    return {kind: {"rows": len(points), "macs_m": [min(m for m, _ in points) / 1e6, max(m for m, _ in points) / 1e6],
-                   "us_per_mmac_median": statistics.median(1e3 * ms / (m / 1e6) for m, ms in points if m)}
-            for kind, points in sorted(kinds.items())}
+    return {
+        kind: {
+            "rows": len(points),
+            "macs_m": [min(m for m, _ in points) / 1e6, max(m for m, _ in points) / 1e6],
+            "us_per_mmac_median": statistics.median(1e3 * ms / (m / 1e6) for m, ms in points if m),
+        }
+        for kind, points in sorted(kinds.items())
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", type=Path, default=Path("runs/bench/cpu_onnxruntime_fp32_bs1_t1.csv"))
-    parser.add_argument("--spaces", nargs="+",
-                        default=["autoformer-tiny", "autoformer-digits", "glit-tiny", "glit-digits", "resnas-tiny",
-                                 "resnas-digits"])
+    parser.add_argument(
+        "--spaces",
+        nargs="+",
+        default=["autoformer-tiny", "autoformer-digits", "glit-tiny", "glit-digits", "resnas-tiny", "resnas-digits"],
+    )
     parser.add_argument("--n", type=int, default=50, help="subnets measured end to end per space")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/latency_table.json"))
-    parser.add_argument("--append", action="store_true",
-                        help="add --spaces to the existing --table and --out instead of starting both afresh")
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="add --spaces to the existing --table and --out instead of starting both afresh",
+    )
     args = parser.parse_args()
     kept = []
     if args.append:
@@ -92,32 +104,60 @@ def main() -> None:
         seconds = time.perf_counter() - start
         table = LatencyTable.load(args.table)
         report = validate_table(space, table, n=args.n, out=args.out.parent / f"validate_{name}")
-        rows.append({
-            "space": name, "blocks": profiled["blocks_measured"], "calibration_subnets": profiled["calibration_subnets"],
-            "profile_seconds": round(seconds, 1), "predictions_per_s": round(prediction_rate(LatencyPredictor(table, space))),
-            "validation": {k: report[k] for k in ("n", "processes", "measured_ms_range", "calibrated", "uncalibrated_sum",
-                                                  "floor_process_vs_process", "calibration")},
-            "plot": report["plot"],
-        })
+        rows.append(
+            {
+                "space": name,
+                "blocks": profiled["blocks_measured"],
+                "calibration_subnets": profiled["calibration_subnets"],
+                "profile_seconds": round(seconds, 1),
+                "predictions_per_s": round(prediction_rate(LatencyPredictor(table, space))),
+                "validation": {
+                    k: report[k]
+                    for k in (
+                        "n",
+                        "processes",
+                        "measured_ms_range",
+                        "calibrated",
+                        "uncalibrated_sum",
+                        "floor_process_vs_process",
+                        "calibration",
+                    )
+                },
+                "plot": report["plot"],
+            }
+        )
     rows = kept + rows
     final = LatencyTable.load(args.table)
     fingerprint = final.fingerprint
     kinds = per_kind(final, args.out.with_name(args.out.stem + "_macs.png"))
-    atomic_write_json(args.out, {"table": str(args.table), "setup": fingerprint_summary(fingerprint),
-                                 "fingerprint": fingerprint, "results": rows, "per_kind": kinds,
-                                 "per_kind_plot": str(args.out.with_name(args.out.stem + "_macs.png"))})
+    atomic_write_json(
+        args.out,
+        {
+            "table": str(args.table),
+            "setup": fingerprint_summary(fingerprint),
+            "fingerprint": fingerprint,
+            "results": rows,
+            "per_kind": kinds,
+            "per_kind_plot": str(args.out.with_name(args.out.stem + "_macs.png")),
+            "provenance": provenance(),
+        },
+    )
     print(f"setup: {fingerprint_summary(fingerprint)}; {fingerprint.get('cpu_id')}\n")
-    print("| space | blocks + calib. subnets | profile time | predictions/s | n | measured ms | "
-          "MAPE | within ±10% | Kendall τ | floor: MAPE / within ±10% / τ | uncalibrated MAPE |")
+    print(
+        "| space | blocks + calib. subnets | profile time | predictions/s | n | measured ms | "
+        "MAPE | within ±10% | Kendall τ | floor: MAPE / within ±10% / τ | uncalibrated MAPE |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         v = r["validation"]
         c, f, u = (worst(v[k]) for k in ("calibrated", "floor_process_vs_process", "uncalibrated_sum"))
         lo, hi = v["measured_ms_range"]
-        print(f"| {r['space']} | {r['blocks']} + {r['calibration_subnets']} | {r['profile_seconds']:.0f} s | "
-              f"{r['predictions_per_s']:,} | {v['n']} | {lo:.2f}–{hi:.2f} | {c['mape_pct']:.1f}% | "
-              f"{c['within_10pct']:.0f}% | {c['kendall_tau']:.3f} | {f['mape_pct']:.1f}% / {f['within_10pct']:.0f}% / "
-              f"{f['kendall_tau']:.3f} | {u['mape_pct']:.1f}% |")
+        print(
+            f"| {r['space']} | {r['blocks']} + {r['calibration_subnets']} | {r['profile_seconds']:.0f} s | "
+            f"{r['predictions_per_s']:,} | {v['n']} | {lo:.2f}–{hi:.2f} | {c['mape_pct']:.1f}% | "
+            f"{c['within_10pct']:.0f}% | {c['kendall_tau']:.3f} | {f['mape_pct']:.1f}% / {f['within_10pct']:.0f}% / "
+            f"{f['kendall_tau']:.3f} | {u['mape_pct']:.1f}% |"
+        )
     print("\nprediction against each of two processes and process against process: the worse value of each.\n")
     print("| block kind | rows | MACs (M) | median µs per million MACs |")
     print("|---|---|---|---|")

@@ -20,14 +20,15 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from provenance import provenance  # date, machine, versions and command, for benchmarks/report.py
 
 from hwnas.io import atomic_write_json
 from hwnas.plots import figure, save_figure
 from hwnas.profilers.protocol import cpu_model
 from hwnas.spaces import get_space
 from hwnas.supernet import build_supernet
-from hwnas.train import TrainConfig, TrainedRun, train
-from hwnas.train.sampling import step_archs
+from hwnas.training import TrainConfig, TrainedRun, train
+from hwnas.training.sampling import step_archs
 
 
 def step_seconds(space, sampling: str, archs_per_batch: int, batch: int, repeats: int = 12) -> float:
@@ -35,7 +36,10 @@ def step_seconds(space, sampling: str, archs_per_batch: int, batch: int, repeats
     torch.manual_seed(0)
     net = build_supernet(space).train()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
-    x, y = torch.randn(batch, 3, space.spec.img_size, space.spec.img_size), torch.randint(0, space.spec.num_classes, (batch,))
+    x, y = (
+        torch.randn(batch, 3, space.spec.img_size, space.spec.img_size),
+        torch.randint(0, space.spec.num_classes, (batch,)),
+    )
     times = []
     for step in range(repeats + 2):
         archs = step_archs(space, sampling, 0, step, archs_per_batch=archs_per_batch)
@@ -65,13 +69,23 @@ def main() -> None:
     rows = []
     for sampling, m in setups:
         seconds = step_seconds(space, sampling, m, batch)
-        rows.append({"sampling": sampling if sampling == "uniform" else f"multi M={m}", "archs_per_batch": m,
-                     "step_seconds": seconds, "images_per_second": batch / seconds, "subnets_per_second": m / seconds})
+        rows.append(
+            {
+                "sampling": sampling if sampling == "uniform" else f"multi M={m}",
+                "archs_per_batch": m,
+                "step_seconds": seconds,
+                "images_per_second": batch / seconds,
+                "subnets_per_second": m / seconds,
+            }
+        )
 
     shutil.rmtree(args.runs, ignore_errors=True)
     rng = random.Random(0)
-    probes = {"largest": space.largest(), "smallest": space.smallest(),
-              **{f"random-{i}": space.sample_distinct(rng) for i in range(5)}}
+    probes = {
+        "largest": space.largest(),
+        "smallest": space.smallest(),
+        **{f"random-{i}": space.sample_distinct(rng) for i in range(5)},
+    }
     budget_s = None
     for row, (sampling, m) in zip(rows, setups):
         if budget_s is None:
@@ -79,7 +93,9 @@ def main() -> None:
         else:  # as many whole epochs as fit in the uniform run's wall time, from the measured step times
             epochs = max(1, int(base.epochs * rows[0]["step_seconds"] / row["step_seconds"]))
         run = args.runs / row["sampling"].replace(" ", "_").replace("=", "")
-        config = TrainConfig(space=args.space, data="digits", epochs=epochs, sampling=sampling, archs_per_batch=max(m, 2))
+        config = TrainConfig(
+            space=args.space, data="digits", epochs=epochs, sampling=sampling, archs_per_batch=max(m, 2)
+        )
         began = time.perf_counter()
         train(config, run)
         wall = time.perf_counter() - began
@@ -88,14 +104,25 @@ def main() -> None:
         net = trained.supernet()
         top1 = {name: trained.top1(arch, "test", net) for name, arch in probes.items()}
         randoms = [v for k, v in top1.items() if k.startswith("random")]
-        row.update(epochs=epochs, train_seconds=round(wall, 1), test_top1=top1,
-                   random_mean_top1=sum(randoms) / len(randoms), subnet_steps=epochs * len(trained.split.train) // batch * m)
+        row.update(
+            epochs=epochs,
+            train_seconds=round(wall, 1),
+            test_top1=top1,
+            random_mean_top1=sum(randoms) / len(randoms),
+            subnet_steps=epochs * len(trained.split.train) // batch * m,
+        )
 
     uniform = rows[0]
-    result = {"space": args.space, "batch_size": batch, "wall_budget_seconds": round(budget_s, 1), "rows": rows,
-              "multi_more_subnets_per_second": {r["sampling"]: r["subnets_per_second"] / uniform["subnets_per_second"]
-                                                for r in rows[1:]},
-              "machine": {"cpu_model": cpu_model(), "threads": torch.get_num_threads()}}
+    result = {
+        "space": args.space,
+        "batch_size": batch,
+        "wall_budget_seconds": round(budget_s, 1),
+        "rows": rows,
+        "multi_more_subnets_per_second": {
+            r["sampling"]: r["subnets_per_second"] / uniform["subnets_per_second"] for r in rows[1:]
+        },
+        "machine": {"cpu_model": cpu_model(), "threads": torch.get_num_threads()},
+    }
     fig, (ax_rate, ax_acc) = figure(11, 4, ncols=2)
     names = [r["sampling"] for r in rows]
     ax_rate.bar(names, [r["subnets_per_second"] for r in rows])
@@ -103,20 +130,29 @@ def main() -> None:
     width = 0.25
     for i, key in enumerate(("largest", "smallest")):
         ax_acc.bar([j + i * width for j in range(len(rows))], [r["test_top1"][key] for r in rows], width, label=key)
-    ax_acc.bar([j + 2 * width for j in range(len(rows))], [r["random_mean_top1"] for r in rows], width, label="random (mean of 5)")
+    ax_acc.bar(
+        [j + 2 * width for j in range(len(rows))],
+        [r["random_mean_top1"] for r in rows],
+        width,
+        label="random (mean of 5)",
+    )
     ax_acc.set_xticks([j + width for j in range(len(rows))], names)
     ax_acc.set_ylabel("test top-1 (%), same wall-clock budget")
     ax_acc.legend()
     plot = args.out.with_suffix(".png")
     save_figure(fig, plot)
     result["plot"] = str(plot)
-    atomic_write_json(args.out, result)
+    atomic_write_json(args.out, {**result, "provenance": provenance()})
     print(f"{args.space}, batch {batch}, wall budget {budget_s:.0f} s, {cpu_model()}")
-    print(f"{'sampling':<12} {'step ms':>8} {'img/s':>7} {'subnets/s':>9} {'epochs':>6} {'largest':>8} {'smallest':>8} {'random':>7}")
+    print(
+        f"{'sampling':<12} {'step ms':>8} {'img/s':>7} {'subnets/s':>9} {'epochs':>6} {'largest':>8} {'smallest':>8} {'random':>7}"
+    )
     for r in rows:
         t = r["test_top1"]
-        print(f"{r['sampling']:<12} {1e3 * r['step_seconds']:>8.1f} {r['images_per_second']:>7.0f} {r['subnets_per_second']:>9.1f} "
-              f"{r['epochs']:>6} {t['largest']:>7.2f}% {t['smallest']:>7.2f}% {r['random_mean_top1']:>6.2f}%")
+        print(
+            f"{r['sampling']:<12} {1e3 * r['step_seconds']:>8.1f} {r['images_per_second']:>7.0f} {r['subnets_per_second']:>9.1f} "
+            f"{r['epochs']:>6} {t['largest']:>7.2f}% {t['smallest']:>7.2f}% {r['random_mean_top1']:>6.2f}%"
+        )
     print(f"wrote {args.out} and {plot}")
 
 

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from provenance import provenance  # date, machine, versions and command, for benchmarks/report.py
 
 from hwnas.io import atomic_write_json
 from hwnas.latency.bundle import sample_archs
@@ -33,9 +34,11 @@ from hwnas.plots import figure, save_figure
 from hwnas.profilers.protocol import Protocol
 from hwnas.spaces import get_space
 
-
-PROTOCOLS = {"groups of 8, all rounds": Protocol(group_size=8, round_tolerance=None),
-             "groups of 8, filtered": Protocol(group_size=8), "groups of 32, filtered": Protocol()}
+PROTOCOLS = {
+    "groups of 8, all rounds": Protocol(group_size=8, round_tolerance=None),
+    "groups of 8, filtered": Protocol(group_size=8),
+    "groups of 32, filtered": Protocol(),
+}
 
 
 def main() -> None:
@@ -51,30 +54,51 @@ def main() -> None:
     table = resolve_table(space, device=args.device)
     order = [name for _ in range(args.processes) for name in PROTOCOLS]
     start = time.perf_counter()
-    measured = measure_archs_apart(space, table, sample_archs(space, args.n, args.seed),
-                                   args.out.parent / f"noise_floor_{space.key}_work", [PROTOCOLS[n] for n in order])
+    measured = measure_archs_apart(
+        space,
+        table,
+        sample_archs(space, args.n, args.seed),
+        args.out.parent / f"noise_floor_{space.key}_work",
+        [PROTOCOLS[n] for n in order],
+    )
     seconds = time.perf_counter() - start
     by_protocol = {name: [m for n, m in zip(order, measured) if n == name] for name in PROTOCOLS}
     rows = []
     for name, runs in by_protocol.items():
         pairs = [agreement(b, a) for a, b in itertools.combinations(runs, 2)]
         medians = [float(np.median(m)) for m in runs]
-        rows.append({"protocol": name, "settings": PROTOCOLS[name].to_dict(), "pairs": pairs, "worst_pair": worst(pairs),
-                     "median_ms": statistics.median(medians), "per_process_median_ms": medians,
-                     "measured_ms": [m.round(6).tolist() for m in runs]})
+        rows.append(
+            {
+                "protocol": name,
+                "settings": PROTOCOLS[name].to_dict(),
+                "pairs": pairs,
+                "worst_pair": worst(pairs),
+                "median_ms": statistics.median(medians),
+                "per_process_median_ms": medians,
+                "measured_ms": [m.round(6).tolist() for m in runs],
+            }
+        )
     setup = setup_of(table)
-    result = {"space": space.key, "n": args.n, "processes_per_protocol": args.processes, "order": order,
-              "seconds": round(seconds, 1), "protocols": rows,
-              "setup": {k: setup.get(k) for k in ("device", "backend", "backend_version", "threads", "cpu_model", "cpu_id")}}
+    result = {
+        "space": space.key,
+        "n": args.n,
+        "processes_per_protocol": args.processes,
+        "order": order,
+        "seconds": round(seconds, 1),
+        "protocols": rows,
+        "setup": {k: setup.get(k) for k in ("device", "backend", "backend_version", "threads", "cpu_model", "cpu_id")},
+    }
     result["plot"] = str(plot(space.key, by_protocol, args.out.with_suffix(".png")))
-    atomic_write_json(args.out, result)
+    atomic_write_json(args.out, {**result, "provenance": provenance()})
     print(f"{args.n} {space.key} subnets, {args.processes} processes per protocol, {seconds:.0f} s\n")
     print("| protocol | median of subnets (ms) | worst pair: MAPE | within ±10% | Kendall τ | all pairs: within ±10% |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         w, shares = r["worst_pair"], ", ".join(f"{p['within_10pct']:.0f}%" for p in r["pairs"])
-        print(f"| {r['protocol']} | {r['median_ms']:.3f} | {w['mape_pct']:.1f}% | {w['within_10pct']:.0f}% | "
-              f"{w['kendall_tau']:.3f} | {shares} |")
+        print(
+            f"| {r['protocol']} | {r['median_ms']:.3f} | {w['mape_pct']:.1f}% | {w['within_10pct']:.0f}% | "
+            f"{w['kendall_tau']:.3f} | {shares} |"
+        )
     print(f"\nwrote {args.out}")
 
 

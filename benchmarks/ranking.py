@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from provenance import provenance  # date, machine, versions and command, for benchmarks/report.py
+from samplers import trained  # the digits supernets these benchmarks share: trained, resumed or reused
 from scipy.stats import kendalltau
 
 import hwnas
@@ -29,9 +31,8 @@ from hwnas.latency import LatencyPredictor
 from hwnas.latency.resolve import resolve_table
 from hwnas.plots import figure, save_figure
 from hwnas.profilers.protocol import cpu_model
-from hwnas.train import TrainConfig
-from samplers import trained  # the digits supernets these benchmarks share: trained, resumed or reused
-from hwnas.train.finetune import REPORT, FinetuneConfig, finetune
+from hwnas.training import TrainConfig
+from hwnas.training.finetune import REPORT, FinetuneConfig, finetune
 
 CANDIDATES = 2000  # random archs the 10 are picked from, by predicted latency
 
@@ -60,77 +61,138 @@ def spread_archs(space: hwnas.SearchSpace, predictor: LatencyPredictor, n: int) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, default=Path("runs/bench_samplers/uniform-seed0"),
-                        help="a digits supernet run (trained with the default budget when missing)")
+    parser.add_argument(
+        "--run",
+        type=Path,
+        default=Path("runs/bench_samplers/uniform-seed0"),
+        help="a digits supernet run (trained with the default budget when missing)",
+    )
     parser.add_argument("--archs", type=int, default=10)
     parser.add_argument("--standalone-seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--finetune-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ranking.json"))
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="standalone trainings run at once, one thread each (the machine's cores: 2 here)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="standalone trainings run at once, one thread each (the machine's cores: 2 here)",
+    )
     args = parser.parse_args()
     run = trained(TrainConfig(space="autoformer-digits", data="digits"), args.run)
     space, net = run.space, run.supernet()
     table = resolve_table(space, device="cpu", progress=False)
     predictor = LatencyPredictor(table, space)
     picks = spread_archs(space, predictor, args.archs)
-    result: dict = {"space": space.key, "run_config": run.config.to_dict(), "test_images": len(run.split.test),
-                    "goal_tau": 0.7, "machine": {"cpu": cpu_model(), "torch": torch.__version__}}
+    result: dict = {
+        "space": space.key,
+        "run_config": run.config.to_dict(),
+        "test_images": len(run.split.test),
+        "goal_tau": 0.7,
+        "machine": {"cpu": cpu_model(), "torch": torch.__version__},
+    }
 
     # the searched subnet fine-tuned from its inherited weights (cheap: first)
-    winner = hwnas.search(run.dir, latency_ms=round(float(np.median([ms for ms, _ in picks])), 3), device="cpu",
-                          table=table, population=20, generations=10, parents=5, out=args.run / "ranking" / "search",
-                          progress=False)
+    winner = hwnas.search(
+        run.dir,
+        latency_ms=round(float(np.median([ms for ms, _ in picks])), 3),
+        device="cpu",
+        table=table,
+        population=20,
+        generations=10,
+        parents=5,
+        out=args.run / "ranking" / "search",
+        progress=False,
+    )
     tuned = []
     for seed in args.finetune_seeds:
-        report = finetuned(FinetuneConfig(run=str(run.dir), arch=winner.best.to_dict(), seed=seed),
-                           args.run / "ranking" / f"finetune-{winner.best.digest}-seed{seed}")
-        tuned.append({"seed": seed, "before": report["before"], "after": report["after"],
-                      "epochs": report["config"]["epochs"], "lr": report["config"]["lr"]})
-    result["finetune"] = {"arch": winner.best.to_dict(), "budget_ms": winner.report["budget"]["latency_ms"]["limit"],
-                          "seeds": tuned, "raises_test_top1_every_seed": all(
-                              t["after"]["test"]["top1"] > t["before"]["test"]["top1"] for t in tuned)}
-    atomic_write_json(args.out, result)
+        report = finetuned(
+            FinetuneConfig(run=str(run.dir), arch=winner.best.to_dict(), seed=seed),
+            args.run / "ranking" / f"finetune-{winner.best.digest}-seed{seed}",
+        )
+        tuned.append(
+            {
+                "seed": seed,
+                "before": report["before"],
+                "after": report["after"],
+                "epochs": report["config"]["epochs"],
+                "lr": report["config"]["lr"],
+            }
+        )
+    result["finetune"] = {
+        "arch": winner.best.to_dict(),
+        "budget_ms": winner.report["budget"]["latency_ms"]["limit"],
+        "seeds": tuned,
+        "raises_test_top1_every_seed": all(t["after"]["test"]["top1"] > t["before"]["test"]["top1"] for t in tuned),
+    }
+    atomic_write_json(args.out, {**result, "provenance": provenance()})
     print("| seed | test top-1 inherited | after fine-tuning | search-val before | after |\n|---|---|---|---|---|")
     for t in tuned:
-        print(f"| {t['seed']} | {t['before']['test']['top1']:.2f}% | {t['after']['test']['top1']:.2f}% | "
-              f"{t['before']['search_val']['top1']:.2f}% | {t['after']['search_val']['top1']:.2f}% |")
+        print(
+            f"| {t['seed']} | {t['before']['test']['top1']:.2f}% | {t['after']['test']['top1']:.2f}% | "
+            f"{t['before']['search_val']['top1']:.2f}% | {t['after']['search_val']['top1']:.2f}% |"
+        )
 
     # ranking: each arch trained alone from scratch; the JSON is rewritten after each (a rerun reuses them)
-    pool = (ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=one_thread)
-            if args.jobs > 1 else None)
-    trainings = {(arch.digest, seed): (FinetuneConfig(run=str(run.dir), arch=arch.to_dict(), from_scratch=True, seed=seed),
-                                       args.run / "ranking" / f"{arch.digest}-seed{seed}")
-                 for _, arch in picks for seed in args.standalone_seeds}
+    pool = (
+        ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=one_thread)
+        if args.jobs > 1
+        else None
+    )
+    trainings = {
+        (arch.digest, seed): (
+            FinetuneConfig(run=str(run.dir), arch=arch.to_dict(), from_scratch=True, seed=seed),
+            args.run / "ranking" / f"{arch.digest}-seed{seed}",
+        )
+        for _, arch in picks
+        for seed in args.standalone_seeds
+    }
     pending = {key: pool.submit(finetuned, *job) for key, job in trainings.items()} if pool else {}
     rows: list[dict] = []
     for k, (ms, arch) in enumerate(picks):
-        row = {"arch": arch.to_dict(), "digest": arch.digest, "predicted_ms": ms, "params": arch.params(),
-               "inherited_test_top1": run.top1(arch, "test", net), "standalone_test_top1": {}}
+        row = {
+            "arch": arch.to_dict(),
+            "digest": arch.digest,
+            "predicted_ms": ms,
+            "params": arch.params(),
+            "inherited_test_top1": run.top1(arch, "test", net),
+            "standalone_test_top1": {},
+        }
         for seed in args.standalone_seeds:
             key = (arch.digest, seed)
             report = pending[key].result() if pool else finetuned(*trainings[key])
             row["standalone_test_top1"][str(seed)] = report["after"]["test"]["top1"]
         rows.append(row)
-        print(f"arch {k + 1}/{args.archs} ({ms:.3f} ms): inherited {row['inherited_test_top1']:.1f}%, standalone "
-              + ", ".join(f"{v:.1f}%" for v in row["standalone_test_top1"].values()))
+        print(
+            f"arch {k + 1}/{args.archs} ({ms:.3f} ms): inherited {row['inherited_test_top1']:.1f}%, standalone "
+            + ", ".join(f"{v:.1f}%" for v in row["standalone_test_top1"].values())
+        )
         inherited = [r["inherited_test_top1"] for r in rows]
         standalone = [statistics.mean(r["standalone_test_top1"].values()) for r in rows]
         seeds = [[r["standalone_test_top1"][str(s)] for r in rows] for s in args.standalone_seeds]
         tau = kendalltau(inherited, standalone).statistic if len(rows) > 2 else None
         floor = kendalltau(seeds[0], seeds[1]).statistic if len(seeds) > 1 and len(rows) > 2 else None
-        result.update({"archs_done": len(rows), "archs_planned": args.archs, "archs": rows,
-                       "kendall_tau_inherited_vs_standalone": tau, "kendall_tau_standalone_seed_vs_seed": floor})
+        result.update(
+            {
+                "archs_done": len(rows),
+                "archs_planned": args.archs,
+                "archs": rows,
+                "kendall_tau_inherited_vs_standalone": tau,
+                "kendall_tau_standalone_seed_vs_seed": floor,
+            }
+        )
         if tau is not None:
             result["plot"] = str(plot(rows, inherited, standalone, tau, floor, args.out.with_suffix(".png")))
-        atomic_write_json(args.out, result)
-    print(f"\nKendall tau, inherited vs standalone (mean of {len(args.standalone_seeds)} seeds): "
-          f"{result['kendall_tau_inherited_vs_standalone']}; standalone seed vs seed: "
-          f"{result['kendall_tau_standalone_seed_vs_seed']} (the noise floor)\nwrote {args.out}")
+        atomic_write_json(args.out, {**result, "provenance": provenance()})
+    print(
+        f"\nKendall tau, inherited vs standalone (mean of {len(args.standalone_seeds)} seeds): "
+        f"{result['kendall_tau_inherited_vs_standalone']}; standalone seed vs seed: "
+        f"{result['kendall_tau_standalone_seed_vs_seed']} (the noise floor)\nwrote {args.out}"
+    )
 
 
-def plot(rows: list[dict], inherited: list[float], standalone: list[float], tau: float, floor: float | None,
-         path: Path) -> Path:
+def plot(
+    rows: list[dict], inherited: list[float], standalone: list[float], tau: float, floor: float | None, path: Path
+) -> Path:
     fig, ax = figure(6, 4.5)
     ms = [r["predicted_ms"] for r in rows]
     points = ax.scatter(inherited, standalone, c=ms, cmap="viridis")

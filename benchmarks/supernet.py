@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 
 import torch
+from provenance import provenance  # date, machine, versions and command, for benchmarks/report.py
 
 from hwnas.io import atomic_write_json
 from hwnas.profilers.protocol import cpu_model
-from hwnas.train import TrainConfig, TrainedRun, train
+from hwnas.training import TrainConfig, TrainedRun, train
 
 
 def step_seconds(model, forward, x, y, repeats: int = 10) -> float:
@@ -53,8 +54,12 @@ def main() -> None:
     net = run.supernet()
     space = run.space
     rng = random.Random(0)
-    archs = {"largest": space.largest(), "smallest": space.smallest(), "middle": space.middle(),
-             **{f"random-{i}": space.sample_distinct(rng) for i in range(args.random)}}
+    archs = {
+        "largest": space.largest(),
+        "smallest": space.smallest(),
+        "middle": space.middle(),
+        **{f"random-{i}": space.sample_distinct(rng) for i in range(args.random)},
+    }
     test_top1 = {name: run.top1(arch, "test", net) for name, arch in archs.items()}
     randoms = [v for k, v in test_top1.items() if k.startswith("random")]
 
@@ -65,20 +70,28 @@ def main() -> None:
     for arch in [space.largest(), space.smallest(), *(space.sample_distinct(rng) for _ in range(4))]:
         static = net.extract(arch).train()
         net.train()
-        t_super = step_seconds(net, lambda inp: net(inp, arch), x, y)
+        t_super = step_seconds(net, lambda inp: net(inp, arch), x, y)  # noqa: B023  (called here)
         t_static = step_seconds(static, static, x, y)
         ratios.append(t_super / t_static)
 
     result = {
-        "space": space.key, "sampling": args.sampling, "config": report["config"], "train_seconds": round(train_seconds, 1),
-        "test_top1": test_top1, "largest_minus_worst_random": test_top1["largest"] - min(randoms),
-        "step_time_ratio_supernet_over_static": {"median": statistics.median(ratios), "max": max(ratios),
-                                                 "per_arch": ratios},
-        "learning_curve": report["plot"], "machine": {"cpu": cpu_model(), "torch": torch.__version__},
+        "space": space.key,
+        "sampling": args.sampling,
+        "config": report["config"],
+        "train_seconds": round(train_seconds, 1),
+        "test_top1": test_top1,
+        "largest_minus_worst_random": test_top1["largest"] - min(randoms),
+        "step_time_ratio_supernet_over_static": {
+            "median": statistics.median(ratios),
+            "max": max(ratios),
+            "per_arch": ratios,
+        },
+        "learning_curve": report["plot"],
+        "machine": {"cpu": cpu_model(), "torch": torch.__version__},
     }
     curve = shutil.copy(report["plot"], args.out.with_name(f"{args.out.stem}_curve.png"))
     result["learning_curve"] = str(curve)
-    atomic_write_json(args.out, result)
+    atomic_write_json(args.out, {**result, "provenance": provenance()})
     print(f"{space.key}, {args.sampling} sampling, default budget: trained in {train_seconds:.0f} s")
     print("| subnet | test top-1 |\n|---|---|")
     for name, acc in test_top1.items():

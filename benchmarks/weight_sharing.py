@@ -12,12 +12,13 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+from provenance import provenance  # date, machine, versions and command, for benchmarks/report.py
 
 from hwnas import get_space, list_spaces
 from hwnas.io import atomic_write_json
 from hwnas.plots import figure, save_figure
 from hwnas.supernet.sharing import SHARINGS, ChannelSharing
-from hwnas.train import TrainConfig, TrainedRun, train
+from hwnas.training import TrainConfig, TrainedRun, train
 
 
 def main() -> None:
@@ -25,8 +26,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/weight_sharing.json"))
     parser.add_argument("--runs", type=Path, default=Path("runs/bench_sharing"))
     args = parser.parse_args()
-    balance = {name: {mode: ChannelSharing(get_space(name).spec.choices["embed_dim"], mode).balance() for mode in SHARINGS}
-               for name in list_spaces()}
+    balance = {
+        name: {mode: ChannelSharing(get_space(name).spec.choices["embed_dim"], mode).balance() for mode in SHARINGS}
+        for name in list_spaces()
+    }
     curves, test = {}, {}
     for mode in SHARINGS:
         out = args.runs / mode
@@ -35,7 +38,9 @@ def main() -> None:
         curves[mode] = pd.read_csv(out / "metrics.csv")
         run = TrainedRun(out)
         net = run.supernet()
-        test[mode] = {name: run.top1(getattr(run.space, name)(), "test", net) for name in ("largest", "middle", "smallest")}
+        test[mode] = {
+            name: run.top1(getattr(run.space, name)(), "test", net) for name in ("largest", "middle", "smallest")
+        }
     fig, axes = figure(12, 4, ncols=3)
     for ax, probe in zip(axes, ("largest", "middle", "smallest")):
         for mode, df in curves.items():
@@ -45,8 +50,16 @@ def main() -> None:
         ax.set_ylabel("search-val top-1 (%)")
         ax.legend()
     plot = save_figure(fig, args.out.with_name(f"{args.out.stem}.png"))
-    atomic_write_json(args.out, {"balance_max_over_min_uses": balance, "digits_test_top1": test,
-                                 "curves": {m: df.to_dict(orient="list") for m, df in curves.items()}, "plot": str(plot)})
+    atomic_write_json(
+        args.out,
+        {
+            "balance_max_over_min_uses": balance,
+            "digits_test_top1": test,
+            "curves": {m: df.to_dict(orient="list") for m, df in curves.items()},
+            "plot": str(plot),
+            "provenance": provenance(),
+        },
+    )
     print("| space | embed widths | prefix max/min uses | cyclic max/min uses |\n|---|---|---|---|")
     for name, b in balance.items():
         widths = ", ".join(map(str, get_space(name).spec.choices["embed_dim"]))

@@ -24,9 +24,13 @@ from hwnas.spaces import Arch, BlockConfig, SearchSpace, get_space, list_spaces
 __version__ = "0.1.0"
 
 _LAZY = {
-    **dict.fromkeys(["train", "finetune", "profile", "predict", "search", "export", "load_model", "SearchResult"], "hwnas.api"),
-    **dict.fromkeys(["DevicePrediction", "ExportReport", "FinetuneReport", "PredictReport", "ProfileReport",
-                     "TrainReport"], "hwnas.reports"),
+    **dict.fromkeys(
+        ["train", "finetune", "profile", "predict", "search", "export", "load_model", "SearchResult"], "hwnas.api"
+    ),
+    **dict.fromkeys(
+        ["DevicePrediction", "ExportReport", "FinetuneReport", "PredictReport", "ProfileReport", "TrainReport"],
+        "hwnas.reports",
+    ),
     "build_model": "hwnas.family",
     "build_supernet": "hwnas.supernet",
     "Supernet": "hwnas.supernet",
@@ -42,8 +46,31 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "Arch", "ArchError", "BlockConfig", "DevicePrediction", "ExportReport", "FinetuneReport", "HwnasError",
-    "PredictReport", "ProfileReport", "SearchResult", "SearchSpace", "SpaceError", "Supernet", "TrainReport",
-    "build_model", "build_supernet", "count_flops", "count_params", "export", "finetune", "get_space", "list_spaces",
-    "load_model", "predict", "profile", "search", "train",
+    "Arch",
+    "ArchError",
+    "BlockConfig",
+    "DevicePrediction",
+    "ExportReport",
+    "FinetuneReport",
+    "HwnasError",
+    "PredictReport",
+    "ProfileReport",
+    "SearchResult",
+    "SearchSpace",
+    "SpaceError",
+    "Supernet",
+    "TrainReport",
+    "build_model",
+    "build_supernet",
+    "count_flops",
+    "count_params",
+    "export",
+    "finetune",
+    "get_space",
+    "list_spaces",
+    "load_model",
+    "predict",
+    "profile",
+    "search",
+    "train",
 ]

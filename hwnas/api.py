@@ -32,11 +32,27 @@ def _space(space: str | Path | SearchSpace) -> SearchSpace:
     return space if isinstance(space, SearchSpace) else get_space(space)
 
 
-def train(space: str | Path, out: PathLike, *, data: str = "digits", epochs: int | None = None,
-          batch_size: int | None = None, lr: float | None = None, sampling: str | None = None,
-          archs_per_batch: int = 2, alike_share: float | None = None, weight_sharing: str = "prefix",
-          aug: str = "weak", hflip: float | None = None, img_size: int | None = None, search_val: str | None = None,
-          workers: int | None = None, resume: bool = False, seed: int = 0, progress: bool = True) -> TrainReport:
+def train(
+    space: str | Path,
+    out: PathLike,
+    *,
+    data: str = "digits",
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    sampling: str | None = None,
+    archs_per_batch: int = 2,
+    alike_share: float | None = None,
+    weight_sharing: str = "prefix",
+    aug: str = "weak",
+    hflip: float | None = None,
+    img_size: int | None = None,
+    search_val: str | None = None,
+    workers: int | None = None,
+    resume: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+) -> TrainReport:
     """Train the weight-sharing supernet of `space` (a shipped space's name or a YAML path) into the run folder `out`.
 
     Options left at None take the budget of the data's size and the space's family (printed before
@@ -54,16 +70,39 @@ def train(space: str | Path, out: PathLike, *, data: str = "digits", epochs: int
     from hwnas.training import TrainConfig
     from hwnas.training import train as train_run
 
-    config = TrainConfig(space=str(space), data=data, img_size=img_size, epochs=epochs, batch_size=batch_size, lr=lr,
-                         sampling=sampling, archs_per_batch=archs_per_batch, alike_share=alike_share,
-                         weight_sharing=weight_sharing, aug=aug, hflip=hflip, search_val=search_val, seed=seed,
-                         workers=workers)
+    config = TrainConfig(
+        space=str(space),
+        data=data,
+        img_size=img_size,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        sampling=sampling,
+        archs_per_batch=archs_per_batch,
+        alike_share=alike_share,
+        weight_sharing=weight_sharing,
+        aug=aug,
+        hflip=hflip,
+        search_val=search_val,
+        seed=seed,
+        workers=workers,
+    )
     return TrainReport.from_dict(train_run(config, Path(out), resume=resume, progress=progress))
 
 
-def finetune(run: PathLike, arch: Arch | PathLike | dict[str, Any], out: PathLike, *, epochs: int | None = None,
-             lr: float | None = None, distill: bool = False, from_scratch: bool = False, resume: bool = False,
-             seed: int = 0, progress: bool = True) -> FinetuneReport:
+def finetune(
+    run: PathLike,
+    arch: Arch | PathLike | dict[str, Any],
+    out: PathLike,
+    *,
+    epochs: int | None = None,
+    lr: float | None = None,
+    distill: bool = False,
+    from_scratch: bool = False,
+    resume: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+) -> FinetuneReport:
     """Train subnet `arch` of the supernet in `run` alone, from its inherited weights (or `from_scratch`).
 
     `arch` is an `Arch`, its dict, an arch JSON or a search's best.json. Defaults: a quarter of the
@@ -74,7 +113,7 @@ def finetune(run: PathLike, arch: Arch | PathLike | dict[str, Any], out: PathLik
         ```python
         # not run in the tests: needs a trained run and a search
         import hwnas
-        report = hwnas.finetune("runs/digits", "runs/digits/search/best.json", "runs/digits-ft")
+        report = hwnas.finetune("runs/digits", "runs/digits/search/best.json", "runs/digits-ft")  # search --out runs/digits/search
         print(report.before["test"]["top1"], report.after["test"]["top1"])
         ```
     """
@@ -85,15 +124,27 @@ def finetune(run: PathLike, arch: Arch | PathLike | dict[str, Any], out: PathLik
     if not isinstance(arch, (Arch, dict)):
         arch = Arch.from_json(Path(arch), TrainedRun(run).space)
     arch_dict = arch.to_dict() if isinstance(arch, Arch) else arch
-    config = FinetuneConfig(run=str(run), arch=arch_dict, epochs=epochs, lr=lr, distill=distill,
-                            from_scratch=from_scratch, seed=seed)
+    config = FinetuneConfig(
+        run=str(run), arch=arch_dict, epochs=epochs, lr=lr, distill=distill, from_scratch=from_scratch, seed=seed
+    )
     return FinetuneReport.from_dict(finetune_run(config, out, resume=resume, progress=progress))
 
 
-def profile(space: str | Path | SearchSpace, device: str, *, backend: str | None = None, precision: str = "fp32",
-            batch_size: int = 1, threads: int = 1, out: PathLike | None = None, export_blocks: PathLike | None = None,
-            calibration_archs: int = 12, cuda_graphs: bool = False, quick: bool = False,
-            progress: bool = True) -> ProfileReport:
+def profile(
+    space: str | Path | SearchSpace,
+    device: str,
+    *,
+    backend: str | None = None,
+    precision: str = "fp32",
+    batch_size: int = 1,
+    threads: int = 1,
+    out: PathLike | None = None,
+    export_blocks: PathLike | None = None,
+    calibration_archs: int = 12,
+    cuda_graphs: bool = False,
+    quick: bool = False,
+    progress: bool = True,
+) -> ProfileReport:
     """Measure every block configuration of `space` on this machine into the latency table of `device`.
 
     Rows are saved as they finish and a rerun resumes; blocks already in the table (from any space)
@@ -113,25 +164,44 @@ def profile(space: str | Path | SearchSpace, device: str, *, backend: str | None
     from hwnas.latency.profile import ProfileSettings, export_bundle, profile_space
 
     space = _space(space)
-    settings = ProfileSettings(device=device, backend=backend, precision=precision, batch_size=batch_size,
-                               threads=threads, calibration_archs=calibration_archs, cuda_graphs=cuda_graphs,
-                               protocol=Protocol.quick() if quick else None)
+    settings = ProfileSettings(
+        device=device,
+        backend=backend,
+        precision=precision,
+        batch_size=batch_size,
+        threads=threads,
+        calibration_archs=calibration_archs,
+        cuda_graphs=cuda_graphs,
+        protocol=Protocol.quick() if quick else None,
+    )
     if export_blocks is not None:
         folder = export_bundle(space, settings, Path(export_blocks), progress=progress)
         _, used = settings.resolve()
         script = f"ort_profile.py {folder} --threads {threads}" if used == "onnxruntime" else f"trt_profile.py {folder}"
-        return ProfileReport(space=space.key, device=device, backend=used, bundle=folder,
-                             next=[f"python profilers/{script} --device {device}",
-                                   f"hwnas import-table {folder} --device {device}"])
+        return ProfileReport(
+            space=space.key,
+            device=device,
+            backend=used,
+            bundle=folder,
+            next=[f"python profilers/{script} --device {device}", f"hwnas import-table {folder} --device {device}"],
+        )
     start = time.perf_counter()
     summary = profile_space(space, settings, Path(out) if out is not None else None, progress=progress)
-    return ProfileReport.from_dict({**summary, "table": Path(summary["table"]),
-                                    "seconds": round(time.perf_counter() - start, 1)})
+    return ProfileReport.from_dict(
+        {**summary, "table": Path(summary["table"]), "seconds": round(time.perf_counter() - start, 1)}
+    )
 
 
-def predict(arch: Arch | PathLike, device: str | Sequence[str] = (), *, table: PathLike | Sequence[PathLike] = (),
-            space: str | Path | None = None, latency_stat: str = "p50", drift: str = "refit",
-            progress: bool = False) -> PredictReport:
+def predict(
+    arch: Arch | PathLike,
+    device: str | Sequence[str] = (),
+    *,
+    table: PathLike | Sequence[PathLike] = (),
+    space: str | Path | None = None,
+    latency_stat: str = "p50",
+    drift: str = "refit",
+    progress: bool = False,
+) -> PredictReport:
     """Predict the latency of `arch` (an `Arch` or an arch JSON file) on one device or several.
 
     Each device's table (found by label, or given as `table`) sums the arch's block rows and
@@ -164,18 +234,38 @@ def predict(arch: Arch | PathLike, device: str | Sequence[str] = (), *, table: P
     rows = []
     for t in found:
         p = LatencyPredictor(t, arch.space, statistic).predict(arch).to_dict()
-        rows.append(DevicePrediction(device=t.device, table=t.name, setup=fingerprint_summary(t.fingerprint),
-                                     latency_ms=p["latency_ms"], statistic=p["statistic"],
-                                     sum_ms=p["sum_ms"], blocks=p["blocks"],
-                                     calibration=t.calibration(arch.space, statistic).to_dict(),
-                                     calibration_source=t.calibration_source(arch.space)))
+        rows.append(
+            DevicePrediction(
+                device=t.device,
+                table=t.name,
+                setup=fingerprint_summary(t.fingerprint),
+                latency_ms=p["latency_ms"],
+                statistic=p["statistic"],
+                sum_ms=p["sum_ms"],
+                blocks=p["blocks"],
+                calibration=t.calibration(arch.space, statistic).to_dict(),
+                calibration_source=t.calibration_source(arch.space),
+            )
+        )
     return PredictReport(arch=arch.to_dict(), devices=rows)
 
 
-def export(run: PathLike, arch: Arch | PathLike, out: PathLike, *, formats: str | Sequence[str] = "onnx,pt2,safetensors",
-           precision: str = "fp32", batch_size: int = 1, opset: int = 20, device: str | None = None,
-           table: PathLike | None = None, measure: bool = True, max_latency_error: float | None = None,
-           drift: str = "refit", progress: bool = True) -> ExportReport:
+def export(
+    run: PathLike,
+    arch: Arch | PathLike,
+    out: PathLike,
+    *,
+    formats: str | Sequence[str] = "onnx,pt2,safetensors",
+    precision: str = "fp32",
+    batch_size: int = 1,
+    opset: int = 20,
+    device: str | None = None,
+    table: PathLike | None = None,
+    measure: bool = True,
+    max_latency_error: float | None = None,
+    drift: str = "refit",
+    progress: bool = True,
+) -> ExportReport:
     """Export subnet `arch` of the run (a `hwnas train` or `hwnas finetune` folder) as deployable artifacts.
 
     Every artifact is loaded back and compared with PyTorch before it is moved into `out`, beside a
@@ -192,6 +282,19 @@ def export(run: PathLike, arch: Arch | PathLike, out: PathLike, *, formats: str 
         model = hwnas.load_model("export/")
         ```
     """
-    manifest = _export(run, arch, out, formats, precision, batch_size, device, table, opset=opset, measure=measure,
-                       drift=drift, progress=progress, max_latency_error=max_latency_error)
+    manifest = _export(
+        run,
+        arch,
+        out,
+        formats,
+        precision,
+        batch_size,
+        device,
+        table,
+        opset=opset,
+        measure=measure,
+        drift=drift,
+        progress=progress,
+        max_latency_error=max_latency_error,
+    )
     return ExportReport.from_dict({**manifest, "out": Path(manifest["out"])})

@@ -20,8 +20,15 @@ from hwnas.spaces import Arch
 
 # fvcore counts these by default; the MAC convention leaves them out. (A `None` handle does not
 # remove fvcore's default handler, it only marks the op ignored, so they get a zero handler.)
-_NOT_COUNTED = ("aten::layer_norm", "aten::batch_norm", "aten::group_norm", "aten::instance_norm",
-                "aten::upsample_nearest2d", "aten::upsample_bilinear2d", "aten::adaptive_avg_pool2d")
+_NOT_COUNTED = (
+    "aten::layer_norm",
+    "aten::batch_norm",
+    "aten::group_norm",
+    "aten::instance_norm",
+    "aten::upsample_nearest2d",
+    "aten::upsample_bilinear2d",
+    "aten::adaptive_avg_pool2d",
+)
 
 
 def _sdpa_macs(inputs: list[Any], outputs: list[Any]) -> int:

@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hwnas.errors import HwnasError
 from hwnas.deploy import export
 from hwnas.deploy.exporter import MANIFEST
+from hwnas.errors import HwnasError
 from hwnas.io import atomic_write_json
 from hwnas.latency.drift import describe_outcome
 from hwnas.latency.predict import LatencyPredictor
@@ -61,8 +61,9 @@ def _table(space: SearchSpace, out: Path, drift: str, progress: bool) -> tuple[L
         profile_space(space, ProfileSettings(device="cpu", protocol=None), path, progress=progress)
         return LatencyTable.load(path), f"profiled into {path}"
     source = table.calibration_source(space)
-    return table, f"reused {table.name}" + (f" with this setup's local calibration ({describe_outcome(source)})"
-                                             if source else "")
+    return table, f"reused {table.name}" + (
+        f" with this setup's local calibration ({describe_outcome(source)})" if source else ""
+    )
 
 
 def _finetune(run: TrainedRun, arch: Arch, out: Path, progress: bool) -> dict[str, Any]:
@@ -89,8 +90,10 @@ def comparison(rows: list[dict[str, Any]]) -> str:
     tied = [r["name"] for r in rows if r is not best and r["test_top1_95ci"][1] >= best["test_top1_95ci"][0]]
     if not tied:
         return f"{best['name']} scores highest on test, beyond the 95% intervals of the others"
-    return (f"{best['name']} scores highest on test ({best['test_top1']:.2f}%), but within the 95% intervals of "
-            f"{', '.join(tied)}: this test split cannot tell them apart")
+    return (
+        f"{best['name']} scores highest on test ({best['test_top1']:.2f}%), but within the 95% intervals of "
+        f"{', '.join(tied)}: this test split cannot tell them apart"
+    )
 
 
 def uniform_reference(space: SearchSpace, predictor: LatencyPredictor, at_least_ms: float) -> Arch | None:
@@ -104,60 +107,113 @@ def uniform_reference(space: SearchSpace, predictor: LatencyPredictor, at_least_
     return min(slower, key=lambda t: t[:2])[2] if slower else space.largest()
 
 
-def run_demo(out: Path, budget_ms: float | None = None, epochs: int | None = None, population: int = 50,
-             generations: int = 20, drift: str = "refit", progress: bool = True,
-             space_name: str = DEFAULT_SPACE) -> dict[str, Any]:
+def run_demo(
+    out: Path,
+    budget_ms: float | None = None,
+    epochs: int | None = None,
+    population: int = 50,
+    generations: int = 20,
+    drift: str = "refit",
+    progress: bool = True,
+    space_name: str = DEFAULT_SPACE,
+) -> dict[str, Any]:
     began = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     space = get_space(space_name)
     if space.spec.num_classes != DIGITS_CLASSES:
         digits = ", ".join(n for n in list_spaces() if n.endswith("-digits"))
-        raise HwnasError(f"hwnas demo trains on the digits data ({DIGITS_CLASSES} classes) but --space {space.key} has "
-                         f"{space.spec.num_classes}; pick a digits space ({digits})")
+        raise HwnasError(
+            f"hwnas demo trains on the digits data ({DIGITS_CLASSES} classes) but --space {space.key} has "
+            f"{space.spec.num_classes}; pick a digits space ({digits})"
+        )
     run, trained = _train(out / "run", TrainConfig(space=space_name, data="digits", epochs=epochs), progress)
     table, tabled = _table(space, out / "tables", drift, progress)
     predictor = LatencyPredictor(table, space)
     costs = Costs(space, predictor)
-    fastest, slowest = (float(predictor.predict(space.extreme_arch(costs.block_cost("latency_ms"), costliest=c)).latency_ms)
-                        for c in (False, True))
+    fastest, slowest = (
+        float(predictor.predict(space.extreme_arch(costs.block_cost("latency_ms"), costliest=c)).latency_ms)
+        for c in (False, True)
+    )
     if budget_ms is None:
         budget_ms = round(fastest + BUDGET_FRACTION * (slowest - fastest), 3)
-    found = search(run.dir, latency_ms=budget_ms, device="cpu", table=table, population=population,
-                   generations=generations, out=out / "search", progress=progress)
+    found = search(
+        run.dir,
+        latency_ms=budget_ms,
+        device="cpu",
+        table=table,
+        population=population,
+        generations=generations,
+        out=out / "search",
+        progress=progress,
+    )
     best = found.best
     tuned = _finetune(run, best, out / "finetune", progress)
     manifest_path = out / "export" / MANIFEST
     previous = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    manifest = previous if previous.get("digest") == best.digest and previous.get("weights") == "fine-tuned" else \
-        export(out / "finetune", best, out / "export", table=table, progress=progress)
+    manifest = (
+        previous
+        if previous.get("digest") == best.digest and previous.get("weights") == "fine-tuned"
+        else export(out / "finetune", best, out / "export", table=table, progress=progress)
+    )
     reference = uniform_reference(space, predictor, found.report["predicted_latency"]["latency_ms"])
     net = run.supernet()
-    searched = {"arch": best.to_dict(), "params": best.params(), "macs": best.macs(),
-                "predicted_ms": manifest["latency"]["predicted"]["latency_ms"]}
+    searched = {
+        "arch": best.to_dict(),
+        "params": best.params(),
+        "macs": best.macs(),
+        "predicted_ms": manifest["latency"]["predicted"]["latency_ms"],
+    }
     rows = [
-        {"name": "searched, inherited", **searched, "test_top1": found.report["top1_test"],
-         "search_val_top1": found.report["top1_search_val"], "measured_ms": None},
-        {"name": "searched, fine-tuned", **searched, "test_top1": tuned["after"]["test"]["top1"],
-         "search_val_top1": tuned["after"]["search_val"]["top1"],
-         "measured_ms": (manifest["latency"]["measured"] or {}).get("latency_ms")},
+        {
+            "name": "searched, inherited",
+            **searched,
+            "test_top1": found.report["top1_test"],
+            "search_val_top1": found.report["top1_search_val"],
+            "measured_ms": None,
+        },
+        {
+            "name": "searched, fine-tuned",
+            **searched,
+            "test_top1": tuned["after"]["test"]["top1"],
+            "search_val_top1": tuned["after"]["search_val"]["top1"],
+            "measured_ms": (manifest["latency"]["measured"] or {}).get("latency_ms"),
+        },
     ]
     if reference is not None:
-        rows.append({"name": "hand-designed uniform", "arch": reference.to_dict(), "test_top1": run.top1(reference, "test", net),
-                     "search_val_top1": run.top1(reference, "search_val", net), "params": reference.params(),
-                     "macs": reference.macs(), "predicted_ms": float(predictor.predict(reference).latency_ms),
-                     "measured_ms": None})
+        rows.append(
+            {
+                "name": "hand-designed uniform",
+                "arch": reference.to_dict(),
+                "test_top1": run.top1(reference, "test", net),
+                "search_val_top1": run.top1(reference, "search_val", net),
+                "params": reference.params(),
+                "macs": reference.macs(),
+                "predicted_ms": float(predictor.predict(reference).latency_ms),
+                "measured_ms": None,
+            }
+        )
     for row in rows:
         row["test_top1_95ci"] = wilson_interval(row["test_top1"], len(run.split.test))
     report = {
-        "space": space.key, "stages": {"train": trained, "table": tabled}, "budget_ms": budget_ms,
-        "space_latency_ms": [fastest, slowest], "table": table.name,
+        "space": space.key,
+        "stages": {"train": trained, "table": tabled},
+        "budget_ms": budget_ms,
+        "space_latency_ms": [fastest, slowest],
+        "table": table.name,
         "calibration": {"used": predictor.calibration.to_dict(), "source": table.calibration_source(space)},
-        "rows": rows, "test_images": len(run.split.test), "comparison": comparison(rows), "notes": found.notes,
+        "rows": rows,
+        "test_images": len(run.split.test),
+        "comparison": comparison(rows),
+        "notes": found.notes,
         "finetune": {"epochs": tuned["config"]["epochs"], "lr": tuned["config"]["lr"], "folder": str(out / "finetune")},
         "artifacts": {name: str(out / "export" / name) for name in [*manifest["artifacts"], MANIFEST]},
-        "plots": {"learning_curve": str(run.dir / "learning_curve.png"), "pareto": str(out / "search" / "pareto.png"),
-                  "finetune_curve": str(out / "finetune" / "learning_curve.png")},
-        "search": str(out / "search" / "best.json"), "seconds": round(time.perf_counter() - began, 1),
+        "plots": {
+            "learning_curve": str(run.dir / "learning_curve.png"),
+            "pareto": str(out / "search" / "pareto.png"),
+            "finetune_curve": str(out / "finetune" / "learning_curve.png"),
+        },
+        "search": str(out / "search" / "best.json"),
+        "seconds": round(time.perf_counter() - began, 1),
         "results": str(out / "demo.json"),
     }
     atomic_write_json(out / "demo.json", report)

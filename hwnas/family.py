@@ -73,11 +73,15 @@ _LOADED = False
 def register_family(family: Family) -> Family:
     """Make `family` known by its name (and its space class by its `family` attribute)."""
     if family.space.family != family.name:
-        raise HwnasError(f"family {family.name!r}: its space class {family.space.__name__} says family "
-                         f"{family.space.family!r}; set `family = {family.name!r}` on it")
+        raise HwnasError(
+            f"family {family.name!r}: its space class {family.space.__name__} says family "
+            f"{family.space.family!r}; set `family = {family.name!r}` on it"
+        )
     known = _FAMILIES.get(family.name)
     if known is not None and known != family:
-        raise HwnasError(f"family {family.name!r} is already registered (by {known.space.__module__}); pick another name")
+        raise HwnasError(
+            f"family {family.name!r} is already registered (by {known.space.__module__}); pick another name"
+        )
     _FAMILIES[family.name] = family
     return family
 
@@ -101,8 +105,10 @@ def families() -> dict[str, Family]:
 def get_family(name: str) -> Family:
     known = families()
     if name not in known:
-        raise HwnasError(f"family {name!r} is not known to this hwnas (known: {', '.join(sorted(known))}); "
-                         f"install or import the package that registers it")
+        raise HwnasError(
+            f"family {name!r} is not known to this hwnas (known: {', '.join(sorted(known))}); "
+            f"install or import the package that registers it"
+        )
     return known[name]
 
 
@@ -115,4 +121,3 @@ def build_model(arch: Arch) -> nn.Module:
 def timm_kwargs(arch: Arch) -> dict[str, Any] | None:
     """`timm.create_model` arguments that build `arch` (a plain ViT/DeiT arch), else None."""
     return get_family(arch.space.family).timm_kwargs(arch)
-

@@ -10,8 +10,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DevicePrediction", "ExportReport", "FinetuneReport", "PredictReport", "ProfileReport", "Report",
-           "TrainReport"]
+__all__ = [
+    "DevicePrediction",
+    "ExportReport",
+    "FinetuneReport",
+    "PredictReport",
+    "ProfileReport",
+    "Report",
+    "TrainReport",
+]
 
 
 def _plain(value: Any) -> Any:

@@ -77,14 +77,24 @@ def loader(threads: int, protocol: P.Protocol) -> Any:
 def fingerprint(device: str, threads: int, protocol: P.Protocol) -> dict[str, Any]:
     ort = _ort()
     return {
-        "device": device, "backend": BACKEND, "backend_version": ort.__version__, "onnxruntime": ort.__version__,
-        "threads": threads, "session_options": session_settings(threads), "protocol": protocol.to_dict(),
+        "device": device,
+        "backend": BACKEND,
+        "backend_version": ort.__version__,
+        "onnxruntime": ort.__version__,
+        "threads": threads,
+        "session_options": session_settings(threads),
+        "protocol": protocol.to_dict(),
         **P.host_fingerprint(),
     }
 
 
-def measure(folder: str | Path, device: str = "cpu", threads: int = 1, protocol: P.Protocol = P.Protocol(),
-            **kwargs: Any) -> list[dict[str, Any]]:
+def measure(
+    folder: str | Path,
+    device: str = "cpu",
+    threads: int = 1,
+    protocol: P.Protocol = P.Protocol(),  # noqa: B008  (frozen)
+    **kwargs: Any,
+) -> list[dict[str, Any]]:
     """Measure every model of the bundle (resuming), then record the fingerprint beside the rows.
     `kwargs` go to `protocol.measure_entries` (progress, on_rows)."""
     fp = fingerprint(device, threads, protocol)
@@ -97,8 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = P.script_parser(__doc__, default_device="cpu")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
     args = parser.parse_args(argv)
-    return P.run_script("ort_profile", args, lambda protocol, progress: measure(
-        args.bundle, args.device, args.threads, protocol, progress=progress))
+    return P.run_script(
+        "ort_profile",
+        args,
+        lambda protocol, progress: measure(args.bundle, args.device, args.threads, protocol, progress=progress),
+    )
 
 
 if __name__ == "__main__":

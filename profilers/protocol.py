@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
 import io
 import json
 import os
 import platform
 import random
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -128,15 +128,24 @@ class Stats:
 def read_manifest(folder: str | Path) -> tuple[dict[str, Any], list[Entry]]:
     path = Path(folder) / MANIFEST
     if not path.is_file():
-        raise ProfilerError(f"{folder} has no {MANIFEST}; write a bundle with `hwnas profile --export-blocks {folder} ...`")
+        raise ProfilerError(
+            f"{folder} has no {MANIFEST}; write a bundle with `hwnas profile --export-blocks {folder} ...`"
+        )
     try:
         manifest = json.loads(path.read_text())
         if manifest.get("version") != MANIFEST_VERSION:
             raise ValueError(f"manifest version {manifest.get('version')!r}, this profiler reads {MANIFEST_VERSION}")
         entries = [
-            Entry(file=m["file"], key=m["key"], kind=m["kind"], input_shape=tuple(m["input"]["shape"]),
-                  input_dtype=m["input"]["dtype"], input_name=m["input"]["name"], blocks=tuple(m.get("blocks", ())),
-                  extra={k: v for k, v in m.items() if k not in {"file", "key", "kind", "input", "blocks"}})
+            Entry(
+                file=m["file"],
+                key=m["key"],
+                kind=m["kind"],
+                input_shape=tuple(m["input"]["shape"]),
+                input_dtype=m["input"]["dtype"],
+                input_name=m["input"]["name"],
+                blocks=tuple(m.get("blocks", ())),
+                extra={k: v for k, v in m.items() if k not in {"file", "key", "kind", "input", "blocks"}},
+            )
             for m in manifest["models"]
         ]
     except (ValueError, KeyError, TypeError) as exc:
@@ -155,7 +164,9 @@ def read_measurements(path: str | Path) -> dict[str, dict[str, str]]:
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
         if tuple(reader.fieldnames or ()) != COLUMNS:
-            raise ProfilerError(f"{path} has columns {reader.fieldnames}, expected {list(COLUMNS)}; delete it to re-measure")
+            raise ProfilerError(
+                f"{path} has columns {reader.fieldnames}, expected {list(COLUMNS)}; delete it to re-measure"
+            )
         return {row["file"]: row for row in reader}
 
 
@@ -197,8 +208,9 @@ def make_inputs(entry: Entry, protocol: Protocol) -> list[np.ndarray]:
     return [rng.standard_normal(entry.input_shape).astype(entry.input_dtype) for _ in range(protocol.num_inputs)]
 
 
-def time_group(runners: Sequence[Runner], protocol: Protocol, rng: random.Random,
-               on_round: Callable[[], None] = lambda: None) -> list[Stats]:
+def time_group(
+    runners: Sequence[Runner], protocol: Protocol, rng: random.Random, on_round: Callable[[], None] = lambda: None
+) -> list[Stats]:
     """Warm up each runner, then time them in `protocol.rounds` shuffled rounds."""
     for run in runners:
         start, n = time.perf_counter(), 0
@@ -265,8 +277,9 @@ def measure_entries(
     return rows
 
 
-def measure_bundle(folder: str | Path, load: Callable[[Path, Entry], Runner], protocol: Protocol = Protocol(),
-                   **kwargs: Any) -> list[dict[str, Any]]:
+def measure_bundle(
+    folder: str | Path, load: Callable[[Path, Entry], Runner], protocol: Protocol = Protocol(), **kwargs: Any
+) -> list[dict[str, Any]]:
     """Measure every model of the bundle in `folder` (see `measure_entries`)."""
     _, entries = read_manifest(folder)
     return measure_entries(folder, entries, load, protocol, **kwargs)
@@ -296,9 +309,28 @@ def cpu_model() -> str:
 
 
 # SIMD extensions that inference kernels dispatch on (x86 `flags`, Arm `Features` in /proc/cpuinfo).
-ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx512_fp16",
-             "avx_vnni", "amx_tile", "amx_bf16", "amx_int8", "asimd", "asimddp", "asimdhp", "sve", "sve2", "i8mm",
-             "bf16")
+ISA_FLAGS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+    "asimd",
+    "asimddp",
+    "asimdhp",
+    "sve",
+    "sve2",
+    "i8mm",
+    "bf16",
+)
 
 
 def cpu_identity() -> dict[str, str]:
@@ -314,11 +346,19 @@ def cpu_identity() -> dict[str, str]:
     except OSError:
         return {"cpu_id": platform.processor() or platform.machine(), "cpu_isa": ""}
     if "cpu family" in info:
-        cpu_id = (f"{info.get('vendor_id', '?')} family {info['cpu family']} model {info.get('model', '?')} "
-                  f"stepping {info.get('stepping', '?')}")
+        cpu_id = (
+            f"{info.get('vendor_id', '?')} family {info['cpu family']} model {info.get('model', '?')} "
+            f"stepping {info.get('stepping', '?')}"
+        )
     else:
-        cpu_id = " ".join(f"{k.removeprefix('cpu ')} {info[k]}" for k in ("cpu implementer", "cpu part", "cpu variant")
-                          if k in info) or platform.machine()
+        cpu_id = (
+            " ".join(
+                f"{k.removeprefix('cpu ')} {info[k]}"
+                for k in ("cpu implementer", "cpu part", "cpu variant")
+                if k in info
+            )
+            or platform.machine()
+        )
     flags = set((info.get("flags") or info.get("features") or "").split())
     return {"cpu_id": cpu_id, "cpu_isa": " ".join(f for f in ISA_FLAGS if f in flags)}
 
@@ -365,13 +405,18 @@ def script_parser(doc: str, default_device: str) -> argparse.ArgumentParser:
     parser.add_argument("bundle", type=Path, help="folder written by `hwnas profile --export-blocks`")
     parser.add_argument("--device", default=default_device, help="label of this target, recorded in the fingerprint")
     parser.add_argument("--rounds", type=int, default=Protocol.rounds, help="interleaved timing rounds")
-    parser.add_argument("--group-size", type=int, default=Protocol.group_size,
-                        help="models loaded and interleaved at once (lower it where memory is short)")
+    parser.add_argument(
+        "--group-size",
+        type=int,
+        default=Protocol.group_size,
+        help="models loaded and interleaved at once (lower it where memory is short)",
+    )
     return parser
 
 
-def run_script(name: str, args: argparse.Namespace,
-               measure: Callable[[Protocol, Progress], list[dict[str, Any]]]) -> int:
+def run_script(
+    name: str, args: argparse.Namespace, measure: Callable[[Protocol, Progress], list[dict[str, Any]]]
+) -> int:
     """Run a profiler script's measurement; bad input is one line on stderr and exit code 2."""
     try:
         if args.rounds < 1 or args.group_size < 1:

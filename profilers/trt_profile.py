@@ -58,7 +58,9 @@ class CudaRuntime:
                 return ctypes.CDLL(name)
             except OSError:
                 continue
-        raise P.ProfilerError("the CUDA runtime (libcudart) was not found; install the CUDA toolkit or nvidia-cuda-runtime")
+        raise P.ProfilerError(
+            "the CUDA runtime (libcudart) was not found; install the CUDA toolkit or nvidia-cuda-runtime"
+        )
 
     def check(self, status: int, what: str) -> None:
         if status != 0:
@@ -75,8 +77,12 @@ class CudaRuntime:
 
     def upload(self, ptr: int, array: np.ndarray) -> None:
         array = np.ascontiguousarray(array)
-        status = self.lib.cudaMemcpy(ctypes.c_void_p(ptr), array.ctypes.data_as(ctypes.c_void_p),
-                                     ctypes.c_size_t(array.nbytes), ctypes.c_int(_H2D))
+        status = self.lib.cudaMemcpy(
+            ctypes.c_void_p(ptr),
+            array.ctypes.data_as(ctypes.c_void_p),
+            ctypes.c_size_t(array.nbytes),
+            ctypes.c_int(_H2D),
+        )
         self.check(status, "cudaMemcpy")
 
     def handle(self, create: str) -> int:
@@ -90,8 +96,10 @@ class CudaRuntime:
     def elapsed_ms(self, start: int, end: int) -> float:
         self.check(self.lib.cudaEventSynchronize(ctypes.c_void_p(end)), "cudaEventSynchronize")
         ms = ctypes.c_float()
-        self.check(self.lib.cudaEventElapsedTime(ctypes.byref(ms), ctypes.c_void_p(start), ctypes.c_void_p(end)),
-                   "cudaEventElapsedTime")
+        self.check(
+            self.lib.cudaEventElapsedTime(ctypes.byref(ms), ctypes.c_void_p(start), ctypes.c_void_p(end)),
+            "cudaEventElapsedTime",
+        )
         return float(ms.value)
 
 
@@ -181,8 +189,13 @@ class EngineRunner:
 
 def gpu_model() -> str:
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader", "-i", "0"],
-                             capture_output=True, text=True, timeout=20, check=True).stdout.strip()
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader", "-i", "0"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout.strip()
         return out.split(",")[0].strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -190,12 +203,25 @@ def gpu_model() -> str:
 
 def fingerprint(device: str, protocol: P.Protocol) -> dict[str, Any]:
     trt = _trt()
-    return {"device": device, "backend": BACKEND, "backend_version": trt.__version__, "tensorrt": trt.__version__,
-            "gpu_model": gpu_model(), "threads": None, "protocol": protocol.to_dict(), **P.host_fingerprint()}
+    return {
+        "device": device,
+        "backend": BACKEND,
+        "backend_version": trt.__version__,
+        "tensorrt": trt.__version__,
+        "gpu_model": gpu_model(),
+        "threads": None,
+        "protocol": protocol.to_dict(),
+        **P.host_fingerprint(),
+    }
 
 
-def measure(folder: str | Path, device: str = "gpu", protocol: P.Protocol = P.Protocol(), save_engines: bool = False,
-            **kwargs: Any) -> list[dict[str, Any]]:
+def measure(
+    folder: str | Path,
+    device: str = "gpu",
+    protocol: P.Protocol = P.Protocol(),  # noqa: B008  (frozen)
+    save_engines: bool = False,
+    **kwargs: Any,
+) -> list[dict[str, Any]]:
     """Build and time every model of the bundle (resuming); record the fingerprint beside the rows.
     `kwargs` go to `protocol.measure_entries` (progress, on_rows)."""
     folder = Path(folder)
@@ -224,8 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = P.script_parser(__doc__, default_device="gpu")
     parser.add_argument("--save-engines", action="store_true", help="keep each built engine beside its ONNX file")
     args = parser.parse_args(argv)
-    return P.run_script("trt_profile", args, lambda protocol, progress: measure(
-        args.bundle, args.device, protocol, args.save_engines, progress=progress))
+    return P.run_script(
+        "trt_profile",
+        args,
+        lambda protocol, progress: measure(args.bundle, args.device, protocol, args.save_engines, progress=progress),
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from hwnas import build_supernet, get_space
 from hwnas.latency.local import CALIBRATION_DIR_ENV
 from hwnas.supernet import Supernet
 from tests.helpers import toy_space_yaml
+from tests.wheel import InstalledWheel, install_wheel
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -23,6 +24,12 @@ def local_calibrations(tmp_path_factory):
         os.environ.pop(CALIBRATION_DIR_ENV)
     else:
         os.environ[CALIBRATION_DIR_ENV] = before
+
+
+@pytest.fixture(scope="session")
+def installed_wheel(tmp_path_factory) -> InstalledWheel:
+    """hwnas built as a wheel and installed into a fresh environment outside the checkout."""
+    return install_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 @pytest.fixture(scope="module")

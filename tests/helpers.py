@@ -13,8 +13,9 @@ from typing import Any
 
 
 def hwnas(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hwnas", *args], capture_output=True, text=True, cwd=cwd, env=env,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "hwnas", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600
+    )
 
 
 def hwnas_in_process(*args: str) -> subprocess.CompletedProcess[str]:
@@ -42,8 +43,15 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: 
 
 def toy_space_yaml(folder: Path, name: str = "toy-space", **choices: Any) -> Path:
     """A user space of a handful of blocks (16 px, patch 4, 17 tokens): profiling it takes seconds."""
-    spec = {"family": "autoformer", "img_size": 16, "patch_size": 4, "in_chans": 3, "num_classes": 10, "head_dim": 16,
-            "choices": {"embed_dim": [32, 48], "depth": [1, 2], "num_heads": [1, 2], "mlp_ratio": [2.0], **choices}}
+    spec = {
+        "family": "autoformer",
+        "img_size": 16,
+        "patch_size": 4,
+        "in_chans": 3,
+        "num_classes": 10,
+        "head_dim": 16,
+        "choices": {"embed_dim": [32, 48], "depth": [1, 2], "num_heads": [1, 2], "mlp_ratio": [2.0], **choices},
+    }
     path = folder / f"{name}.yaml"
     path.write_text(json.dumps(spec))  # JSON is YAML
     return path

@@ -34,9 +34,17 @@ def test_report_classes_are_documented_dataclasses_that_round_trip():
         assert cls.__doc__, name
         if dataclasses.is_dataclass(cls):
             assert hasattr(cls, "to_dict") and hasattr(cls, "from_dict")
-    report = hwnas.TrainReport(run=hwnas.api.Path("runs/x"), space="autoformer-digits", config={"epochs": 2},
-                               epochs_run=2, processes=1, rank=0, final={"loss": 1.0, "val_top1_largest": 90.0},
-                               metrics=hwnas.api.Path("runs/x/metrics.csv"), plot=hwnas.api.Path("runs/x/curve.png"))
+    report = hwnas.TrainReport(
+        run=hwnas.api.Path("runs/x"),
+        space="autoformer-digits",
+        config={"epochs": 2},
+        epochs_run=2,
+        processes=1,
+        rank=0,
+        final={"loss": 1.0, "val_top1_largest": 90.0},
+        metrics=hwnas.api.Path("runs/x/metrics.csv"),
+        plot=hwnas.api.Path("runs/x/curve.png"),
+    )
     d = report.to_dict()
     assert json.loads(json.dumps(d)) == d and d["run"] == "runs/x"
     assert hwnas.TrainReport.from_dict({**d, "unknown": 1}).search_val_top1 == {"largest": 90.0}
@@ -74,6 +82,8 @@ def test_cli_help_groups_commands_by_stage():
     text = printed.stdout
     order = [text.index(f"\n{section}:\n") for section in ("Spaces", "Training", "Latency", "Search", "Export")]
     assert order == sorted(order)
-    commands = [line.split()[0] for line in text.splitlines() if line.startswith("  ") and not line.strip().startswith("-")]
+    commands = [
+        line.split()[0] for line in text.splitlines() if line.startswith("  ") and not line.strip().startswith("-")
+    ]
     assert set(commands) >= {"train", "profile", "search", "export", "show"}
     assert all(len(line) <= 80 for line in text.splitlines()), "a summary does not fit an 80-column terminal"

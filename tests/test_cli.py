@@ -12,8 +12,19 @@ from tests.helpers import assert_one_line_error, hwnas
 def test_spaces_lists_the_shipped_spaces():
     result = hwnas("spaces")
     assert result.returncode == 0
-    for name in ("autoformer-tiny", "autoformer-small", "autoformer-base", "autoformer-digits", "vitas-deit-tiny",
-                 "resnas-tiny", "resnas-small", "resnas-digits", "glit-tiny", "glit-small", "glit-digits"):
+    for name in (
+        "autoformer-tiny",
+        "autoformer-small",
+        "autoformer-base",
+        "autoformer-digits",
+        "vitas-deit-tiny",
+        "resnas-tiny",
+        "resnas-small",
+        "resnas-digits",
+        "glit-tiny",
+        "glit-small",
+        "glit-digits",
+    ):
         assert name in result.stdout
     data = json.loads(hwnas("spaces", "--json").stdout)
     tiny = next(s for s in data["spaces"] if s["name"] == "autoformer-tiny")
@@ -21,8 +32,24 @@ def test_spaces_lists_the_shipped_spaces():
     assert tiny["num_block_configs"] == 18 and 5.0 < tiny["params_m"][0] < tiny["params_m"][1] < 11.0
 
 
-@pytest.mark.parametrize("command", [[], ["spaces"], ["sample"], ["arch"], ["demo"], ["profile"], ["import-table"],
-                                     ["predict"], ["validate-table"], ["train"], ["eval"], ["search"], ["export"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["spaces"],
+        ["sample"],
+        ["arch"],
+        ["demo"],
+        ["profile"],
+        ["import-table"],
+        ["predict"],
+        ["validate-table"],
+        ["train"],
+        ["eval"],
+        ["search"],
+        ["export"],
+    ],
+)
 def test_help_describes_every_option(command):
     result = hwnas(*command, "--help")
     assert result.returncode == 0 and "Usage:" in result.stdout
@@ -49,7 +76,9 @@ def test_bad_arch_json_is_one_line_naming_the_field(tmp_path):
     arch["num_heads"][1] = 7
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(arch))
-    assert_one_line_error(hwnas("arch", str(path)), "hwnas: error:", "num_heads[1] = 7 is not a choice", "choose from 2, 3")
+    assert_one_line_error(
+        hwnas("arch", str(path)), "hwnas: error:", "num_heads[1] = 7 is not a choice", "choose from 2, 3"
+    )
     arch["num_heads"] = arch["num_heads"][:-1]
     path.write_text(json.dumps(arch))
     assert_one_line_error(hwnas("arch", str(path)), "'num_heads' has", "give one per layer")
@@ -62,7 +91,9 @@ def test_usage_errors_exit_2_in_one_line():
     assert_one_line_error(hwnas("spaces", "--frobnicate"), "No such option", "hwnas spaces --help")
     assert_one_line_error(hwnas("sample"), "Missing option '--space'")
     assert_one_line_error(hwnas("sample", "--space", "nope"), "unknown search space 'nope'")
-    assert_one_line_error(hwnas("sample", "--space", "autoformer-tiny", "--largest", "--smallest"), "exclude each other")
+    assert_one_line_error(
+        hwnas("sample", "--space", "autoformer-tiny", "--largest", "--smallest"), "exclude each other"
+    )
     assert_one_line_error(hwnas("nosuchcommand"), "No such command")
     assert_one_line_error(hwnas("demo", "--budget-ms", "0"), "--budget-ms")
 

@@ -63,12 +63,18 @@ def test_folder_is_listed_once_without_decoding_and_bad_images_fail_at_load(tmp_
     assert sorted(pool.files[i].decode().split("/")[0] for i in split.test) == ["val"] * 6
     assert all(pool.files[i].decode().startswith("train/") for i in split.train + split.search_val)
     broken = [i for i in range(len(pool)) if b"broken" in pool.files[i]]
-    train = PoolDataset(pool, tuple(broken) + split.train, img_size=32, training=True, augment=AUGMENTS["deit"], hflip=0.5)
+    train = PoolDataset(
+        pool, tuple(broken) + split.train, img_size=32, training=True, augment=AUGMENTS["deit"], hflip=0.5
+    )
     assert train[0][1] == FAILED and train[0][0].shape == (3, 32, 32)  # a blank the loops skip and count
     x, y = train[2]
     assert x.dtype == torch.float32 and x.shape == (3, 32, 32) and y in (0, 1)
     image, label = PoolDataset(pool, split.test, img_size=32)[0]
-    assert image.dtype == torch.uint8 and image.shape == (3, 32, 32)  # evaluation images stay uint8 (a quarter of the memory)
+    assert image.dtype == torch.uint8 and image.shape == (
+        3,
+        32,
+        32,
+    )  # evaluation images stay uint8 (a quarter of the memory)
     assert model_input(image[None]).dtype == torch.float32 and model_input(image[None]).abs().max() < 3
     # the listing is reused: files added later are not seen, and changed class folders are refused
     (root / "train" / "cat" / "late.png").write_bytes((root / "train" / "cat" / "0.png").read_bytes())
@@ -87,9 +93,15 @@ def test_small_folder_images_are_padded_and_cropped_not_zoomed(tmp_path):
     weak = PoolDataset(pool, (0,), img_size=32, training=True, augment=AUGMENTS["weak"], hflip=0.0)
     for epoch in range(4):  # each crop is the resized image shifted by at most 32 / 8 pixels: no zoom, no flip
         x = weak[(epoch, 0)][0]
-        assert any(torch.allclose(x[:, max(dy, 0):32 + min(dy, 0), max(dx, 0):32 + min(dx, 0)],
-                                  plain[:, max(-dy, 0):32 + min(-dy, 0), max(-dx, 0):32 + min(-dx, 0)], atol=1e-5)
-                   for dy in range(-4, 5) for dx in range(-4, 5))
+        assert any(
+            torch.allclose(
+                x[:, max(dy, 0) : 32 + min(dy, 0), max(dx, 0) : 32 + min(dx, 0)],
+                plain[:, max(-dy, 0) : 32 + min(-dy, 0), max(-dx, 0) : 32 + min(-dx, 0)],
+                atol=1e-5,
+            )
+            for dy in range(-4, 5)
+            for dx in range(-4, 5)
+        )
 
 
 def test_folder_augmentation_is_seeded_by_seed_epoch_and_image(tmp_path):
@@ -105,8 +117,12 @@ def test_folder_augmentation_is_seeded_by_seed_epoch_and_image(tmp_path):
     assert not torch.equal(data[(1, 0)][0], first[2])  # another epoch, another crop
     other_seed = PoolDataset(pool, (0, 1, 2), img_size=96, training=True, augment=AUGMENTS["deit"], hflip=0.5, seed=4)
     assert not torch.equal(other_seed[(0, 0)][0], first[2])
-    posterize = [op for step in data.transform.transforms[1].transforms for op in getattr(step, "ops", [])
-                 if op.name == "PosterizeIncreasing"][0]
+    posterize = [
+        op
+        for step in data.transform.transforms[1].transforms
+        for op in getattr(step, "ops", [])
+        if op.name == "PosterizeIncreasing"
+    ][0]
     posterize.magnitude, posterize.magnitude_std = 10, 0  # timm's 0 bits, which Pillow refuses: capped to 1
     assert posterize(Image.new("RGB", (8, 8))).size == (8, 8)
     sampler = torch.utils.data.DistributedSampler(data, num_replicas=1, rank=0, seed=0)
@@ -122,7 +138,9 @@ def test_search_val_rules():
     assert list(search_val_counts("25/class", sizes, sizes)) == [25, 25, 25]
     assert list(search_val_counts("180", sizes, sizes)) == [100, 50, 30]
     assert list(search_val_counts("10%", sizes, sizes)) == [100, 50, 30]
-    with pytest.raises(DataError, match="--search-val 300/class takes 900 .* leaving a class with none .* smallest class has 300"):
+    with pytest.raises(
+        DataError, match="--search-val 300/class takes 900 .* leaving a class with none .* smallest class has 300"
+    ):
         search_val_counts("300/class", sizes, sizes)
     with pytest.raises(DataError, match="--search-val 'lots' is not a size; use auto"):
         search_val_counts("lots", sizes, sizes)
@@ -132,13 +150,16 @@ def test_search_val_rules():
     assert Split.load(split.save(Path(tempfile.mkdtemp()) / "split.json")) == split
 
 
-@pytest.mark.parametrize("setup, message", [
-    (lambda root: None, "does not exist"),
-    (lambda root: make_folder(root) and shutil.rmtree(root / "val"), "val does not exist"),
-    (lambda root: [(root / p).mkdir(parents=True) for p in ("train", "val")], "no class folders"),
-    (lambda root: make_folder(root) and (root / "val" / "bird").mkdir(), "differ .*'bird'"),
-    (lambda root: make_folder(root, per_class=(4, 0)), "val has no images"),
-])
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda root: None, "does not exist"),
+        (lambda root: make_folder(root) and shutil.rmtree(root / "val"), "val does not exist"),
+        (lambda root: [(root / p).mkdir(parents=True) for p in ("train", "val")], "no class folders"),
+        (lambda root: make_folder(root) and (root / "val" / "bird").mkdir(), "differ .*'bird'"),
+        (lambda root: make_folder(root, per_class=(4, 0)), "val has no images"),
+    ],
+)
 def test_bad_folders_are_clear_errors(tmp_path, setup, message):
     root = tmp_path / "data"
     setup(root)

@@ -22,7 +22,7 @@ import hwnas.latency.local as local_mod
 from hwnas.cli import DRIFT_MODES as CLI_DRIFT_MODES
 from hwnas.errors import HwnasError, HwnasNotice
 from hwnas.latency.drift import DRIFT_MODES, DriftError, DriftPolicy, LatencyDriftWarning, check_drift, recalibrate
-from hwnas.latency.local import CALIBRATION_DIR_ENV, LocalCalibrationWarning, LocalCalibrations
+from hwnas.latency.local import CALIBRATION_DIR_ENV, LocalCalibrations, LocalCalibrationWarning
 from hwnas.latency.profile import ProfileSettings, profile_space
 from hwnas.latency.resolve import resolve_table
 from hwnas.latency.table import STAT_COLUMNS, LatencyTable, TableError
@@ -80,8 +80,10 @@ def copy_table(src: Path, dst: Path, scale: float = 1.0, scale_where: str | None
     timings = [c for c in STAT_COLUMNS if c.endswith("_ms")]
     table.rows.loc[rows, timings] = table.rows.loc[rows, timings] * scale
     if scale_where is None:
-        table.calibrations = {k: replace(c, b=c.b * scale, points=tuple((s * scale, m * scale) for s, m in c.points))
-                              for k, c in table.calibrations.items()}
+        table.calibrations = {
+            k: replace(c, b=c.b * scale, points=tuple((s * scale, m * scale) for s, m in c.points))
+            for k, c in table.calibrations.items()
+        }
     table.fingerprint.update(fingerprint)
     return table.save(dst)
 
@@ -108,8 +110,11 @@ def test_same_setup_is_used_as_it_is(toy, toy_table, spot_checks):
 def test_drifted_table_is_refitted_stored_beside_it_and_reused(toy, toy_table, tmp_path, spot_checks):
     path = copy_table(toy_table, tmp_path / "slow.csv", scale=4.0, **OTHER_VERSION)
     before = (path.read_bytes(), path.with_suffix(".json").read_bytes())
-    with pytest.warns(LatencyDriftWarning, match=r"off on this machine for toy-space: 5 calibration subnets measured "
-                                                 r"\d+\.\d% below its predictions \(backend_version: table '0.0.1-other'"):
+    with pytest.warns(
+        LatencyDriftWarning,
+        match=r"off on this machine for toy-space: 5 calibration subnets measured "
+        r"\d+\.\d% below its predictions \(backend_version: table '0.0.1-other'",
+    ):
         table = check_drift(LatencyTable.load(path), toy, POLICY, progress=False)
     source = table.calibration_source(toy)
     assert spot_checks == [5] and source["refit"] and source["how"] == "spot check" and not source["uneven"]
@@ -141,8 +146,11 @@ def test_table_that_holds_keeps_its_calibration(toy, toy_table, tmp_path, spot_c
 
 def test_drift_fail_refuses_with_the_command_that_fixes_it(toy, toy_table, toy_yaml, tmp_path, spot_checks):
     path = copy_table(toy_table, tmp_path / "slow.csv", scale=4.0, **OTHER_VERSION)
-    with pytest.raises(DriftError, match=f"does not hold on this machine for toy-space: .*hwnas profile --recalibrate "
-                                         f"--device cpu --space toy-space --table {path}"):
+    with pytest.raises(
+        DriftError,
+        match=f"does not hold on this machine for toy-space: .*hwnas profile --recalibrate "
+        f"--device cpu --space toy-space --table {path}",
+    ):
         check_drift(LatencyTable.load(path), toy, replace(POLICY, mode="fail"), progress=False)
     assert not LocalCalibrations(path).path.exists()
     arch = tmp_path / "arch.json"
@@ -220,11 +228,21 @@ def test_recalibrate_reports_the_drift_of_rows_and_subnets(toy, toy_table, tmp_p
 
 def test_cli_recalibrate_and_its_refusals(toy, toy_yaml, toy_table, tmp_path):
     path = copy_table(toy_table, tmp_path / "slow.csv", scale=4.0, **OTHER_VERSION)
-    result = hwnas("profile", "--recalibrate", "--device", "cpu", "--space", str(toy_yaml), "--table", str(path), "--quick")
+    result = hwnas(
+        "profile", "--recalibrate", "--device", "cpu", "--space", str(toy_yaml), "--table", str(path), "--quick"
+    )
     assert result.returncode == 0, result.stderr
-    assert "calibration subnets: 5 measured at" in result.stdout and f"stored: {path.with_suffix('.local.json')}" in result.stdout
-    assert_one_line_error(hwnas_in_process("profile", "--recalibrate", "--device", "cpu", "--space", "autoformer-digits",
-                                           "--table", str(path)), "does not cover autoformer-digits", "hwnas profile --device cpu")
+    assert (
+        "calibration subnets: 5 measured at" in result.stdout
+        and f"stored: {path.with_suffix('.local.json')}" in result.stdout
+    )
+    assert_one_line_error(
+        hwnas_in_process(
+            "profile", "--recalibrate", "--device", "cpu", "--space", "autoformer-digits", "--table", str(path)
+        ),
+        "does not cover autoformer-digits",
+        "hwnas profile --device cpu",
+    )
 
 
 def test_cli_tables_lists_what_is_found_and_how_it_stands_here(toy, toy_table, tmp_path):
@@ -240,7 +258,11 @@ def test_cli_tables_lists_what_is_found_and_how_it_stands_here(toy, toy_table, t
     assert result.returncode == 0, result.stderr
     listed = {Path(t["path"]).name: t for t in json.loads(result.stdout)["tables"] if t["source"] == "$HWNAS_TABLES"}
     assert {k: t["here"] for k, t in listed.items()} == {
-        "arm.csv": "elsewhere", "broken.csv": "unreadable", "cpu_other.csv": "differs", "cpu_same.csv": "matches"}
+        "arm.csv": "elsewhere",
+        "broken.csv": "unreadable",
+        "cpu_other.csv": "differs",
+        "cpu_same.csv": "matches",
+    }
     assert listed["cpu_other.csv"]["differences"][0].startswith("backend_version: table '0.0.1-other', here")
     assert listed["cpu_same.csv"]["spaces"] == [toy.ref] and "no sidecar" in listed["broken.csv"]["error"]
     text = hwnas("tables", cwd=tmp_path, env={**os.environ, **env}).stdout

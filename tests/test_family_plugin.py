@@ -37,8 +37,15 @@ from hwnas.supernet.elastic import ElasticLayerNorm, ElasticLinear, leading, pre
 from hwnas.training import TrainConfig, TrainedRun, train
 
 FAMILY = "toy-mlp"
-YAML = {"family": FAMILY, "img_size": 8, "patch_size": 4, "in_chans": 3, "num_classes": 10, "dim": 16,
-        "choices": {"depth": [1, 2], "hidden": [8, 16, 24]}}
+YAML = {
+    "family": FAMILY,
+    "img_size": 8,
+    "patch_size": 4,
+    "in_chans": 3,
+    "num_classes": 10,
+    "dim": 16,
+    "choices": {"depth": [1, 2], "hidden": [8, 16, 24]},
+}
 
 
 # ---- the space --------------------------------------------------------------------------------------
@@ -61,7 +68,9 @@ class ToyMlpSpace(SearchSpace):
 
     def stem(self) -> BlockConfig:
         s = self.spec
-        return BlockConfig.of("toy_stem", tokens=self.tokens, dim=self.dim, patch_size=s.patch_size, in_chans=s.in_chans)
+        return BlockConfig.of(
+            "toy_stem", tokens=self.tokens, dim=self.dim, patch_size=s.patch_size, in_chans=s.in_chans
+        )
 
     def mlp(self, hidden: int) -> BlockConfig:
         return BlockConfig.of("toy_mlp", tokens=self.tokens, dim=self.dim, hidden=hidden)
@@ -119,8 +128,11 @@ class ToyNet(nn.Module):
 def build_toy(arch: Arch) -> ToyNet:
     space: ToyMlpSpace = arch.space  # type: ignore[assignment]
     s = space.spec
-    return ToyNet(ToyStem(s.in_chans, space.dim, s.patch_size), [ToyMlp(space.dim, h) for h in arch.hidden],
-                  ToyHead(space.dim, s.num_classes))
+    return ToyNet(
+        ToyStem(s.in_chans, space.dim, s.patch_size),
+        [ToyMlp(space.dim, h) for h in arch.hidden],
+        ToyHead(space.dim, s.num_classes),
+    )
 
 
 # ---- block kinds -------------------------------------------------------------------------------------
@@ -179,7 +191,11 @@ class ElasticToyMlp(nn.Module):
 
     def __init__(self, dim: int, max_hidden: int):
         super().__init__()
-        self.norm, self.fc1, self.fc2 = ElasticLayerNorm(dim), ElasticLinear(dim, max_hidden), ElasticLinear(max_hidden, dim)
+        self.norm, self.fc1, self.fc2 = (
+            ElasticLayerNorm(dim),
+            ElasticLinear(dim, max_hidden),
+            ElasticLinear(max_hidden, dim),
+        )
 
     def forward(self, x: Tensor, hidden: int) -> Tensor:
         d = leading(x.shape[-1])
@@ -187,8 +203,11 @@ class ElasticToyMlp(nn.Module):
 
     def active_state(self, dim: int, hidden: int) -> dict[str, Tensor]:
         d = leading(dim)
-        return {**prefixed("norm", self.norm.active_state(d)), **prefixed("fc1", self.fc1.active_state(d, leading(hidden))),
-                **prefixed("fc2", self.fc2.active_state(leading(hidden), d))}
+        return {
+            **prefixed("norm", self.norm.active_state(d)),
+            **prefixed("fc1", self.fc1.active_state(d, leading(hidden))),
+            **prefixed("fc2", self.fc2.active_state(leading(hidden), d)),
+        }
 
 
 class ToySupernet(Supernet):
@@ -272,11 +291,28 @@ def test_train_search_and_export(space, table, tmp_path):
     assert trained.space == space and isinstance(trained.supernet(), ToySupernet)
     predictor = LatencyPredictor(LatencyTable.load(table), space)
     budget = float(np.median(predictor.predict_many([space.sample(i) for i in range(20)])))
-    result = hwnas.search(run, latency_ms=budget, device="cpu", table=table, population=4, generations=2, parents=2,
-                          out=tmp_path / "search", progress=False)
-    assert result.report["predicted_latency"]["latency_ms"] <= budget and result.report["evaluations"] >= 2  # of 12 archs
-    manifest = export(run, tmp_path / "search" / "best.json", tmp_path / "export", formats="onnx,safetensors",
-                      table=table, progress=False)
+    result = hwnas.search(
+        run,
+        latency_ms=budget,
+        device="cpu",
+        table=table,
+        population=4,
+        generations=2,
+        parents=2,
+        out=tmp_path / "search",
+        progress=False,
+    )
+    assert (
+        result.report["predicted_latency"]["latency_ms"] <= budget and result.report["evaluations"] >= 2
+    )  # of 12 archs
+    manifest = export(
+        run,
+        tmp_path / "search" / "best.json",
+        tmp_path / "export",
+        formats="onnx,safetensors",
+        table=table,
+        progress=False,
+    )
     assert manifest["latency"]["measured"]["latency_ms"] > 0 and manifest["params"] == result.best.params()
     model = hwnas.load_model(tmp_path / "export")
     x = torch.randn(1, 3, 8, 8)
@@ -305,8 +341,9 @@ def test_extreme_arch_is_exact_when_costs_are_not_monotone(space):
 def test_repair_takes_the_moves_that_save_cost(space, table):
     predictor = LatencyPredictor(LatencyTable.load(table), space)
     # doctor the rows: the narrowest MLP is by far the slowest
-    predictor.row_ms = np.array([{8: 3.0, 16: 1.0, 24: 2.0}[b.hidden] if b.kind == "toy_mlp" else 0.5
-                                 for b in predictor.blocks])
+    predictor.row_ms = np.array(
+        [{8: 3.0, 16: 1.0, 24: 2.0}[b.hidden] if b.kind == "toy_mlp" else 0.5 for b in predictor.blocks]
+    )
     predictor.calibration = type(predictor.calibration)(1.0, 0.0, 1)
     constraints = Constraints(Budget(latency_ms=3.5), Costs(space, predictor))
     ops = Operators(space, random.Random(0), ["depth", "hidden"])

@@ -16,8 +16,8 @@ import torch
 
 import hwnas
 from hwnas.cost import count_flops
-from hwnas.errors import ArchError, SpaceError
 from hwnas.deploy import export
+from hwnas.errors import ArchError, SpaceError
 from hwnas.families.glit.model import GlobalLocalMixer, LocalBranch
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.profile import ProfileSettings, profile_space
@@ -29,7 +29,8 @@ from hwnas.supernet import build_supernet
 from hwnas.supernet.batchnorm import BatchNormCalibration, batchnorm_state
 from hwnas.training import TrainConfig, TrainedRun, train
 from hwnas.training.sampling import step_archs
-from tests.helpers import assert_one_line_error, hwnas as run_cli
+from tests.helpers import assert_one_line_error
+from tests.helpers import hwnas as run_cli
 from tests.test_search import engine
 
 QUICK = Protocol(warmup_runs=3, warmup_s=0.01, rounds=2, round_s=0.01, group_size=3)
@@ -39,9 +40,23 @@ GLIT_TINY = {"base_arch": [3, 0, 1, 3, 0, 1, 3, 1, 0, 3, 0, 3], "arch": [1, 4, 8
 
 def small_yaml(folder: Path) -> Path:
     """A two-block space small enough to enumerate (16 px, patch 4: 17 tokens; 16 choices per block)."""
-    spec = {"family": "glit", "img_size": 16, "patch_size": 4, "in_chans": 3, "num_classes": 10, "embed_dim": 24,
-            "depth": 2, "num_heads": 3, "local_kernel": [3, 7], "local_expansion": [1, 2], "attn_expansion": [0.5, 1],
-            "mlp_ratio": [2, 4], "mixed_kernel": 5, "local_mlp_ratio": 2, "choices": {"global_heads": [0, 1, 2, 3]}}
+    spec = {
+        "family": "glit",
+        "img_size": 16,
+        "patch_size": 4,
+        "in_chans": 3,
+        "num_classes": 10,
+        "embed_dim": 24,
+        "depth": 2,
+        "num_heads": 3,
+        "local_kernel": [3, 7],
+        "local_expansion": [1, 2],
+        "attn_expansion": [0.5, 1],
+        "mlp_ratio": [2, 4],
+        "mixed_kernel": 5,
+        "local_mlp_ratio": 2,
+        "choices": {"global_heads": [0, 1, 2, 3]},
+    }
     path = folder / "glit-small-test.yaml"
     path.write_text(json.dumps(spec))
     return path
@@ -72,8 +87,13 @@ def supernet(digits):
 
 
 def edge_archs(space) -> list[Arch]:
-    return [space.uniform(0, 8), space.uniform(3, 8), space.uniform(1, 0), space.uniform(2, 4),
-            *(space.sample(i) for i in range(6))]
+    return [
+        space.uniform(0, 8),
+        space.uniform(3, 8),
+        space.uniform(1, 0),
+        space.uniform(2, 4),
+        *(space.sample(i) for i in range(6)),
+    ]
 
 
 # ---- the space and the counts ---------------------------------------------------------------------------
@@ -92,8 +112,11 @@ def test_searched_tiny_counts_what_the_paper_reports():
 
 def test_low_level_index_means_what_the_release_enumerates(digits):
     o = digits.spec.options
-    for g, (first, second) in {0: (o["local_kernel"], o["local_expansion"]), 1: (o["local_expansion"], o["mlp_ratio"]),
-                               3: (o["attn_expansion"], o["mlp_ratio"])}.items():
+    for g, (first, second) in {
+        0: (o["local_kernel"], o["local_expansion"]),
+        1: (o["local_expansion"], o["mlp_ratio"]),
+        3: (o["attn_expansion"], o["mlp_ratio"]),
+    }.items():
         for index, (a, b) in enumerate(itertools.product(first, second)):  # the release's nested loops
             layer = digits.layer(g, index)
             if g == 0:
@@ -109,10 +132,12 @@ def test_low_level_index_means_what_the_release_enumerates(digits):
 
 def test_bad_archs_name_the_field(digits, tmp_path):
     good = digits.sample(0).to_dict()
-    cases = [({"global_heads": [4, 0, 0, 0]}, "global_heads[0] = 4 is not a choice"),
-             ({"low_level": [9, 0, 0, 0]}, "low_level[0] = 9 is not a choice"),
-             ({"low_level": [0, 0, 0]}, "'low_level' has 3 entries"),
-             ({"arch": [0, 0, 0, 0]}, "'low_level' is given twice")]
+    cases = [
+        ({"global_heads": [4, 0, 0, 0]}, "global_heads[0] = 4 is not a choice"),
+        ({"low_level": [9, 0, 0, 0]}, "low_level[0] = 9 is not a choice"),
+        ({"low_level": [0, 0, 0]}, "'low_level' has 3 entries"),
+        ({"arch": [0, 0, 0, 0]}, "'low_level' is given twice"),
+    ]
     for change, message in cases:
         with pytest.raises(ArchError, match=message.replace("[", r"\[").replace("]", r"\]")):
             Arch.from_dict({**good, **change})
@@ -139,8 +164,11 @@ def test_analytic_counts_equal_the_static_models(digits):
 
 def test_costs_are_not_monotone_and_the_extremes_are_exact(tmp_path):
     space = get_space(small_yaml(tmp_path))
-    every = [space.arch(global_heads=g, low_level=i) for g in itertools.product(range(4), repeat=2)
-             for i in itertools.product(range(4), repeat=2)]
+    every = [
+        space.arch(global_heads=g, low_level=i)
+        for g in itertools.product(range(4), repeat=2)
+        for i in itertools.product(range(4), repeat=2)
+    ]
     assert len(every) == space.num_archs() == 256
     rng = random.Random(0)
     cost = {b: rng.random() for b in space.block_configs()}
@@ -160,8 +188,10 @@ def test_extraction_matches_the_supernet(digits, supernet):
             assert (model(x) - supernet(x, arch)).abs().max() <= 1e-5, arch
     kinds = {type(b.attn).__name__ for b in supernet.extract(digits.uniform(0, 0)).blocks}
     assert kinds == {"GlobalLocalMixer"}
-    assert all(isinstance(b.attn.local, LocalBranch) and b.attn.global_dim == 0
-               for b in supernet.extract(digits.uniform(0, 0)).blocks)
+    assert all(
+        isinstance(b.attn.local, LocalBranch) and b.attn.global_dim == 0
+        for b in supernet.extract(digits.uniform(0, 0)).blocks
+    )
     assert not any(isinstance(b.attn, GlobalLocalMixer) for b in supernet.extract(digits.uniform(3, 0)).blocks)
 
 
@@ -169,8 +199,9 @@ def test_weights_are_shared_across_g_expansions_and_kernels(digits, supernet):
     local = supernet.extract(digits.uniform(0, 8)).blocks[0].attn.local  # kernel 45, e_c 4, all 48 channels
     small = supernet.extract(digits.uniform(0, 0)).blocks[0].attn.local  # kernel 17, e_c 1
     assert torch.equal(small.dw.weight, local.dw.weight[:48, :, 14:31])  # the centre 17 taps of 45
-    assert torch.equal(small.pw1.weight[:48], local.pw1.weight[:48]) and torch.equal(small.pw1.weight[48:],
-                                                                                      local.pw1.weight[192:240])
+    assert torch.equal(small.pw1.weight[:48], local.pw1.weight[:48]) and torch.equal(
+        small.pw1.weight[48:], local.pw1.weight[192:240]
+    )
     mixed = supernet.extract(digits.uniform(2, 0)).blocks[0].attn  # G = 2: local branch on the last 16 channels
     assert torch.equal(mixed.local.pw1.weight[:16], local.pw1.weight[:16, 32:])
     assert torch.equal(mixed.local.pw2.weight, local.pw2.weight[32:, :16])
@@ -213,8 +244,15 @@ def test_batchnorm_is_recalibrated_per_subnet(digits):
 # ---- the two-level search ----------------------------------------------------------------------------------
 def test_hierarchical_search_fixes_the_low_level_then_the_distribution(tmp_path):
     space = get_space(small_yaml(tmp_path))
-    evo = engine(space, Budget(params_m=0.05), strategy="hierarchical", population=6, generations=4, parents=2,
-                 high_level_share=0.25)
+    evo = engine(
+        space,
+        Budget(params_m=0.05),
+        strategy="hierarchical",
+        population=6,
+        generations=4,
+        parents=2,
+        high_level_share=0.25,
+    )
     state = evo.run()
     first = [r.arch for r in state.records if r.generation < state.stage_began]
     later = [r.arch for r in state.records if r.generation >= state.stage_began]
@@ -269,17 +307,36 @@ def test_trains_profiles_searches_and_exports(tmp_path):
     assert np.allclose(predictor.predict_many(archs), [predictor.predict(a).latency_ms for a in archs])
 
     run = tmp_path / "run"
-    train(TrainConfig(space=str(path), data="synthetic", epochs=2, batch_size=16, lr=2e-3, warmup_epochs=1), run,
-          progress=False)
+    train(
+        TrainConfig(space=str(path), data="synthetic", epochs=2, batch_size=16, lr=2e-3, warmup_epochs=1),
+        run,
+        progress=False,
+    )
     trained = TrainedRun(run)
     assert trained.calibration is not None and trained.top1(space.uniform(1, 3)) > 100 / 10 * 1.5
     budget = float(np.median(predictor.predict_many(archs)))
-    result = hwnas.search(run, latency_ms=budget, device="cpu", table=table, strategy="hierarchical", population=6,
-                          generations=2, parents=3, out=tmp_path / "search", progress=False)
+    result = hwnas.search(
+        run,
+        latency_ms=budget,
+        device="cpu",
+        table=table,
+        strategy="hierarchical",
+        population=6,
+        generations=2,
+        parents=3,
+        out=tmp_path / "search",
+        progress=False,
+    )
     assert result.report["predicted_latency"]["latency_ms"] <= budget
     assert result.report["top1_search_val"] == pytest.approx(trained.top1(result.best))
-    manifest = export(run, tmp_path / "search" / "best.json", tmp_path / "export", formats="onnx,pt2,safetensors",
-                      table=table, progress=False)
+    manifest = export(
+        run,
+        tmp_path / "search" / "best.json",
+        tmp_path / "export",
+        formats="onnx,pt2,safetensors",
+        table=table,
+        progress=False,
+    )
     assert manifest["params"] == result.best.params()
     model = hwnas.load_model(tmp_path / "export")
     net = trained.supernet()
@@ -290,5 +347,7 @@ def test_trains_profiles_searches_and_exports(tmp_path):
         assert (model(x) - trained.extract(result.best, net)(x)).abs().max() <= 1e-5
     other = tmp_path / "autoformer.json"
     get_space("autoformer-digits").sample(0).to_json(other)
-    assert_one_line_error(run_cli("eval", "--run", str(run), "--arch", str(other)),
-                          "arch is from space 'autoformer-digits', not 'glit-small-test'")
+    assert_one_line_error(
+        run_cli("eval", "--run", str(run), "--arch", str(other)),
+        "arch is from space 'autoformer-digits', not 'glit-small-test'",
+    )

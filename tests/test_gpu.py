@@ -22,8 +22,9 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 @pytest.fixture(scope="module")
 def gpu_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu") / "run"
-    report = train(TrainConfig(space="autoformer-digits", data="digits", epochs=1, sampling="sandwich"), out,
-                   progress=False)
+    report = train(
+        TrainConfig(space="autoformer-digits", data="digits", epochs=1, sampling="sandwich"), out, progress=False
+    )
     return out, report
 
 
@@ -39,11 +40,20 @@ def test_train_search_export_on_cuda(gpu_run, tmp_path):
     images = len(run.split.search_val)
     assert abs(on_gpu - run.top1(arch)) <= 100 * 2 / images  # the CPU score, up to ties on two images
 
-    result = hwnas.search(out, flops_g=run.space.middle().macs() / 1e9, population=4, generations=2, parents=2,
-                          out=tmp_path / "search", progress=False)
+    result = hwnas.search(
+        out,
+        flops_g=run.space.middle().macs() / 1e9,
+        population=4,
+        generations=2,
+        parents=2,
+        out=tmp_path / "search",
+        progress=False,
+    )
     assert result.report["evaluations"] == 8 and result.best.macs() <= run.space.middle().macs()
     history = result.history
-    assert history["top1_search_val"].between(0, 100).all() and history["top1_search_val"].nunique() > 1  # really scored, not constant
+    assert (
+        history["top1_search_val"].between(0, 100).all() and history["top1_search_val"].nunique() > 1
+    )  # really scored, not constant
 
     supernet = run.supernet().cuda()
     model = supernet.extract(result.best)

@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -16,15 +15,16 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 import pytest
+import tomllib
 import torch
 
 import hwnas.profilers.protocol as protocol_mod
 from hwnas.errors import HwnasError
 from hwnas.latency.bundle import block_plans, example_input, export_onnx, network_plans
 from hwnas.latency.device import DeviceError, choose_backend, parse_device
+from hwnas.latency.measure import MeasureError, table_settings
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.profile import ProfileSettings, profile_space
-from hwnas.latency.measure import MeasureError, table_settings
 from hwnas.latency.resolve import select_table
 from hwnas.latency.table import SHIPPED_DIR, Calibration, LatencyTable, TableError, find_table, round_to_resolution
 from hwnas.latency.validate import agreement, validate_table
@@ -102,7 +102,17 @@ def test_format_1_tables_load_and_predict_exactly_as_before(tmp_path):
     """Format 1 spelled the first three kinds' fields as columns and keyed calibrations by space name."""
     shipped_path = SHIPPED_DIR / "cpu_onnxruntime_fp32_bs1_t1.csv"
     shipped = LatencyTable.load(shipped_path)
-    legacy = ["tokens", "in_dim", "out_dim", "num_heads", "qkv_dim", "mlp_hidden", "patch_size", "in_chans", "num_classes"]
+    legacy = [
+        "tokens",
+        "in_dim",
+        "out_dim",
+        "num_heads",
+        "qkv_dim",
+        "mlp_hidden",
+        "patch_size",
+        "in_chans",
+        "num_classes",
+    ]
     old = shipped.expanded().reset_index()[["key", "kind", *legacy, *STAT_COLUMNS]]
     old.to_csv(tmp_path / "old.csv", index=False)
     side = json.loads(shipped_path.with_suffix(".json").read_text())
@@ -112,8 +122,9 @@ def test_format_1_tables_load_and_predict_exactly_as_before(tmp_path):
     for name in ("autoformer-digits", "autoformer-tiny"):
         space = get_space(name)
         archs = [space.sample(i) for i in range(50)]
-        assert np.array_equal(LatencyPredictor(migrated, space).predict_many(archs),
-                              LatencyPredictor(shipped, space).predict_many(archs))
+        assert np.array_equal(
+            LatencyPredictor(migrated, space).predict_many(archs), LatencyPredictor(shipped, space).predict_many(archs)
+        )
     migrated.save()
     assert json.loads((tmp_path / "old.json").read_text())["format"] == 2
     assert list(pd.read_csv(tmp_path / "old.csv").columns) == ["key", "kind", *STAT_COLUMNS]
@@ -142,10 +153,27 @@ def test_profile_measures_every_block_and_records_the_setup(toy, toy_table):
     rows = table.rows
     assert (rows["p10_ms"] <= rows["p50_ms"]).all() and (rows["p50_ms"] <= rows["p90_ms"]).all()
     # `rounds` counts the rounds kept by the round filter (at least the fastest one)
-    assert rows["rounds"].between(1, QUICK.rounds).all() and (rows["runs"] >= rows["rounds"] * QUICK.min_runs_per_round).all()
+    assert (
+        rows["rounds"].between(1, QUICK.rounds).all()
+        and (rows["runs"] >= rows["rounds"] * QUICK.min_runs_per_round).all()
+    )
     fp = table.fingerprint
-    for field in ("device", "cpu_model", "cpu_id", "cpu_isa", "cpu_count", "threads", "backend", "backend_version",
-                  "onnxruntime", "torch", "precision", "batch_size", "session_options", "created"):
+    for field in (
+        "device",
+        "cpu_model",
+        "cpu_id",
+        "cpu_isa",
+        "cpu_count",
+        "threads",
+        "backend",
+        "backend_version",
+        "onnxruntime",
+        "torch",
+        "precision",
+        "batch_size",
+        "session_options",
+        "created",
+    ):
         assert fp.get(field) not in (None, ""), field
     assert fp["session_options"]["intra_op_num_threads"] == 1 and fp["backend"] == "onnxruntime"
     cal = table.calibration(toy)
@@ -235,14 +263,17 @@ def test_p90_has_its_own_rows_calibration_and_validation(toy, toy_table, tmp_pat
     arch = toy.largest()
     tail = p90.predict(arch)
     assert tail.statistic == "p90_ms" and tail.sum_ms == pytest.approx(
-        table.rows.loc[[b.key for b in arch.blocks()], "p90_ms"].sum())
+        table.rows.loc[[b.key for b in arch.blocks()], "p90_ms"].sum()
+    )
     assert table.calibration(toy, "p90_ms") != table.calibration(toy) and tail.sum_ms > p50.predict(arch).sum_ms
-    report = validate_table(toy, table, n=3, seed=5, out=tmp_path / "val", protocol=QUICK, processes=2,
-                            progress=False, statistic="p90_ms")
+    report = validate_table(
+        toy, table, n=3, seed=5, out=tmp_path / "val", protocol=QUICK, processes=2, progress=False, statistic="p90_ms"
+    )
     df = pd.read_csv(report["csv"])
     assert report["statistic"] == "p90_ms"
-    assert df["predicted_ms"].to_numpy() == pytest.approx(p90.predict_many([Arch.from_dict(json.loads(a), toy)
-                                                                           for a in df["arch"]]))
+    assert df["predicted_ms"].to_numpy() == pytest.approx(
+        p90.predict_many([Arch.from_dict(json.loads(a), toy) for a in df["arch"]])
+    )
 
 
 def test_table_profiled_before_tail_statistics_gets_their_calibration_only(toy, toy_table, tmp_path):
@@ -294,13 +325,16 @@ def _set_cell(path: Path, row: int, column: str, value: str) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-@pytest.mark.parametrize("damage, reason", [
-    (lambda p: p.write_text("not,a\ncsv table"), "missing column"),
-    (lambda p: _set_cell(p, row=1, column="p50_ms", value="oops"), "non-numeric"),
-    (lambda p: p.write_bytes(b"\xff\xfe\x00garbage"), "corrupted"),
-    (lambda p: p.with_suffix(".json").write_text("{"), "sidecar"),
-    (lambda p: p.with_suffix(".json").unlink(), "no sidecar"),
-])
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (lambda p: p.write_text("not,a\ncsv table"), "missing column"),
+        (lambda p: _set_cell(p, row=1, column="p50_ms", value="oops"), "non-numeric"),
+        (lambda p: p.write_bytes(b"\xff\xfe\x00garbage"), "corrupted"),
+        (lambda p: p.with_suffix(".json").write_text("{"), "sidecar"),
+        (lambda p: p.with_suffix(".json").unlink(), "no sidecar"),
+    ],
+)
 def test_corrupted_tables_are_clear_errors(toy_table, tmp_path, damage, reason):
     path = tmp_path / "t.csv"
     shutil.copy(toy_table, path)
@@ -325,9 +359,11 @@ def test_setup_differences_name_the_table_and_this_machine(toy_table):
     table = LatencyTable.load(toy_table)
     here = {**table.fingerprint, "backend_version": "9.9.9", "cpu_id": None}
     table.fingerprint.pop("cpu_isa")
-    assert table.setup_differences(here) == [f"backend_version: table {table.fingerprint['backend_version']!r}, here "
-                                             f"'9.9.9'", f"cpu_id: table {table.fingerprint['cpu_id']!r}, here not recorded",
-                                             f"cpu_isa: table not recorded, here {here['cpu_isa']!r}"]
+    assert table.setup_differences(here) == [
+        f"backend_version: table {table.fingerprint['backend_version']!r}, here '9.9.9'",
+        f"cpu_id: table {table.fingerprint['cpu_id']!r}, here not recorded",
+        f"cpu_isa: table not recorded, here {here['cpu_isa']!r}",
+    ]
 
 
 # ---- validation -------------------------------------------------------------------------------------
@@ -361,17 +397,30 @@ def test_validate_table_measures_in_separate_processes(toy, toy_table, tmp_path,
         return real_run(args, **kwargs)
 
     monkeypatch.setattr(measure_mod.subprocess, "run", spy)
-    report = validate_table(toy, LatencyTable.load(toy_table), n=4, seed=3, out=tmp_path / "val", protocol=QUICK,
-                            processes=2, progress=False)
+    report = validate_table(
+        toy,
+        LatencyTable.load(toy_table),
+        n=4,
+        seed=3,
+        out=tmp_path / "val",
+        protocol=QUICK,
+        processes=2,
+        progress=False,
+    )
     jobs = [str(tmp_path / "val" / "work" / f"process{i}.job.json") for i in (1, 2)]
     assert [c[1:4] for c in calls] == [["-m", "hwnas.latency.measure", job] for job in jobs]
     assert report["n"] == 4 and report["processes"] == 2
-    assert len(report["calibrated"]) == len(report["uncalibrated_sum"]) == 2 and len(report["floor_process_vs_process"]) == 1
+    assert (
+        len(report["calibrated"]) == len(report["uncalibrated_sum"]) == 2
+        and len(report["floor_process_vs_process"]) == 1
+    )
     df = pd.read_csv(report["csv"])
     assert len(df) == 4 and (df[["process1_ms", "process2_ms"]] > 0).all().all()
     # each process's measurement is compared on its own, not their mean
     assert report["calibrated"][0] == agreement(df["predicted_ms"].to_numpy(), df["process1_ms"].to_numpy())
-    assert report["floor_process_vs_process"][0] == agreement(df["process2_ms"].to_numpy(), df["process1_ms"].to_numpy())
+    assert report["floor_process_vs_process"][0] == agreement(
+        df["process2_ms"].to_numpy(), df["process1_ms"].to_numpy()
+    )
     assert Path(report["plot"]).read_bytes()[:4] == b"\x89PNG"
     assert json.loads(Path(report["json"]).read_text())["n"] == 4
     assert not (tmp_path / "val" / "work").exists()
@@ -389,20 +438,38 @@ def test_validate_refuses_a_setup_this_machine_cannot_run(toy, toy_table, tmp_pa
 # ---- device-side bundles ---------------------------------------------------------------------------
 def test_bundle_measured_without_torch_imports_as_a_table(toy, toy_yaml, tmp_path):
     bundle = tmp_path / "bundle"
-    result = hwnas("profile", "--device", "cpu-target", "--space", str(toy_yaml), "--export-blocks", str(bundle),
-                   "--calibration-archs", "3", "--json")
+    result = hwnas(
+        "profile",
+        "--device",
+        "cpu-target",
+        "--space",
+        str(toy_yaml),
+        "--export-blocks",
+        str(bundle),
+        "--calibration-archs",
+        "3",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["next"][0].startswith("python profilers/ort_profile.py")
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert len([m for m in manifest["models"] if m["kind"] == "block"]) == len(toy.block_configs())
     # the device-side script, with torch and hwnas made unimportable
     script = ROOT / "profilers" / "ort_profile.py"
-    code = ("import runpy, sys; sys.modules['torch'] = None; sys.modules['hwnas'] = None; "
-            f"sys.path.insert(0, {str(script.parent)!r}); "  # as `python profilers/ort_profile.py` would
-            f"sys.argv = ['ort_profile.py', {str(bundle)!r}, '--device', 'cpu-target', '--rounds', '2', '--group-size', '4']; "
-            f"runpy.run_path({str(script)!r}, run_name='__main__')")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""})
+    code = (
+        "import runpy, sys; sys.modules['torch'] = None; sys.modules['hwnas'] = None; "
+        f"sys.path.insert(0, {str(script.parent)!r}); "  # as `python profilers/ort_profile.py` would
+        f"sys.argv = ['ort_profile.py', {str(bundle)!r}, '--device', 'cpu-target', '--rounds', '2', '--group-size', '4']; "
+        f"runpy.run_path({str(script)!r}, run_name='__main__')"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": ""},
+    )
     assert run.returncode == 0, run.stderr
     assert "hwnas import-table" in run.stdout
     imported = hwnas("import-table", str(bundle), "--out", str(tmp_path / "dev.csv"))
@@ -429,9 +496,17 @@ def test_trt_profiler_without_tensorrt_fails_in_one_line(tmp_path):
     except ImportError:
         pass
     (tmp_path / "manifest.json").write_text(json.dumps({"version": 1, "models": []}))
-    run = subprocess.run([sys.executable, str(ROOT / "profilers" / "trt_profile.py"), str(tmp_path)],
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode == 2 and run.stderr.strip() == "trt_profile: error: tensorrt is not installed; pip install tensorrt (or use an NGC container)"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "profilers" / "trt_profile.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (
+        run.returncode == 2
+        and run.stderr.strip()
+        == "trt_profile: error: tensorrt is not installed; pip install tensorrt (or use an NGC container)"
+    )
 
 
 def test_stats_of_rounds():
@@ -458,8 +533,9 @@ def test_protocols_recorded_before_the_round_filter_keep_every_round():
     assert Protocol.from_dict(recorded).round_tolerance is None
     assert Protocol.from_dict(Protocol().to_dict()) == Protocol()
     # a spot check's shorter protocol computes the statistic the table's rows hold
-    old_table = LatencyTable.empty({"device": "cpu", "backend": "onnxruntime", "precision": "fp32", "batch_size": 1,
-                                    "protocol": recorded})
+    old_table = LatencyTable.empty(
+        {"device": "cpu", "backend": "onnxruntime", "precision": "fp32", "batch_size": 1, "protocol": recorded}
+    )
     brief = table_settings(old_table, Protocol.brief()).protocol
     assert brief.round_tolerance is None and brief.rounds == Protocol.brief().rounds
     assert table_settings(old_table).protocol == Protocol.from_dict(recorded)
@@ -493,7 +569,17 @@ def test_tensorrt_backend(toy, tmp_path):
 def test_cli_predict(toy, toy_yaml, toy_table, tmp_path):
     arch = toy.largest()
     arch.to_json(tmp_path / "arch.json")
-    args = ["predict", "--arch", str(tmp_path / "arch.json"), "--device", "cpu", "--table", str(toy_table), "--space", str(toy_yaml)]
+    args = [
+        "predict",
+        "--arch",
+        str(tmp_path / "arch.json"),
+        "--device",
+        "cpu",
+        "--table",
+        str(toy_table),
+        "--space",
+        str(toy_yaml),
+    ]
     result = hwnas(*args, "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
@@ -503,21 +589,29 @@ def test_cli_predict(toy, toy_yaml, toy_table, tmp_path):
     assert "predicted latency" in text.stdout and arch.blocks()[1].key in text.stdout
 
 
-@pytest.mark.parametrize("args, fragments", [
-    (["profile", "--device", "foo", "--space", "autoformer-digits"], ["unknown device label 'foo'"]),
-    (["profile", "--device", "cpu", "--space", "nope"], ["nope"]),
-    (["profile", "--device", "cpu", "--space", "autoformer-digits", "--threads", "0"], ["--threads", "0"]),
-    (["profile", "--device", "cpu", "--space", "autoformer-digits", "--precision", "fp16"], ["fp32 only"]),
-    (["validate-table", "--device", "cpu", "--space", "autoformer-digits", "--table", "missing.csv"], ["does not exist"]),
-])
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["profile", "--device", "foo", "--space", "autoformer-digits"], ["unknown device label 'foo'"]),
+        (["profile", "--device", "cpu", "--space", "nope"], ["nope"]),
+        (["profile", "--device", "cpu", "--space", "autoformer-digits", "--threads", "0"], ["--threads", "0"]),
+        (["profile", "--device", "cpu", "--space", "autoformer-digits", "--precision", "fp16"], ["fp32 only"]),
+        (
+            ["validate-table", "--device", "cpu", "--space", "autoformer-digits", "--table", "missing.csv"],
+            ["does not exist"],
+        ),
+    ],
+)
 def test_cli_bad_input_is_one_line(args, fragments, tmp_path):
     assert_one_line_error(hwnas(*args, cwd=tmp_path), *fragments)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
 def test_cli_gpu_label_here_is_refused(tmp_path):
-    assert_one_line_error(hwnas("profile", "--device", "a100", "--space", "autoformer-digits", "--backend", "torch",
-                                cwd=tmp_path), "no CUDA GPU")
+    assert_one_line_error(
+        hwnas("profile", "--device", "a100", "--space", "autoformer-digits", "--backend", "torch", cwd=tmp_path),
+        "no CUDA GPU",
+    )
 
 
 def test_cli_missing_table(tmp_path):

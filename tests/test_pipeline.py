@@ -24,17 +24,20 @@ from hwnas.deploy.exporter import latency_gate
 from hwnas.latency.table import SHIPPED_DIR, Calibration, LatencyTable
 from hwnas.profilers.protocol import Protocol
 from hwnas.spaces import get_space
-from tests.helpers import assert_one_line_error, hwnas as run_cli, hwnas_in_process
+from tests.helpers import assert_one_line_error, hwnas_in_process
+from tests.helpers import hwnas as run_cli
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SHORT = ["--epochs", "1", "--population", "4", "--generations", "2"]
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> tuple[Path, dict]:
+def demo(tmp_path_factory, installed_wheel) -> tuple[Path, dict]:
+    """A short demo run by a wheel install of hwnas, from a folder outside the checkout."""
     home = tmp_path_factory.mktemp("user")
-    result = run_cli("demo", "--out", "demo_out", *SHORT, "--json", cwd=home)
+    result = installed_wheel.hwnas("demo", "--out", "demo_out", *SHORT, "--json", cwd=home)
     assert result.returncode == 0, result.stderr
+    assert not list(installed_wheel.site.rglob("*.local.json")), "a local calibration went into site-packages"
     return home, json.loads(result.stdout)
 
 
@@ -63,13 +66,20 @@ def test_demo_runs_every_stage_and_reports(demo):
     assert measured["file"] == "model.onnx" and measured["comparable"] and measured["latency_ms"] > 0
     assert measured["vs_predicted_pct"] == pytest.approx(100 * (measured["latency_ms"] / searched["predicted_ms"] - 1))
     assert {k: measured["setup"][k] for k in ("backend", "precision", "batch_size", "threads")} == {
-        "backend": "onnxruntime", "precision": "fp32", "batch_size": 1, "threads": 1}
-    assert Protocol.from_dict(measured["setup"]["protocol"]) == \
-        Protocol.from_dict(manifest["latency"]["predicted"]["fingerprint"]["protocol"])
+        "backend": "onnxruntime",
+        "precision": "fp32",
+        "batch_size": 1,
+        "threads": 1,
+    }
+    assert Protocol.from_dict(measured["setup"]["protocol"]) == Protocol.from_dict(
+        manifest["latency"]["predicted"]["fingerprint"]["protocol"]
+    )
     assert report["calibration"]["used"] == manifest["latency"]["predicted"]["calibration"]
     # the export ships the fine-tuned winner, scored by the fine-tuning and by the export on the same images
     assert manifest["weights"] == "fine-tuned"
-    assert manifest["accuracy_top1"] == pytest.approx({"search_val": searched["search_val_top1"], "test": searched["test_top1"]})
+    assert manifest["accuracy_top1"] == pytest.approx(
+        {"search_val": searched["search_val_top1"], "test": searched["test_top1"]}
+    )
     assert "tensorrt" in manifest["skipped"] or "tensorrt" in manifest["checks"]
 
 
@@ -88,11 +98,13 @@ def test_every_artifact_loads_and_agrees_with_pytorch(demo):
     assert manifest["params"] <= check["stored_weights"] <= 1.01 * manifest["params"]  # the subnet only
     np.save(folder / "x.npy", x[:1].numpy())
     np.save(folder / "y.npy", expected[:1])
-    script = ("import sys; sys.modules['hwnas'] = None\n"  # torch.export.load must not need hwnas
-              "import numpy as np, torch\n"
-              f"m = torch.export.load({str(folder / 'model.pt2')!r}).module()\n"
-              f"y = m(torch.from_numpy(np.load({str(folder / 'x.npy')!r}))).detach().numpy()\n"
-              f"print(float(np.abs(y - np.load({str(folder / 'y.npy')!r})).max()))\n")
+    script = (
+        "import sys; sys.modules['hwnas'] = None\n"  # torch.export.load must not need hwnas
+        "import numpy as np, torch\n"
+        f"m = torch.export.load({str(folder / 'model.pt2')!r}).module()\n"
+        f"y = m(torch.from_numpy(np.load({str(folder / 'x.npy')!r}))).detach().numpy()\n"
+        f"print(float(np.abs(y - np.load({str(folder / 'y.npy')!r})).max()))\n"
+    )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=folder)
     assert result.returncode == 0, result.stderr
     assert float(result.stdout) <= 1e-5
@@ -147,16 +159,39 @@ def test_export_refusals_are_one_line(demo, tmp_path):
     cases = [
         (base + ["--arch", str(tiny), "--out", str(tmp_path / "a")], ["from space 'autoformer-tiny'"]),
         (base + ["--arch", best, "--out", str(blocker / "sub")], ["cannot write to", "writable --out"]),
-        (base + ["--arch", best, "--out", str(tmp_path / "b"), "--formats", "onnx,tflite"], ["unknown format 'tflite'"]),
+        (
+            base + ["--arch", best, "--out", str(tmp_path / "b"), "--formats", "onnx,tflite"],
+            ["unknown format 'tflite'"],
+        ),
         (["export", "--run", str(tmp_path), "--arch", best, "--out", str(tmp_path / "c")], ["is not a training run"]),
-        (base + ["--arch", best, "--out", str(tmp_path / "e"), "--max-latency-error", "10"],
-         ["--max-latency-error needs the model timed here", "--no-measure"]),
-        (["export", "--run", run, "--arch", best, "--out", str(tmp_path / "f"), "--max-latency-error", "10",
-          "--batch-size", "2"], ["--max-latency-error compares with", "export with --batch-size 1 --precision fp32"]),
+        (
+            base + ["--arch", best, "--out", str(tmp_path / "e"), "--max-latency-error", "10"],
+            ["--max-latency-error needs the model timed here", "--no-measure"],
+        ),
+        (
+            [
+                "export",
+                "--run",
+                run,
+                "--arch",
+                best,
+                "--out",
+                str(tmp_path / "f"),
+                "--max-latency-error",
+                "10",
+                "--batch-size",
+                "2",
+            ],
+            ["--max-latency-error compares with", "export with --batch-size 1 --precision fp32"],
+        ),
     ]
     if tensorrt_unavailable():
-        cases.append((base + ["--arch", best, "--out", str(tmp_path / "d"), "--formats", "onnx,tensorrt"],
-                      ["tensorrt was requested but", "drop it from --formats"]))
+        cases.append(
+            (
+                base + ["--arch", best, "--out", str(tmp_path / "d"), "--formats", "onnx,tensorrt"],
+                ["tensorrt was requested but", "drop it from --formats"],
+            )
+        )
     for args, fragments in cases:
         assert_one_line_error(hwnas_in_process(*args), *fragments)
 
@@ -168,12 +203,26 @@ def test_latency_gate_exits_1_and_keeps_the_artifacts_when_measured_is_over_the_
     c = table.calibration(space)
     table.set_calibration(space, Calibration(c.a / 10, c.b / 10, c.n))  # predicts 10x too fast
     table.save(tmp_path / "optimistic.csv")
-    base = ["export", "--run", str(home / "demo_out/run"), "--arch", str(home / report["search"]), "--formats", "onnx",
-            "--table", str(tmp_path / "optimistic.csv"), "--drift", "ignore", "--json"]
+    base = [
+        "export",
+        "--run",
+        str(home / "demo_out/run"),
+        "--arch",
+        str(home / report["search"]),
+        "--formats",
+        "onnx",
+        "--table",
+        str(tmp_path / "optimistic.csv"),
+        "--drift",
+        "ignore",
+        "--json",
+    ]
     failed = run_cli(*base, "--out", str(tmp_path / "over"), "--max-latency-error", "10")
     assert failed.returncode == 1, failed.stderr
     gate = json.loads(failed.stdout)["gate"]
-    assert not gate["passed"] and gate["measured_vs_predicted_pct"] > 100 and "more than the 10% allowed" in gate["reason"]
+    assert (
+        not gate["passed"] and gate["measured_vs_predicted_pct"] > 100 and "more than the 10% allowed" in gate["reason"]
+    )
     assert (tmp_path / "over/model.onnx").is_file()
     assert json.loads((tmp_path / "over/manifest.json").read_text())["gate"] == gate
     assert latency_gate({"latency_ms": 1.05, "vs_predicted_pct": 5.0}, 10)["passed"]  # faster or within: passes
@@ -184,8 +233,15 @@ def test_latency_gate_exits_1_and_keeps_the_artifacts_when_measured_is_over_the_
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_tensorrt_engine_runs_and_agrees_with_pytorch(demo, tmp_path, precision):
     home, report = demo
-    manifest = export(home / "demo_out/run", home / report["search"], tmp_path / precision, formats="onnx,tensorrt",
-                      precision=precision, measure=False, progress=False)
+    manifest = export(
+        home / "demo_out/run",
+        home / report["search"],
+        tmp_path / precision,
+        formats="onnx,tensorrt",
+        precision=precision,
+        measure=False,
+        progress=False,
+    )
     check = manifest["checks"]["tensorrt"]
     assert 0 <= check["max_abs_diff"] <= check["tolerance"] and check["io_tensors"] == 2
 
@@ -209,8 +265,15 @@ def test_failed_export_leaves_earlier_artifacts_intact(demo, tmp_path, monkeypat
 
 def test_fp16_export_runs_in_half_precision(demo, tmp_path):
     home, report = demo
-    manifest = export(home / "demo_out/run", home / report["search"], tmp_path / "half", formats="onnx,pt2",
-                      precision="fp16", measure=False, progress=False)
+    manifest = export(
+        home / "demo_out/run",
+        home / report["search"],
+        tmp_path / "half",
+        formats="onnx,pt2",
+        precision="fp16",
+        measure=False,
+        progress=False,
+    )
     assert manifest["precision"] == "fp16" and set(manifest["checks"]) == {"onnx", "pt2"}
     assert all(0 < c["max_abs_diff"] <= 2e-2 for c in manifest["checks"].values())  # half, not silently fp32
     session = ort.InferenceSession(str(tmp_path / "half" / "model.onnx"), providers=["CPUExecutionProvider"])
@@ -219,8 +282,15 @@ def test_fp16_export_runs_in_half_precision(demo, tmp_path):
 
 def test_export_times_what_it_wrote_at_its_precision_and_batch(demo, tmp_path):
     home, report = demo
-    manifest = export(home / "demo_out/run", home / report["search"], tmp_path / "half", formats="onnx",
-                      precision="fp16", batch_size=2, progress=False)
+    manifest = export(
+        home / "demo_out/run",
+        home / report["search"],
+        tmp_path / "half",
+        formats="onnx",
+        precision="fp16",
+        batch_size=2,
+        progress=False,
+    )
     measured = manifest["latency"]["measured"]
     assert measured["file"] == "model.onnx" and measured["latency_ms"] > 0
     assert (measured["setup"]["precision"], measured["setup"]["batch_size"]) == ("fp16", 2)
@@ -238,8 +308,30 @@ def test_export_on_a_machine_that_cannot_run_the_table_skips_timing_at_once(demo
         raise AssertionError("a setup this machine cannot run must not be timed")
 
     monkeypatch.setattr(exporter_mod, "measure_model", never)
-    manifest = export(home / "demo_out/run", home / report["search"], tmp_path / "out", formats="onnx",
-                      device="cpu-graviton3", table=tmp_path / "graviton.csv", progress=False)
+    manifest = export(
+        home / "demo_out/run",
+        home / report["search"],
+        tmp_path / "out",
+        formats="onnx",
+        device="cpu-graviton3",
+        table=tmp_path / "graviton.csv",
+        progress=False,
+    )
     latency = manifest["latency"]
     assert latency["predicted"]["device"] == "cpu-graviton3" and latency["measured"] is None
     assert "cannot run the setup" in latency["not_measured"] and "Neoverse-V1" in latency["not_measured"]
+
+
+def test_show_summarises_every_demo_folder(demo):
+    from tests.test_show import check_export, check_finetune, check_run, check_search
+
+    home, _ = demo
+    check_run(home / "demo_out/run")
+    check_search(home / "demo_out/search")
+    check_finetune(home / "demo_out/finetune")
+    check_export(home / "demo_out/export")
+    shown = hwnas_in_process("show", str(home / "demo_out/search"), "--json")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["kind"] == "search"
+    assert_one_line_error(
+        hwnas_in_process("show", str(home / "demo_out")), "is not an hwnas output folder", "run/ (training run)"
+    )

@@ -17,7 +17,9 @@ def test_readme_opens_with_the_two_commands_and_stays_short():
     assert len(text.splitlines()) <= 250
     first_block = re.search(r"```bash\n(.*?)```", text, flags=re.S)
     assert first_block and [line.split()[:2] for line in first_block.group(1).strip().splitlines()] == [
-        ["make", "demo"], ["make", "test"]]
+        ["make", "demo"],
+        ["make", "test"],
+    ]
     assert len(re.findall(r"```python\n", text)) == 1, "the README has one Python block (run in test_pipeline)"
 
 

@@ -18,8 +18,8 @@ from safetensors.torch import load_file
 import hwnas
 import hwnas.families.resnas.supernet as resnas_supernet
 from hwnas.cost import count_flops
-from hwnas.errors import ArchError, HwnasError, SpaceError
 from hwnas.deploy import export
+from hwnas.errors import ArchError, HwnasError, SpaceError
 from hwnas.families.resnas.model import ResNASNet, SpatialReduction
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.profile import ProfileSettings, profile_space
@@ -29,17 +29,34 @@ from hwnas.spaces import get_space
 from hwnas.supernet import build_supernet
 from hwnas.training import TrainConfig, TrainedRun, train
 from hwnas.training.checkpoint import WEIGHTS
-from tests.helpers import assert_one_line_error, hwnas as run_cli, train_killed_after_first_epoch
+from tests.helpers import assert_one_line_error, train_killed_after_first_epoch
+from tests.helpers import hwnas as run_cli
 
 QUICK = Protocol(warmup_runs=3, warmup_s=0.01, rounds=2, round_s=0.01, group_size=3)
 
 
 def small_yaml(folder: Path, **extra) -> Path:
     """A two-stage space small enough to enumerate (16 px, patch 4: 4x4 then 2x2 tokens)."""
-    spec = {"family": "resnas", "img_size": 16, "patch_size": 4, "in_chans": 3, "num_classes": 10,
-            "blocks": [2, 1], "skippable": [1], "head_dim": [8, 8], "stem": "patch",
-            "choices": {"embed_dim_1": [16, 24], "attn_dim_1": [8, 16], "mlp_hidden_1": [16],
-                        "embed_dim_2": [16, 32], "attn_dim_2": [16], "mlp_hidden_2": [32, 48]}, **extra}
+    spec = {
+        "family": "resnas",
+        "img_size": 16,
+        "patch_size": 4,
+        "in_chans": 3,
+        "num_classes": 10,
+        "blocks": [2, 1],
+        "skippable": [1],
+        "head_dim": [8, 8],
+        "stem": "patch",
+        "choices": {
+            "embed_dim_1": [16, 24],
+            "attn_dim_1": [8, 16],
+            "mlp_hidden_1": [16],
+            "embed_dim_2": [16, 32],
+            "attn_dim_2": [16],
+            "mlp_hidden_2": [32, 48],
+        },
+        **extra,
+    }
     path = folder / "resnas-small-test.yaml"
     path.write_text(json.dumps(spec))
     return path
@@ -94,8 +111,17 @@ def test_bad_archs_and_spaces_name_the_field(digits, tmp_path):
         arch.replace(attn_dim_2=[48, 48, 48, 48])
     with pytest.raises(ArchError, match=r"slot 0 of stage 1 cannot be skipped; skippable slots: 1"):
         digits.with_stages([(48, [None, (32, 96)]), (96, [(48, 128)] * 3), (96, [(64, 192)] * 2)])
-    bad = small_yaml(tmp_path, choices={"embed_dim_1": [16], "attn_dim_1": [12], "mlp_hidden_1": [16],
-                                        "embed_dim_2": [16], "attn_dim_2": [16], "mlp_hidden_2": [32]})
+    bad = small_yaml(
+        tmp_path,
+        choices={
+            "embed_dim_1": [16],
+            "attn_dim_1": [12],
+            "mlp_hidden_1": [16],
+            "embed_dim_2": [16],
+            "attn_dim_2": [16],
+            "mlp_hidden_2": [32],
+        },
+    )
     with pytest.raises(SpaceError, match="attn_dim_1 = 12 is not a multiple of the stage's head_dim 8"):
         get_space(bad)
     arch_file = tmp_path / "shrinks.json"
@@ -153,11 +179,13 @@ def test_searched_tiny_counts_what_the_released_code_counts():
     the paper reports ~1.8 G ("slightly higher MACs than DeiT-Ti"). Its parameters counted from the released
     modules, without the training-only patch-mixup head: 40.79 M."""
     tiny = get_space("resnas-tiny")
-    arch = tiny.with_stages([
-        (176, [(96, 704), (96, 576), (96, 640), (128, 576), (128, 704), None]),
-        (352, [(480, 1408), (384, 1408), (384, 1280), (384, 1408), (480, 1280), (480, 1024)]),
-        (704, [(640, 2560), (640, 1792), (640, 2816), (512, 2816), (512, 2560), None]),
-    ])
+    arch = tiny.with_stages(
+        [
+            (176, [(96, 704), (96, 576), (96, 640), (128, 576), (128, 704), None]),
+            (352, [(480, 1408), (384, 1408), (384, 1280), (384, 1408), (480, 1280), (480, 1024)]),
+            (704, [(640, 2560), (640, 1792), (640, 2816), (512, 2816), (512, 2560), None]),
+        ]
+    )
     assert arch.macs() == 1_782_630_272
     assert abs(arch.params() / 40.79e6 - 1) < 0.02
     model = hwnas.build_model(arch)
@@ -182,8 +210,8 @@ def test_masked_forward_and_gradients_equal_separate_subnets(digits, supernet, m
     masked = {n: p.grad.clone() for n, p in supernet.named_parameters() if p.grad is not None}
     assert seen and all(not (out * (1 - mask)).any() for out, mask in seen)  # outside a width: exactly zero
     supernet.zero_grad()
-    logits = [supernet(x[2 * j:2 * j + 2], a) for j, a in enumerate(archs)]
-    sum(F.cross_entropy(out, y[2 * j:2 * j + 2], reduction="sum") for j, out in enumerate(logits)).backward()
+    logits = [supernet(x[2 * j : 2 * j + 2], a) for j, a in enumerate(archs)]
+    sum(F.cross_entropy(out, y[2 * j : 2 * j + 2], reduction="sum") for j, out in enumerate(logits)).backward()
     separate = {n: p.grad.clone() for n, p in supernet.named_parameters() if p.grad is not None}
     with torch.no_grad():
         assert (supernet.forward_multi(x, archs) - torch.cat(logits)).abs().max() <= 1e-5
@@ -196,12 +224,26 @@ def test_masked_forward_and_gradients_equal_separate_subnets(digits, supernet, m
 def test_multi_refuses_uneven_batches_and_families_without_masks(toy_yaml, tmp_path):
     with pytest.raises(HwnasError, match="--batch-size 30 is not a multiple of --archs-per-batch 4"):
         TrainConfig(space="resnas-digits", sampling="multi", archs_per_batch=4, batch_size=30).with_defaults(
-            get_space("resnas-digits"))
+            get_space("resnas-digits")
+        )
     with pytest.raises(HwnasError, match="--sampling multi needs per-example channel masks, which the autoformer"):
         TrainConfig(space=str(toy_yaml), sampling="multi").with_defaults(get_space(toy_yaml))
-    assert_one_line_error(run_cli("train", "--space", "resnas-digits", "--sampling", "multi", "--archs-per-batch", "3",
-                                  "--batch-size", "32", "--out", str(tmp_path / "unused")),
-                          "not a multiple of --archs-per-batch 3")
+    assert_one_line_error(
+        run_cli(
+            "train",
+            "--space",
+            "resnas-digits",
+            "--sampling",
+            "multi",
+            "--archs-per-batch",
+            "3",
+            "--batch-size",
+            "32",
+            "--out",
+            str(tmp_path / "unused"),
+        ),
+        "not a multiple of --archs-per-batch 3",
+    )
     assert not (tmp_path / "unused").exists()  # bad input leaves no folder behind
 
 
@@ -214,8 +256,9 @@ def small(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def table(small, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("resnas-table") / "cpu.csv"
-    profile_space(get_space(small), ProfileSettings(device="cpu", calibration_archs=2, protocol=QUICK), path,
-                  progress=False)
+    profile_space(
+        get_space(small), ProfileSettings(device="cpu", calibration_archs=2, protocol=QUICK), path, progress=False
+    )
     return path
 
 
@@ -236,8 +279,9 @@ def test_profile_predict_and_exact_feasibility(small, table):
 def test_multi_trains_resumes_searches_and_exports(small, table, tmp_path, monkeypatch):
     space = get_space(small)
     run = tmp_path / "run"
-    config = TrainConfig(space=str(small), data="synthetic", epochs=2, batch_size=16, sampling="multi",
-                         archs_per_batch=4)
+    config = TrainConfig(
+        space=str(small), data="synthetic", epochs=2, batch_size=16, sampling="multi", archs_per_batch=4
+    )
     report = train(config, run, progress=False)
     assert report["final"]["epoch"] == 2 and report["config"]["archs_per_batch"] == 4
     trained = TrainedRun(run)
@@ -249,11 +293,26 @@ def test_multi_trains_resumes_searches_and_exports(small, table, tmp_path, monke
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
     predictor = LatencyPredictor(LatencyTable.load(table), space)
     budget = float(np.median(predictor.predict_many([space.sample(i) for i in range(20)])))
-    result = hwnas.search(run, latency_ms=budget, device="cpu", table=table, population=6, generations=2, parents=3,
-                          out=tmp_path / "search", progress=False)
+    result = hwnas.search(
+        run,
+        latency_ms=budget,
+        device="cpu",
+        table=table,
+        population=6,
+        generations=2,
+        parents=3,
+        out=tmp_path / "search",
+        progress=False,
+    )
     assert result.report["predicted_latency"]["latency_ms"] <= budget
-    manifest = export(run, tmp_path / "search" / "best.json", tmp_path / "export", formats="onnx,pt2,safetensors",
-                      table=table, progress=False)
+    manifest = export(
+        run,
+        tmp_path / "search" / "best.json",
+        tmp_path / "export",
+        formats="onnx,pt2,safetensors",
+        table=table,
+        progress=False,
+    )
     assert manifest["params"] == result.best.params()
     model = hwnas.load_model(tmp_path / "export")
     assert isinstance(model, ResNASNet)
@@ -266,13 +325,33 @@ def test_multi_trains_resumes_searches_and_exports(small, table, tmp_path, monke
 
 def test_demo_runs_on_a_resnas_space(small, table, tmp_path):
     env = {**os.environ, "HWNAS_TABLES": str(table.parent)}  # the table profiled above covers the space
-    result = run_cli("demo", "--space", str(small), "--out", "demo_out", "--epochs", "1", "--population", "4",
-                     "--generations", "2", "--json", cwd=tmp_path, env=env)
+    result = run_cli(
+        "demo",
+        "--space",
+        str(small),
+        "--out",
+        "demo_out",
+        "--epochs",
+        "1",
+        "--population",
+        "4",
+        "--generations",
+        "2",
+        "--json",
+        cwd=tmp_path,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     names = [r["name"] for r in report["rows"]]
-    assert report["space"] == "resnas-small-test" and names == ["searched, inherited", "searched, fine-tuned",
-                                                                 "hand-designed uniform"]
+    assert report["space"] == "resnas-small-test" and names == [
+        "searched, inherited",
+        "searched, fine-tuned",
+        "hand-designed uniform",
+    ]
     assert report["rows"][1]["measured_ms"] > 0 and report["rows"][1]["predicted_ms"] <= report["budget_ms"]
-    assert_one_line_error(run_cli("demo", "--space", "resnas-tiny", "--out", "x", cwd=tmp_path),
-                          "has 1000; pick a digits space", "resnas-digits")
+    assert_one_line_error(
+        run_cli("demo", "--space", "resnas-tiny", "--out", "x", cwd=tmp_path),
+        "has 1000; pick a digits space",
+        "resnas-digits",
+    )

@@ -19,14 +19,15 @@ from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.profile import ProfileSettings, profile_space
 from hwnas.latency.table import SHIPPED_DIR, Calibration, LatencyTable, TableError, find_table
 from hwnas.profilers.protocol import Protocol
+from hwnas.spaces import get_space
 from hwnas.subnet_search import Budget, BudgetError, Constraints, Costs, EvolutionSettings, SearchState, check_feasible
 from hwnas.subnet_search.evolution import Evolution
 from hwnas.subnet_search.nsga2 import NSGA2Search
 from hwnas.subnet_search.operators import Operators
-from hwnas.spaces import get_space
 from hwnas.training import TrainConfig, TrainedRun, train
 from hwnas.training.evaluate import Score
-from tests.helpers import assert_one_line_error, hwnas as run_cli, hwnas_in_process, toy_space_yaml
+from tests.helpers import assert_one_line_error, hwnas_in_process, toy_space_yaml
+from tests.helpers import hwnas as run_cli
 
 QUICK = Protocol(warmup_runs=3, warmup_s=0.01, rounds=2, round_s=0.01, group_size=3)
 SMALL = dict(population=6, generations=4, parents=3)
@@ -46,8 +47,11 @@ def toy(toy_yaml):
 @pytest.fixture(scope="module")
 def run_dir(toy_yaml, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "run"
-    train(TrainConfig(space=str(toy_yaml), data="synthetic", epochs=3, batch_size=16, lr=2e-3, warmup_epochs=1), out,
-          progress=False)
+    train(
+        TrainConfig(space=str(toy_yaml), data="synthetic", epochs=3, batch_size=16, lr=2e-3, warmup_epochs=1),
+        out,
+        progress=False,
+    )
     return out
 
 
@@ -70,16 +74,27 @@ def predicted_ms(toy, table):
 def all_archs(space):
     c = space.spec.choices
     layers = list(itertools.product(c["num_heads"], c["mlp_ratio"]))
-    return [space.with_layers(d, combo) for d in c["embed_dim"] for k in c["depth"]
-            for combo in itertools.product(layers, repeat=k)]
+    return [
+        space.with_layers(d, combo)
+        for d in c["embed_dim"]
+        for k in c["depth"]
+        for combo in itertools.product(layers, repeat=k)
+    ]
 
 
 def engine(space, budget: Budget, fitness=lambda a: float(a.params()), **settings) -> Evolution:
     """An evolution over `space` scored by an arch-computed objective (no supernet)."""
     costs = Costs(space)
     constraints = Constraints(budget, costs)
-    return Evolution(space, EvolutionSettings(**settings), constraints, costs, check_feasible(constraints).anchor,
-                     lambda archs: [Score(fitness(a), 0.0) for a in archs], SearchState())
+    return Evolution(
+        space,
+        EvolutionSettings(**settings),
+        constraints,
+        costs,
+        check_feasible(constraints).anchor,
+        lambda archs: [Score(fitness(a), 0.0) for a in archs],
+        SearchState(),
+    )
 
 
 # ---- feasibility and constraints ----------------------------------------------------------------------
@@ -94,8 +109,17 @@ def test_cheapest_and_costliest_arch_are_exact(toy, table):
 
 
 def test_vitas_cheapest_arch_is_exact(tmp_path):
-    spec = {"family": "vitas", "img_size": 16, "patch_size": 4, "in_chans": 3, "num_classes": 10, "head_dim": 8,
-            "layers": 3, "min_layers": 1, "choices": {"embed_dim": [8, 16], "num_heads": [1, 2], "mlp_ratio": [1.0, 2.0]}}
+    spec = {
+        "family": "vitas",
+        "img_size": 16,
+        "patch_size": 4,
+        "in_chans": 3,
+        "num_classes": 10,
+        "head_dim": 8,
+        "layers": 3,
+        "min_layers": 1,
+        "choices": {"embed_dim": [8, 16], "num_heads": [1, 2], "mlp_ratio": [1.0, 2.0]},
+    }
     (tmp_path / "v.yaml").write_text(json.dumps(spec))
     space = get_space(tmp_path / "v.yaml")
     rng = random.Random(0)
@@ -107,14 +131,26 @@ def test_vitas_cheapest_arch_is_exact(tmp_path):
 
 
 def frame_archs(space) -> set[str]:
-    return {frame.build(picks).digest for frame in space.frames()
-            for picks in itertools.product(*(range(len(slot)) for slot in frame.slots))}
+    return {
+        frame.build(picks).digest
+        for frame in space.frames()
+        for picks in itertools.product(*(range(len(slot)) for slot in frame.slots))
+    }
 
 
 def test_frames_hold_every_arch_once_with_its_blocks(toy, tmp_path):
     assert frame_archs(toy) == {a.digest for a in all_archs(toy)}
-    spec = {"family": "vitas", "img_size": 16, "patch_size": 4, "in_chans": 3, "num_classes": 10, "head_dim": 8,
-            "layers": 3, "min_layers": 1, "choices": {"embed_dim": [8, 16], "num_heads": [1, 2], "mlp_ratio": [1.0, 2.0]}}
+    spec = {
+        "family": "vitas",
+        "img_size": 16,
+        "patch_size": 4,
+        "in_chans": 3,
+        "num_classes": 10,
+        "head_dim": 8,
+        "layers": 3,
+        "min_layers": 1,
+        "choices": {"embed_dim": [8, 16], "num_heads": [1, 2], "mlp_ratio": [1.0, 2.0]},
+    }
     (tmp_path / "v.yaml").write_text(json.dumps(spec))
     vitas = get_space(tmp_path / "v.yaml")
     assert len(frame_archs(vitas)) == vitas.num_archs()
@@ -169,8 +205,12 @@ def test_budget_checks_before_any_evaluation():
         check_feasible(Constraints(Budget(params_m=smallest * 0.9), costs))
     assert check_feasible(Constraints(Budget(params_m=smallest), costs)).binds
     assert not check_feasible(Constraints(Budget(params_m=10.0), costs)).binds
-    for bad, match in (({}, "at least one constraint"), ({"params_m": 0}, "positive"), ({"flops_g": -1}, "positive"),
-                       ({"latency_ms": float("nan")}, "positive")):
+    for bad, match in (
+        ({}, "at least one constraint"),
+        ({"params_m": 0}, "positive"),
+        ({"flops_g": -1}, "positive"),
+        ({"latency_ms": float("nan")}, "positive"),
+    ):
         with pytest.raises(BudgetError, match=match):
             Budget(**bad)
     with pytest.raises(BudgetError, match="--latency-ms needs --device"):
@@ -187,8 +227,10 @@ def test_contradicting_constraints_are_refused(toy, table, tmp_path):
     fast = costs.of(toy.extreme_arch(costs.block_cost("latency_ms")))
     light = costs.of(toy.smallest())
     budget = Budget(latency_ms=fast["latency_ms"] * 1.01, params_m=light["params_m"] * 1.01)
-    with pytest.raises(BudgetError, match="no arch of search-toy meets these budgets together: --latency-ms .* and "
-                                          "--params-m .*exact check"):
+    with pytest.raises(
+        BudgetError,
+        match="no arch of search-toy meets these budgets together: --latency-ms .* and --params-m .*exact check",
+    ):
         check_feasible(Constraints(budget, costs))
 
 
@@ -212,8 +254,13 @@ def other_device(table: Path, folder: Path, seed: int | None = None) -> Path:
 
 
 def two_device_costs(toy, table: Path, folder: Path, seed: int | None = None) -> Costs:
-    return Costs(toy, {"latency_ms": LatencyPredictor(LatencyTable.load(table), toy),
-                       "latency_ms@cpu-b": LatencyPredictor(LatencyTable.load(other_device(table, folder, seed)), toy)})
+    return Costs(
+        toy,
+        {
+            "latency_ms": LatencyPredictor(LatencyTable.load(table), toy),
+            "latency_ms@cpu-b": LatencyPredictor(LatencyTable.load(other_device(table, folder, seed)), toy),
+        },
+    )
 
 
 def test_joint_feasibility_on_two_devices_agrees_with_brute_force(toy, table, tmp_path):
@@ -223,12 +270,19 @@ def test_joint_feasibility_on_two_devices_agrees_with_brute_force(toy, table, tm
         every = costs.many(archs)
         a, b, params = every["latency_ms"], every["latency_ms@cpu-b"], every["params_m"]
         for qa, qb, qp in itertools.product((0.02, 0.1, 0.3), (0.02, 0.1, 0.3), (0.05, 1.0)):
-            limits = {"latency_ms": float(np.quantile(a, qa)), "latency_ms@cpu-b": float(np.quantile(b, qb)),
-                      "params_m": float(np.quantile(params, qp))}
-            exists = bool(((a <= limits["latency_ms"]) & (b <= limits["latency_ms@cpu-b"])
-                           & (params <= limits["params_m"])).any())
-            budget = Budget(latency_ms=limits["latency_ms"], params_m=limits["params_m"],
-                            latency_on=(("cpu-b", limits["latency_ms@cpu-b"]),))
+            limits = {
+                "latency_ms": float(np.quantile(a, qa)),
+                "latency_ms@cpu-b": float(np.quantile(b, qb)),
+                "params_m": float(np.quantile(params, qp)),
+            }
+            exists = bool(
+                ((a <= limits["latency_ms"]) & (b <= limits["latency_ms@cpu-b"]) & (params <= limits["params_m"])).any()
+            )
+            budget = Budget(
+                latency_ms=limits["latency_ms"],
+                params_m=limits["params_m"],
+                latency_on=(("cpu-b", limits["latency_ms@cpu-b"]),),
+            )
             constraints = Constraints(budget, costs)
             if exists:
                 anchor = check_feasible(constraints).anchor
@@ -242,8 +296,21 @@ def test_cli_predict_on_two_devices(toy, toy_yaml, table, tmp_path):
     arch = toy.largest()
     arch.to_json(tmp_path / "arch.json")
     second = other_device(table, tmp_path)
-    args = ["predict", "--arch", str(tmp_path / "arch.json"), "--device", "cpu", "--device", "cpu-b", "--table", str(table),
-            "--table", str(second), "--space", str(toy_yaml)]
+    args = [
+        "predict",
+        "--arch",
+        str(tmp_path / "arch.json"),
+        "--device",
+        "cpu",
+        "--device",
+        "cpu-b",
+        "--table",
+        str(table),
+        "--table",
+        str(second),
+        "--space",
+        str(toy_yaml),
+    ]
     data = json.loads(hwnas_in_process(*args, "--json").stdout)
     assert [d["device"] for d in data["devices"]] == ["cpu", "cpu-b"]
     for d, path in zip(data["devices"], (table, second)):
@@ -257,8 +324,9 @@ def test_search_on_two_devices_meets_both_and_reports_both(run_dir, toy, table, 
     every = costs.many(all_archs(toy))
     limits = [float(np.quantile(every[m], 0.6)) for m in ("latency_ms", "latency_ms@cpu-b")]
     tables = [table, tmp_path / "cpu-b-None.csv"]
-    result = hwnas.search(run_dir, latency_ms=limits, device=["cpu", "cpu-b"], table=tables, out=tmp_path / "s",
-                          progress=False, **SMALL)
+    result = hwnas.search(
+        run_dir, latency_ms=limits, device=["cpu", "cpu-b"], table=tables, out=tmp_path / "s", progress=False, **SMALL
+    )
     r, history = result.report, result.history
     assert set(r["predicted_latency_by_device"]) == {"cpu", "cpu-b"} and r["predicted_latency"]["device"] == "cpu"
     assert r["predicted_latency_by_device"]["cpu-b"]["latency_ms"] <= limits[1]
@@ -267,14 +335,24 @@ def test_search_on_two_devices_meets_both_and_reports_both(run_dir, toy, table, 
     assert set(r["budget"]) == {"latency_ms", "latency_ms@cpu-b"} and (tmp_path / "s" / "pareto.png").is_file()
     pareto = pd.read_csv(tmp_path / "s" / "pareto.csv")
     for _, p in pareto.iterrows():  # nothing evaluated beats a front point in accuracy and on both devices
-        assert not ((history["latency_ms"] <= p["latency_ms"]) & (history["latency_ms@cpu-b"] <= p["latency_ms@cpu-b"])
-                    & (history["top1_search_val"] > p["top1_search_val"])).any()
+        assert not (
+            (history["latency_ms"] <= p["latency_ms"])
+            & (history["latency_ms@cpu-b"] <= p["latency_ms@cpu-b"])
+            & (history["top1_search_val"] > p["top1_search_val"])
+        ).any()
     # each device's cheapest arch alone: the reversed ranks make them two archs, so no arch meets both
     cheapest = [float(every[m].min()) * 1.0001 for m in ("latency_ms", "latency_ms@cpu-b")]
     assert not ((every["latency_ms"] <= cheapest[0]) & (every["latency_ms@cpu-b"] <= cheapest[1])).any()
     with pytest.raises(BudgetError, match="--latency-ms .* and --latency-ms \\(--device cpu-b\\) .*exact check"):
-        hwnas.search(run_dir, latency_ms=cheapest, device=["cpu", "cpu-b"], table=tables, out=tmp_path / "x",
-                     progress=False, **SMALL)
+        hwnas.search(
+            run_dir,
+            latency_ms=cheapest,
+            device=["cpu", "cpu-b"],
+            table=tables,
+            out=tmp_path / "x",
+            progress=False,
+            **SMALL,
+        )
 
 
 # ---- the engine ---------------------------------------------------------------------------------------
@@ -324,8 +402,9 @@ def test_hierarchical_fixes_then_frees_the_per_layer_genes():
     best_high = min((r for r in state.records if r.generation < state.stage_began), key=evo.rank_key).arch
     assert all((a.embed_dim, a.depth) == (best_high.embed_dim, best_high.depth) for a in later)
     assert any(len(set(a.num_heads)) > 1 for a in later)
-    vitas = engine(get_space("vitas-digits"), Budget(params_m=0.4), strategy="hierarchical", population=4,
-                   generations=2, parents=2)
+    vitas = engine(
+        get_space("vitas-digits"), Budget(params_m=0.4), strategy="hierarchical", population=4, generations=2, parents=2
+    )
     assert "no high/low gene split" in vitas.run().notes[0]
 
 
@@ -334,14 +413,23 @@ def test_search_writes_its_outputs_and_scores_on_search_val(run_dir, toy, table,
     # a budget that binds yet leaves 70% of the 168 archs: the midpoint of the range can leave too few for 24
     # distinct evaluations when the measured table is skewed (the deep archs dominate the count)
     budget = float(np.quantile(predicted_ms(toy, table), 0.7))
-    result = hwnas.search(run_dir, latency_ms=budget, device="cpu", table=table, out=tmp_path / "s", progress=False,
-                          **SMALL)
+    result = hwnas.search(
+        run_dir, latency_ms=budget, device="cpu", table=table, out=tmp_path / "s", progress=False, **SMALL
+    )
     r = result.report
-    assert {p.name for p in (tmp_path / "s").iterdir()} >= {"best.json", "history.csv", "pareto.csv", "pareto.png",
-                                                             "search_state.json"}
+    assert {p.name for p in (tmp_path / "s").iterdir()} >= {
+        "best.json",
+        "history.csv",
+        "pareto.csv",
+        "pareto.png",
+        "search_state.json",
+    }
     assert json.loads((tmp_path / "s" / "best.json").read_text()) == json.loads(json.dumps(r))
     assert r["arch"] == result.best.to_dict() and r["evaluations"] == 24
-    assert r["predicted_latency"]["latency_ms"] <= budget and len(r["predicted_latency"]["blocks"]) == result.best.depth + 2
+    assert (
+        r["predicted_latency"]["latency_ms"] <= budget
+        and len(r["predicted_latency"]["blocks"]) == result.best.depth + 2
+    )
     assert r["table"]["fingerprint"]["device"] == "cpu" and r["seed"] == 0
     history = pd.read_csv(tmp_path / "s" / "history.csv")
     assert len(history) == 24 and history["digest"].is_unique and (history["latency_ms"] <= budget).all()
@@ -353,14 +441,24 @@ def test_search_writes_its_outputs_and_scores_on_search_val(run_dir, toy, table,
     pareto = pd.read_csv(tmp_path / "s" / "pareto.csv")
     assert pareto["latency_ms"].is_monotonic_increasing and pareto["top1_search_val"].is_monotonic_increasing
     for _, p in pareto.iterrows():  # nothing evaluated beats a front point in both
-        assert not ((history["latency_ms"] <= p["latency_ms"]) & (history["top1_search_val"] > p["top1_search_val"])).any()
+        assert not (
+            (history["latency_ms"] <= p["latency_ms"]) & (history["top1_search_val"] > p["top1_search_val"])
+        ).any()
 
 
 def test_search_on_p90_budgets_the_tail(run_dir, toy, table, tmp_path):
     tail = LatencyPredictor(LatencyTable.load(table), toy, "p90_ms")
     budget = float(np.quantile(tail.predict_many(all_archs(toy)), 0.7))
-    result = hwnas.search(run_dir, latency_ms=budget, device="cpu", table=table, latency_stat="p90", out=tmp_path / "s",
-                          progress=False, **SMALL)
+    result = hwnas.search(
+        run_dir,
+        latency_ms=budget,
+        device="cpu",
+        table=table,
+        latency_stat="p90",
+        out=tmp_path / "s",
+        progress=False,
+        **SMALL,
+    )
     r, history = result.report, result.history
     assert r["latency_stat"] == "p90" and r["predicted_latency"]["statistic"] == "p90_ms"
     assert r["predicted_latency"]["latency_ms"] == pytest.approx(tail.predict(result.best).latency_ms)
@@ -379,8 +477,15 @@ def nsga2_engine(toy, table, calls: list, state: SearchState | None = None) -> N
         calls.append(len(archs))
         return [Score(float(a.params() % 997) / 10, 0.0) for a in archs]
 
-    return NSGA2Search(toy, EvolutionSettings("nsga2", population=8, generations=5, parents=4, seed=3), constraints, costs,
-                       toy.smallest(), evaluate, state or SearchState())
+    return NSGA2Search(
+        toy,
+        EvolutionSettings("nsga2", population=8, generations=5, parents=4, seed=3),
+        constraints,
+        costs,
+        toy.smallest(),
+        evaluate,
+        state or SearchState(),
+    )
 
 
 def test_nsga2_is_pymoos_front_and_resumes_by_replay(toy, table):
@@ -409,8 +514,16 @@ def test_nsga2_is_pymoos_front_and_resumes_by_replay(toy, table):
 def test_nsga2_gives_one_winner_per_budget_from_one_run(run_dir, toy, table, tmp_path):
     ms = predicted_ms(toy, table)
     budgets = [float(np.quantile(ms, q)) for q in (0.3, 0.6, 0.9)]
-    result = hwnas.search(run_dir, latency_ms=budgets, device="cpu", table=table, strategy="nsga2", out=tmp_path / "n",
-                          progress=False, **SMALL)
+    result = hwnas.search(
+        run_dir,
+        latency_ms=budgets,
+        device="cpu",
+        table=table,
+        strategy="nsga2",
+        out=tmp_path / "n",
+        progress=False,
+        **SMALL,
+    )
     r, history = result.report, result.history
     assert (history["latency_ms"] <= max(budgets)).all() and len(r["per_budget"]) == 3
     for limit, entry in zip(budgets, r["per_budget"]):
@@ -419,7 +532,9 @@ def test_nsga2_gives_one_winner_per_budget_from_one_run(run_dir, toy, table, tmp
         assert entry["top1_search_val"] == within["top1_search_val"].max()
         assert json.loads((tmp_path / "n" / entry["file"]).read_text()) == json.loads(json.dumps(entry))
     assert r["digest"] == r["per_budget"][-1]["digest"]  # best.json: the loosest budget's winner
-    front = hwnas.search(run_dir, device="cpu", table=table, strategy="nsga2", out=tmp_path / "f", progress=False, **SMALL)
+    front = hwnas.search(
+        run_dir, device="cpu", table=table, strategy="nsga2", out=tmp_path / "f", progress=False, **SMALL
+    )
     assert front.report["budget"] == {} and len(front.pareto) >= 2
 
 
@@ -455,14 +570,49 @@ def test_random_strategy_and_a_budget_every_arch_meets(run_dir, table, tmp_path)
 
 def test_cli_search_with_measure(run_dir, toy, table, tmp_path):
     low, high = latency_range(toy, table)
-    result = run_cli("search", "--run", str(run_dir), "--latency-ms", f"{high:.4f}", "--device", "cpu", "--table",
-                     str(table), "--population", "4", "--generations", "2", "--parents", "2", "--out",
-                     str(tmp_path / "s"), "--measure", "--json")
+    result = run_cli(
+        "search",
+        "--run",
+        str(run_dir),
+        "--latency-ms",
+        f"{high:.4f}",
+        "--device",
+        "cpu",
+        "--table",
+        str(table),
+        "--population",
+        "4",
+        "--generations",
+        "2",
+        "--parents",
+        "2",
+        "--out",
+        str(tmp_path / "s"),
+        "--measure",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["measured_latency_ms"] > 0 and "measured_over_budget_pct" in report
-    text = run_cli("search", "--run", str(run_dir), "--latency-ms", f"{high:.4f}", "--device", "cpu", "--table",
-                   str(table), "--population", "4", "--generations", "2", "--parents", "2", "--out", str(tmp_path / "s"))
+    text = run_cli(
+        "search",
+        "--run",
+        str(run_dir),
+        "--latency-ms",
+        f"{high:.4f}",
+        "--device",
+        "cpu",
+        "--table",
+        str(table),
+        "--population",
+        "4",
+        "--generations",
+        "2",
+        "--parents",
+        "2",
+        "--out",
+        str(tmp_path / "s"),
+    )
     assert text.returncode == 0 and "top-1: search-val" in text.stdout and "pareto.png" in text.stdout
 
 
@@ -492,22 +642,67 @@ def test_cli_bad_input_is_one_line(run_dir, toy, table, tmp_path):
         (base + ["--params-m", "-1"], ["--params-m"]),
         (base, ["at least one constraint"]),
         (base + ["--params-m", "1", "--strategy", "annealing"], ["--strategy", "annealing"]),
-        (base + ["--latency-ms", "1", "--device", "a100"], ["measured on device 'cpu'", "which no --device names (a100)"]),
-        (base + ["--latency-ms", "1", "--device", "cpu", "--latency-ms", "2", "--device", "cpu"],
-         ["device 'cpu' is given twice"]),
-        (base + ["--latency-ms", "1", "--latency-ms", "2", "--device", "cpu"],
-         ["--latency-ms is given 2 times for 1 device(s) (cpu)", "pair each"]),
-        (base + ["--table", str(table), "--latency-ms", "1"], ["two tables for device 'cpu'", "one --table per device"]),
-        (["search", "--run", str(run_dir), "--table", str(without_tail(table, tmp_path)), "--latency-ms", "1",
-          "--latency-stat", "p90"], ["has no p90_ms calibration for search-toy", "hwnas profile --device cpu"]),
+        (
+            base + ["--latency-ms", "1", "--device", "a100"],
+            ["measured on device 'cpu'", "which no --device names (a100)"],
+        ),
+        (
+            base + ["--latency-ms", "1", "--device", "cpu", "--latency-ms", "2", "--device", "cpu"],
+            ["device 'cpu' is given twice"],
+        ),
+        (
+            base + ["--latency-ms", "1", "--latency-ms", "2", "--device", "cpu"],
+            ["--latency-ms is given 2 times for 1 device(s) (cpu)", "pair each"],
+        ),
+        (
+            base + ["--table", str(table), "--latency-ms", "1"],
+            ["two tables for device 'cpu'", "one --table per device"],
+        ),
+        (
+            [
+                "search",
+                "--run",
+                str(run_dir),
+                "--table",
+                str(without_tail(table, tmp_path)),
+                "--latency-ms",
+                "1",
+                "--latency-stat",
+                "p90",
+            ],
+            ["has no p90_ms calibration for search-toy", "hwnas profile --device cpu"],
+        ),
         (base + ["--latency-ms", "1", "--latency-stat", "p99"], ["--latency-stat", "p99"]),
-        (["search", "--run", str(run_dir), "--params-m", "1", "--strategy", "nsga2"],
-         ["--strategy nsga2", "single objective", "--device"]),
+        (
+            ["search", "--run", str(run_dir), "--params-m", "1", "--strategy", "nsga2"],
+            ["--strategy nsga2", "single objective", "--device"],
+        ),
         (["search", "--run", str(tmp_path / "nowhere"), "--params-m", "1"], ["is not a training run", "hwnas train"]),
-        (["search", "--run", str(run_dir), "--latency-ms", "1", "--device", "cpu"],  # the shipped table lacks the toy
-         ["no row for block", "hwnas profile --device cpu --space"]),
-        (["search", "--run", str(run_dir), "--table", str(elsewhere(table, tmp_path)), "--latency-ms", "1e3", "--measure"],
-         ["cannot time the winner", "cpu-graviton3", "run it on the cpu-graviton3 itself"]),
+        (
+            [
+                "search",
+                "--run",
+                str(run_dir),
+                "--latency-ms",
+                "1",
+                "--device",
+                "cpu",
+            ],  # the shipped table lacks the toy
+            ["no row for block", "hwnas profile --device cpu --space"],
+        ),
+        (
+            [
+                "search",
+                "--run",
+                str(run_dir),
+                "--table",
+                str(elsewhere(table, tmp_path)),
+                "--latency-ms",
+                "1e3",
+                "--measure",
+            ],
+            ["cannot time the winner", "cpu-graviton3", "run it on the cpu-graviton3 itself"],
+        ),
     ]
     for args, fragments in cases:
         assert_one_line_error(hwnas_in_process(*args), *fragments)
@@ -517,7 +712,6 @@ def test_cli_bad_input_is_one_line(run_dir, toy, table, tmp_path):
         (no_weights / name).write_text((run_dir / name).read_text())
     assert_one_line_error(hwnas_in_process("search", "--run", str(no_weights), "--params-m", "1"), "no trained weights")
     assert not (run_dir / "search").exists()  # refused before anything was written
-
 
 
 def test_device_table_is_the_one_calibrated_for_the_run_space(toy, table, tmp_path, monkeypatch):
@@ -538,9 +732,15 @@ def test_top1_ties_go_to_the_lower_search_val_loss():
     costs = Costs(space)
     constraints = Constraints(Budget(params_m=0.2), costs)
     # every arch ties on top-1; the loss falls with the parameters, the cost rises with them
-    evolution = Evolution(space, EvolutionSettings(population=8, generations=2, parents=2), constraints, costs,
-                          check_feasible(constraints).anchor,
-                          lambda archs: [Score(90.0, 1 / a.params()) for a in archs], SearchState())
+    evolution = Evolution(
+        space,
+        EvolutionSettings(population=8, generations=2, parents=2),
+        constraints,
+        costs,
+        check_feasible(constraints).anchor,
+        lambda archs: [Score(90.0, 1 / a.params()) for a in archs],
+        SearchState(),
+    )
     evolution.run()
     best = evolution.best()
     assert best.loss == min(r.loss for r in evolution.state.records)
@@ -553,21 +753,56 @@ def test_torchrun_search_on_two_processes_gives_the_one_process_result(run_dir, 
     import subprocess
     import sys
 
-    args = ["search", "--run-dir", str(run_dir), "--params-m", "0.03", "--population", "6", "--generations", "3",
-            "--parents", "3", "--json"]
+    args = [
+        "search",
+        "--run-dir",
+        str(run_dir),
+        "--params-m",
+        "0.03",
+        "--population",
+        "6",
+        "--generations",
+        "3",
+        "--parents",
+        "3",
+        "--json",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          "-m", "hwnas", *args, "--out", str(tmp_path / "two")], capture_output=True, text=True,
-                         timeout=600, env=env)
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "hwnas",
+            *args,
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert two.returncode == 0, two.stderr[-3000:]
-    one = subprocess.run([sys.executable, "-m", "hwnas", *args, "--out", str(tmp_path / "one")], capture_output=True,
-                         text=True, timeout=600, env=env)
+    one = subprocess.run(
+        [sys.executable, "-m", "hwnas", *args, "--out", str(tmp_path / "one")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert one.returncode == 0, one.stderr[-3000:]
-    two_report, one_report = json.loads(two.stdout[two.stdout.index("{"):]), json.loads(one.stdout)
+    two_report, one_report = json.loads(two.stdout[two.stdout.index("{") :]), json.loads(one.stdout)
     assert two_report["processes"] == 2 and one_report["processes"] == 1
     assert two_report["arch"] == one_report["arch"] and two_report["top1_test"] == one_report["top1_test"]
     histories = [pd.read_csv(tmp_path / name / "history.csv") for name in ("two", "one")]
-    pd.testing.assert_frame_equal(histories[0].drop(columns="loss_search_val"), histories[1].drop(columns="loss_search_val"))
+    pd.testing.assert_frame_equal(
+        histories[0].drop(columns="loss_search_val"), histories[1].drop(columns="loss_search_val")
+    )
     assert np.allclose(histories[0]["loss_search_val"], histories[1]["loss_search_val"], rtol=1e-5)
 
 

@@ -22,8 +22,12 @@ DEIT_TINY = dict(embed_dim=192, depth=12, num_heads=[3] * 12, mlp_ratio=[4.0] * 
 def test_shipped_spaces():
     assert set(list_spaces()) >= {"autoformer-tiny", "autoformer-small", "autoformer-base", "autoformer-digits"}
     tiny = get_space("autoformer-tiny")
-    assert tiny.spec.choices == {"embed_dim": (192, 216, 240), "depth": (12, 13, 14),
-                                 "num_heads": (3, 4), "mlp_ratio": (3.5, 4.0)}
+    assert tiny.spec.choices == {
+        "embed_dim": (192, 216, 240),
+        "depth": (12, 13, 14),
+        "num_heads": (3, 4),
+        "mlp_ratio": (3.5, 4.0),
+    }
     assert tiny.num_tokens == 197 and tiny.head_dim == 64
     digits = get_space("autoformer-digits")
     assert (digits.spec.img_size, digits.spec.patch_size, digits.spec.num_classes) == (32, 4, 10)
@@ -36,8 +40,15 @@ def test_num_archs_closed_form():
 
 
 def _tiny_yaml(tmp_path: Path, **overrides) -> Path:
-    spec = {"family": "autoformer", "img_size": 16, "patch_size": 8, "in_chans": 3, "num_classes": 4,
-            "head_dim": 8, "choices": {"embed_dim": [8, 16], "depth": [1, 2], "num_heads": [1, 2], "mlp_ratio": [1.0, 2.0]}}
+    spec = {
+        "family": "autoformer",
+        "img_size": 16,
+        "patch_size": 8,
+        "in_chans": 3,
+        "num_classes": 4,
+        "head_dim": 8,
+        "choices": {"embed_dim": [8, 16], "depth": [1, 2], "num_heads": [1, 2], "mlp_ratio": [1.0, 2.0]},
+    }
     spec.update(overrides)
     path = tmp_path / "toy-space.yaml"
     path.write_text(json.dumps(spec))  # JSON is YAML
@@ -197,8 +208,17 @@ def test_arch_of_a_user_space_loads_with_its_space(tmp_path):
 
 
 def _vitas_yaml(tmp_path: Path) -> Path:
-    spec = {"family": "vitas", "img_size": 16, "patch_size": 8, "in_chans": 3, "num_classes": 4, "head_dim": 8,
-            "layers": 3, "min_layers": 1, "choices": {"embed_dim": [8, 16], "num_heads": [1, 2], "mlp_ratio": [1.0]}}
+    spec = {
+        "family": "vitas",
+        "img_size": 16,
+        "patch_size": 8,
+        "in_chans": 3,
+        "num_classes": 4,
+        "head_dim": 8,
+        "layers": 3,
+        "min_layers": 1,
+        "choices": {"embed_dim": [8, 16], "num_heads": [1, 2], "mlp_ratio": [1.0]},
+    }
     path = tmp_path / "vitas-toy.yaml"
     path.write_text(json.dumps(spec))
     return path

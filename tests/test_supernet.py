@@ -142,7 +142,9 @@ def test_deit_tiny_parity_with_timm():
 
 def test_timm_kwargs_only_for_plain_vits():
     space = get_space("autoformer-tiny")
-    assert timm_kwargs(space.arch(embed_dim=216, depth=12, num_heads=[3] * 12, mlp_ratio=[4.0] * 12)) is None  # qkv 192 != 216
+    assert (
+        timm_kwargs(space.arch(embed_dim=216, depth=12, num_heads=[3] * 12, mlp_ratio=[4.0] * 12)) is None
+    )  # qkv 192 != 216
     assert timm_kwargs(space.arch(embed_dim=192, depth=12, num_heads=[3] * 11 + [4], mlp_ratio=[4.0] * 12)) is None
 
 

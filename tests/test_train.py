@@ -17,8 +17,8 @@ from hwnas.data.split import DataError
 from hwnas.errors import ArchError, HwnasError
 from hwnas.spaces import Arch, get_space
 from hwnas.training import TrainConfig, TrainedRun, train
-from hwnas.training.config import available_cores
 from hwnas.training.checkpoint import CheckpointError
+from hwnas.training.config import available_cores
 from hwnas.training.sampling import step_archs
 from tests.helpers import assert_one_line_error, hwnas, toy_space_yaml, train_killed_after_first_epoch
 
@@ -41,8 +41,15 @@ def trained(toy_yaml, tmp_path_factory) -> Path:
 
 
 def test_run_folder_has_everything(trained):
-    for name in ("config.json", "split.json", "checkpoint.pt", "supernet.safetensors", "metrics.jsonl", "metrics.csv",
-                 "learning_curve.png"):
+    for name in (
+        "config.json",
+        "split.json",
+        "checkpoint.pt",
+        "supernet.safetensors",
+        "metrics.jsonl",
+        "metrics.csv",
+        "learning_curve.png",
+    ):
         assert (trained / name).is_file(), name
     metrics = pd.read_csv(trained / "metrics.csv")
     assert list(metrics["epoch"]) == [1, 2, 3, 4]
@@ -84,8 +91,9 @@ def test_resume_after_a_kill_is_exact(toy_yaml, trained, tmp_path, monkeypatch):
     assert straight.keys() == resumed.keys()
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
     drop = ["seconds"]
-    pd.testing.assert_frame_equal(pd.read_csv(trained / "metrics.csv").drop(columns=drop),
-                                  pd.read_csv(out / "metrics.csv").drop(columns=drop))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(trained / "metrics.csv").drop(columns=drop), pd.read_csv(out / "metrics.csv").drop(columns=drop)
+    )
 
 
 def test_bad_runs_are_refused(toy_yaml, trained, tmp_path):
@@ -101,8 +109,11 @@ def test_bad_runs_are_refused(toy_yaml, trained, tmp_path):
     with pytest.raises(CheckpointError, match="corrupted or not a hwnas checkpoint"):
         train(config(toy_yaml), broken, resume=True, progress=False)
     other = toy_space_yaml(tmp_path, "other-toy", embed_dim=[32, 64])
-    with pytest.raises(DataError, match=r"trained another space named 'train-toy' than 'other-toy' \(choices.embed_dim: "
-                                        r"\[32, 48\] vs \[32, 64\], run's vs given\)"):
+    with pytest.raises(
+        DataError,
+        match=r"trained another space named 'train-toy' than 'other-toy' \(choices.embed_dim: "
+        r"\[32, 48\] vs \[32, 64\], run's vs given\)",
+    ):
         train(config(other), trained, resume=True, progress=False)
 
 
@@ -132,7 +143,9 @@ def test_sandwich_trains_teacher_and_students(toy_yaml, tmp_path):
     space = get_space(toy_yaml)
     archs = step_archs(space, "sandwich", seed=0, step=5, sandwich_random=2)
     assert archs[:2] == [space.largest(), space.smallest()] and len(archs) == 4
-    assert step_archs(space, "sandwich", 0, 5, 2) == archs and step_archs(space, "uniform", 0, 5) != step_archs(space, "uniform", 0, 6)
+    assert step_archs(space, "sandwich", 0, 5, 2) == archs and step_archs(space, "uniform", 0, 5) != step_archs(
+        space, "uniform", 0, 6
+    )
     report = train(config(toy_yaml, sampling="sandwich", epochs=1), tmp_path / "run", progress=False)
     assert report["final"]["val_top1_smallest"] > 10
 
@@ -145,7 +158,9 @@ def test_uniform_draws_each_gene_and_distinct_draws_each_arch_uniformly():
     assert distinct[6] / 4000 == pytest.approx(12288 / 16128, abs=0.03)
     assert distinct[4] / 4000 == pytest.approx(768 / 16128, abs=0.02)
     # sandwich and multi draw their random subnets as the space's default does (runs of format 1: distinct)
-    sandwich = collections.Counter(step_archs(space, "sandwich", 0, step, draw_kind="uniform")[2].depth for step in range(2000))
+    sandwich = collections.Counter(
+        step_archs(space, "sandwich", 0, step, draw_kind="uniform")[2].depth for step in range(2000)
+    )
     assert sandwich[4] / 2000 == pytest.approx(1 / 3, abs=0.04)
     assert TrainConfig(space="vitas-digits").with_defaults(get_space("vitas-digits")).sampling == "distinct"
     old = TrainConfig.from_dict({"space": "autoformer-digits", "sampling": "sandwich", "weight_decay": 0.05})
@@ -157,13 +172,22 @@ def test_uniform_draws_each_gene_and_distinct_draws_each_arch_uniformly():
 
 def test_the_budget_follows_the_size_of_the_data():
     cfg = TrainConfig(space="autoformer-digits").with_defaults(get_space("autoformer-digits"), train_images=1167)
-    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.drop_path, cfg.sampling, cfg.workers) == (40, 32, 1e-3, 0.0, "uniform", 0)
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.drop_path, cfg.sampling, cfg.workers) == (
+        40,
+        32,
+        1e-3,
+        0.0,
+        "uniform",
+        0,
+    )
     # a 32-px space on a large folder gets the large budget, a 224-px one on a small folder the small one
-    big = TrainConfig(space="autoformer-digits", data="/data/cifar").with_defaults(get_space("autoformer-digits"),
-                                                                                   train_images=50_000)
+    big = TrainConfig(space="autoformer-digits", data="/data/cifar").with_defaults(
+        get_space("autoformer-digits"), train_images=50_000
+    )
     assert (big.epochs, big.batch_size, big.drop_path, big.hflip) == (500, 128, 0.1, 0.5)
-    small = TrainConfig(space="autoformer-tiny", data="/data/pets").with_defaults(get_space("autoformer-tiny"),
-                                                                                 train_images=5000)
+    small = TrainConfig(space="autoformer-tiny", data="/data/pets").with_defaults(
+        get_space("autoformer-tiny"), train_images=5000
+    )
     assert (small.epochs, small.batch_size) == (40, 32)
     with pytest.raises(HwnasError, match="unknown --weight-sharing 'suffix'; use prefix or cyclic"):
         replace(cfg, weight_sharing="suffix").check()
@@ -178,14 +202,20 @@ def test_cli_eval(trained, toy_yaml, tmp_path):
     data = json.loads(result.stdout)
     assert data["top1"] == pytest.approx(TrainedRun(trained).top1(space.largest(), "test"))
     get_space("autoformer-digits").smallest().to_json(tmp_path / "other.json")
-    assert_one_line_error(hwnas("eval", "--run", str(trained), "--arch", str(tmp_path / "other.json")),
-                          "is from space 'autoformer-digits', not 'train-toy'")
+    assert_one_line_error(
+        hwnas("eval", "--run", str(trained), "--arch", str(tmp_path / "other.json")),
+        "is from space 'autoformer-digits', not 'train-toy'",
+    )
     assert_one_line_error(hwnas("eval", "--run", str(tmp_path), "--arch", str(arch_file)), "is not a training run")
 
 
 def test_cli_train_bad_data(tmp_path):
-    assert_one_line_error(hwnas("train", "--space", "autoformer-digits", "--data", str(tmp_path / "nope"),
-                                "--out", str(tmp_path / "run")), "does not exist")
+    assert_one_line_error(
+        hwnas(
+            "train", "--space", "autoformer-digits", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "run")
+        ),
+        "does not exist",
+    )
 
 
 @pytest.mark.parametrize("sampling", ["uniform", "multi"])
@@ -200,13 +230,35 @@ def test_torchrun_two_processes_on_cpu(toy_yaml, sampling, tmp_path):
 
     out, space = tmp_path / "ddp", toy_yaml if sampling == "uniform" else small_yaml(tmp_path)
     per_pass = 2 if sampling == "multi" else 1
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "hwnas",
-           "train", "--space", str(space), "--data", "synthetic", "--epochs", "2", "--batch-size", "16",
-           "--sampling", sampling, *(["--archs-per-batch", "2"] if per_pass > 1 else []), "--out", str(out), "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "hwnas",
+        "train",
+        "--space",
+        str(space),
+        "--data",
+        "synthetic",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--sampling",
+        sampling,
+        *(["--archs-per-batch", "2"] if per_pass > 1 else []),
+        "--out",
+        str(out),
+        "--json",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # gloo on CPU, also on a GPU machine
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout[result.stdout.index("{"):])
+    report = json.loads(result.stdout[result.stdout.index("{") :])
     assert report["processes"] == 2 and report["final"]["epoch"] == 2
     single = TrainedRun(out)
     # every rank trained the archs of (seed, step): the ranks compared their epoch digests (and would have
@@ -248,8 +300,11 @@ def test_trains_on_an_image_folder(tmp_path):
 
     data = make_folder(tmp_path / "data", classes=("a", "b", "c"), per_class=(8, 2), corrupt=3)
     space = str(toy_space_yaml(tmp_path, "folder-toy"))
-    report = train(TrainConfig(space=space, data=str(data), epochs=2, batch_size=4, aug="deit", img_size=16,
-                               search_val="1/class"), tmp_path / "run", progress=False)
+    report = train(
+        TrainConfig(space=space, data=str(data), epochs=2, batch_size=4, aug="deit", img_size=16, search_val="1/class"),
+        tmp_path / "run",
+        progress=False,
+    )
     run = TrainedRun(tmp_path / "run")
     # the shape comes from the data and the command line, and every later command gets it from the run
     assert (run.space.spec.num_classes, run.space.spec.img_size) == (3, 16)
@@ -260,7 +315,9 @@ def test_trains_on_an_image_folder(tmp_path):
     assert list(metrics["failed_images"]) == [broken] * 2  # skipped and counted every epoch, never a crash
     assert report["final"]["epoch"] == 2
     assert (tmp_path / "run" / "images.json").is_file()
-    assert run.top1(run.space.largest(), "test") == pytest.approx(100 * manual_correct(run, run.space.largest(), "test") / 6)
+    assert run.top1(run.space.largest(), "test") == pytest.approx(
+        100 * manual_correct(run, run.space.largest(), "test") / 6
+    )
     with pytest.raises(HwnasError, match=r"--resume with other settings than the run's: img_size=32 \(run: 16\)"):
         train(TrainConfig(space=space, data=str(data), img_size=32), tmp_path / "run", resume=True, progress=False)
 
@@ -272,12 +329,22 @@ def test_position_embeddings_and_class_tokens_get_no_weight_decay(toy_yaml):
     space = get_space(toy_yaml)
     net = build_supernet(space)
     base = config(toy_yaml).with_defaults(space)
-    decayed = {name for group in build_recipe(net, base, 10, 10).optimizer.param_groups if group["weight_decay"] > 0
-               for name, p in net.named_parameters() if any(p is q for q in group["params"])}
+    decayed = {
+        name
+        for group in build_recipe(net, base, 10, 10).optimizer.param_groups
+        if group["weight_decay"] > 0
+        for name, p in net.named_parameters()
+        if any(p is q for q in group["params"])
+    }
     assert "pos_embed" not in decayed and "cls_token" not in decayed and "patch_embed.proj.weight" in decayed
     old = replace(base, no_weight_decay=False)  # runs of format 1 decayed them
-    decayed_old = {name for group in build_recipe(net, old, 10, 10).optimizer.param_groups if group["weight_decay"] > 0
-                   for name, p in net.named_parameters() if any(p is q for q in group["params"])}
+    decayed_old = {
+        name
+        for group in build_recipe(net, old, 10, 10).optimizer.param_groups
+        if group["weight_decay"] > 0
+        for name, p in net.named_parameters()
+        if any(p is q for q in group["params"])
+    }
     assert {"pos_embed", "cls_token"} <= decayed_old
 
 
@@ -287,7 +354,9 @@ def test_train_prints_the_recipe_it_chose_before_the_first_epoch(toy_yaml, tmp_p
     report = hwnas.train(toy_yaml, tmp_path / "run", data="synthetic", epochs=1, batch_size=16)
     err = capsys.readouterr().err
     line = next(line for line in err.splitlines() if line.startswith("train "))
-    assert "1 epochs, batch 16, lr 0.001 (3 warm-up)" in line and "augmentation weak, hflip 0," in line  # synthetic data is held in memory: no flips
+    assert (
+        "1 epochs, batch 16, lr 0.001 (3 warm-up)" in line and "augmentation weak, hflip 0," in line
+    )  # synthetic data is held in memory: no flips
     assert line.startswith("train train-toy on synthetic (") and "sampling uniform" in line
     assert err.index(line) < err.index("%|"), "the recipe comes before the first progress bar"
     assert report.epochs_run == 1 and report.to_dict()["config"]["aug"] == "weak"

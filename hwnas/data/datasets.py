@@ -89,8 +89,9 @@ class RandomShift:
         dy, dx = (torch.randint(-self.max_shift, self.max_shift + 1, (2,), generator=self.generator)).tolist()
         out = torch.full_like(x, float(x.min()))
         h, w = x.shape[-2:]
-        out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = \
-            x[..., max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)]
+        out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = x[
+            ..., max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+        ]
         return out
 
 
@@ -123,12 +124,25 @@ def folder_transform(img_size: int, in_chans: int, training: bool, augment: Augm
         return T.Compose([resize, T.PILToTensor()])
     weak = augment.rand_augment is None
     primary, secondary, final = create_transform(
-        img_size, is_training=True, scale=WEAK_SCALE if weak else None, hflip=hflip,
-        color_jitter=None if weak else 0.4, auto_augment=augment.rand_augment, re_prob=augment.random_erasing,
-        mean=mean, std=std, separate=True)
+        img_size,
+        is_training=True,
+        scale=WEAK_SCALE if weak else None,
+        hflip=hflip,
+        color_jitter=None if weak else 0.4,
+        auto_augment=augment.rand_augment,
+        re_prob=augment.random_erasing,
+        mean=mean,
+        std=std,
+        separate=True,
+    )
     if small:
-        primary = T.Compose([T.Resize((img_size, img_size)), T.RandomCrop(img_size, padding=img_size // 8),
-                             *([T.RandomHorizontalFlip(hflip)] if hflip else [])])
+        primary = T.Compose(
+            [
+                T.Resize((img_size, img_size)),
+                T.RandomCrop(img_size, padding=img_size // 8),
+                *([T.RandomHorizontalFlip(hflip)] if hflip else []),
+            ]
+        )
     for step in secondary.transforms:
         for op in getattr(step, "ops", []):  # timm's RandAugment
             if op.name == "PosterizeIncreasing":
@@ -159,8 +173,17 @@ class PoolDataset(Dataset):
     Items are taken by position, or by (epoch, position) (`EpochIndices`): folder augmentation is
     then seeded by (`seed`, epoch, image)."""
 
-    def __init__(self, pool: ImagePool, indices: tuple[int, ...], img_size: int, in_chans: int = 3,
-                 training: bool = False, augment: Augment = AUGMENTS["none"], hflip: float = 0.0, seed: int = 0):
+    def __init__(
+        self,
+        pool: ImagePool,
+        indices: tuple[int, ...],
+        img_size: int,
+        in_chans: int = 3,
+        training: bool = False,
+        augment: Augment = AUGMENTS["none"],
+        hflip: float = 0.0,
+        seed: int = 0,
+    ):
         self.pool, self.indices, self.seed = pool, np.asarray(indices, dtype=np.int64), seed
         self.shape = (in_chans, img_size, img_size)
         self.training = training

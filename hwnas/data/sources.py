@@ -50,8 +50,9 @@ class ImagePool:
             return stratified_split(self.labels, self.name, seed, search_val=search_val)
         train_pool = np.setdiff1d(np.arange(len(self)), self.test_pool)
         drawn = stratified_split(self.labels, self.name, seed, search_val=search_val, test=0.0, pool=train_pool)
-        return Split(self.name, seed, drawn.train, drawn.search_val, tuple(int(i) for i in self.test_pool),
-                     drawn.search_val_rule)
+        return Split(
+            self.name, seed, drawn.train, drawn.search_val, tuple(int(i) for i in self.test_pool), drawn.search_val_rule
+        )
 
     def decode(self, index: int, mode: str = "RGB") -> Any:
         """Image `index` of a folder pool as a PIL image in `mode`, or None when it does not decode
@@ -83,7 +84,9 @@ def synthetic_pool(img_size: int, in_chans: int, num_classes: int, n: int = SYNT
 
 def _class_folders(root: Path) -> list[str]:
     if not root.is_dir():
-        raise DataError(f"data folder {root} does not exist; give an ImageFolder tree with train/ and val/ class folders")
+        raise DataError(
+            f"data folder {root} does not exist; give an ImageFolder tree with train/ and val/ class folders"
+        )
     classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
     if not classes:
         raise DataError(f"data folder {root} has no class folders; put each class's images in {root}/<class>/")
@@ -97,8 +100,10 @@ def folder_classes(root: Path) -> list[str]:
     train_classes, val_classes = _class_folders(root / "train"), _class_folders(root / "val")
     if train_classes != val_classes:
         only = sorted(set(train_classes) ^ set(val_classes))
-        raise DataError(f"class folders of {root}/train and {root}/val differ (e.g. {only[0]!r}); "
-                        f"both need the same {len(set(train_classes) | set(val_classes))} class folders")
+        raise DataError(
+            f"class folders of {root}/train and {root}/val differ (e.g. {only[0]!r}); "
+            f"both need the same {len(set(train_classes) | set(val_classes))} class folders"
+        )
     return train_classes
 
 
@@ -110,9 +115,14 @@ def scan_folder(root: str | Path) -> dict[str, Any]:
     classes = folder_classes(root)
     listing: dict[str, Any] = {"format": INDEX_FORMAT, "root": str(root.resolve()), "classes": classes}
     for part in ("train", "val"):
-        listing[part] = [sorted(e.name for e in os.scandir(root / part / cls)
-                                if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES)
-                         for cls in classes]
+        listing[part] = [
+            sorted(
+                e.name
+                for e in os.scandir(root / part / cls)
+                if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES
+            )
+            for cls in classes
+        ]
         if not any(listing[part]):
             raise DataError(f"{root}/{part} has no images; put images in its class folders")
     return listing
@@ -129,8 +139,10 @@ def folder_pool(root: str | Path, index: Path | None = None) -> ImagePool:
         classes = folder_classes(root)
         if classes != listing["classes"]:
             only = sorted(set(classes) ^ set(listing["classes"]))
-            raise DataError(f"the class folders of {root} differ from the run's ({len(classes)} vs "
-                            f"{len(listing['classes'])}, e.g. {only[0]!r}); give the run's data or use another --out")
+            raise DataError(
+                f"the class folders of {root} differ from the run's ({len(classes)} vs "
+                f"{len(listing['classes'])}, e.g. {only[0]!r}); give the run's data or use another --out"
+            )
     else:
         listing = scan_folder(root)
     files: list[bytes] = []
@@ -142,15 +154,26 @@ def folder_pool(root: str | Path, index: Path | None = None) -> ImagePool:
         for label, (cls, names) in enumerate(zip(listing["classes"], listing[part])):
             files += [f"{part}/{cls}/{name}".encode() for name in names]
             labels += [label] * len(names)
-    return ImagePool(f"folder:{root.resolve()}", list(listing["classes"]), np.asarray(labels), root=root.resolve(),
-                     files=np.asarray(files, dtype=np.bytes_), test_pool=np.arange(test_start, len(files)))
+    return ImagePool(
+        f"folder:{root.resolve()}",
+        list(listing["classes"]),
+        np.asarray(labels),
+        root=root.resolve(),
+        files=np.asarray(files, dtype=np.bytes_),
+        test_pool=np.arange(test_start, len(files)),
+    )
 
 
 def save_index(pool: ImagePool, path: Path) -> Path:
     """A folder pool's listing (class names, file names per part and class) as a run keeps it."""
     assert pool.root is not None and pool.files is not None
-    listing: dict[str, Any] = {"format": INDEX_FORMAT, "root": str(pool.root), "classes": pool.classes,
-                               "train": [[] for _ in pool.classes], "val": [[] for _ in pool.classes]}
+    listing: dict[str, Any] = {
+        "format": INDEX_FORMAT,
+        "root": str(pool.root),
+        "classes": pool.classes,
+        "train": [[] for _ in pool.classes],
+        "val": [[] for _ in pool.classes],
+    }
     for name, label in zip(pool.files, pool.labels):
         part, _, file = name.decode().split("/", 2)
         listing[part][int(label)].append(file)
@@ -160,8 +183,7 @@ def save_index(pool: ImagePool, path: Path) -> Path:
 IN_MEMORY = ("digits", "synthetic")
 
 
-def load_pool(data: str, img_size: int, in_chans: int, num_classes: int | None,
-              index: Path | None = None) -> ImagePool:
+def load_pool(data: str, img_size: int, in_chans: int, num_classes: int | None, index: Path | None = None) -> ImagePool:
     """`digits`, `synthetic` or an ImageFolder path (listed once, into `index`); the class count
     must match the space's (None: a folder's own count)."""
     if data == "digits":
@@ -171,6 +193,8 @@ def load_pool(data: str, img_size: int, in_chans: int, num_classes: int | None,
     else:
         pool = folder_pool(data, index)
     if num_classes is not None and len(pool.classes) != num_classes:
-        raise DataError(f"{data} has {len(pool.classes)} classes but the space has {num_classes}; "
-                        f"use a space with num_classes={len(pool.classes)} (get_space(name, num_classes=...))")
+        raise DataError(
+            f"{data} has {len(pool.classes)} classes but the space has {num_classes}; "
+            f"use a space with num_classes={len(pool.classes)} (get_space(name, num_classes=...))"
+        )
     return pool

@@ -43,8 +43,12 @@ class Split:
     def load(cls, path: str | Path) -> Split:
         try:
             d = json.loads(Path(path).read_text())
-            return cls(d["source"], int(d["seed"]), *(tuple(int(i) for i in d[k]) for k in SPLITS),
-                       str(d.get("search_val_rule", "15%")))
+            return cls(
+                d["source"],
+                int(d["seed"]),
+                *(tuple(int(i) for i in d[k]) for k in SPLITS),
+                str(d.get("search_val_rule", "15%")),
+            )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DataError(f"split file {path} is unreadable ({exc}); delete it to draw the split again") from exc
 
@@ -70,18 +74,28 @@ def search_val_counts(rule: str, class_sizes: np.ndarray, available: np.ndarray)
         else:
             counts = np.rint(class_sizes * int(text) / max(total, 1))
     except ValueError:
-        raise DataError(f"--search-val {rule!r} is not a size; use auto, a share (15%), a total (10000) "
-                        f"or a count per class (25/class)") from None
+        raise DataError(
+            f"--search-val {rule!r} is not a size; use auto, a share (15%), a total (10000) "
+            f"or a count per class (25/class)"
+        ) from None
     counts = counts.astype(np.int64)
     if (counts < 0).any() or (counts >= available).any():
-        raise DataError(f"--search-val {rule} takes {int(counts.sum())} of the {int(available.sum())} train images, leaving "
-                        f"a class with none to train on; use a smaller --search-val (the smallest class has "
-                        f"{int(available.min())})")
+        raise DataError(
+            f"--search-val {rule} takes {int(counts.sum())} of the {int(available.sum())} train images, leaving "
+            f"a class with none to train on; use a smaller --search-val (the smallest class has "
+            f"{int(available.min())})"
+        )
     return counts
 
 
-def stratified_split(labels: np.ndarray, source: str, seed: int, search_val: str = "15%", test: float = 0.2,
-                     pool: np.ndarray | None = None) -> Split:
+def stratified_split(
+    labels: np.ndarray,
+    source: str,
+    seed: int,
+    search_val: str = "15%",
+    test: float = 0.2,
+    pool: np.ndarray | None = None,
+) -> Split:
     """Per class, shuffle with `seed`, cut the `test` fraction off, then the search-val images
     (`search_val_counts`, shares of the class); the rest trains.
 

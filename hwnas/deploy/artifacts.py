@@ -14,9 +14,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 from hwnas.errors import HwnasError
+from hwnas.family import timm_kwargs
 from hwnas.latency.bundle import OPSET, export_onnx
 from hwnas.spaces import Arch, spec_dict
-from hwnas.family import timm_kwargs
 
 FORMATS = ("onnx", "pt2", "safetensors", "tensorrt")
 DEFAULT_OPSET = OPSET
@@ -45,8 +45,9 @@ def _max_diff(expected: torch.Tensor, got: Any) -> float:
 
 def _check(name: str, diff: float, tolerance: float) -> dict[str, float]:
     if not diff <= tolerance:
-        raise ExportError(f"{name} differs from PyTorch by {diff:.2e} (tolerance {tolerance:.0e}); "
-                          f"rerun with --debug and report it")
+        raise ExportError(
+            f"{name} differs from PyTorch by {diff:.2e} (tolerance {tolerance:.0e}); rerun with --debug and report it"
+        )
     return {"max_abs_diff": diff, "tolerance": tolerance}
 
 
@@ -68,8 +69,12 @@ def check_onnx(path: Path, model: nn.Module, inputs: list[torch.Tensor], precisi
     with torch.no_grad():
         diff = max(_max_diff(model.float()(x), session.run(None, {name: x.numpy().astype(dtype)})[0]) for x in inputs)
     paths = [p.value for p in proto.metadata_props] + [p.value for n in proto.graph.node for p in n.metadata_props]
-    return {**_check("model.onnx (ONNX Runtime)", diff, TOLERANCE[precision]), "opset": proto.opset_import[0].version,
-            "stored_weights": stored, "metadata_entries": len(paths)}
+    return {
+        **_check("model.onnx (ONNX Runtime)", diff, TOLERANCE[precision]),
+        "opset": proto.opset_import[0].version,
+        "stored_weights": stored,
+        "metadata_entries": len(paths),
+    }
 
 
 # ---- torch.export -------------------------------------------------------------------------------------
@@ -92,8 +97,11 @@ def model_config(arch: Arch) -> dict[str, Any]:
     """What rebuilds the model without the supernet: the arch (for `hwnas.load_model`) and, for a
     plain ViT/DeiT arch, the `timm.create_model` call."""
     kwargs = timm_kwargs(arch)
-    return {"arch": arch.to_dict(), "space": spec_dict(arch.space),
-            "timm": None if kwargs is None else {"model_name": TIMM_MODEL, "kwargs": kwargs}}
+    return {
+        "arch": arch.to_dict(),
+        "space": spec_dict(arch.space),
+        "timm": None if kwargs is None else {"model_name": TIMM_MODEL, "kwargs": kwargs},
+    }
 
 
 def write_safetensors(model: nn.Module, arch: Arch, path: Path) -> None:
@@ -159,5 +167,8 @@ def check_tensorrt(path: Path, model: nn.Module, inputs: list[torch.Tensor], pre
         stream.synchronize()
         with torch.no_grad():
             diffs.append(_max_diff(model.float()(x), got.float().cpu()))
-    return {**_check("model.engine (TensorRT)", max(diffs), TENSORRT_TOLERANCE[precision]),
-            "tensorrt": trt.__version__, "io_tensors": engine.num_io_tensors}
+    return {
+        **_check("model.engine (TensorRT)", max(diffs), TENSORRT_TOLERANCE[precision]),
+        "tensorrt": trt.__version__,
+        "io_tensors": engine.num_io_tensors,
+    }

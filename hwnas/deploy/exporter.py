@@ -18,11 +18,24 @@ from typing import Any
 
 import torch
 
-from hwnas.errors import ArchError
 from hwnas.deploy.artifacts import (
-    CONFIG, DEFAULT_OPSET, FILES, FORMATS, ExportError, check_onnx, check_pt2, check_safetensors, check_tensorrt, fresh_inputs,
-    tensorrt_unavailable, write_onnx, write_pt2, write_safetensors, write_tensorrt,
+    CONFIG,
+    DEFAULT_OPSET,
+    FILES,
+    FORMATS,
+    ExportError,
+    check_onnx,
+    check_pt2,
+    check_safetensors,
+    check_tensorrt,
+    fresh_inputs,
+    tensorrt_unavailable,
+    write_onnx,
+    write_pt2,
+    write_safetensors,
+    write_tensorrt,
 )
+from hwnas.errors import ArchError
 from hwnas.io import atomic_write_json, sha256_file
 from hwnas.latency.drift import DriftPolicy, check_drift
 from hwnas.latency.measure import measure_model, why_not_here
@@ -65,10 +78,21 @@ def _staging(out: Path) -> Path:
         raise ExportError(f"cannot write to {out} ({exc.strerror}); choose a writable --out") from None
 
 
-def export(run: str | Path, arch: str | Path | Arch, out: str | Path, formats: str | Sequence[str] = DEFAULT_FORMATS,
-           precision: str = "fp32", batch_size: int = 1, device: str | None = None,
-           table: str | Path | LatencyTable | None = None, opset: int = DEFAULT_OPSET, measure: bool = True,
-           drift: str = "refit", progress: bool = True, max_latency_error: float | None = None) -> dict[str, Any]:
+def export(
+    run: str | Path,
+    arch: str | Path | Arch,
+    out: str | Path,
+    formats: str | Sequence[str] = DEFAULT_FORMATS,
+    precision: str = "fp32",
+    batch_size: int = 1,
+    device: str | None = None,
+    table: str | Path | LatencyTable | None = None,
+    opset: int = DEFAULT_OPSET,
+    measure: bool = True,
+    drift: str = "refit",
+    progress: bool = True,
+    max_latency_error: float | None = None,
+) -> dict[str, Any]:
     """Export subnet `arch` (an Arch, an arch JSON or a search's best.json) of the supernet in `run`
     (or, when `run` is a `hwnas finetune` folder, its fine-tuned weights).
 
@@ -93,8 +117,10 @@ def export(run: str | Path, arch: str | Path | Arch, out: str | Path, formats: s
         raise ExportError(f"tensorrt was requested but {why}; drop it from --formats or export on a GPU machine")
     trained = open_run(run)
     if not trained.weights.is_file():
-        raise CheckpointError(f"{trained.dir} has no trained weights ({trained.weights.name}); finish the training "
-                              f"(`hwnas train` or `hwnas finetune` with --out {trained.dir}) first")
+        raise CheckpointError(
+            f"{trained.dir} has no trained weights ({trained.weights.name}); finish the training "
+            f"(`hwnas train` or `hwnas finetune` with --out {trained.dir}) first"
+        )
     arch = arch if isinstance(arch, Arch) else Arch.from_json(arch, trained.space)
     if arch.space != trained.space:
         raise ArchError(f"arch is from space {arch.space.key!r}, but the run trained {trained.space.key!r}")
@@ -128,19 +154,28 @@ def _check_gate_possible(table: LatencyTable | None, untimed: str | None, precis
     assert table is not None  # untimed is set when there is no table
     fp = table.fingerprint
     if (fp["precision"], int(fp["batch_size"])) != (precision, batch_size):
-        raise ExportError(f"--max-latency-error compares with {table.name}, which predicts batch {fp['batch_size']} in "
-                          f"{fp['precision']}; export with --batch-size {fp['batch_size']} --precision {fp['precision']}")
+        raise ExportError(
+            f"--max-latency-error compares with {table.name}, which predicts batch {fp['batch_size']} in "
+            f"{fp['precision']}; export with --batch-size {fp['batch_size']} --precision {fp['precision']}"
+        )
 
 
 def latency_gate(measured: dict[str, Any], max_error_pct: float) -> dict[str, Any]:
     """Whether the measured latency is at most `max_error_pct` percent above the prediction."""
     over = float(measured["vs_predicted_pct"])
     passed = over <= max_error_pct
-    reason = (f"measured {measured['latency_ms']:.4g} ms is {over:+.1f}% vs the prediction, "
-              + (f"within the {max_error_pct:g}% allowed" if passed else
-                 f"more than the {max_error_pct:g}% allowed: the table does not hold for this model here "
-                 f"(check `hwnas validate-table`, or re-profile)"))
-    return {"max_latency_error_pct": max_error_pct, "measured_vs_predicted_pct": over, "passed": passed, "reason": reason}
+    reason = f"measured {measured['latency_ms']:.4g} ms is {over:+.1f}% vs the prediction, " + (
+        f"within the {max_error_pct:g}% allowed"
+        if passed
+        else f"more than the {max_error_pct:g}% allowed: the table does not hold for this model here "
+        f"(check `hwnas validate-table`, or re-profile)"
+    )
+    return {
+        "max_latency_error_pct": max_error_pct,
+        "measured_vs_predicted_pct": over,
+        "passed": passed,
+        "reason": reason,
+    }
 
 
 def _why_untimed(table: LatencyTable | None, measure: bool, formats: tuple[str, ...]) -> str | None:
@@ -157,8 +192,18 @@ def _why_untimed(table: LatencyTable | None, measure: bool, formats: tuple[str, 
     return None
 
 
-def _export(run: TrainedRun | FinetunedRun, arch: Arch, folder: Path, formats: tuple[str, ...], precision: str, batch_size: int,
-            opset: int, table: LatencyTable | None, untimed: str | None, progress: bool) -> dict[str, Any]:
+def _export(
+    run: TrainedRun | FinetunedRun,
+    arch: Arch,
+    folder: Path,
+    formats: tuple[str, ...],
+    precision: str,
+    batch_size: int,
+    opset: int,
+    table: LatencyTable | None,
+    untimed: str | None,
+    progress: bool,
+) -> dict[str, Any]:
     supernet = run.supernet()
     fp32 = run.extract(arch, supernet).eval()
     model = fp32 if precision == "fp32" else copy.deepcopy(fp32).half()
@@ -180,35 +225,71 @@ def _export(run: TrainedRun | FinetunedRun, arch: Arch, folder: Path, formats: t
     names = [FILES[f] for f in FORMATS if f in formats or (f == "onnx" and "tensorrt" in formats)]
     if "safetensors" in formats:
         names.append(CONFIG)
-    skipped = {} if "tensorrt" in formats else {
-        "tensorrt": "not requested" + (f"; it could not be built here: {why}" if (why := tensorrt_unavailable()) else "")}
+    skipped = (
+        {}
+        if "tensorrt" in formats
+        else {
+            "tensorrt": "not requested"
+            + (f"; it could not be built here: {why}" if (why := tensorrt_unavailable()) else "")
+        }
+    )
 
     accuracy = {part: run.top1(arch, part, supernet) for part in ("search_val", "test")}
     latency: dict[str, Any] = {"predicted": None, "measured": None, "not_measured": untimed}
     if table is not None:
         predictor = LatencyPredictor(table, arch.space)
-        latency["predicted"] = {"device": table.device, "table": table.name, "fingerprint": table.fingerprint,
-                                "calibration": predictor.calibration.to_dict(),
-                                "calibration_source": table.calibration_source(arch.space),
-                                **predictor.predict(arch).to_dict()}
+        latency["predicted"] = {
+            "device": table.device,
+            "table": table.name,
+            "fingerprint": table.fingerprint,
+            "calibration": predictor.calibration.to_dict(),
+            "calibration_source": table.calibration_source(arch.space),
+            **predictor.predict(arch).to_dict(),
+        }
     if table is not None and untimed is None:
         onnx_file = folder / FILES["onnx"]
-        measured = measure_model(model, onnx_file if onnx_file.is_file() else None, arch, table, precision, batch_size,
-                                 folder / "measure", progress)
+        measured = measure_model(
+            model,
+            onnx_file if onnx_file.is_file() else None,
+            arch,
+            table,
+            precision,
+            batch_size,
+            folder / "measure",
+            progress,
+        )
         fp = table.fingerprint
         comparable = (fp["precision"], int(fp["batch_size"])) == (precision, batch_size)
         predicted = latency["predicted"]["latency_ms"]  # type: ignore[index]
-        latency["measured"] = {**measured, "vs_predicted_pct": 100 * (measured["latency_ms"] / predicted - 1) if comparable
-                               else None, "comparable": comparable}
+        latency["measured"] = {
+            **measured,
+            "vs_predicted_pct": 100 * (measured["latency_ms"] / predicted - 1) if comparable else None,
+            "comparable": comparable,
+        }
         if not comparable:
-            latency["measured"]["note"] = (f"the table predicts batch {fp['batch_size']} in {fp['precision']}; this "
-                                           f"export runs batch {batch_size} in {precision}")
+            latency["measured"]["note"] = (
+                f"the table predicts batch {fp['batch_size']} in {fp['precision']}; this "
+                f"export runs batch {batch_size} in {precision}"
+            )
     return {
-        "arch": arch.to_dict(), "digest": arch.digest, "space": arch.space.key, "run": str(run.dir),
+        "arch": arch.to_dict(),
+        "digest": arch.digest,
+        "space": arch.space.key,
+        "run": str(run.dir),
         "weights": "fine-tuned" if isinstance(run, FinetunedRun) else "inherited from the supernet",
-        "precision": precision, "batch_size": batch_size, "input_shape": list(example.shape),
-        "accuracy_top1": accuracy, "flops_g": arch.macs() / 1e9, "macs": arch.macs(), "params": arch.params(),
-        "latency": latency, "checks": checks, "skipped": skipped,
-        "artifacts": {name: {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size} for name in names},
-        "versions": versions(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "precision": precision,
+        "batch_size": batch_size,
+        "input_shape": list(example.shape),
+        "accuracy_top1": accuracy,
+        "flops_g": arch.macs() / 1e9,
+        "macs": arch.macs(),
+        "params": arch.params(),
+        "latency": latency,
+        "checks": checks,
+        "skipped": skipped,
+        "artifacts": {
+            name: {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size} for name in names
+        },
+        "versions": versions(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }

@@ -20,14 +20,25 @@ CONFIG, WEIGHTS = "config.json", "model.safetensors"
 
 
 def load_model(folder: str | Path) -> nn.Module:
-    """The exported model in `folder` (written by `hwnas export --formats safetensors`), in eval mode."""
+    """The exported model in `folder` (written by `hwnas export --formats safetensors`), in eval mode.
+
+    Example:
+        ```python
+        # not run in the tests: needs an export folder
+        import torch, hwnas
+        model = hwnas.load_model("export/")
+        logits = model(torch.randn(1, 3, 32, 32))
+        ```
+    """
     folder = Path(folder)
     try:
         config = json.loads((folder / CONFIG).read_text())
         weights = load_file(str(folder / WEIGHTS))
     except (OSError, ValueError) as exc:
-        raise HwnasError(f"{folder} holds no exported model ({exc}); export one with "
-                         f"`hwnas export --formats safetensors --out {folder}`") from exc
+        raise HwnasError(
+            f"{folder} holds no exported model ({exc}); export one with "
+            f"`hwnas export --formats safetensors --out {folder}`"
+        ) from exc
     space = space_from_dict(config["space"])
     with isolated_rng():  # the initialisation is overwritten by the weights
         model = build_model(Arch.from_dict(config["arch"], space))

@@ -53,9 +53,14 @@ def block_plans(configs: Iterable[BlockConfig], batch_size: int, precision: str)
     plans = []
     for cfg in configs:
         name = cfg.key.replace("/", "_").replace("=", "")
-        entry = Entry(file=f"blocks/{name}.onnx", key=cfg.key, kind=BLOCK,
-                      input_shape=cfg.definition.input_shape(cfg, batch_size), input_dtype=DTYPE_NAMES[precision],
-                      extra={"block": cfg.to_dict()})
+        entry = Entry(
+            file=f"blocks/{name}.onnx",
+            key=cfg.key,
+            kind=BLOCK,
+            input_shape=cfg.definition.input_shape(cfg, batch_size),
+            input_dtype=DTYPE_NAMES[precision],
+            extra={"block": cfg.to_dict()},
+        )
         plans.append(Plan(entry, lambda cfg=cfg: _fresh(lambda: cfg.definition.module(cfg), precision)))
     return plans
 
@@ -64,10 +69,15 @@ def network_plans(archs: Sequence[Arch], batch_size: int, precision: str) -> lis
     plans = []
     for arch in archs:
         s = arch.space.spec
-        entry = Entry(file=f"networks/{arch.space.key}-{arch.digest}.onnx", key=f"net/{arch.space.key}/{arch.digest}",
-                      kind=NETWORK, input_shape=(batch_size, s.in_chans, s.img_size, s.img_size),
-                      input_dtype=DTYPE_NAMES[precision], blocks=tuple(b.key for b in arch.blocks()),
-                      extra={"space": arch.space.key, "arch": arch.to_dict()})
+        entry = Entry(
+            file=f"networks/{arch.space.key}-{arch.digest}.onnx",
+            key=f"net/{arch.space.key}/{arch.digest}",
+            kind=NETWORK,
+            input_shape=(batch_size, s.in_chans, s.img_size, s.img_size),
+            input_dtype=DTYPE_NAMES[precision],
+            blocks=tuple(b.key for b in arch.blocks()),
+            extra={"space": arch.space.key, "arch": arch.to_dict()},
+        )
         plans.append(Plan(entry, lambda arch=arch: _fresh(lambda: build_model(arch), precision)))
     return plans
 
@@ -88,7 +98,9 @@ def sample_archs(space: SearchSpace, n: int, seed: int, extremes: bool = False) 
 
 
 def example_input(entry: Entry) -> torch.Tensor:
-    return torch.randn(entry.input_shape, generator=torch.Generator().manual_seed(0)).to(getattr(torch, entry.input_dtype))
+    return torch.randn(entry.input_shape, generator=torch.Generator().manual_seed(0)).to(
+        getattr(torch, entry.input_dtype)
+    )
 
 
 def export_onnx(module: nn.Module, example: torch.Tensor, path: str | Path, opset: int = OPSET) -> Path:
@@ -96,8 +108,16 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: str | Path, opse
     TensorRT can parse it), without the exporter's metadata (stack traces with local paths)."""
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(module, (example,), dynamo=True, external_data=False, verbose=False,
-                                    opset_version=opset, input_names=["x"], output_names=["y"])
+        program = torch.onnx.export(
+            module,
+            (example,),
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+            opset_version=opset,
+            input_names=["x"],
+            output_names=["y"],
+        )
     model = program.model_proto
     del model.metadata_props[:]
     for node in model.graph.node:
@@ -119,8 +139,12 @@ def write_bundle(folder: str | Path, plans: Sequence[Plan], info: dict[str, Any]
 
 
 def manifest_entry(e: Entry) -> dict[str, Any]:
-    row: dict[str, Any] = {"file": e.file, "key": e.key, "kind": e.kind,
-                           "input": {"name": e.input_name, "shape": list(e.input_shape), "dtype": e.input_dtype}}
+    row: dict[str, Any] = {
+        "file": e.file,
+        "key": e.key,
+        "kind": e.kind,
+        "input": {"name": e.input_name, "shape": list(e.input_shape), "dtype": e.input_dtype},
+    }
     if e.blocks:
         row["blocks"] = list(e.blocks)
     return {**row, **e.extra}

@@ -20,9 +20,21 @@ PRECISIONS = ("fp32", "fp16")
 
 # Known GPU labels and the word that names that GPU in `torch.cuda.get_device_name()`.
 GPU_LABELS: dict[str, str] = {
-    "a100": "A100", "h100": "H100", "h200": "H200", "b200": "B200", "v100": "V100", "a10": "A10", "a10g": "A10G",
-    "l4": "L4", "l40s": "L40S", "t4": "T4", "rtx3090": "3090", "rtx4090": "4090", "rtx5090": "5090",
-    "jetson-orin": "Orin", "jetson-xavier": "Xavier",
+    "a100": "A100",
+    "h100": "H100",
+    "h200": "H200",
+    "b200": "B200",
+    "v100": "V100",
+    "a10": "A10",
+    "a10g": "A10G",
+    "l4": "L4",
+    "l40s": "L40S",
+    "t4": "T4",
+    "rtx3090": "3090",
+    "rtx4090": "4090",
+    "rtx5090": "5090",
+    "jetson-orin": "Orin",
+    "jetson-xavier": "Xavier",
 }
 _LABEL = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
@@ -70,8 +82,10 @@ def choose_backend(device: Device, backend: str | None, precision: str) -> str:
         backend = (TENSORRT if tensorrt_available() else TORCH) if device.is_gpu else ONNXRUNTIME
     if backend not in device.backends:
         kind = "a GPU" if device.is_gpu else "a CPU"
-        raise DeviceError(f"backend {backend} does not measure {kind} label like {device.label!r}; "
-                          f"use --backend {' or '.join(device.backends)}")
+        raise DeviceError(
+            f"backend {backend} does not measure {kind} label like {device.label!r}; "
+            f"use --backend {' or '.join(device.backends)}"
+        )
     if backend == ONNXRUNTIME and precision != "fp32":
         raise DeviceError("onnxruntime CPU tables are fp32 only; use --precision fp32 (fp16 needs a GPU backend)")
     return backend
@@ -95,7 +109,9 @@ def check_local_gpu(device: Device) -> str:
 
     problem = local_gpu_problem(device)
     if problem:
-        raise DeviceError(f"device {device.label!r} is a GPU but {problem}; profile on the target itself, or write a "
-                          f"bundle with `hwnas profile --device {device.label} --export-blocks DIR` and measure it "
-                          f"there with profilers/trt_profile.py")
+        raise DeviceError(
+            f"device {device.label!r} is a GPU but {problem}; profile on the target itself, or write a "
+            f"bundle with `hwnas profile --device {device.label} --export-blocks DIR` and measure it "
+            f"there with profilers/trt_profile.py"
+        )
     return torch.cuda.get_device_name(0)

@@ -29,8 +29,8 @@ import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +41,24 @@ from hwnas.errors import HwnasError, HwnasNotice, HwnasWarning
 from hwnas.latency.bundle import block_plans, network_plans, sample_archs
 from hwnas.latency.local import LocalCalibration, LocalCalibrations, table_digest
 from hwnas.latency.measure import (
-    measure_archs, measurement_info, statistic_by_plan, require_here, setup_of, table_settings, why_not_here,
+    measure_archs,
+    measurement_info,
+    require_here,
+    setup_of,
+    statistic_by_plan,
+    table_settings,
+    why_not_here,
 )
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.profile import CALIBRATION_SEED, measure_plans
-from hwnas.latency.table import LATENCY_FIELDS, Calibration, LatencyTable, TableError, profile_command, round_to_resolution
+from hwnas.latency.table import (
+    LATENCY_FIELDS,
+    Calibration,
+    LatencyTable,
+    TableError,
+    profile_command,
+    round_to_resolution,
+)
 from hwnas.profilers.protocol import Protocol
 from hwnas.spaces import Arch, SearchSpace
 
@@ -118,9 +131,17 @@ class Comparison:
         return self.residual_pct > 100 * limit or (len(self.measured) >= 4 and self.kendall_tau < MIN_TAU)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"subnets": list(self.digests), "sum_ms": self.sums.tolist(), "predicted_ms": self.predicted.tolist(),
-                "measured_ms": self.measured.tolist(), "ratio": self.ratio, "drift_pct": self.drift_pct,
-                "kendall_tau": self.kendall_tau, "refit": self.refit.to_dict(), "residual_after_refit_pct": self.residual_pct}
+        return {
+            "subnets": list(self.digests),
+            "sum_ms": self.sums.tolist(),
+            "predicted_ms": self.predicted.tolist(),
+            "measured_ms": self.measured.tolist(),
+            "ratio": self.ratio,
+            "drift_pct": self.drift_pct,
+            "kendall_tau": self.kendall_tau,
+            "refit": self.refit.to_dict(),
+            "residual_after_refit_pct": self.residual_pct,
+        }
 
 
 def compare(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch], measured: np.ndarray) -> Comparison:
@@ -129,8 +150,9 @@ def compare(table: LatencyTable, space: SearchSpace, archs: Sequence[Arch], meas
     return Comparison(tuple(a.digest for a in archs), sums, predictor.calibration, np.asarray(measured, dtype=float))
 
 
-def spot_check(table: LatencyTable, space: SearchSpace, policy: DriftPolicy = DriftPolicy(),
-               progress: bool = True) -> Comparison:
+def spot_check(
+    table: LatencyTable, space: SearchSpace, policy: DriftPolicy = DriftPolicy(), progress: bool = True
+) -> Comparison:
     """Measure the first `policy.archs` calibration subnets of `space` here and compare them with `table`."""
     n = min(policy.archs, table.calibration(space).n)
     archs = sample_archs(space, n, CALIBRATION_SEED, extremes=True)
@@ -142,8 +164,9 @@ def spot_check(table: LatencyTable, space: SearchSpace, policy: DriftPolicy = Dr
     return compare(table, space, archs, measured)
 
 
-def check_drift(table: LatencyTable, space: SearchSpace, policy: DriftPolicy = DriftPolicy(),
-                progress: bool = True) -> LatencyTable:
+def check_drift(
+    table: LatencyTable, space: SearchSpace, policy: DriftPolicy = DriftPolicy(), progress: bool = True
+) -> LatencyTable:
     """`table` as it holds on this machine for `space`: as it is, or with its local calibration for
     this setup (stored earlier, or found now by a spot check). Says what it did in one line."""
     if policy.mode == IGNORE or table.calibration_source(space) is not None:
@@ -155,8 +178,10 @@ def check_drift(table: LatencyTable, space: SearchSpace, policy: DriftPolicy = D
     store = LocalCalibrations(table.path) if table.path else None
     stored = store.find(space, setup, digest) if store else None
     if store and stored:
-        _notice(f"{space.key}: latency table {table.name} with this setup's local calibration "
-                f"({describe_outcome(stored.to_dict())}; {store.path})")
+        _notice(
+            f"{space.key}: latency table {table.name} with this setup's local calibration "
+            f"({describe_outcome(stored.to_dict())}; {store.path})"
+        )
         if stored.uneven:
             _warn_uneven(table, space, f"found by the {stored.how} of {stored.created[:10]}")
         return _localize(table, space, stored, store.path)
@@ -168,91 +193,167 @@ def check_drift(table: LatencyTable, space: SearchSpace, policy: DriftPolicy = D
     seconds = time.perf_counter() - began
     uneven = comparison.uneven(policy.uneven)
     holds = abs(comparison.ratio - 1) <= policy.tolerance and not uneven
-    what = (f"{len(comparison.measured)} calibration subnets measured {_direction(comparison.drift_pct)} its "
-            f"predictions ({'; '.join(differences)})")
+    what = (
+        f"{len(comparison.measured)} calibration subnets measured {_direction(comparison.drift_pct)} its "
+        f"predictions ({'; '.join(differences)})"
+    )
     if not holds and policy.mode == FAIL:
-        fix = (f"re-profile it with `{profile_command(table.fingerprint, space.key, None)} --out NEW.csv`" if uneven else
-               f"recalibrate it for this setup with `hwnas profile --recalibrate --device {table.device} --space "
-               f"{space.key} --table {table.path}`, or use --drift refit")
+        fix = (
+            f"re-profile it with `{profile_command(table.fingerprint, space.key, None)} --out NEW.csv`"
+            if uneven
+            else f"recalibrate it for this setup with `hwnas profile --recalibrate --device {table.device} --space "
+            f"{space.key} --table {table.path}`, or use --drift refit"
+        )
         raise DriftError(f"latency table {table.name} does not hold on this machine for {space.key}: {what}; {fix}")
-    entry = _record(table, space, setup, comparison, "spot check", refit=not holds, uneven=uneven,
-                    evidence={"seconds": round(seconds, 1), "differences": differences,
-                              "protocol": policy.protocol.to_dict()})
+    entry = _record(
+        table,
+        space,
+        setup,
+        comparison,
+        "spot check",
+        refit=not holds,
+        uneven=uneven,
+        evidence={"seconds": round(seconds, 1), "differences": differences, "protocol": policy.protocol.to_dict()},
+    )
     path = store.store(entry) if store else None
     kept = f"stored in {path}" if path else "not stored"
     if holds:
-        _notice(f"latency table {table.name} holds on this machine for {space.key}: {what}; checked in {seconds:.0f} s, "
-                f"{kept}")
+        _notice(
+            f"latency table {table.name} holds on this machine for {space.key}: {what}; checked in {seconds:.0f} s, "
+            f"{kept}"
+        )
     elif uneven:
-        _warn_uneven(table, space, f"{what}, ranked with Kendall tau {comparison.kendall_tau:.2f}, and a refit "
-                                   f"still misses one by {comparison.residual_pct:.0f}%; refitted for now, {kept}")
+        _warn_uneven(
+            table,
+            space,
+            f"{what}, ranked with Kendall tau {comparison.kendall_tau:.2f}, and a refit "
+            f"still misses one by {comparison.residual_pct:.0f}%; refitted for now, {kept}",
+        )
     else:
-        warnings.warn(f"latency table {table.name} is off on this machine for {space.key}: {what}; refitted its "
-                      f"calibration for this setup (now within {comparison.residual_pct:.1f}% of them), {kept}",
-                      LatencyDriftWarning, stacklevel=2)
+        warnings.warn(
+            f"latency table {table.name} is off on this machine for {space.key}: {what}; refitted its "
+            f"calibration for this setup (now within {comparison.residual_pct:.1f}% of them), {kept}",
+            LatencyDriftWarning,
+            stacklevel=2,
+        )
     return _localize(table, space, entry, path)
 
 
-def recalibrate(table: LatencyTable, space: SearchSpace, rows: int = 8, protocol: Protocol | None = None,
-                policy: DriftPolicy = DriftPolicy(), progress: bool = True) -> dict[str, Any]:
+def recalibrate(
+    table: LatencyTable,
+    space: SearchSpace,
+    rows: int = 8,
+    protocol: Protocol | None = None,
+    policy: DriftPolicy = DriftPolicy(),
+    progress: bool = True,
+) -> dict[str, Any]:
     """Measure every calibration subnet of `space` and `rows` sampled rows of `table` on this machine,
     refit the calibration for this setup (stored as its local calibration), and report the drift of
     both. The table file is not changed."""
     require_here(table, "recalibrate")
     if not table.covers(space):
         spaces = ", ".join(table.calibrations) or "no space"
-        raise TableError(f"latency table {table.name} does not cover {space.key} (it holds {spaces}); profile the space "
-                         f"first with `{profile_command(table.fingerprint, space.key, table.path)}`")
+        raise TableError(
+            f"latency table {table.name} does not cover {space.key} (it holds {spaces}); profile the space "
+            f"first with `{profile_command(table.fingerprint, space.key, table.path)}`"
+        )
     began = time.perf_counter()
     predictor = LatencyPredictor(table, space)  # every row there, or a one-line error naming the command
     settings = table_settings(table, protocol or policy.protocol)
     archs = sample_archs(space, table.calibration(space).n, CALIBRATION_SEED, extremes=True)
     blocks = random.Random(0).sample(predictor.blocks, min(rows, len(predictor.blocks)))
-    plans = block_plans(blocks, settings.batch_size, settings.precision) + \
-        network_plans(archs, settings.batch_size, settings.precision)
+    plans = block_plans(blocks, settings.batch_size, settings.precision) + network_plans(
+        archs, settings.batch_size, settings.precision
+    )
     work = Path(tempfile.mkdtemp(prefix="hwnas-recalibrate-"))
     try:
-        measured = measure_plans(plans, str(settings.backend), settings, work, measurement_info(space, settings),
-                                 f"recalibrate {space.key}" if progress else None, out=work / "measured.csv")
+        measured = measure_plans(
+            plans,
+            str(settings.backend),
+            settings,
+            work,
+            measurement_info(space, settings),
+            f"recalibrate {space.key}" if progress else None,
+            out=work / "measured.csv",
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     now = statistic_by_plan(plans, measured)
-    comparison = compare(table, space, archs, now[len(blocks):])
+    comparison = compare(table, space, archs, now[len(blocks) :])
     then = table.latencies(blocks, space.key)
     row_ratio = now[: len(blocks)] / then  # reported: whole subnets decide unevenness (a 10-us row may move 30%)
     setup = setup_of(table, settings)
-    entry = _record(table, space, setup, comparison, "recalibration", refit=True, uneven=comparison.uneven(policy.uneven),
-                    evidence={"rows": [b.key for b in blocks], "rows_ratio": row_ratio.tolist(),
-                              "protocol": settings.protocol.to_dict()})
+    entry = _record(
+        table,
+        space,
+        setup,
+        comparison,
+        "recalibration",
+        refit=True,
+        uneven=comparison.uneven(policy.uneven),
+        evidence={
+            "rows": [b.key for b in blocks],
+            "rows_ratio": row_ratio.tolist(),
+            "protocol": settings.protocol.to_dict(),
+        },
+    )
     stored = LocalCalibrations(table.path).store(entry) if table.path else None
     return {
-        "table": table.name, "space": space.key, "seconds": round(time.perf_counter() - began, 1),
+        "table": table.name,
+        "space": space.key,
+        "seconds": round(time.perf_counter() - began, 1),
         "setup_differences": table.setup_differences(setup, LATENCY_FIELDS),
-        "calibration_before": table.calibration(space).to_dict(), "calibration_after": entry.calibration.to_dict(),
+        "calibration_before": table.calibration(space).to_dict(),
+        "calibration_after": entry.calibration.to_dict(),
         "calibration_subnets": comparison.to_dict(),
-        "rows": [{"key": b.key, "table_ms": float(t), "measured_ms": float(m), "ratio": float(r)}
-                 for b, t, m, r in zip(blocks, then, now, row_ratio)],
+        "rows": [
+            {"key": b.key, "table_ms": float(t), "measured_ms": float(m), "ratio": float(r)}
+            for b, t, m, r in zip(blocks, then, now, row_ratio)
+        ],
         "rows_ratio_median": float(np.median(row_ratio)),
         "rows_ratio_range": [float(row_ratio.min()), float(row_ratio.max())],
-        "uneven": entry.uneven, "stored": str(stored) if stored else None,
+        "uneven": entry.uneven,
+        "stored": str(stored) if stored else None,
         "reprofile": f"{profile_command(table.fingerprint, space.key, None)} --out NEW.csv" if entry.uneven else None,
     }
 
 
-def _record(table: LatencyTable, space: SearchSpace, setup: Mapping[str, Any], comparison: Comparison, how: str,
-            refit: bool, uneven: bool, evidence: dict[str, Any]) -> LocalCalibration:
+def _record(
+    table: LatencyTable,
+    space: SearchSpace,
+    setup: Mapping[str, Any],
+    comparison: Comparison,
+    how: str,
+    refit: bool,
+    uneven: bool,
+    evidence: dict[str, Any],
+) -> LocalCalibration:
     """The local calibration a check found: the refit, or the table's own calibration where it held."""
     return LocalCalibration(
-        space=space.ref, setup={k: setup[k] for k in ("device", "backend", *LATENCY_FIELDS) if k in setup},
-        table_digest=table_digest(table, space), calibration=comparison.refit if refit else comparison.own,
-        how=how, drift_pct=comparison.drift_pct, refit=refit, uneven=uneven,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"), evidence={**comparison.to_dict(), **evidence})
+        space=space.ref,
+        setup={k: setup[k] for k in ("device", "backend", *LATENCY_FIELDS) if k in setup},
+        table_digest=table_digest(table, space),
+        calibration=comparison.refit if refit else comparison.own,
+        how=how,
+        drift_pct=comparison.drift_pct,
+        refit=refit,
+        uneven=uneven,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        evidence={**comparison.to_dict(), **evidence},
+    )
 
 
 def _localize(table: LatencyTable, space: SearchSpace, entry: LocalCalibration, path: Path | None) -> LatencyTable:
-    source = {"kind": "local", "how": entry.how, "file": str(path) if path else None, "created": entry.created,
-              "drift_pct": entry.drift_pct, "refit": entry.refit, "uneven": entry.uneven,
-              "table_calibration": table.calibration(space).to_dict()}
+    source = {
+        "kind": "local",
+        "how": entry.how,
+        "file": str(path) if path else None,
+        "created": entry.created,
+        "drift_pct": entry.drift_pct,
+        "refit": entry.refit,
+        "uneven": entry.uneven,
+        "table_calibration": table.calibration(space).to_dict(),
+    }
     return table.with_calibration(space, entry.calibration, source)
 
 
@@ -270,9 +371,13 @@ def describe_outcome(entry: Mapping[str, Any]) -> str:
 
 
 def _warn_uneven(table: LatencyTable, space: SearchSpace, evidence: str) -> None:
-    warnings.warn(f"latency table {table.name}: its rows drifted unevenly on this machine for {space.key} ({evidence}); "
-                  f"no calibration can make it hold, so its predictions here are approximate: re-profile with "
-                  f"`{profile_command(table.fingerprint, space.key, None)} --out NEW.csv`", LatencyDriftWarning, stacklevel=3)
+    warnings.warn(
+        f"latency table {table.name}: its rows drifted unevenly on this machine for {space.key} ({evidence}); "
+        f"no calibration can make it hold, so its predictions here are approximate: re-profile with "
+        f"`{profile_command(table.fingerprint, space.key, None)} --out NEW.csv`",
+        LatencyDriftWarning,
+        stacklevel=3,
+    )
 
 
 def _notice(message: str) -> None:

@@ -55,8 +55,14 @@ def setup_key(setup: Mapping[str, Any]) -> str:
 def table_digest(table: LatencyTable, space: SearchSpace) -> str:
     """A digest of what the table predicts `space` from: its rows, its own calibration and its setup."""
     rows = table.latencies(space.block_configs(), space.key)
-    meta = json.dumps({"calibration": table.calibration(space).to_dict(),
-                       "setup": {k: table.fingerprint.get(k) for k in LATENCY_FIELDS}}, sort_keys=True, default=str)
+    meta = json.dumps(
+        {
+            "calibration": table.calibration(space).to_dict(),
+            "setup": {k: table.fingerprint.get(k) for k in LATENCY_FIELDS},
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(rows.tobytes() + meta.encode()).hexdigest()[:16]
 
 
@@ -84,10 +90,18 @@ class LocalCalibration:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LocalCalibration:
-        return cls(space=str(d["space"]), setup=dict(d["setup"]), table_digest=str(d["table_digest"]),
-                   calibration=Calibration.from_dict(d["calibration"]), how=str(d["how"]),
-                   drift_pct=float(d["drift_pct"]), refit=bool(d["refit"]), uneven=bool(d["uneven"]),
-                   created=str(d["created"]), evidence=dict(d.get("evidence", {})))
+        return cls(
+            space=str(d["space"]),
+            setup=dict(d["setup"]),
+            table_digest=str(d["table_digest"]),
+            calibration=Calibration.from_dict(d["calibration"]),
+            how=str(d["how"]),
+            drift_pct=float(d["drift_pct"]),
+            refit=bool(d["refit"]),
+            uneven=bool(d["uneven"]),
+            created=str(d["created"]),
+            evidence=dict(d.get("evidence", {})),
+        )
 
 
 class LocalCalibrations:
@@ -96,7 +110,8 @@ class LocalCalibrations:
     def __init__(self, table_path: Path):
         self.table_path = Path(table_path)
         folder = os.environ.get(CALIBRATION_DIR_ENV) or (
-            None if writable_beside(self.table_path) else user_calibration_dir())
+            None if writable_beside(self.table_path) else user_calibration_dir()
+        )
         if folder:  # one folder for all tables: name the file after the table's full path
             tag = hashlib.sha256(str(self.table_path.resolve()).encode()).hexdigest()[:8]
             self.path = Path(folder) / f"{self.table_path.stem}-{tag}.local.json"
@@ -113,8 +128,12 @@ class LocalCalibrations:
                 raise ValueError(f"format {data.get('format')!r}, this hwnas reads {LOCAL_FORMAT}")
             entries = [LocalCalibration.from_dict(e) for e in data["entries"]]
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            warnings.warn(f"local calibration file {self.path} is corrupted ({exc}); ignored: this setup is measured "
-                          f"again and the file rewritten", LocalCalibrationWarning, stacklevel=3)
+            warnings.warn(
+                f"local calibration file {self.path} is corrupted ({exc}); ignored: this setup is measured "
+                f"again and the file rewritten",
+                LocalCalibrationWarning,
+                stacklevel=3,
+            )
             return {}
         return {e.key: e for e in entries}
 
@@ -122,9 +141,12 @@ class LocalCalibrations:
         """The calibration stored for `space` on this setup, if it was made for this very table."""
         entry = self._read().get((space.ref, setup_key(setup)))
         if entry is not None and entry.table_digest != digest:
-            warnings.warn(f"local calibration of {space.key} in {self.path} was made for another table than "
-                          f"{self.table_path} (or before it changed); ignored: this setup is measured again",
-                          LocalCalibrationWarning, stacklevel=3)
+            warnings.warn(
+                f"local calibration of {space.key} in {self.path} was made for another table than "
+                f"{self.table_path} (or before it changed); ignored: this setup is measured again",
+                LocalCalibrationWarning,
+                stacklevel=3,
+            )
             return None
         return entry
 
@@ -137,12 +159,18 @@ class LocalCalibrations:
         """Add or replace `entry` (atomically); None, with a warning, where the file cannot be written."""
         entries = self._read()
         entries[entry.key] = entry
-        data = {"format": LOCAL_FORMAT, "table": str(self.table_path),
-                "entries": [e.to_dict() for _, e in sorted(entries.items())]}
+        data = {
+            "format": LOCAL_FORMAT,
+            "table": str(self.table_path),
+            "entries": [e.to_dict() for _, e in sorted(entries.items())],
+        }
         try:
             return atomic_write_json(self.path, data)
         except OSError as exc:
-            warnings.warn(f"could not store the local calibration in {self.path} ({exc.strerror}); it is measured again "
-                          f"next time: set {CALIBRATION_DIR_ENV} to a writable folder", LocalCalibrationWarning,
-                          stacklevel=3)
+            warnings.warn(
+                f"could not store the local calibration in {self.path} ({exc.strerror}); it is measured again "
+                f"next time: set {CALIBRATION_DIR_ENV} to a writable folder",
+                LocalCalibrationWarning,
+                stacklevel=3,
+            )
             return None

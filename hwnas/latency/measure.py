@@ -32,8 +32,20 @@ from hwnas.profilers.protocol import Entry, Protocol, cpu_identity, cpu_model, r
 from hwnas.spaces import Arch, SearchSpace, space_from_dict, spec_dict
 
 # The fingerprint fields that say where and how a figure was measured (recorded beside it).
-SETUP_SUMMARY = ("device", "backend", "backend_version", "precision", "batch_size", "threads", "cpu_model", "cpu_id",
-                 "gpu_model", "cuda_graphs", "torch", "protocol")
+SETUP_SUMMARY = (
+    "device",
+    "backend",
+    "backend_version",
+    "precision",
+    "batch_size",
+    "threads",
+    "cpu_model",
+    "cpu_id",
+    "gpu_model",
+    "cuda_graphs",
+    "torch",
+    "protocol",
+)
 
 
 class MeasureError(HwnasError):
@@ -82,8 +94,10 @@ def _gpu_name() -> str:
 def require_here(table: LatencyTable, doing: str) -> None:
     why = why_not_here(table.fingerprint)
     if why:
-        raise MeasureError(f"cannot {doing} with latency table {table.name} on this machine: {why}; "
-                           f"run it on the {table.device} itself")
+        raise MeasureError(
+            f"cannot {doing} with latency table {table.name} on this machine: {why}; "
+            f"run it on the {table.device} itself"
+        )
 
 
 def setup_of(table: LatencyTable, settings: ProfileSettings | None = None) -> dict[str, Any]:
@@ -92,8 +106,15 @@ def setup_of(table: LatencyTable, settings: ProfileSettings | None = None) -> di
     return setup_here(settings, str(settings.backend))
 
 
-def measure_archs(space: SearchSpace, table: LatencyTable, archs: Sequence[Arch], work: Path,
-                  protocol: Protocol | None = None, progress: bool = True, statistic: str = LATENCY) -> np.ndarray:
+def measure_archs(
+    space: SearchSpace,
+    table: LatencyTable,
+    archs: Sequence[Arch],
+    work: Path,
+    protocol: Protocol | None = None,
+    progress: bool = True,
+    statistic: str = LATENCY,
+) -> np.ndarray:
     """The latency (ms; `statistic`, p50 by default) of each arch, measured end to end in this process
     with `table`'s setup. `work` holds the exported models and the rows until all are measured (a
     rerun resumes)."""
@@ -101,15 +122,28 @@ def measure_archs(space: SearchSpace, table: LatencyTable, archs: Sequence[Arch]
     settings = table_settings(table, protocol)
     plans = network_plans(archs, settings.batch_size, settings.precision)
     label = f"measure {len(archs)} {space.key} subnets" if progress else None
-    rows = measure_plans(plans, str(settings.backend), settings, work, measurement_info(space, settings), label,
-                         out=work / "measured.csv")
+    rows = measure_plans(
+        plans,
+        str(settings.backend),
+        settings,
+        work,
+        measurement_info(space, settings),
+        label,
+        out=work / "measured.csv",
+    )
     shutil.rmtree(work, ignore_errors=True)
     return statistic_by_plan(plans, rows, statistic)
 
 
-def measure_archs_apart(space: SearchSpace, table: LatencyTable, archs: Sequence[Arch], work: Path,
-                        protocols: Sequence[Protocol | None] = (None, None), progress: bool = True,
-                        statistic: str = LATENCY) -> list[np.ndarray]:
+def measure_archs_apart(
+    space: SearchSpace,
+    table: LatencyTable,
+    archs: Sequence[Arch],
+    work: Path,
+    protocols: Sequence[Protocol | None] = (None, None),
+    progress: bool = True,
+    statistic: str = LATENCY,
+) -> list[np.ndarray]:
     """One array of latencies (ms; `statistic`) per entry of `protocols`: process i, fresh, measures every
     arch with `protocols[i]` (None: the table's), the processes run one after another. The models are
     exported once, here; each process only loads and times them (and resumes)."""
@@ -122,18 +156,28 @@ def measure_archs_apart(space: SearchSpace, table: LatencyTable, archs: Sequence
     work.mkdir(parents=True, exist_ok=True)
     if settings.backend != "torch":
         write_bundle(work, plans, info, progress)
-    job = {"space": spec_dict(space), "archs": [a.to_dict() for a in archs], "fingerprint": table.fingerprint,
-           "work": str(work), "info": info}
+    job = {
+        "space": spec_dict(space),
+        "archs": [a.to_dict() for a in archs],
+        "fingerprint": table.fingerprint,
+        "work": str(work),
+        "info": info,
+    }
     results = []
     for i, protocol in enumerate(protocols, start=1):
         out = work / f"process{i}.csv"
         label = f"measure {space.key} in process {i}/{len(protocols)}" if progress else None
         job_file = work / f"process{i}.job.json"
-        job_file.write_text(json.dumps({**job, "protocol": (protocol or settings.protocol).to_dict(), "out": str(out),
-                                        "label": label}))
-        done = subprocess.run([sys.executable, "-m", "hwnas.latency.measure", str(job_file)],
-                              stdout=subprocess.DEVNULL, stderr=None if progress else subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        job_file.write_text(
+            json.dumps({**job, "protocol": (protocol or settings.protocol).to_dict(), "out": str(out), "label": label})
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "hwnas.latency.measure", str(job_file)],
+            stdout=subprocess.DEVNULL,
+            stderr=None if progress else subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
         if done.returncode != 0:
             tail = (done.stderr or "").strip().splitlines()[-1:] or ["its error is printed above"]
             raise MeasureError(f"measuring in process {i} failed (exit code {done.returncode}): {tail[0]}")
@@ -142,8 +186,16 @@ def measure_archs_apart(space: SearchSpace, table: LatencyTable, archs: Sequence
     return results
 
 
-def measure_model(model: nn.Module, onnx_file: Path | None, arch: Arch, table: LatencyTable, precision: str,
-                  batch_size: int, work: Path, progress: bool = True) -> dict[str, Any]:
+def measure_model(
+    model: nn.Module,
+    onnx_file: Path | None,
+    arch: Arch,
+    table: LatencyTable,
+    precision: str,
+    batch_size: int,
+    work: Path,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Time one exported model with `table`'s backend and protocol at the export's precision and batch
     size: `onnx_file` itself on the ONNX backends, `model` on the torch backend. Returns its stats
     and the setup they were measured on."""
@@ -151,8 +203,13 @@ def measure_model(model: nn.Module, onnx_file: Path | None, arch: Arch, table: L
     settings = replace(table_settings(table), precision=precision, batch_size=batch_size)
     backend = str(settings.backend)
     s = arch.space.spec
-    entry = Entry(file="model.onnx", key=f"export/{arch.digest}", kind=NETWORK,
-                  input_shape=(batch_size, s.in_chans, s.img_size, s.img_size), input_dtype=DTYPE_NAMES[precision])
+    entry = Entry(
+        file="model.onnx",
+        key=f"export/{arch.digest}",
+        kind=NETWORK,
+        input_shape=(batch_size, s.in_chans, s.img_size, s.img_size),
+        input_dtype=DTYPE_NAMES[precision],
+    )
     if backend != "torch":
         if onnx_file is None:
             raise MeasureError("timing with an ONNX backend needs the exported model.onnx; add onnx to --formats")
@@ -160,12 +217,18 @@ def measure_model(model: nn.Module, onnx_file: Path | None, arch: Arch, table: L
         _link_or_copy(onnx_file, work / entry.file)
     plans = [Plan(entry, lambda: copy.deepcopy(model).eval())]
     label = "time the export" if progress else None
-    (row,) = measure_plans(plans, backend, settings, work, measurement_info(arch.space, settings), label, out=work / "measured.csv")
+    (row,) = measure_plans(
+        plans, backend, settings, work, measurement_info(arch.space, settings), label, out=work / "measured.csv"
+    )
     shutil.rmtree(work, ignore_errors=True)
     setup = setup_of(table, settings)
-    return {"latency_ms": float(row["p50_ms"]), "p10_ms": float(row["p10_ms"]), "p90_ms": float(row["p90_ms"]),
-            "file": entry.file if backend != "torch" else None,
-            "setup": {k: setup[k] for k in SETUP_SUMMARY if k in setup}}
+    return {
+        "latency_ms": float(row["p50_ms"]),
+        "p10_ms": float(row["p10_ms"]),
+        "p90_ms": float(row["p90_ms"]),
+        "file": entry.file if backend != "torch" else None,
+        "setup": {k: setup[k] for k in SETUP_SUMMARY if k in setup},
+    }
 
 
 def measurement_info(space: SearchSpace, settings: ProfileSettings) -> dict[str, Any]:
@@ -195,7 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     archs = [Arch.from_dict(a, space) for a in job["archs"]]
     settings = replace(ProfileSettings.of_table(job["fingerprint"]), protocol=Protocol.from_dict(job["protocol"]))
     plans = network_plans(archs, settings.batch_size, settings.precision)
-    measure_plans(plans, str(settings.backend), settings, Path(job["work"]), job["info"], job["label"], out=Path(job["out"]))
+    measure_plans(
+        plans, str(settings.backend), settings, Path(job["work"]), job["info"], job["label"], out=Path(job["out"])
+    )
     return 0
 
 

@@ -26,8 +26,12 @@ class Prediction:
     statistic: str = LATENCY  # of the timing distribution: p50_ms, p90_ms
 
     def to_dict(self) -> dict[str, Any]:
-        return {"latency_ms": self.latency_ms, "statistic": self.statistic, "sum_ms": self.sum_ms,
-                "blocks": [{"key": k, "latency_ms": ms} for k, ms in self.blocks]}
+        return {
+            "latency_ms": self.latency_ms,
+            "statistic": self.statistic,
+            "sum_ms": self.sum_ms,
+            "blocks": [{"key": k, "latency_ms": ms} for k, ms in self.blocks],
+        }
 
 
 class LatencyPredictor:

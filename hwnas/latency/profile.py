@@ -22,10 +22,28 @@ import torch
 
 from hwnas.errors import HwnasError
 from hwnas.latency.bundle import BLOCK, NETWORK, OPSET, Plan, block_plans, network_plans, sample_archs, write_bundle
-from hwnas.latency.device import ONNXRUNTIME, PRECISIONS, TENSORRT, TORCH, Device, check_local_gpu, choose_backend, parse_device
+from hwnas.latency.device import (
+    ONNXRUNTIME,
+    PRECISIONS,
+    TENSORRT,
+    TORCH,
+    Device,
+    check_local_gpu,
+    choose_backend,
+    parse_device,
+)
 from hwnas.latency.table import STATISTICS, Calibration, LatencyTable, TableError, stats_from_row, table_filename
 from hwnas.profilers import ort_profile
-from hwnas.profilers.protocol import FINGERPRINT, MEASUREMENTS, Entry, Protocol, measure_entries, read_manifest, read_measurements, text_progress
+from hwnas.profilers.protocol import (
+    FINGERPRINT,
+    MEASUREMENTS,
+    Entry,
+    Protocol,
+    measure_entries,
+    read_manifest,
+    read_measurements,
+    text_progress,
+)
 from hwnas.spaces import SearchSpace, get_space, space_from_dict
 from hwnas.spaces.blocks import BlockConfig
 
@@ -61,23 +79,37 @@ class ProfileSettings:
         """The settings a table was measured with, its timing protocol included (to measure more,
         or whole networks, the way the table was measured)."""
         protocol = Protocol.from_dict(fingerprint["protocol"]) if fingerprint.get("protocol") else Protocol()
-        return cls(device=fingerprint["device"], backend=fingerprint["backend"], precision=fingerprint["precision"],
-                   batch_size=int(fingerprint["batch_size"]), threads=int(fingerprint.get("threads") or 1),
-                   cuda_graphs=bool(fingerprint.get("cuda_graphs", False)), protocol=protocol)
+        return cls(
+            device=fingerprint["device"],
+            backend=fingerprint["backend"],
+            precision=fingerprint["precision"],
+            batch_size=int(fingerprint["batch_size"]),
+            threads=int(fingerprint.get("threads") or 1),
+            cuda_graphs=bool(fingerprint.get("cuda_graphs", False)),
+            protocol=protocol,
+        )
 
     def adding_to(self, path: Path) -> ProfileSettings:
         """These settings, with the timing protocol of the table at `path` when none is set: rows
         added to a table are timed as its other rows were (a new table gets the default protocol)."""
         if self.protocol is not None:
             return self
-        return replace(self, protocol=self.of_table(LatencyTable.load(path).fingerprint).protocol if path.exists()
-                       else Protocol())
+        return replace(
+            self, protocol=self.of_table(LatencyTable.load(path).fingerprint).protocol if path.exists() else Protocol()
+        )
 
     def model_info(self, backend: str) -> dict[str, Any]:
         """How the measured models are made and run (heads a bundle's manifest; part of a fingerprint)."""
-        return {"device": self.device, "backend": backend, "precision": self.precision, "batch_size": self.batch_size,
-                "threads": self.threads if backend == ONNXRUNTIME else None, "exporter": "torch.onnx dynamo",
-                "torch": torch.__version__, "hwnas": version("hwnas")}
+        return {
+            "device": self.device,
+            "backend": backend,
+            "precision": self.precision,
+            "batch_size": self.batch_size,
+            "threads": self.threads if backend == ONNXRUNTIME else None,
+            "exporter": "torch.onnx dynamo",
+            "torch": torch.__version__,
+            "hwnas": version("hwnas"),
+        }
 
     def bundle_info(self, space: SearchSpace, backend: str) -> dict[str, Any]:
         return {"space": space.key, "space_spec": space.spec.to_dict(), **self.model_info(backend)}
@@ -85,10 +117,14 @@ class ProfileSettings:
 
 def default_table_path(settings: ProfileSettings, backend: str) -> Path:
     threads = settings.threads if backend == ONNXRUNTIME else None
-    return Path("latency_tables") / table_filename(settings.device, backend, settings.precision, settings.batch_size, threads)
+    return Path("latency_tables") / table_filename(
+        settings.device, backend, settings.precision, settings.batch_size, threads
+    )
 
 
-def plans_for(space: SearchSpace, settings: ProfileSettings, blocks: Sequence[BlockConfig], calibrate: bool) -> list[Plan]:
+def plans_for(
+    space: SearchSpace, settings: ProfileSettings, blocks: Sequence[BlockConfig], calibrate: bool
+) -> list[Plan]:
     plans = block_plans(blocks, settings.batch_size, settings.precision)
     if calibrate:
         archs = sample_archs(space, settings.calibration_archs, CALIBRATION_SEED, extremes=True)
@@ -100,7 +136,9 @@ def export_bundle(space: SearchSpace, settings: ProfileSettings, folder: Path, p
     """Write every block of `space` plus the calibration subnets as ONNX for a device to measure."""
     device, backend = settings.resolve()
     if backend == TORCH:
-        raise HwnasError("--export-blocks writes ONNX for onnxruntime or tensorrt; pick --backend tensorrt for a GPU target")
+        raise HwnasError(
+            "--export-blocks writes ONNX for onnxruntime or tensorrt; pick --backend tensorrt for a GPU target"
+        )
     plans = plans_for(space, settings, space.block_configs(), calibrate=True)
     return write_bundle(folder, plans, settings.bundle_info(space, backend), progress)
 
@@ -108,12 +146,21 @@ def export_bundle(space: SearchSpace, settings: ProfileSettings, folder: Path, p
 def measured_fingerprint(profiler_fp: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
     """A table's fingerprint: the measuring machine and runtime plus how the models were made."""
     keep = ("precision", "batch_size", "exporter", "torch", "hwnas")
-    return {**profiler_fp, **{k: info[k] for k in keep if k in info}, "opset": OPSET,
-            "created": profiler_fp.get("date") or datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return {
+        **profiler_fp,
+        **{k: info[k] for k in keep if k in info},
+        "opset": OPSET,
+        "created": profiler_fp.get("date") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
-def merge_measurements(table: LatencyTable, entries: Sequence[Entry], rows: Sequence[dict[str, Any]],
-                       space: SearchSpace, statistics: Sequence[str] = tuple(STATISTICS.values())) -> int:
+def merge_measurements(
+    table: LatencyTable,
+    entries: Sequence[Entry],
+    rows: Sequence[dict[str, Any]],
+    space: SearchSpace,
+    statistics: Sequence[str] = tuple(STATISTICS.values()),
+) -> int:
     """Add the measured block rows to the table; once every calibration subnet is measured (and its
     blocks are rows), fit the space's calibration of each of `statistics` (the sum of that
     statistic's rows against the subnets' measured statistic). Returns the number of rows added."""
@@ -125,11 +172,14 @@ def merge_measurements(table: LatencyTable, entries: Sequence[Entry], rows: Sequ
         for e in networks:
             missing = [k for k in e.blocks if k not in table]
             if missing:
-                raise TableError(f"calibration subnet {e.key} uses block {missing[0]}, which the bundle did not measure")
+                raise TableError(
+                    f"calibration subnet {e.key} uses block {missing[0]}, which the bundle did not measure"
+                )
         for statistic in statistics:
             sums = [float(table.rows.loc[list(e.blocks), statistic].sum()) for e in networks]
-            table.set_calibration(space, Calibration.fit(sums, [float(by_file[e.file][statistic]) for e in networks]),
-                                  statistic)
+            table.set_calibration(
+                space, Calibration.fit(sums, [float(by_file[e.file][statistic]) for e in networks]), statistic
+            )
     return added
 
 
@@ -146,8 +196,9 @@ def open_table(path: Path, fingerprint: dict[str, Any]) -> LatencyTable:
     table = LatencyTable.load(path)
     diffs = table.setup_differences(fingerprint)
     if diffs:
-        raise TableError(f"{path} was measured on another setup ({'; '.join(diffs)}); "
-                         f"write this one elsewhere with --out NEW.csv")
+        raise TableError(
+            f"{path} was measured on another setup ({'; '.join(diffs)}); write this one elsewhere with --out NEW.csv"
+        )
     return table
 
 
@@ -155,8 +206,9 @@ def _work_folder(table_path: Path, space: SearchSpace) -> Path:
     return table_path.with_name(f".{table_path.stem}.{re.sub(r'[^A-Za-z0-9_.-]', '_', space.ref)}.work")
 
 
-def profile_space(space: SearchSpace, settings: ProfileSettings, out: Path | None = None,
-                  progress: bool = True) -> dict[str, Any]:
+def profile_space(
+    space: SearchSpace, settings: ProfileSettings, out: Path | None = None, progress: bool = True
+) -> dict[str, Any]:
     """Measure what the table at `out` lacks for `space` on this machine; returns a summary."""
     device, backend = settings.resolve()
     if device.is_gpu:
@@ -169,9 +221,16 @@ def profile_space(space: SearchSpace, settings: ProfileSettings, out: Path | Non
     # a new space: every statistic's calibration; a covered one profiled before tail statistics: theirs
     statistics = list(STATISTICS.values()) if not table.covers(space) else table.missing_statistics(space)
     calibrate = bool(statistics)
-    summary = {"table": str(path), "space": space.key, "device": settings.device, "backend": backend,
-               "blocks_in_space": len(space.block_configs()), "blocks_measured": len(blocks),
-               "calibration_subnets": settings.calibration_archs if calibrate else 0, "calibrated_statistics": statistics}
+    summary = {
+        "table": str(path),
+        "space": space.key,
+        "device": settings.device,
+        "backend": backend,
+        "blocks_in_space": len(space.block_configs()),
+        "blocks_measured": len(blocks),
+        "calibration_subnets": settings.calibration_archs if calibrate else 0,
+        "calibrated_statistics": statistics,
+    }
     if not blocks and not calibrate:
         return {**summary, "up_to_date": True}
     work = _work_folder(path, space)
@@ -182,7 +241,9 @@ def profile_space(space: SearchSpace, settings: ProfileSettings, out: Path | Non
         merge_measurements(table, entries, rows, space, statistics)
         table.save(path)
 
-    rows = measure_plans(plans, backend, settings, work, info, f"profile {space.key}" if progress else None, on_rows=on_rows)
+    rows = measure_plans(
+        plans, backend, settings, work, info, f"profile {space.key}" if progress else None, on_rows=on_rows
+    )
     on_rows(rows)
     shutil.rmtree(work, ignore_errors=True)
     return {**summary, "up_to_date": False, "calibration": table.calibration(space).to_dict()}
@@ -200,8 +261,15 @@ def local_fingerprint(backend: str, settings: ProfileSettings) -> dict[str, Any]
     return torch_cuda.fingerprint(settings.device, settings.cuda_graphs, settings.protocol)
 
 
-def measure_plans(plans: Sequence[Plan], backend: str, settings: ProfileSettings, work: Path, info: dict[str, Any],
-                  progress: str | None, **kwargs: Any) -> list[dict[str, Any]]:
+def measure_plans(
+    plans: Sequence[Plan],
+    backend: str,
+    settings: ProfileSettings,
+    work: Path,
+    info: dict[str, Any],
+    progress: str | None,
+    **kwargs: Any,
+) -> list[dict[str, Any]]:
     """Measure `plans` on this machine with `backend`, resuming from `work` (the ONNX backends
     export a bundle there and run the device-side profiler on it). `kwargs`: on_rows, out."""
     kwargs["progress"] = text_progress(progress) if progress else None
@@ -226,12 +294,16 @@ def import_bundle(folder: Path, device: str | None = None, out: Path | None = No
     rows = read_measurements(folder / MEASUREMENTS)
     fp_path = folder / FINGERPRINT
     if not rows or not fp_path.is_file():
-        raise TableError(f"bundle {folder} has not been measured yet; run profilers/ort_profile.py or "
-                         f"profilers/trt_profile.py on it on the target, then import it")
+        raise TableError(
+            f"bundle {folder} has not been measured yet; run profilers/ort_profile.py or "
+            f"profilers/trt_profile.py on it on the target, then import it"
+        )
     unmeasured = [e.file for e in entries if e.file not in rows]
     if unmeasured:
-        raise TableError(f"bundle {folder} lacks measurements for {unmeasured[0]} (and {len(unmeasured) - 1} more); "
-                         f"rerun the profiler on it (it resumes)")
+        raise TableError(
+            f"bundle {folder} lacks measurements for {unmeasured[0]} (and {len(unmeasured) - 1} more); "
+            f"rerun the profiler on it (it resumes)"
+        )
     profiler_fp = json.loads(fp_path.read_text())
     label = profiler_fp.get("device")
     if device and label and device != label:
@@ -245,4 +317,3 @@ def import_bundle(folder: Path, device: str | None = None, out: Path | None = No
     added = merge_measurements(table, entries, list(rows.values()), space)
     table.save(path)
     return table, added
-

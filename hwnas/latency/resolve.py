@@ -34,13 +34,21 @@ def select_table(device: str | None, table: str | Path | None, space: SearchSpac
         return find_table(label, space)
     found = LatencyTable.load(table)
     if label and found.device != label:
-        raise TableError(f"latency table {table} was measured on device {found.device!r}, not {label!r}; "
-                         f"pass --device {found.device} or that device's table")
+        raise TableError(
+            f"latency table {table} was measured on device {found.device!r}, not {label!r}; "
+            f"pass --device {found.device} or that device's table"
+        )
     return found
 
 
-def resolve_table(space: SearchSpace, *, device: str | None = None, table: str | Path | LatencyTable | None = None,
-                  drift: str | DriftPolicy = "refit", progress: bool = True) -> LatencyTable:
+def resolve_table(
+    space: SearchSpace,
+    *,
+    device: str | None = None,
+    table: str | Path | LatencyTable | None = None,
+    drift: str | DriftPolicy = "refit",
+    progress: bool = True,
+) -> LatencyTable:
     """The table that predicts `space` on `device` (found by label, the file `table`, or a table
     already loaded), checked to cover the space and for drift here (`drift`: refit, fail or ignore)."""
     policy = drift if isinstance(drift, DriftPolicy) else DriftPolicy(mode=drift)
@@ -49,8 +57,14 @@ def resolve_table(space: SearchSpace, *, device: str | None = None, table: str |
     return check_drift(found, space, policy, progress)
 
 
-def resolve_tables(space: SearchSpace, *, devices: Sequence[str] = (), tables: Sequence[str | Path | LatencyTable] = (),
-                   drift: str | DriftPolicy = "refit", progress: bool = True) -> list[LatencyTable]:
+def resolve_tables(
+    space: SearchSpace,
+    *,
+    devices: Sequence[str] = (),
+    tables: Sequence[str | Path | LatencyTable] = (),
+    drift: str | DriftPolicy = "refit",
+    progress: bool = True,
+) -> list[LatencyTable]:
     """One resolved table per device, in the order of `devices` (or, with no devices, of `tables`).
     A table given with `--table` goes to the device it was measured on; a device given twice, two
     tables for one device, or a table for a device not named are one-line errors."""
@@ -62,20 +76,31 @@ def resolve_tables(space: SearchSpace, *, devices: Sequence[str] = (), tables: S
     by_device: dict[str, LatencyTable] = {}
     for t in loaded:
         if t.device in by_device:
-            raise TableError(f"two tables for device {t.device!r} ({by_device[t.device].name} and {t.name}); "
-                             f"give one --table per device")
+            raise TableError(
+                f"two tables for device {t.device!r} ({by_device[t.device].name} and {t.name}); "
+                f"give one --table per device"
+            )
         by_device[t.device] = t
     if labels:
         stray = [t for d, t in by_device.items() if d not in labels]
         if stray:
-            raise TableError(f"latency table {stray[0].name} was measured on device {stray[0].device!r}, which no "
-                             f"--device names ({', '.join(labels)}); add --device {stray[0].device} or drop the table")
+            raise TableError(
+                f"latency table {stray[0].name} was measured on device {stray[0].device!r}, which no "
+                f"--device names ({', '.join(labels)}); add --device {stray[0].device} or drop the table"
+            )
     order = labels or list(by_device)
     return [resolve_table(space, device=d, table=by_device.get(d), drift=drift, progress=progress) for d in order]
 
 
-def optional_table(space: SearchSpace, *, device: str | None = None, table: str | Path | LatencyTable | None = None,
-                   default_device: str = "cpu", drift: str | DriftPolicy = "refit", progress: bool = True) -> LatencyTable | None:
+def optional_table(
+    space: SearchSpace,
+    *,
+    device: str | None = None,
+    table: str | Path | LatencyTable | None = None,
+    default_device: str = "cpu",
+    drift: str | DriftPolicy = "refit",
+    progress: bool = True,
+) -> LatencyTable | None:
     """`resolve_table` when a device or table is named; otherwise the table of `default_device` if one
     covers the space, else None (a command that can go on without a latency prediction)."""
     if device or table is not None:
@@ -100,15 +125,30 @@ def list_tables() -> list[dict[str, Any]]:
         except TableError as exc:
             listed.append({**row, "here": "unreadable", "error": str(exc)})
             continue
-        row.update(device=table.device, setup=fingerprint_summary(table.fingerprint), spaces=sorted(table.calibrations),
-                   rows=len(table), created=table.fingerprint.get("created"), fingerprint=table.fingerprint)
+        row.update(
+            device=table.device,
+            setup=fingerprint_summary(table.fingerprint),
+            spaces=sorted(table.calibrations),
+            rows=len(table),
+            created=table.fingerprint.get("created"),
+            fingerprint=table.fingerprint,
+        )
         why = why_not_here(table.fingerprint)
         if why:
             listed.append({**row, "here": "elsewhere", "why": why})
             continue
         setup = setup_of(table)
         differences = table.setup_differences(setup, LATENCY_FIELDS)
-        local = {e.space: {**e.to_dict(), "outcome": describe_outcome(e.to_dict())} for e in LocalCalibrations(path).for_setup(setup)}
-        listed.append({**row, "here": "differs" if differences else "matches", "differences": differences,
-                       "local_calibrations": local})
+        local = {
+            e.space: {**e.to_dict(), "outcome": describe_outcome(e.to_dict())}
+            for e in LocalCalibrations(path).for_setup(setup)
+        }
+        listed.append(
+            {
+                **row,
+                "here": "differs" if differences else "matches",
+                "differences": differences,
+                "local_calibrations": local,
+            }
+        )
     return listed

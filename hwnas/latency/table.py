@@ -38,11 +38,25 @@ STATISTICS = {"p50": "p50_ms", "p90": "p90_ms"}
 TABLE_DIGITS = 6  # significant digits of the CSV's timings: the resolution of a table's predictions
 # Fingerprint fields that move latency: the runtime and exporter versions, the processor, and how the
 # models run. Any difference means the table's numbers may not hold (see `hwnas.latency.drift`).
-LATENCY_FIELDS = ("backend_version", "torch", "opset", "cpu_model", "cpu_id", "cpu_isa", "gpu_model", "cuda", "threads",
-                  "precision", "batch_size", "cuda_graphs")
+LATENCY_FIELDS = (
+    "backend_version",
+    "torch",
+    "opset",
+    "cpu_model",
+    "cpu_id",
+    "cpu_isa",
+    "gpu_model",
+    "cuda",
+    "threads",
+    "precision",
+    "batch_size",
+    "cuda_graphs",
+)
 # Fields that make two measurements comparable enough to share a table; the rest (date, platform) is context.
 SETUP_FIELDS = ("device", "backend", "protocol", *LATENCY_FIELDS)
-SHIPPED_DIR = package_data("hwnas.latency_tables")  # package data: the checkout's latency_tables/ in a development install
+SHIPPED_DIR = package_data(
+    "hwnas.latency_tables"
+)  # package data: the checkout's latency_tables/ in a development install
 TABLES_ENV = "HWNAS_TABLES"
 
 
@@ -64,8 +78,11 @@ def profile_command(fingerprint: Mapping[str, Any], space: str, out: Path | None
     cmd = f"hwnas profile --device {fp.get('device', 'DEVICE')} --space {space}"
     if fp.get("backend"):
         cmd += f" --backend {fp['backend']}"
-    for option, key, default in (("--precision", "precision", "fp32"), ("--batch-size", "batch_size", 1),
-                                 ("--threads", "threads", 1)):
+    for option, key, default in (
+        ("--precision", "precision", "fp32"),
+        ("--batch-size", "batch_size", 1),
+        ("--threads", "threads", 1),
+    ):
         if fp.get(key) not in (None, default):
             cmd += f" {option} {fp[key]}"
     return cmd + (f" --out {out}" if out else "")
@@ -133,21 +150,27 @@ class LatencyTable:
         side = cls.sidecar_path(path)
         rebuild = f"restore it or rebuild it with `hwnas profile --out {path} ...`"
         if not path.is_file():
-            raise TableError(f"latency table {path} does not exist; build it with `hwnas profile --device ... --out {path}`")
+            raise TableError(
+                f"latency table {path} does not exist; build it with `hwnas profile --device ... --out {path}`"
+            )
         if not side.is_file():
             raise TableError(f"latency table {path} has no sidecar {side.name} (its fingerprint); {rebuild}")
         try:
             meta = json.loads(side.read_text())
             fingerprint = dict(meta["fingerprint"])
             calibrations = {k: Calibration.from_dict(v) for k, v in meta.get("calibration", {}).items()}
-            tails = {stat: {k: Calibration.from_dict(v) for k, v in by_space.items()}
-                     for stat, by_space in meta.get("calibration_by_statistic", {}).items()}
+            tails = {
+                stat: {k: Calibration.from_dict(v) for k, v in by_space.items()}
+                for stat, by_space in meta.get("calibration_by_statistic", {}).items()
+            }
             version = int(meta.get("format", 1))
         except (ValueError, KeyError, TypeError) as exc:
             raise TableError(f"latency table sidecar {side} is corrupted ({exc}); {rebuild}") from exc
         if version > TABLE_FORMAT:
-            raise TableError(f"latency table {path} has format {version}, newer than this hwnas reads ({TABLE_FORMAT}); "
-                             f"upgrade hwnas (pip install -U hwnas)")
+            raise TableError(
+                f"latency table {path} has format {version}, newer than this hwnas reads ({TABLE_FORMAT}); "
+                f"upgrade hwnas (pip install -U hwnas)"
+            )
         if version == 1:
             calibrations = {_migrated_space_key(k): c for k, c in calibrations.items()}
         try:
@@ -181,15 +204,22 @@ class LatencyTable:
         if not path.name:
             raise TableError("no path to save the latency table to")
         if self.calibration_sources:
-            raise TableError(f"latency table {self.name} carries local calibrations ({', '.join(self.calibration_sources)}); "
-                             f"save the table as loaded, not a localized copy")
+            raise TableError(
+                f"latency table {self.name} carries local calibrations ({', '.join(self.calibration_sources)}); "
+                f"save the table as loaded, not a localized copy"
+            )
         df = self.rows.reset_index()[list(COLUMNS)].sort_values("key")
         atomic_write_bytes(path, df.to_csv(index=False, float_format=f"%.{TABLE_DIGITS}g").encode())
-        meta = {"format": TABLE_FORMAT, "fingerprint": self.fingerprint,
-                "calibration": {k: c.to_dict() for k, c in sorted(self.calibrations.items())},
-                "calibration_by_statistic": {stat: {k: c.to_dict() for k, c in sorted(by_space.items())}
-                                             for stat, by_space in sorted(self.tail_calibrations.items())},
-                "updated": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        meta = {
+            "format": TABLE_FORMAT,
+            "fingerprint": self.fingerprint,
+            "calibration": {k: c.to_dict() for k, c in sorted(self.calibrations.items())},
+            "calibration_by_statistic": {
+                stat: {k: c.to_dict() for k, c in sorted(by_space.items())}
+                for stat, by_space in sorted(self.tail_calibrations.items())
+            },
+            "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
         atomic_write_json(self.sidecar_path(path), meta)
         self.path = path
         return path
@@ -211,8 +241,11 @@ class LatencyTable:
 
     def add_rows(self, blocks: Iterable[tuple[BlockConfig, Mapping[str, Any]]]) -> int:
         """Add measured rows (block, stats); rows already in the table are kept. Returns the count added."""
-        new = [{"key": b.key, "kind": b.kind, **{c: float(s[c]) for c in STAT_COLUMNS}} for b, s in blocks
-               if b.key not in self.rows.index]
+        new = [
+            {"key": b.key, "kind": b.kind, **{c: float(s[c]) for c in STAT_COLUMNS}}
+            for b, s in blocks
+            if b.key not in self.rows.index
+        ]
         if new:
             df = pd.DataFrame(new, columns=COLUMNS).set_index("key")
             self.rows = df if self.rows.empty else pd.concat([self.rows, df])
@@ -262,14 +295,18 @@ class LatencyTable:
         if statistic == LATENCY:
             return self.calibrations[key]
         if self.calibration_sources.get(key, {}).get("refit"):
-            raise TableError(f"latency table {self.name} holds on this machine for {space.key} only through a local "
-                             f"refit of its p50 calibration, which says nothing of {statistic}; re-profile here "
-                             f"(`{profile_command(self.fingerprint, space.key, None)} --out NEW.csv`) or pass --drift ignore")
+            raise TableError(
+                f"latency table {self.name} holds on this machine for {space.key} only through a local "
+                f"refit of its p50 calibration, which says nothing of {statistic}; re-profile here "
+                f"(`{profile_command(self.fingerprint, space.key, None)} --out NEW.csv`) or pass --drift ignore"
+            )
         tail = self.tail_calibrations.get(statistic, {})
         if key not in tail:
-            raise TableError(f"latency table {self.name} has no {statistic} calibration for {space.key} (profiled "
-                             f"before tail statistics were calibrated); on the setup that measured it, measure its "
-                             f"calibration subnets again with `{profile_command(self.fingerprint, space.key, self.path)}`")
+            raise TableError(
+                f"latency table {self.name} has no {statistic} calibration for {space.key} (profiled "
+                f"before tail statistics were calibrated); on the setup that measured it, measure its "
+                f"calibration subnets again with `{profile_command(self.fingerprint, space.key, self.path)}`"
+            )
         return tail[key]
 
     def missing_statistics(self, space: SearchSpace) -> list[str]:
@@ -291,17 +328,24 @@ class LatencyTable:
     def with_calibration(self, space: SearchSpace, calibration: Calibration, source: Mapping[str, Any]) -> LatencyTable:
         """A copy whose calibration for `space` is replaced (in memory only) and says by what."""
         key = self.calibration_key(space) or space.ref
-        return replace(self, calibrations={**self.calibrations, key: calibration},
-                       calibration_sources={**self.calibration_sources, key: dict(source)})
+        return replace(
+            self,
+            calibrations={**self.calibrations, key: calibration},
+            calibration_sources={**self.calibration_sources, key: dict(source)},
+        )
 
     # ---- setup checks -------------------------------------------------------------------------
     def setup_differences(self, here: Mapping[str, Any], fields: Sequence[str] = SETUP_FIELDS) -> list[str]:
         """`fields` where the fingerprint `here` differs from this table's, as 'field: table a, here b'."""
+
         def show(value: Any) -> str:
             return "not recorded" if value is None else repr(value)
 
-        return [f"{k}: table {show(self.fingerprint.get(k))}, here {show(here.get(k))}" for k in fields
-                if k in here and self.fingerprint.get(k) != here.get(k)]
+        return [
+            f"{k}: table {show(self.fingerprint.get(k))}, here {show(here.get(k))}"
+            for k in fields
+            if k in here and self.fingerprint.get(k) != here.get(k)
+        ]
 
 
 # ---- finding tables --------------------------------------------------------------------------
@@ -328,15 +372,21 @@ def _labelled_dirs() -> dict[Path, str]:
 
 def table_files() -> list[tuple[str, Path]]:
     """Every table CSV in `table_dirs()`, with where it was found ($HWNAS_TABLES, ./latency_tables, shipped)."""
-    return [(label, path) for folder, label in _labelled_dirs().items()
-            for path in sorted(folder.glob("*.csv")) if not path.name.startswith(".")]
+    return [
+        (label, path)
+        for folder, label in _labelled_dirs().items()
+        for path in sorted(folder.glob("*.csv"))
+        if not path.name.startswith(".")
+    ]
 
 
 def find_table(device: str, space: SearchSpace | None = None) -> LatencyTable:
     """The one table for `device` in `table_dirs()`, or a clear error. With `space`, several
     tables for the device narrow to those calibrated for that space."""
     for folder in table_dirs():
-        candidates = [LatencyTable.load(c) for c in sorted({*folder.glob(f"{device}.csv"), *folder.glob(f"{device}_*.csv")})]
+        candidates = [
+            LatencyTable.load(c) for c in sorted({*folder.glob(f"{device}.csv"), *folder.glob(f"{device}_*.csv")})
+        ]
         if len(candidates) > 1 and space is not None:
             candidates = [c for c in candidates if c.covers(space)] or candidates
         if len(candidates) == 1:
@@ -345,8 +395,10 @@ def find_table(device: str, space: SearchSpace | None = None) -> LatencyTable:
             names = ", ".join(c.name for c in candidates)
             raise TableError(f"several latency tables for device {device!r} ({names}); choose one with --table")
     where = ", ".join(str(d) for d in table_dirs())
-    raise TableError(f"no latency table for device {device!r} in {where}; build one with "
-                     f"`hwnas profile --device {device} --space SPACE` or pass --table")
+    raise TableError(
+        f"no latency table for device {device!r} in {where}; build one with "
+        f"`hwnas profile --device {device} --space SPACE` or pass --table"
+    )
 
 
 def _migrated_space_key(name: str) -> str:
@@ -366,4 +418,3 @@ def fingerprint_summary(fp: Mapping[str, Any]) -> str:
     hw = fp.get("gpu_model") or fp.get("cpu_model") or "?"
     threads = f", {fp['threads']} thread(s)" if fp.get("threads") else ""
     return f"{fp.get('device')} ({hw}{threads}), {fp.get('backend')} {fp.get('backend_version')}, {fp.get('precision')}, batch {fp.get('batch_size')}"
-

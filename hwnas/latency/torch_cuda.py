@@ -68,9 +68,16 @@ def release() -> None:
 def fingerprint(device: str, cuda_graphs: bool, protocol: Protocol) -> dict[str, Any]:
     props = torch.cuda.get_device_properties(0)
     return {
-        "device": device, "backend": "torch", "backend_version": torch.__version__,
-        "gpu_model": props.name, "gpu_memory_gb": round(props.total_memory / 2**30, 1),
-        "gpu_capability": f"{props.major}.{props.minor}", "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version(), "cuda_graphs": cuda_graphs, "threads": None,
-        "protocol": protocol.to_dict(), **host_fingerprint(),
+        "device": device,
+        "backend": "torch",
+        "backend_version": torch.__version__,
+        "gpu_model": props.name,
+        "gpu_memory_gb": round(props.total_memory / 2**30, 1),
+        "gpu_capability": f"{props.major}.{props.minor}",
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "cuda_graphs": cuda_graphs,
+        "threads": None,
+        "protocol": protocol.to_dict(),
+        **host_fingerprint(),
     }

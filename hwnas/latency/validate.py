@@ -36,20 +36,34 @@ def agreement(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
     ranks the predictions at the table's resolution, so reordered equal blocks tie."""
     rel = np.abs(predicted - measured) / measured
     tau = kendalltau(round_to_resolution(predicted), measured).statistic if len(measured) > 1 else float("nan")
-    return {"mape_pct": float(100 * rel.mean()), "within_10pct": float(100 * (rel <= 0.10).mean()),
-            "kendall_tau": float(tau), "max_error_pct": float(100 * rel.max())}
+    return {
+        "mape_pct": float(100 * rel.mean()),
+        "within_10pct": float(100 * (rel <= 0.10).mean()),
+        "kendall_tau": float(tau),
+        "max_error_pct": float(100 * rel.max()),
+    }
 
 
-def validate_table(space: SearchSpace, table: LatencyTable, n: int = 50, seed: int = 0, out: Path | None = None,
-                   protocol: Protocol | None = None, processes: int = 2, progress: bool = True,
-                   statistic: str = LATENCY) -> dict[str, Any]:
+def validate_table(
+    space: SearchSpace,
+    table: LatencyTable,
+    n: int = 50,
+    seed: int = 0,
+    out: Path | None = None,
+    protocol: Protocol | None = None,
+    processes: int = 2,
+    progress: bool = True,
+    statistic: str = LATENCY,
+) -> dict[str, Any]:
     """Measure `n` random subnets end to end in `processes` fresh processes and compare each
     process's measurement of `statistic` (p50 by default, p90 for tail budgets) with the table's
     prediction of it (and the processes with each other: the floor)."""
     if n < 2:
         raise HwnasError(f"--n must be at least 2 to rank subnets, got {n}")
     if processes < 2:
-        raise HwnasError(f"--processes must be at least 2: the floor compares one process with another, got {processes}")
+        raise HwnasError(
+            f"--processes must be at least 2: the floor compares one process with another, got {processes}"
+        )
     predictor = LatencyPredictor(table, space, statistic)
     calibration = {a.digest for a in sample_archs(space, predictor.calibration.n, CALIBRATION_SEED, extremes=True)}
     archs = [a for a in sample_archs(space, n + len(calibration), seed) if a.digest not in calibration][:n]
@@ -60,20 +74,33 @@ def validate_table(space: SearchSpace, table: LatencyTable, n: int = 50, seed: i
     predicted = predictor.calibration(sums)
 
     report = {
-        "space": space.key, "table": table.name, "device": table.device, "backend": table.fingerprint["backend"],
-        "n": len(archs), "seed": seed, "processes": processes, "statistic": statistic,
+        "space": space.key,
+        "table": table.name,
+        "device": table.device,
+        "backend": table.fingerprint["backend"],
+        "n": len(archs),
+        "seed": seed,
+        "processes": processes,
+        "statistic": statistic,
         "calibration": predictor.calibration.to_dict(),
         "calibration_source": table.calibration_source(space),
         "calibrated": [agreement(predicted, m) for m in measured],
         "uncalibrated_sum": [agreement(sums, m) for m in measured],
-        "floor_process_vs_process": [agreement(measured[j], measured[i])
-                                     for i, j in itertools.combinations(range(processes), 2)],
+        "floor_process_vs_process": [
+            agreement(measured[j], measured[i]) for i, j in itertools.combinations(range(processes), 2)
+        ],
         "measured_ms_range": [float(np.min(measured)), float(np.max(measured))],
         "fingerprint": table.fingerprint,
     }
-    df = pd.DataFrame({"digest": [a.digest for a in archs], "predicted_ms": predicted, "sum_ms": sums,
-                       **{f"process{i + 1}_ms": m for i, m in enumerate(measured)},
-                       "arch": [json.dumps(a.to_dict()) for a in archs]})
+    df = pd.DataFrame(
+        {
+            "digest": [a.digest for a in archs],
+            "predicted_ms": predicted,
+            "sum_ms": sums,
+            **{f"process{i + 1}_ms": m for i, m in enumerate(measured)},
+            "arch": [json.dumps(a.to_dict()) for a in archs],
+        }
+    )
     atomic_write_bytes(out / "validate.csv", df.to_csv(index=False).encode())
     report["csv"] = str(out / "validate.csv")
     report["plot"] = str(scatter_plot(df, report, out / "validate.png"))
@@ -84,8 +111,12 @@ def validate_table(space: SearchSpace, table: LatencyTable, n: int = 50, seed: i
 
 def worst(metrics: list[dict[str, float]]) -> dict[str, float]:
     """The least favourable value of each metric over processes (or process pairs)."""
-    return {"mape_pct": max(m["mape_pct"] for m in metrics), "within_10pct": min(m["within_10pct"] for m in metrics),
-            "kendall_tau": min(m["kendall_tau"] for m in metrics), "max_error_pct": max(m["max_error_pct"] for m in metrics)}
+    return {
+        "mape_pct": max(m["mape_pct"] for m in metrics),
+        "within_10pct": min(m["within_10pct"] for m in metrics),
+        "kendall_tau": min(m["kendall_tau"] for m in metrics),
+        "max_error_pct": max(m["max_error_pct"] for m in metrics),
+    }
 
 
 def scatter_plot(df: pd.DataFrame, report: dict[str, Any], path: Path) -> Path:
@@ -100,11 +131,13 @@ def scatter_plot(df: pd.DataFrame, report: dict[str, Any], path: Path) -> Path:
     for column, colour in zip(processes, ("tab:blue", "tab:orange", "tab:green", "tab:red")):
         ax.scatter(df[column], df["predicted_ms"], s=14, c=colour, alpha=0.8, label=f"calibrated, vs {column[:-3]}")
     m, f = worst(report["calibrated"]), worst(report["floor_process_vs_process"])
-    ax.set_title(f"{report['space']} on {report['device']} ({report['backend']}, {report.get('statistic', LATENCY)}), "
-                 f"n={report['n']}, worst of "
-                 f"{report['processes']} processes\nMAPE {m['mape_pct']:.1f}%, within 10% {m['within_10pct']:.0f}%, "
-                 f"tau {m['kendall_tau']:.2f} (process vs process: MAPE {f['mape_pct']:.1f}%, tau {f['kendall_tau']:.2f})",
-                 fontsize=8)
+    ax.set_title(
+        f"{report['space']} on {report['device']} ({report['backend']}, {report.get('statistic', LATENCY)}), "
+        f"n={report['n']}, worst of "
+        f"{report['processes']} processes\nMAPE {m['mape_pct']:.1f}%, within 10% {m['within_10pct']:.0f}%, "
+        f"tau {m['kendall_tau']:.2f} (process vs process: MAPE {f['mape_pct']:.1f}%, tau {f['kendall_tau']:.2f})",
+        fontsize=8,
+    )
     ax.set_xlabel("measured end to end (ms)")
     ax.set_ylabel("predicted (ms)")
     ax.legend(fontsize=7, loc="upper left")

@@ -104,14 +104,20 @@ class Arch:
         if space is None:
             space = space_from_dict(carried) if isinstance(carried, Mapping) else get_space(data[SPACE_KEY], **options)
         recorded = data.get(SPACE_DIGEST_KEY)
-        if recorded != space.digest and data[SPACE_KEY] != space.name:  # (the same content under two names is one space)
+        if (
+            recorded != space.digest and data[SPACE_KEY] != space.name
+        ):  # (the same content under two names is one space)
             raise ArchError(f"arch is from space {data[SPACE_KEY]!r}, not {space.name!r}; give that space")
         if recorded is not None and recorded != space.digest:
             differs = spec_difference(carried, space.spec.to_dict()) if isinstance(carried, Mapping) else None
-            what = f"{differs}, arch's vs this one's" if differs else \
-                f"content digest {recorded}, this one's {space.digest}: its YAML changed since"
-            raise ArchError(f"arch is from another space named {data[SPACE_KEY]!r} ({what}); give the space it was "
-                            f"written for")
+            what = (
+                f"{differs}, arch's vs this one's"
+                if differs
+                else f"content digest {recorded}, this one's {space.digest}: its YAML changed since"
+            )
+            raise ArchError(
+                f"arch is from another space named {data[SPACE_KEY]!r} ({what}); give the space it was written for"
+            )
         genes = {k: v for k, v in data.items() if k not in META_KEYS}
         return cls(space, genes)
 
@@ -136,9 +142,13 @@ class Arch:
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise ArchError(f"arch file {path} does not exist; write one with `hwnas sample --space NAME --out {path}`") from None
+            raise ArchError(
+                f"arch file {path} does not exist; write one with `hwnas sample --space NAME --out {path}`"
+            ) from None
         except json.JSONDecodeError as exc:
-            raise ArchError(f"arch file {path} is not valid JSON ({exc.msg} at line {exc.lineno}); fix the file") from None
+            raise ArchError(
+                f"arch file {path} is not valid JSON ({exc.msg} at line {exc.lineno}); fix the file"
+            ) from None
         if isinstance(data, Mapping) and isinstance(data.get("arch"), Mapping):
             data = data["arch"]
         return cls.from_dict(data, space)

@@ -127,6 +127,8 @@ def get_kind(name: str) -> BlockKind:
 
         load_families()
     if name not in _KINDS:
-        raise HwnasError(f"block kind {name!r} is not known to this hwnas (known: {', '.join(sorted(_KINDS))}); "
-                         f"install the package of the family that defines it")
+        raise HwnasError(
+            f"block kind {name!r} is not known to this hwnas (known: {', '.join(sorted(_KINDS))}); "
+            f"install the package of the family that defines it"
+        )
     return _KINDS[name]

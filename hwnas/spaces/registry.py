@@ -8,7 +8,7 @@ so an edited YAML is a new space, and a run keeps the declaration it was trained
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -51,17 +51,21 @@ def _resolve(name: str | Path) -> Path:
     if text.endswith((".yaml", ".yml")) or "/" in text:
         path = Path(text)
         if not path.is_file():
-            raise SpaceError(f"space file {path} does not exist; give a shipped name ({', '.join(sorted(shipped))}) or a YAML path")
+            raise SpaceError(
+                f"space file {path} does not exist; give a shipped name ({', '.join(sorted(shipped))}) or a YAML path"
+            )
         if path.stem in shipped and path.resolve() != shipped[path.stem].resolve():
             raise SpaceError(f"space file {path} has the name of a shipped space; rename the file")
         return path.resolve()
     if text not in shipped:
-        raise SpaceError(f"unknown search space {text!r}; known spaces: {', '.join(sorted(shipped))} (see `hwnas spaces`), "
-                         f"or give a YAML path")
+        raise SpaceError(
+            f"unknown search space {text!r}; known spaces: {', '.join(sorted(shipped))} (see `hwnas spaces`), "
+            f"or give a YAML path"
+        )
     return shipped[text]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load(name: str, where: str, text: str, overrides: tuple[tuple[str, int], ...]) -> SearchSpace:
     """Keyed by the file's content: editing a YAML in a long process gives the new space."""
     spec = parse_spec(name, where, text, dict(overrides))
@@ -104,8 +108,10 @@ def parse_spec(name: str, where: str, text: str, overrides: dict[str, int] | Non
 def check_spec(spec: SpaceSpec, where: str) -> None:
     """Refuse a declaration its family cannot build, in one line."""
     if spec.img_size % spec.patch_size:
-        raise SpaceError(f"space {spec.name}: img_size {spec.img_size} is not a multiple of patch_size {spec.patch_size}; "
-                         f"use an --img-size that is (e.g. {spec.img_size // spec.patch_size * spec.patch_size or spec.patch_size})")
+        raise SpaceError(
+            f"space {spec.name}: img_size {spec.img_size} is not a multiple of patch_size {spec.patch_size}; "
+            f"use an --img-size that is (e.g. {spec.img_size // spec.patch_size * spec.patch_size or spec.patch_size})"
+        )
     space_class = get_family(spec.family).space
     try:
         genes = space_class.declare_genes(spec)
@@ -133,12 +139,19 @@ def space_from_dict(data: Mapping[str, Any]) -> SearchSpace:
     built from the data alone (its YAML may be gone or edited since)."""
     try:
         family = get_family(str(data["family"]))
-        spec = SpaceSpec(name=str(data["name"]), family=str(data["family"]), description=str(data.get("description", "")),
-                         **{k: int(data[k]) for k in SHAPE_FIELDS},
-                         choices={k: tuple(sorted(v)) for k, v in data["choices"].items()},
-                         options=dict(data.get("options", {})), overrides=dict(data.get("overrides", {})))
+        spec = SpaceSpec(
+            name=str(data["name"]),
+            family=str(data["family"]),
+            description=str(data.get("description", "")),
+            **{k: int(data[k]) for k in SHAPE_FIELDS},
+            choices={k: tuple(sorted(v)) for k, v in data["choices"].items()},
+            options=dict(data.get("options", {})),
+            overrides=dict(data.get("overrides", {})),
+        )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise SpaceError(f"space declaration {str(dict(data))[:80]}... is malformed ({exc!r}); it was not written by hwnas") from None
+        raise SpaceError(
+            f"space declaration {str(dict(data))[:80]}... is malformed ({exc!r}); it was not written by hwnas"
+        ) from None
     check_spec(spec, f"space {spec.name}")
     space = family.space(spec)
     if spec.name in _shipped_files():

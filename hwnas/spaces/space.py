@@ -65,9 +65,15 @@ class SpaceSpec:
     def to_dict(self) -> dict[str, Any]:
         """The whole declaration as plain data: runs, exports and measuring jobs carry it, so the
         space is rebuilt from it without its YAML file."""
-        return {"name": self.name, "family": self.family, "description": self.description,
-                **{k: getattr(self, k) for k in SHAPE_FIELDS}, "choices": {k: list(v) for k, v in self.choices.items()},
-                "options": dict(self.options), "overrides": dict(self.overrides)}
+        return {
+            "name": self.name,
+            "family": self.family,
+            "description": self.description,
+            **{k: getattr(self, k) for k in SHAPE_FIELDS},
+            "choices": {k: list(v) for k, v in self.choices.items()},
+            "options": dict(self.options),
+            "overrides": dict(self.overrides),
+        }
 
     def content(self) -> dict[str, Any]:
         """What makes two spaces the same: family, shape, choices and options (not the name)."""
@@ -192,8 +198,10 @@ class SearchSpace(ABC):
                 for i in range(len(genes[group[0].name])):
                     options = []
                     for values in itertools.product(*(g.choices for g in group)):
-                        trial = {**genes, **{g.name: [*genes[g.name][:i], v, *genes[g.name][i + 1:]]
-                                             for g, v in zip(group, values)}}
+                        trial = {
+                            **genes,
+                            **{g.name: [*genes[g.name][:i], v, *genes[g.name][i + 1 :]] for g, v in zip(group, values)},
+                        }
                         try:
                             options.append((cost(self.arch(**trial)), trial))
                         except ArchError:
@@ -289,7 +297,9 @@ class SearchSpace(ABC):
             for choice in gene.choices:
                 if math.isclose(value, choice, rel_tol=0, abs_tol=1e-9):
                     return choice
-        raise ArchError(f"{self.key} arch: field {where} = {value!r} is not a choice; choose from {self._choices_text(gene.name)}")
+        raise ArchError(
+            f"{self.key} arch: field {where} = {value!r} is not a choice; choose from {self._choices_text(gene.name)}"
+        )
 
     def _choices_text(self, name: str) -> str:
         return ", ".join(str(c) for c in self._genes_by_name[name].choices)

@@ -7,5 +7,16 @@ from hwnas.subnet_search.constraints import Budget, BudgetError, Constraints, Co
 from hwnas.subnet_search.evolution import STRATEGIES, EvolutionSettings, Record, SearchState
 from hwnas.subnet_search.runner import SearchResult, search
 
-__all__ = ["STRATEGIES", "Budget", "BudgetError", "Constraints", "Costs", "EvolutionSettings", "Record",
-           "SearchResult", "SearchState", "check_feasible", "search"]
+__all__ = [
+    "STRATEGIES",
+    "Budget",
+    "BudgetError",
+    "Constraints",
+    "Costs",
+    "EvolutionSettings",
+    "Record",
+    "SearchResult",
+    "SearchState",
+    "check_feasible",
+    "search",
+]

@@ -28,7 +28,11 @@ from hwnas.spaces.blocks import BlockConfig
 from hwnas.subnet_search.joint import RELATIVE_SLACK, within_all
 
 # metric -> (CLI option, unit): FLOPs are multiply-accumulates, as the ViT papers count them
-METRICS = {"latency_ms": ("--latency-ms", "ms"), "flops_g": ("--flops-g", "GMACs"), "params_m": ("--params-m", "M params")}
+METRICS = {
+    "latency_ms": ("--latency-ms", "ms"),
+    "flops_g": ("--flops-g", "GMACs"),
+    "params_m": ("--params-m", "M params"),
+}
 LATENCY_METRIC = "latency_ms"
 
 
@@ -71,8 +75,11 @@ class Budget:
         return {**plain, **{latency_metric(d, first=False): float(ms) for d, ms in self.latency_on}}
 
     def describe(self) -> str:
-        return ", ".join(f"{k.partition('@')[0].removesuffix('_ms').removesuffix('_g').removesuffix('_m')} <= {v:g} "
-                         f"{metric_info(k)[1]}" for k, v in self.limits().items())
+        return ", ".join(
+            f"{k.partition('@')[0].removesuffix('_ms').removesuffix('_g').removesuffix('_m')} <= {v:g} "
+            f"{metric_info(k)[1]}"
+            for k, v in self.limits().items()
+        )
 
 
 class Costs:
@@ -82,8 +89,12 @@ class Costs:
     def __init__(self, space: SearchSpace, predictors: LatencyPredictor | Mapping[str, LatencyPredictor] | None = None):
         self.space = space
         self.predictors: dict[str, LatencyPredictor] = (
-            {} if predictors is None else {LATENCY_METRIC: predictors} if isinstance(predictors, LatencyPredictor)
-            else dict(predictors))
+            {}
+            if predictors is None
+            else {LATENCY_METRIC: predictors}
+            if isinstance(predictors, LatencyPredictor)
+            else dict(predictors)
+        )
         self.metrics = [*self.predictors, "flops_g", "params_m"]
 
     def many(self, archs: Sequence[Arch], metrics: Sequence[str] | None = None) -> dict[str, np.ndarray]:
@@ -133,8 +144,7 @@ class Constraints:
     def violation(self, archs: Sequence[Arch]) -> np.ndarray:
         """Sum over constraints of the relative excess, max(0, cost / limit - 1); 0 means feasible."""
         costs = self.costs.many(archs, list(self.limits))
-        return sum((np.maximum(0.0, costs[m] / limit - 1.0) for m, limit in self.limits.items()),
-                   np.zeros(len(archs)))
+        return sum((np.maximum(0.0, costs[m] / limit - 1.0) for m, limit in self.limits.items()), np.zeros(len(archs)))
 
     def load(self, archs: Sequence[Arch]) -> np.ndarray:
         """Sum over constraints of cost / limit: one number to rank archs by what they cost under
@@ -167,8 +177,10 @@ def check_feasible(constraints: Constraints) -> Feasibility:
     for metric, limit in limits.items():
         if limit < minimum[metric]:
             option, unit = metric_info(metric)
-            raise BudgetError(f"{option} {limit:g} is below the cheapest arch of {space.key}: {minimum[metric]:.4g} "
-                              f"{unit} ({cheapest[metric]!r}); the minimum achievable is {minimum[metric]:.4g} {unit}")
+            raise BudgetError(
+                f"{option} {limit:g} is below the cheapest arch of {space.key}: {minimum[metric]:.4g} "
+                f"{unit} ({cheapest[metric]!r}); the minimum achievable is {minimum[metric]:.4g} {unit}"
+            )
     # Each constraint alone can be met. Together: first the cheapest arch of each and of their
     # budget-weighted sum (enough when one arch is cheapest in all), else the exact joint check.
     weighted = {m: costs.block_cost(m) for m in limits}
@@ -211,16 +223,24 @@ def _conflict_message(constraints: Constraints, cheapest: Mapping[str, Arch]) ->
     pairs = [p for p in itertools.combinations(limits, 2) if exact and _within_all(constraints, p) is None]
     groups = pairs or [tuple(limits)]
     named = "; ".join(" and ".join(f"{metric_info(m)[0]} {limits[m]:g}" for m in g) for g in groups)
-    details = "; ".join(f"the cheapest in {metric_info(m)[0]} has " + ", ".join(
-        f"{metric_info(o)[0]} {v:.4g}" for o, v in costs.of(a).items() if o in limits and o != m)
-        for m, a in cheapest.items())
+    details = "; ".join(
+        f"the cheapest in {metric_info(m)[0]} has "
+        + ", ".join(f"{metric_info(o)[0]} {v:.4g}" for o, v in costs.of(a).items() if o in limits and o != m)
+        for m, a in cheapest.items()
+    )
     if exact:
-        return f"no arch of {space.key} meets these budgets together: {named} (exact check; {details}); relax one of them"
-    return (f"found no arch of {space.key} meeting these budgets together among the cheapest archs (the {space.family} "
-            f"family gives no frames for an exact check): {named} ({details}); relax one of them")
+        return (
+            f"no arch of {space.key} meets these budgets together: {named} (exact check; {details}); relax one of them"
+        )
+    return (
+        f"found no arch of {space.key} meeting these budgets together among the cheapest archs (the {space.family} "
+        f"family gives no frames for an exact check): {named} ({details}); relax one of them"
+    )
 
 
 def budget_summary(feasibility: Feasibility, budget: Budget) -> dict[str, Any]:
     """Per constrained metric: the limit and the range the space spans."""
-    return {m: {"limit": v, "min": feasibility.minimum[m], "max": feasibility.maximum[m]}
-            for m, v in budget.limits().items()}
+    return {
+        m: {"limit": v, "min": feasibility.minimum[m], "max": feasibility.maximum[m]}
+        for m, v in budget.limits().items()
+    }

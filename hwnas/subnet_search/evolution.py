@@ -78,14 +78,27 @@ class Record:
     loss: float = math.inf  # search-val cross-entropy (inf in searches saved before it was kept)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"digest": self.arch.digest, "generation": self.generation, "origin": self.origin, "top1": self.top1,
-                "loss": self.loss if math.isfinite(self.loss) else None, "costs": self.costs, "arch": self.arch.to_dict()}
+        return {
+            "digest": self.arch.digest,
+            "generation": self.generation,
+            "origin": self.origin,
+            "top1": self.top1,
+            "loss": self.loss if math.isfinite(self.loss) else None,
+            "costs": self.costs,
+            "arch": self.arch.to_dict(),
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], space: SearchSpace) -> Record:
         loss = d.get("loss")
-        return cls(Arch.from_dict(d["arch"], space), int(d["generation"]), d["origin"], float(d["top1"]), dict(d["costs"]),
-                   math.inf if loss is None else float(loss))
+        return cls(
+            Arch.from_dict(d["arch"], space),
+            int(d["generation"]),
+            d["origin"],
+            float(d["top1"]),
+            dict(d["costs"]),
+            math.inf if loss is None else float(loss),
+        )
 
 
 @dataclass(frozen=True)
@@ -113,14 +126,27 @@ class SearchState:
     done: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"generation": self.generation, "stage": self.stage, "stage_began": self.stage_began,
-                "rng": _jsonable(self.rng), "records": [r.to_dict() for r in self.records], "notes": self.notes,
-                "done": self.done}
+        return {
+            "generation": self.generation,
+            "stage": self.stage,
+            "stage_began": self.stage_began,
+            "rng": _jsonable(self.rng),
+            "records": [r.to_dict() for r in self.records],
+            "notes": self.notes,
+            "done": self.done,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], space: SearchSpace) -> SearchState:
-        return cls(int(d["generation"]), int(d["stage"]), int(d["stage_began"]), _tuples(d["rng"]),
-                   [Record.from_dict(r, space) for r in d["records"]], list(d["notes"]), bool(d["done"]))
+        return cls(
+            int(d["generation"]),
+            int(d["stage"]),
+            int(d["stage_began"]),
+            _tuples(d["rng"]),
+            [Record.from_dict(r, space) for r in d["records"]],
+            list(d["notes"]),
+            bool(d["done"]),
+        )
 
 
 def _jsonable(state: Any) -> Any:
@@ -134,8 +160,16 @@ def _tuples(state: Any) -> Any:
 class Evolution:
     """Runs a strategy generation by generation over `state`, calling `evaluate` on each new batch."""
 
-    def __init__(self, space: SearchSpace, settings: EvolutionSettings, constraints: Constraints, costs: Costs,
-                 anchor: Arch, evaluate: Callable[[Sequence[Arch]], list[Score]], state: SearchState):
+    def __init__(
+        self,
+        space: SearchSpace,
+        settings: EvolutionSettings,
+        constraints: Constraints,
+        costs: Costs,
+        anchor: Arch,
+        evaluate: Callable[[Sequence[Arch]], list[Score]],
+        state: SearchState,
+    ):
         self.space, self.settings, self.constraints, self.costs = space, settings, constraints, costs
         self.anchor, self.evaluate, self.state = anchor, evaluate, state
         self.rng = random.Random(settings.seed)
@@ -169,13 +203,18 @@ class Evolution:
         probe = Operators(self.space, random.Random(0), high, frozen=frozen)  # its own RNG: resumes stay exact
         base = middle if self.constraints.fits(middle) else probe.repair(middle, self.constraints)
         if base is None:
-            self._note("no arch meets the budget with per-layer choices at their middle; the high-level stage "
-                       "fixes them at the cheapest arch's instead")
+            self._note(
+                "no arch meets the budget with per-layer choices at their middle; the high-level stage "
+                "fixes them at the cheapest arch's instead"
+            )
             frozen = {name: self.anchor.genes[name][0] for name in frozen}
             base = self.anchor
         earlier = [r for r in self.state.records if r.generation < self.state.stage_began]
         best_high = min(earlier, key=self.rank_key).arch if self.state.stage > 0 and earlier else base
-        return [Stage("high-level", high, first, base, frozen), Stage("low-level", low, s.generations - first, best_high)]
+        return [
+            Stage("high-level", high, first, base, frozen),
+            Stage("low-level", low, s.generations - first, best_high),
+        ]
 
     def _note(self, text: str) -> None:
         if text not in self.state.notes:
@@ -193,8 +232,10 @@ class Evolution:
                 continue
             children = self.breed(stage, g)
             if not children and not last:
-                self._note(f"the {stage.name} stage ran out of new archs after {g - state.stage_began} generations; "
-                           f"the next stage got the rest")
+                self._note(
+                    f"the {stage.name} stage ran out of new archs after {g - state.stage_began} generations; "
+                    f"the next stage got the rest"
+                )
                 self._next_stage()
                 continue
             if not children:
@@ -204,16 +245,19 @@ class Evolution:
             scores = self.evaluate(archs)
             costs = self.costs.many(archs)
             for i, ((arch, origin), score) in enumerate(zip(children, scores)):
-                state.records.append(Record(arch, g, origin, score.top1, {k: float(v[i]) for k, v in costs.items()},
-                                            score.loss))
+                state.records.append(
+                    Record(arch, g, origin, score.top1, {k: float(v[i]) for k, v in costs.items()}, score.loss)
+                )
             state.generation = g + 1
             state.rng = self.rng.getstate()
             if on_generation:
                 on_generation(state)
         planned = self.settings.population * self.settings.generations
         if len(state.records) < planned:
-            self._note(f"evaluated {len(state.records)} archs, not {planned}: generations found fewer new feasible "
-                       f"archs than --population (the budget leaves few archs, or a stage's subspace is small)")
+            self._note(
+                f"evaluated {len(state.records)} archs, not {planned}: generations found fewer new feasible "
+                f"archs than --population (the budget leaves few archs, or a stage's subspace is small)"
+            )
         state.done = True
         return state
 
@@ -238,8 +282,15 @@ class Evolution:
 
         evolving = s.strategy != "random" and generation > self.state.stage_began
         if evolving:
-            pool = [r for r in self.state.records if all(r.arch.genes[k] == v for k, v in base.genes.items()
-                                                          if k not in stage.mutable and k not in stage.frozen)]
+            pool = [
+                r
+                for r in self.state.records
+                if all(
+                    r.arch.genes[k] == v
+                    for k, v in base.genes.items()
+                    if k not in stage.mutable and k not in stage.frozen
+                )
+            ]
             parents = [r.arch for r in sorted(pool, key=self.rank_key)[: s.parents]]
             for _ in range(s.population // 2):
                 add(lambda: ops.mutate(self.rng.choice(parents)), "mutation")

@@ -39,20 +39,23 @@ def nondominated(points: np.ndarray) -> np.ndarray:
     front = np.zeros((0, points.shape[1]))
     kept: list[np.ndarray] = []
     for start in range(0, len(order), 256):  # each chunk against the front so far and against itself
-        chunk = order[start:start + 256]
+        chunk = order[start : start + 256]
         rows = points[chunk]
         beaten = np.zeros(len(chunk), dtype=bool)
         for other in (front, rows):
             if len(other):
-                beaten |= ((other[None, :, :] <= rows[:, None, :]).all(axis=2)
-                           & (other[None, :, :] < rows[:, None, :]).any(axis=2)).any(axis=1)
+                beaten |= (
+                    (other[None, :, :] <= rows[:, None, :]).all(axis=2)
+                    & (other[None, :, :] < rows[:, None, :]).any(axis=2)
+                ).any(axis=1)
         kept.append(chunk[~beaten])
         front = np.concatenate([front, points[chunk[~beaten]]])
     return np.concatenate(kept)
 
 
-def within_all(space: SearchSpace, block_costs: Sequence[BlockCost], caps: Sequence[float],
-               slack: float = RELATIVE_SLACK) -> Arch | None:
+def within_all(
+    space: SearchSpace, block_costs: Sequence[BlockCost], caps: Sequence[float], slack: float = RELATIVE_SLACK
+) -> Arch | None:
     """An arch whose sum of each `block_costs[i]` over its blocks is at most `caps[i]` (give or take
     `slack`, relative: summed in another order a total moves in its last bits), or None when no arch
     of the space has one. Raises NotImplementedError for a family without frames."""

@@ -54,8 +54,14 @@ class NSGA2Search(Evolution):
             if new:
                 costs = self.costs.many(new)
                 for i, (arch, result) in enumerate(zip(new, self.evaluate(new))):
-                    record = Record(arch, generation, "random" if generation == 0 else "nsga2", result.top1,
-                                    {k: float(v[i]) for k, v in costs.items()}, result.loss)
+                    record = Record(
+                        arch,
+                        generation,
+                        "random" if generation == 0 else "nsga2",
+                        result.top1,
+                        {k: float(v[i]) for k, v in costs.items()},
+                        result.loss,
+                    )
                     recorded[arch.digest] = record
                     state.records.append(record)
             seen.update(a.digest for a in archs)
@@ -68,15 +74,20 @@ class NSGA2Search(Evolution):
             rng = random.Random(int(random_state.integers(2**62)))
             return Operators(self.space, rng, genes, s.mutation_prob, s.resample_prob)
 
-        def feasible(make: Callable[[Operators], Arch | None], random_state: np.random.Generator,
-                     taken: set[str]) -> Arch | None:
+        def feasible(
+            make: Callable[[Operators], Arch | None], random_state: np.random.Generator, taken: set[str]
+        ) -> Arch | None:
             ops = operators(random_state)
             child = self._feasible(lambda: make(ops), seen | taken, ops)
             return None if child is None else child[0]
 
-        algorithm = NSGA2(pop_size=s.population, sampling=_Sampling(feasible, self.anchor),
-                          crossover=_Crossover(feasible), mutation=_Mutation(feasible),
-                          eliminate_duplicates=_Duplicates(seen))
+        algorithm = NSGA2(
+            pop_size=s.population,
+            sampling=_Sampling(feasible, self.anchor),
+            crossover=_Crossover(feasible),
+            mutation=_Mutation(feasible),
+            eliminate_duplicates=_Duplicates(seen),
+        )
         algorithm.setup(_ArchProblem(1 + len(metrics), score), termination=("n_gen", s.generations), seed=s.seed)
         while algorithm.has_next():  # pymoo stops early when mating finds no new arch
             algorithm.next()
@@ -87,8 +98,10 @@ class NSGA2Search(Evolution):
                     on_generation(state)
         planned = s.population * s.generations
         if len(state.records) < planned:
-            self._note(f"evaluated {len(state.records)} archs, not {planned}: NSGA-II proposed archs it had "
-                       f"evaluated before (answered without evaluating) or found too few new feasible ones")
+            self._note(
+                f"evaluated {len(state.records)} archs, not {planned}: NSGA-II proposed archs it had "
+                f"evaluated before (answered without evaluating) or found too few new feasible ones"
+            )
         state.done = True
         return state
 
@@ -132,7 +145,7 @@ class _Crossover(Crossover):
         for k in range(x.shape[1]):
             a, b = x[0, k, 0], x[1, k, 0]
             for j, parent in enumerate((a, b)):  # a failed cross gives the parent back: a duplicate pymoo drops
-                out[j, k, 0] = self.feasible(lambda ops: ops.crossover(a, b), random_state, set()) or parent
+                out[j, k, 0] = self.feasible(lambda ops: ops.crossover(a, b), random_state, set()) or parent  # noqa: B023  (called here)
         return out
 
 
@@ -144,7 +157,7 @@ class _Mutation(Mutation):
     def _do(self, problem: Problem, x: np.ndarray, *args: Any, random_state: Any = None, **kwargs: Any) -> np.ndarray:
         out = np.empty_like(x)
         for i, (arch,) in enumerate(x):
-            out[i, 0] = self.feasible(lambda ops: ops.mutate(arch), random_state, set()) or arch
+            out[i, 0] = self.feasible(lambda ops: ops.mutate(arch), random_state, set()) or arch  # noqa: B023  (called here)
         return out
 
 

@@ -25,8 +25,15 @@ class Operators:
     `resample_prob`, each per-layer value with `mutation_prob`; crossover picks every value from
     either parent, and parents may differ in depth (a layer only one parent has comes from it)."""
 
-    def __init__(self, space: SearchSpace, rng: random.Random, mutable: Collection[str],
-                 mutation_prob: float = 0.2, resample_prob: float = 0.4, frozen: Mapping[str, Choice] | None = None):
+    def __init__(
+        self,
+        space: SearchSpace,
+        rng: random.Random,
+        mutable: Collection[str],
+        mutation_prob: float = 0.2,
+        resample_prob: float = 0.4,
+        frozen: Mapping[str, Choice] | None = None,
+    ):
         self.space, self.rng = space, rng
         self.mutable = set(mutable)
         self.mutation_prob, self.resample_prob = mutation_prob, resample_prob
@@ -55,7 +62,9 @@ class Operators:
         """Every mutable gene redrawn uniformly: AutoFormer's per-gene sampler within `mutable`."""
         return self.mutate(base, mutation_prob=1.0, resample_prob=1.0)
 
-    def mutate(self, parent: Arch, mutation_prob: float | None = None, resample_prob: float | None = None) -> Arch | None:
+    def mutate(
+        self, parent: Arch, mutation_prob: float | None = None, resample_prob: float | None = None
+    ) -> Arch | None:
         p_layer = self.mutation_prob if mutation_prob is None else mutation_prob
         p_scalar = self.resample_prob if resample_prob is None else resample_prob
         genes: dict[str, Any] = parent.genes
@@ -70,8 +79,9 @@ class Operators:
                     else:
                         genes[gene.name] = value
                 continue
-            genes[gene.name] = [self.rng.choice(gene.choices) if self.rng.random() < p_layer else v
-                                for v in genes[gene.name]]
+            genes[gene.name] = [
+                self.rng.choice(gene.choices) if self.rng.random() < p_layer else v for v in genes[gene.name]
+            ]
         return self._arch(genes)
 
     def crossover(self, a: Arch, b: Arch) -> Arch | None:

@@ -28,8 +28,18 @@ def axis_label(metric: str, device: str | None = None) -> str:
 
 
 def history_frame(records: Sequence[Record]) -> pd.DataFrame:
-    rows = [{"generation": r.generation, "origin": r.origin, "digest": r.arch.digest, "top1_search_val": r.top1,
-             "loss_search_val": r.loss if math.isfinite(r.loss) else None, **r.costs, "arch": json.dumps(r.arch.to_dict(), separators=(",", ":"))} for r in records]
+    rows = [
+        {
+            "generation": r.generation,
+            "origin": r.origin,
+            "digest": r.arch.digest,
+            "top1_search_val": r.top1,
+            "loss_search_val": r.loss if math.isfinite(r.loss) else None,
+            **r.costs,
+            "arch": json.dumps(r.arch.to_dict(), separators=(",", ":")),
+        }
+        for r in records
+    ]
     return pd.DataFrame(rows)
 
 
@@ -38,31 +48,59 @@ def pareto_front(history: pd.DataFrame, costs: Sequence[str]) -> pd.DataFrame:
     cheapest in the first cost first."""
     if history.empty:
         return history
-    points = np.column_stack([-history["top1_search_val"].to_numpy(float), *(history[c].to_numpy(float) for c in costs)])
+    points = np.column_stack(
+        [-history["top1_search_val"].to_numpy(float), *(history[c].to_numpy(float) for c in costs)]
+    )
     front = history.iloc[np.sort(nondominated(points))]
-    return front.sort_values([costs[0], "top1_search_val"], ascending=[True, False], kind="stable").reset_index(drop=True)
+    return front.sort_values([costs[0], "top1_search_val"], ascending=[True, False], kind="stable").reset_index(
+        drop=True
+    )
 
 
 def write_tables(history: pd.DataFrame, pareto: pd.DataFrame, out: Path) -> tuple[Path, Path]:
-    return (atomic_write_bytes(out / "history.csv", history.to_csv(index=False)),
-            atomic_write_bytes(out / "pareto.csv", pareto.to_csv(index=False)))
+    return (
+        atomic_write_bytes(out / "history.csv", history.to_csv(index=False)),
+        atomic_write_bytes(out / "pareto.csv", pareto.to_csv(index=False)),
+    )
 
 
-def pareto_plot(history: pd.DataFrame, costs: Sequence[str], budgets: Sequence[dict[str, float]],
-                best_digest: str, title: str, path: Path, device: str | None = None) -> Path:
+def pareto_plot(
+    history: pd.DataFrame,
+    costs: Sequence[str],
+    budgets: Sequence[dict[str, float]],
+    best_digest: str,
+    title: str,
+    path: Path,
+    device: str | None = None,
+) -> Path:
     """One panel per cost (latency on each device): every evaluated arch, the panel's own front,
     the winner and each budget's limit. `device` names the first latency panel's device."""
     fig, axes = figure(7 * len(costs), 4.5, ncols=len(costs))
     panels = list(np.atleast_1d(axes))
     best = history[history["digest"] == best_digest].iloc[0]
     for ax, cost in zip(panels, costs):
-        points = ax.scatter(history[cost], history["top1_search_val"], c=history["generation"], cmap="viridis", s=14,
-                            alpha=0.7, label="evaluated")
+        points = ax.scatter(
+            history[cost],
+            history["top1_search_val"],
+            c=history["generation"],
+            cmap="viridis",
+            s=14,
+            alpha=0.7,
+            label="evaluated",
+        )
         front = pareto_front(history, [cost])
         ax.step(front[cost], front["top1_search_val"], where="post", color="tab:red", lw=1.5)
         ax.scatter(front[cost], front["top1_search_val"], color="tab:red", s=24, label="Pareto front")
-        ax.scatter([best[cost]], [best["top1_search_val"]], marker="*", s=220, color="gold", edgecolors="k", zorder=5,
-                   label=f"best: {best['top1_search_val']:.1f}% at {best[cost]:.4g}")
+        ax.scatter(
+            [best[cost]],
+            [best["top1_search_val"]],
+            marker="*",
+            s=220,
+            color="gold",
+            edgecolors="k",
+            zorder=5,
+            label=f"best: {best['top1_search_val']:.1f}% at {best[cost]:.4g}",
+        )
         for limit in sorted({b[cost] for b in budgets if cost in b}):
             ax.axvline(limit, color="k", ls="--", lw=1, label=f"budget {metric_info(cost)[0]} {limit:g}")
         ax.set_xlabel(axis_label(cost, device if len(costs) > 1 else None))

@@ -24,9 +24,18 @@ from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.resolve import resolve_tables
 from hwnas.latency.table import STATISTICS, LatencyTable
 from hwnas.spaces import Arch
-from hwnas.subnet_search.constraints import (Budget, BudgetError, Constraints, Costs, Feasibility, budget_summary,
-                                             check_feasible, latency_metric, metric_info)
-from hwnas.subnet_search.evolution import EvolutionSettings, Evolution, Record, SearchState
+from hwnas.subnet_search.constraints import (
+    Budget,
+    BudgetError,
+    Constraints,
+    Costs,
+    Feasibility,
+    budget_summary,
+    check_feasible,
+    latency_metric,
+    metric_info,
+)
+from hwnas.subnet_search.evolution import Evolution, EvolutionSettings, Record, SearchState
 from hwnas.subnet_search.fitness import TEST, Fitness
 from hwnas.subnet_search.nsga2 import NSGA2Search
 from hwnas.subnet_search.report import history_frame, pareto_front, pareto_plot, write_tables
@@ -66,19 +75,25 @@ def default_out(run: Path, budgets: Sequence[Budget], settings: EvolutionSetting
     return run / "search" / "-".join([settings.strategy, *parts, *devices, f"seed{settings.seed}"])
 
 
-def _budgets(strategy: str, limits_ms: Sequence[float], devices: Sequence[str], flops_g: float | None,
-             params_m: float | None) -> list[Budget]:
+def _budgets(
+    strategy: str, limits_ms: Sequence[float], devices: Sequence[str], flops_g: float | None, params_m: float | None
+) -> list[Budget]:
     """The budgets asked for. One, pairing each --latency-ms with a device; with nsga2 also several
     latency budgets on one device (one winner each from the one run), or none at all (the front)."""
     if strategy == "nsga2" and len(devices) == 1 and len(limits_ms) > 1:
         return [Budget(ms, flops_g, params_m) for ms in sorted(set(limits_ms))]
     if limits_ms and len(limits_ms) != len(devices):
-        raise BudgetError(f"--latency-ms is given {len(limits_ms)} times for {len(devices)} device(s) "
-                          f"({', '.join(devices)}): pair each --latency-ms with one --device (or --table), in order")
+        raise BudgetError(
+            f"--latency-ms is given {len(limits_ms)} times for {len(devices)} device(s) "
+            f"({', '.join(devices)}): pair each --latency-ms with one --device (or --table), in order"
+        )
     if strategy == "nsga2" and not limits_ms and flops_g is None and params_m is None:
         return []
-    return [Budget(limits_ms[0] if limits_ms else None, flops_g, params_m,
-                   latency_on=tuple(zip(devices[1:], limits_ms[1:])))]
+    return [
+        Budget(
+            limits_ms[0] if limits_ms else None, flops_g, params_m, latency_on=tuple(zip(devices[1:], limits_ms[1:]))
+        )
+    ]
 
 
 def _loosest(budgets: Sequence[Budget]) -> Budget | None:
@@ -103,15 +118,29 @@ def _load_state(out: Path, context: dict[str, Any], run: TrainedRun) -> SearchSt
     return state
 
 
-def search(run: str | Path, *, latency_ms: float | Sequence[float] | None = None,
-           device: str | Sequence[str] | None = None,
-           table: str | Path | LatencyTable | Sequence[str | Path | LatencyTable] | None = None,
-           flops_g: float | None = None, params_m: float | None = None,
-           strategy: str = "evolution", population: int = 50, generations: int = 20, parents: int | None = None,
-           mutation_prob: float = 0.2, resample_prob: float = 0.4, seed: int = 0, high_level_share: float = 0.5,
-           out: str | Path | None = None,
-           measure: bool = False, latency_stat: str = "p50", drift: str = "refit", progress: bool = True,
-           on_generation: Callable[[SearchState], None] | None = None) -> SearchResult:
+def search(
+    run: str | Path,
+    *,
+    latency_ms: float | Sequence[float] | None = None,
+    device: str | Sequence[str] | None = None,
+    table: str | Path | LatencyTable | Sequence[str | Path | LatencyTable] | None = None,
+    flops_g: float | None = None,
+    params_m: float | None = None,
+    strategy: str = "evolution",
+    population: int = 50,
+    generations: int = 20,
+    parents: int | None = None,
+    mutation_prob: float = 0.2,
+    resample_prob: float = 0.4,
+    seed: int = 0,
+    high_level_share: float = 0.5,
+    out: str | Path | None = None,
+    measure: bool = False,
+    latency_stat: str = "p50",
+    drift: str = "refit",
+    progress: bool = True,
+    on_generation: Callable[[SearchState], None] | None = None,
+) -> SearchResult:
     """Search the trained supernet in `run` for the most accurate subnet within the budget.
 
     Budgets: `latency_ms` (predicted from the table of `device`, or `table`; `drift` says what to do
@@ -123,12 +152,30 @@ def search(run: str | Path, *, latency_ms: float | Sequence[float] | None = None
     rows and calibration of that statistic). `measure` also times the
     winner end to end with each table's backend and settings on this machine. Under `torchrun` the
     ranks share each generation's evaluations (one GPU each) and give the result one process gives;
-    rank 0 writes the outputs."""
+    rank 0 writes the outputs. `parents` left at None is a fifth of the population (at least 2).
+
+    Example:
+        ```python
+        # not run in the tests: needs a trained run
+        import hwnas
+        result = hwnas.search("runs/digits", latency_ms=0.8, device="cpu", out="runs/digits/search")
+        print(result.best, result.to_dict()["top1_test"])
+        result.pareto  # a DataFrame: the accuracy-latency front of every evaluated arch
+        ```
+    """
     world = join_world()
     try:
         began = time.perf_counter()
-        settings = EvolutionSettings(strategy, population, generations, parents, mutation_prob, resample_prob, seed,
-                                     high_level_share=high_level_share)
+        settings = EvolutionSettings(
+            strategy,
+            population,
+            generations,
+            parents,
+            mutation_prob,
+            resample_prob,
+            seed,
+            high_level_share=high_level_share,
+        )
         limits_ms, devices, tables = _listed(latency_ms), _listed(device), _listed(table)
         if latency_stat not in STATISTICS:
             raise BudgetError(f"unknown --latency-stat {latency_stat!r}; use {' or '.join(STATISTICS)}")
@@ -136,15 +183,24 @@ def search(run: str | Path, *, latency_ms: float | Sequence[float] | None = None
         if limits_ms and not devices and not tables:
             raise BudgetError("--latency-ms needs --device (or --table): the latency table to predict with")
         if settings.strategy == "nsga2" and not devices and not tables:
-            raise BudgetError("--strategy nsga2 trades accuracy against latency; without --device (or --table) it "
-                              "would have a single objective: name the device(s) whose latency to trade")
+            raise BudgetError(
+                "--strategy nsga2 trades accuracy against latency; without --device (or --table) it "
+                "would have a single objective: name the device(s) whose latency to trade"
+            )
         trained = TrainedRun(run)
         weights = trained.dir / WEIGHTS
         if not weights.is_file():
-            raise CheckpointError(f"{trained.dir} has no trained weights ({WEIGHTS}); finish `hwnas train --out {trained.dir}` first")
+            raise CheckpointError(
+                f"{trained.dir} has no trained weights ({WEIGHTS}); finish `hwnas train --out {trained.dir}` first"
+            )
         space = trained.space
-        found = world.main_first(lambda: resolve_tables(space, devices=devices, tables=tables, drift=drift,
-                                                        progress=progress)) if devices or tables else []
+        found = (
+            world.main_first(
+                lambda: resolve_tables(space, devices=devices, tables=tables, drift=drift, progress=progress)
+            )
+            if devices or tables
+            else []
+        )
         labels = [t.device for t in found]
         budgets = _budgets(settings.strategy, limits_ms, labels, flops_g, params_m)
         budget = _loosest(budgets)  # what the search keeps every arch within (None: nsga2 over the whole space)
@@ -153,8 +209,9 @@ def search(run: str | Path, *, latency_ms: float | Sequence[float] | None = None
                 raise BudgetError("--measure needs --device (or --table): it times the arch with the table's backend")
             for t in found:
                 require_here(t, "time the winner")
-        predictors = {latency_metric(t.device, first=i == 0): LatencyPredictor(t, space, statistic)
-                      for i, t in enumerate(found)}
+        predictors = {
+            latency_metric(t.device, first=i == 0): LatencyPredictor(t, space, statistic) for i, t in enumerate(found)
+        }
         costs = Costs(space, predictors)
         # every budget asked for is checked before anything is evaluated (the loosest is the search's)
         checked = {each: check_feasible(Constraints(each, costs)) for each in budgets}
@@ -163,16 +220,29 @@ def search(run: str | Path, *, latency_ms: float | Sequence[float] | None = None
 
         out = Path(out) if out is not None else default_out(trained.dir, budgets, settings, labels)
         out.mkdir(parents=True, exist_ok=True)
-        tables_used = [{"fingerprint": p.table.fingerprint, "calibration": p.calibration.to_dict(),
-                        "rows_sha256": hashlib.sha256(p.row_ms.tobytes()).hexdigest()} for p in predictors.values()]
-        context = {"run": str(trained.dir.resolve()), "weights_sha256": sha256_file(weights), "space": space.ref,
-                   "budget": budget.limits() if budget else {}, "settings": settings.to_dict(),
-                   **({"budgets": [b.limits() for b in budgets]} if len(budgets) > 1 else {}),
-                   "table": tables_used[0] if tables_used else None,
-                   **({"more_tables": tables_used[1:]} if len(tables_used) > 1 else {}),
-                   **({"latency_stat": latency_stat} if latency_stat != "p50" else {})}
-        world.agree(hashlib.sha256(json.dumps(context, sort_keys=True).encode()).hexdigest()[:16],
-                    "the search's weights, budget and latency table (pass --drift ignore or fail under torchrun)")
+        tables_used = [
+            {
+                "fingerprint": p.table.fingerprint,
+                "calibration": p.calibration.to_dict(),
+                "rows_sha256": hashlib.sha256(p.row_ms.tobytes()).hexdigest(),
+            }
+            for p in predictors.values()
+        ]
+        context = {
+            "run": str(trained.dir.resolve()),
+            "weights_sha256": sha256_file(weights),
+            "space": space.ref,
+            "budget": budget.limits() if budget else {},
+            "settings": settings.to_dict(),
+            **({"budgets": [b.limits() for b in budgets]} if len(budgets) > 1 else {}),
+            "table": tables_used[0] if tables_used else None,
+            **({"more_tables": tables_used[1:]} if len(tables_used) > 1 else {}),
+            **({"latency_stat": latency_stat} if latency_stat != "p50" else {}),
+        }
+        world.agree(
+            hashlib.sha256(json.dumps(context, sort_keys=True).encode()).hexdigest()[:16],
+            "the search's weights, budget and latency table (pass --drift ignore or fail under torchrun)",
+        )
         state = _load_state(out, context, trained)
         fitness = Fitness(trained, device=world.device())
 
@@ -184,8 +254,11 @@ def search(run: str | Path, *, latency_ms: float | Sequence[float] | None = None
         if not feasibility.binds and engine is Evolution:
             assert budget is not None  # a search without a budget is nsga2's
             largest = space.largest()
-            state.notes = [f"every arch of {space.key} meets {budget.describe()} (costliest: " + ", ".join(
-                f"{feasibility.maximum[m]:.4g} {metric_info(m)[1]}" for m in budget.limits()) + "); returned the largest arch"]
+            state.notes = [
+                f"every arch of {space.key} meets {budget.describe()} (costliest: "
+                + ", ".join(f"{feasibility.maximum[m]:.4g} {metric_info(m)[1]}" for m in budget.limits())
+                + "); returned the largest arch"
+            ]
             if not state.records:
                 first = fitness.score(largest)
                 state.records = [Record(largest, 0, "largest", first.top1, costs.of(largest), first.loss)]
@@ -194,8 +267,14 @@ def search(run: str | Path, *, latency_ms: float | Sequence[float] | None = None
             evolution = Evolution(space, settings, constraints, costs, feasibility.anchor, lambda a: [], state)
         else:
             total = settings.population * settings.generations
-            bar = tqdm(total=total, initial=len(state.records), desc=f"search ({settings.strategy})", unit="arch",
-                       disable=not (progress and world.is_main), dynamic_ncols=True)
+            bar = tqdm(
+                total=total,
+                initial=len(state.records),
+                desc=f"search ({settings.strategy})",
+                unit="arch",
+                disable=not (progress and world.is_main),
+                dynamic_ncols=True,
+            )
 
             def evaluate_one(arch: Arch) -> Score:
                 result = fitness.score(arch)
@@ -219,33 +298,55 @@ def search(run: str | Path, *, latency_ms: float | Sequence[float] | None = None
         best = evolution.best()
         if not world.is_main:  # rank 0 scores the winner on the test split and writes the outputs
             return SearchResult(best.arch, {"rank": world.rank}, pd.DataFrame(), pd.DataFrame(), out)
-        tables_report = {t.device: {"path": t.name, "fingerprint": t.fingerprint,
-                                    "calibration": t.calibration(space, statistic).to_dict(),
-                                    "calibration_source": t.calibration_source(space)} for t in found}
+        tables_report = {
+            t.device: {
+                "path": t.name,
+                "fingerprint": t.fingerprint,
+                "calibration": t.calibration(space, statistic).to_dict(),
+                "calibration_source": t.calibration_source(space),
+            }
+            for t in found
+        }
 
         def winner_report(record: Record, within: Budget | None) -> dict[str, Any]:
             """What best.json says of the winner within one budget."""
-            predicted = {t.device: {"device": t.device, **p.predict(record.arch).to_dict()}
-                         for t, p in zip(found, predictors.values())}
+            predicted = {
+                t.device: {"device": t.device, **p.predict(record.arch).to_dict()}
+                for t, p in zip(found, predictors.values())
+            }
             summary = budget_summary(checked[within], within) if within else {}
             return {
-                "arch": record.arch.to_dict(), "digest": record.arch.digest, "space": space.key,
-                "top1_search_val": record.top1, "loss_search_val": record.loss,
+                "arch": record.arch.to_dict(),
+                "digest": record.arch.digest,
+                "space": space.key,
+                "top1_search_val": record.top1,
+                "loss_search_val": record.loss,
                 "top1_test": fitness.top1(record.arch, TEST),
                 "predicted_latency": predicted.get(labels[0]) if labels else None,
                 "predicted_latency_by_device": predicted,
-                "flops_g": record.arch.macs() / 1e9, "macs": record.arch.macs(), "params": record.arch.params(),
-                "params_m": record.arch.params() / 1e6, "budget": summary,
+                "flops_g": record.arch.macs() / 1e9,
+                "macs": record.arch.macs(),
+                "params": record.arch.params(),
+                "params_m": record.arch.params() / 1e6,
+                "budget": summary,
             }
 
         report = {
-            **winner_report(best, budget), "budget_binds": feasibility.binds,
+            **winner_report(best, budget),
+            "budget_binds": feasibility.binds,
             "table": tables_report.get(labels[0]) if labels else None,
             "tables_by_device": tables_report,
-            "latency_stat": latency_stat, "strategy": settings.strategy, "seed": settings.seed,
+            "latency_stat": latency_stat,
+            "strategy": settings.strategy,
+            "seed": settings.seed,
             "settings": settings.to_dict(),
-            "evaluations": len(state.records), "generations_run": state.generation, "run": str(trained.dir),
-            "notes": state.notes, "seconds": round(time.perf_counter() - began, 1), "processes": world.size, "rank": 0,
+            "evaluations": len(state.records),
+            "generations_run": state.generation,
+            "run": str(trained.dir),
+            "notes": state.notes,
+            "seconds": round(time.perf_counter() - began, 1),
+            "processes": world.size,
+            "rank": 0,
         }
         if measure:
             report.update(_measure(best.arch, found, budget, statistic, out, progress))
@@ -255,9 +356,16 @@ def search(run: str | Path, *, latency_ms: float | Sequence[float] | None = None
             for each in budgets:
                 name = f"best-{_budget_name(each)}.json"
                 fits = [r for r in state.records if all(r.costs[m] <= v for m, v in each.limits().items())]
-                entry = {**winner_report(min(fits, key=evolution.rank_key), each), "file": name} if fits else \
-                    {"budget": budget_summary(checked[each], each), "arch": None, "file": name,
-                     "note": "no evaluated arch meets this budget"}
+                entry = (
+                    {**winner_report(min(fits, key=evolution.rank_key), each), "file": name}
+                    if fits
+                    else {
+                        "budget": budget_summary(checked[each], each),
+                        "arch": None,
+                        "file": name,
+                        "note": "no evaluated arch meets this budget",
+                    }
+                )
                 atomic_write_json(out / name, entry)
                 report["per_budget"].append(entry)
                 outputs.append(name)
@@ -266,8 +374,9 @@ def search(run: str | Path, *, latency_ms: float | Sequence[float] | None = None
         pareto = pareto_front(history, axes)
         write_tables(history, pareto, out)
         limits = [b.limits() for b in budgets]
-        title = (f"{settings.strategy} on {space.key}: {len(history)} archs, "
-                 + ("; ".join(b.describe() for b in budgets) or "no budget"))
+        title = f"{settings.strategy} on {space.key}: {len(history)} archs, " + (
+            "; ".join(b.describe() for b in budgets) or "no budget"
+        )
         pareto_plot(history, axes, limits, best.arch.digest, title, out / "pareto.png", labels[0] if labels else None)
         report["outputs"] = {name: str(out / name) for name in outputs}
         atomic_write_json(out / BEST, report)
@@ -283,8 +392,9 @@ def _listed(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _measure(arch: Arch, tables: Sequence[LatencyTable], budget: Budget | None, statistic: str, out: Path,
-             progress: bool) -> dict[str, Any]:
+def _measure(
+    arch: Arch, tables: Sequence[LatencyTable], budget: Budget | None, statistic: str, out: Path, progress: bool
+) -> dict[str, Any]:
     """The winner timed end to end here with each table's backend and settings (the honesty check),
     as the budget's statistic; the first device's figures keep their one-device names."""
     limits = budget.limits() if budget else {}
@@ -292,8 +402,9 @@ def _measure(arch: Arch, tables: Sequence[LatencyTable], budget: Budget | None, 
     for i, table in enumerate(tables):
         # in a fresh process, as validation measures: timed in the search's own process right after its
         # torch scoring, one winner took 1.17 ms where fresh processes took 0.81-0.85 ms (multi_device.py)
-        (ms_all,) = measure_archs_apart(arch.space, table, [arch], out / "measure" / table.device, [None],
-                                        progress=progress, statistic=statistic)
+        (ms_all,) = measure_archs_apart(
+            arch.space, table, [arch], out / "measure" / table.device, [None], progress=progress, statistic=statistic
+        )
         ms = float(ms_all[0])
         by_device[table.device] = {"measured_latency_ms": ms}
         limit = limits.get(latency_metric(table.device, first=i == 0))

@@ -44,12 +44,16 @@ class Supernet(nn.Module, ABC):
         """Refuse a `--weight-sharing` other than `prefix` for a family whose channels are shared as
         `how` says (one line naming the fix)."""
         if weight_sharing != "prefix":
-            raise HwnasError(f"--weight-sharing {weight_sharing} is not available for {self.space.key}: {how}; "
-                             f"use --weight-sharing prefix")
+            raise HwnasError(
+                f"--weight-sharing {weight_sharing} is not available for {self.space.key}: {how}; "
+                f"use --weight-sharing prefix"
+            )
 
     def check_arch(self, arch: Arch) -> None:
         if not isinstance(arch, Arch):
-            raise ArchError(f"expected an Arch, got {type(arch).__name__}; build one with space.arch(...) or Arch.from_dict")
+            raise ArchError(
+                f"expected an Arch, got {type(arch).__name__}; build one with space.arch(...) or Arch.from_dict"
+            )
         if arch.space != self.space:
             raise ArchError(f"arch is from space {arch.space.key} but this supernet is {self.space.key}")
 
@@ -63,8 +67,9 @@ class Supernet(nn.Module, ABC):
 
     def forward_multi(self, x: Tensor, archs: list[Arch]) -> Tensor:
         """Logits of every example under its own subnet: example i runs `archs[i // (B / M)]`."""
-        raise ArchError(f"the {self.space.family} supernet has no per-example channel masks; "
-                        f"use --sampling uniform or sandwich")
+        raise ArchError(
+            f"the {self.space.family} supernet has no per-example channel masks; use --sampling uniform or sandwich"
+        )
 
     @torch.no_grad()
     def extract(self, arch: Arch) -> nn.Module:

@@ -144,8 +144,10 @@ class ElasticMlp(nn.Module):
 
     def active_state(self, embed_sel: Selection, hidden: int) -> State:
         """The weights of timm's `Mlp` with `hidden` units."""
-        return {**prefixed("fc1", self.fc1.active_state(embed_sel, leading(hidden))),
-                **prefixed("fc2", self.fc2.active_state(leading(hidden), embed_sel))}
+        return {
+            **prefixed("fc1", self.fc1.active_state(embed_sel, leading(hidden))),
+            **prefixed("fc2", self.fc2.active_state(leading(hidden), embed_sel)),
+        }
 
 
 class ElasticBlock(nn.Module):
@@ -165,7 +167,9 @@ class ElasticBlock(nn.Module):
 
     def active_state(self, embed_sel: Selection, num_heads: int, hidden: int) -> State:
         """The weights of timm's `Block` (parameter names as timm's)."""
-        return {**prefixed("norm1", self.norm1.active_state(embed_sel)),
-                **prefixed("attn", self.attn.active_state(embed_sel, num_heads)),
-                **prefixed("norm2", self.norm2.active_state(embed_sel)),
-                **prefixed("mlp", self.mlp.active_state(embed_sel, hidden))}
+        return {
+            **prefixed("norm1", self.norm1.active_state(embed_sel)),
+            **prefixed("attn", self.attn.active_state(embed_sel, num_heads)),
+            **prefixed("norm2", self.norm2.active_state(embed_sel)),
+            **prefixed("mlp", self.mlp.active_state(embed_sel, hidden)),
+        }

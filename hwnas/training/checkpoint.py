@@ -38,8 +38,11 @@ def seed_everything(seed: int) -> None:
 
 def rng_state() -> dict[str, Any]:
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
-             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss]}
+    state = {
+        "python": random.getstate(),
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -74,13 +77,16 @@ def load_checkpoint(path: Path, space: SearchSpace) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"{path} is corrupted or not a hwnas checkpoint ({type(exc).__name__}); "
-                              f"delete it to start over") from exc
+        raise CheckpointError(
+            f"{path} is corrupted or not a hwnas checkpoint ({type(exc).__name__}); delete it to start over"
+        ) from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a hwnas checkpoint (format {FORMAT}); delete it to start over")
     if not _same_space(state, space):
-        raise CheckpointError(f"{path} is a checkpoint of space {state.get('space')!r} (content {state.get('space_digest')}), "
-                              f"not {space.ref!r}; resume with the run's space or use another --out")
+        raise CheckpointError(
+            f"{path} is a checkpoint of space {state.get('space')!r} (content {state.get('space_digest')}), "
+            f"not {space.ref!r}; resume with the run's space or use another --out"
+        )
     return state
 
 
@@ -103,6 +109,8 @@ def load_weights(path: Path, model: nn.Module, space: SearchSpace) -> None:
     except Exception as exc:
         raise CheckpointError(f"{path} is corrupted or not safetensors ({type(exc).__name__}); train again") from exc
     if not _same_space(meta, space):
-        raise CheckpointError(f"{path} holds a supernet of space {meta.get('space')!r} (content {meta.get('space_digest')}), "
-                              f"not {space.ref!r}")
+        raise CheckpointError(
+            f"{path} holds a supernet of space {meta.get('space')!r} (content {meta.get('space_digest')}), "
+            f"not {space.ref!r}"
+        )
     model.load_state_dict(tensors)

@@ -76,8 +76,10 @@ class TrainConfig:
         if self.lr <= 0 or self.warmup_epochs < 0 or not 0 <= self.drop_path < 1:
             raise HwnasError("--lr must be positive, warm-up epochs at least 0 and drop-path in [0, 1)")
         if self.sampling == "multi" and self.batch_size % self.archs_per_batch:
-            raise HwnasError(f"--batch-size {self.batch_size} is not a multiple of --archs-per-batch {self.archs_per_batch} "
-                             f"(each subnet gets an equal share of the batch); pick a multiple of {self.archs_per_batch}")
+            raise HwnasError(
+                f"--batch-size {self.batch_size} is not a multiple of --archs-per-batch {self.archs_per_batch} "
+                f"(each subnet gets an equal share of the batch); pick a multiple of {self.archs_per_batch}"
+            )
         return self
 
     def with_defaults(self, space: SearchSpace, *, train_images: int = 0) -> TrainConfig:
@@ -89,8 +91,11 @@ class TrainConfig:
         supernet's `alike_share`); flips are on for folders only; workers are the cores here (at
         most 8) for folders, 0 for data held in memory."""
         small, in_memory = train_images <= SMALL_DATA, self.data in IN_MEMORY
-        budget: dict[str, Any] = dict(epochs=40, batch_size=32, lr=1e-3, warmup_epochs=3, drop_path=0.0) if small else \
-            dict(epochs=500, batch_size=128, lr=1e-3, warmup_epochs=20, drop_path=0.1)
+        budget: dict[str, Any] = (
+            dict(epochs=40, batch_size=32, lr=1e-3, warmup_epochs=3, drop_path=0.0)
+            if small
+            else dict(epochs=500, batch_size=128, lr=1e-3, warmup_epochs=20, drop_path=0.1)
+        )
         supernet = get_family(space.family).supernet_class()
         if small:
             budget.update(supernet.small_data_budget)
@@ -103,18 +108,24 @@ class TrainConfig:
         if in_memory:
             unset["workers"] = 0
         if self.alike_share and not space.per_block_high_level_genes():
-            raise HwnasError(f"--alike-share needs genes that take one high-level value per block (GLiT's "
-                             f"global_heads); {space.key} has none: use --alike-share 0")
+            raise HwnasError(
+                f"--alike-share needs genes that take one high-level value per block (GLiT's "
+                f"global_heads); {space.key} has none: use --alike-share 0"
+            )
         if self.sampling == "multi" and not supernet.per_example_archs:
-            raise HwnasError(f"--sampling multi needs per-example channel masks, which the {space.family} supernet "
-                             f"({space.key}) does not have; use --sampling uniform or sandwich")
+            raise HwnasError(
+                f"--sampling multi needs per-example channel masks, which the {space.family} supernet "
+                f"({space.key}) does not have; use --sampling uniform or sandwich"
+            )
         return replace(self, **unset).check()
 
     def describe(self) -> str:
         """The recipe in one line, as `hwnas train` prints it before the first epoch (defaults filled)."""
-        return (f"{self.epochs} epochs, batch {self.batch_size}, lr {self.lr:g} ({self.warmup_epochs} warm-up), "
-                f"drop-path {self.drop_path:g}, sampling {self.sampling}, augmentation {self.aug}, hflip {self.hflip:g}, "
-                f"{self.weight_sharing} weight sharing, seed {self.seed}")
+        return (
+            f"{self.epochs} epochs, batch {self.batch_size}, lr {self.lr:g} ({self.warmup_epochs} warm-up), "
+            f"drop-path {self.drop_path:g}, sampling {self.sampling}, augmentation {self.aug}, hflip {self.hflip:g}, "
+            f"{self.weight_sharing} weight sharing, seed {self.seed}"
+        )
 
     def draw_kind(self, space: SearchSpace) -> str:
         """How the random subnets of a step are drawn: as `sampling` says for uniform and distinct;
@@ -130,9 +141,13 @@ class TrainConfig:
     def conflicts(self, run: TrainConfig) -> list[str]:
         """The settings given here (not None) that differ from a run's: `--resume` refuses them.
         Workers change no result, and the format is the run's."""
-        return [f"{k}={getattr(self, k)!r} (run: {getattr(run, k)!r})" for k in self.to_dict()
-                if k not in ("workers", "format", "space") and getattr(self, k) is not None
-                and getattr(self, k) != getattr(run, k)]
+        return [
+            f"{k}={getattr(self, k)!r} (run: {getattr(run, k)!r})"
+            for k in self.to_dict()
+            if k not in ("workers", "format", "space")
+            and getattr(self, k) is not None
+            and getattr(self, k) != getattr(run, k)
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -141,8 +156,14 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         if "format" not in d:  # runs saved before the format: what their settings meant then
-            d = {"alike_share": 0.0, "hflip": 0.0 if d.get("data") in IN_MEMORY else 0.5,
-                 "no_weight_decay": False, "search_val": "15%", **d, "format": 1}
+            d = {
+                "alike_share": 0.0,
+                "hflip": 0.0 if d.get("data") in IN_MEMORY else 0.5,
+                "no_weight_decay": False,
+                "search_val": "15%",
+                **d,
+                "format": 1,
+            }
             if d.get("sampling") == "uniform":
                 d["sampling"] = "distinct"
         return cls(**{k: v for k, v in d.items() if k in names})

@@ -39,9 +39,11 @@ class World:
         if not torch.cuda.is_available():
             return torch.device("cpu")
         if self.local_rank >= torch.cuda.device_count():
-            raise HwnasError(f"torchrun started local rank {self.local_rank}, but this node has "
-                             f"{torch.cuda.device_count()} GPU(s); use --nproc_per_node {torch.cuda.device_count()}, "
-                             f"or CUDA_VISIBLE_DEVICES= to train on CPU")
+            raise HwnasError(
+                f"torchrun started local rank {self.local_rank}, but this node has "
+                f"{torch.cuda.device_count()} GPU(s); use --nproc_per_node {torch.cuda.device_count()}, "
+                f"or CUDA_VISIBLE_DEVICES= to train on CPU"
+            )
         torch.cuda.set_device(self.local_rank)
         return torch.device("cuda", self.local_rank)
 
@@ -52,8 +54,10 @@ class World:
         values: list[str | None] = [None] * self.size
         dist.all_gather_object(values, value)
         if len(set(values)) > 1:
-            raise HwnasError(f"the {self.size} ranks disagree on {what} ({', '.join(map(str, values))}); "
-                             f"every rank must run the same hwnas version, space and config")
+            raise HwnasError(
+                f"the {self.size} ranks disagree on {what} ({', '.join(map(str, values))}); "
+                f"every rank must run the same hwnas version, space and config"
+            )
 
     def main_first(self, work: Callable[[], R]) -> R:
         """`work()` on rank 0, then on the others: what rank 0 writes (a folder's listing, a

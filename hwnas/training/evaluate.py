@@ -45,8 +45,10 @@ def check_run_space(run_dir: Path, space: SearchSpace) -> None:
     trained = json.loads(stored.read_text())
     differs = spec_difference(trained, space.spec.to_dict())
     if differs:
-        raise DataError(f"the run in {run_dir} trained another space named {trained['name']!r} than {space.key!r} "
-                        f"({differs}, run's vs given); give the run's space (its declaration is {stored})")
+        raise DataError(
+            f"the run in {run_dir} trained another space named {trained['name']!r} than {space.key!r} "
+            f"({differs}, run's vs given); give the run's space (its declaration is {stored})"
+        )
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,12 @@ class Score:
 
 
 @torch.no_grad()
-def score(supernet: Supernet, arch: Arch, loader: Iterable[tuple[Tensor, Tensor]],
-          calibration: BatchNormCalibration | None = None) -> Score:
+def score(
+    supernet: Supernet,
+    arch: Arch,
+    loader: Iterable[tuple[Tensor, Tensor]],
+    calibration: BatchNormCalibration | None = None,
+) -> Score:
     """Top-1 and loss of subnet `arch` on every (images, labels) batch of `loader` (see
     `score_model`), with its BatchNorm statistics recalibrated by `calibration` first (when the
     supernet needs it)."""
@@ -95,8 +101,12 @@ def score_model(model: torch.nn.Module, loader: Iterable[tuple[Tensor, Tensor]],
     return Score(100.0 * correct / max(total, 1), loss / max(total, 1))
 
 
-def top1(supernet: Supernet, arch: Arch, loader: Iterable[tuple[Tensor, Tensor]],
-         calibration: BatchNormCalibration | None = None) -> float:
+def top1(
+    supernet: Supernet,
+    arch: Arch,
+    loader: Iterable[tuple[Tensor, Tensor]],
+    calibration: BatchNormCalibration | None = None,
+) -> float:
     """Top-1 accuracy (percent) of subnet `arch` on `loader` (see `score`)."""
     return score(supernet, arch, loader, calibration).top1
 
@@ -107,16 +117,18 @@ def loader_settings(workers: int, device: torch.device | str = "cpu") -> dict[st
     return {"num_workers": workers, "pin_memory": cuda, "persistent_workers": cuda and workers > 0}
 
 
-def split_loader(space: SearchSpace, config: TrainConfig, pool: ImagePool, split: Split, part: str,
-                 batch_size: int = EVAL_BATCH) -> DataLoader:
+def split_loader(
+    space: SearchSpace, config: TrainConfig, pool: ImagePool, split: Split, part: str, batch_size: int = EVAL_BATCH
+) -> DataLoader:
     if pool.name != split.source:
         raise DataError(f"the run's split indexes {split.source}, but --data gives {pool.name}; use the run's data")
     dataset = PoolDataset(pool, getattr(split, part), space.spec.img_size, space.spec.in_chans)
     return DataLoader(dataset, batch_size=batch_size, **loader_settings(local_workers(config.data)))
 
 
-def batchnorm_calibration(space: SearchSpace, config: TrainConfig, pool: ImagePool, split: Split,
-                          device: torch.device | str = "cpu") -> BatchNormCalibration | None:
+def batchnorm_calibration(
+    space: SearchSpace, config: TrainConfig, pool: ImagePool, split: Split, device: torch.device | str = "cpu"
+) -> BatchNormCalibration | None:
     """Per-subnet BatchNorm recalibration on `BN_CALIBRATION_IMAGES` training images of the split,
     drawn once with the split's seed (split parts are sorted, so a prefix would be a few classes of a
     class-ordered folder), with evaluation transforms (the statistics the subnet sees when it is
@@ -137,7 +149,9 @@ class TrainedRun:
         self.dir = Path(run_dir)
         config_path = self.dir / CONFIG
         if not config_path.is_file():
-            raise DataError(f"{self.dir} is not a training run (no {CONFIG}); train one with `hwnas train --out {self.dir}`")
+            raise DataError(
+                f"{self.dir} is not a training run (no {CONFIG}); train one with `hwnas train --out {self.dir}`"
+            )
         self.config = TrainConfig.from_dict(json.loads(config_path.read_text()))
         self.space = run_space(self.dir, self.config)
         self.split = Split.load(self.dir / SPLIT)
@@ -160,8 +174,12 @@ class TrainedRun:
         return batchnorm_calibration(self.space, self.config, self.pool, self.split)
 
     def top1(self, arch: Arch, part: str = "search_val", supernet: Supernet | None = None) -> float:
-        return top1(supernet or self.supernet(), arch, split_loader(self.space, self.config, self.pool, self.split, part),
-                    self.calibration)
+        return top1(
+            supernet or self.supernet(),
+            arch,
+            split_loader(self.space, self.config, self.pool, self.split, part),
+            self.calibration,
+        )
 
     def extract(self, arch: Arch, supernet: Supernet | None = None) -> torch.nn.Module:
         """The static model of `arch` with the run's weights (and, when the family needs them, the

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 from safetensors.torch import load_file, save
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from hwnas.data import FAILED
@@ -36,8 +36,16 @@ from hwnas.training.checkpoint import CHECKPOINT, CheckpointError, rng_state, sa
 from hwnas.training.config import SMALL_DATA, TrainConfig
 from hwnas.training.distributed import World, join_world
 from hwnas.training.evaluate import Score, TrainedRun, score_model, split_loader
-from hwnas.training.trainer import (CURVE, METRICS_CSV, build_recipe, distill, restore, train_loader, without_failed,
-                                 write_metrics)
+from hwnas.training.trainer import (
+    CURVE,
+    METRICS_CSV,
+    build_recipe,
+    distill,
+    restore,
+    train_loader,
+    without_failed,
+    write_metrics,
+)
 
 FINETUNE, MODEL, REPORT = "finetune.json", "model.safetensors", "finetune_report.json"
 PARTS = ("search_val", "test")
@@ -74,8 +82,15 @@ class FinetuneConfig:
 
     def recipe(self, run: TrainedRun) -> TrainConfig:
         """The run's training settings with this fine-tuning's budget (no DropPath: one network)."""
-        return replace(run.config, epochs=self.epochs, lr=self.lr, warmup_epochs=self.warmup_epochs,
-                       batch_size=self.batch_size, seed=self.seed, drop_path=0.0)
+        return replace(
+            run.config,
+            epochs=self.epochs,
+            lr=self.lr,
+            warmup_epochs=self.warmup_epochs,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            drop_path=0.0,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,8 +107,10 @@ def _subnet(run: TrainedRun, arch: Arch | dict[str, Any]) -> Arch:
     except ArchError as exc:
         raise ArchError(f"{exc} (the run trained {run.space.key}: fine-tune one of its archs)") from None
     if found.space != run.space:
-        raise ArchError(f"arch is from space {found.space.key!r}, but the run trained {run.space.key!r}; "
-                        f"fine-tune an arch of {run.space.key}")
+        raise ArchError(
+            f"arch is from space {found.space.key!r}, but the run trained {run.space.key!r}; "
+            f"fine-tune an arch of {run.space.key}"
+        )
     return found
 
 
@@ -117,10 +134,15 @@ def _finetune(world: World, config: FinetuneConfig, out: Path, resume: bool, pro
             raise CheckpointError(f"no checkpoint at {out / CHECKPOINT}; start the fine-tuning without --resume")
         saved = FinetuneConfig.from_dict(json.loads((out / FINETUNE).read_text()))
         if saved != config:
-            diff = [f"{k}={getattr(config, k)!r} (run: {getattr(saved, k)!r})" for k in config.to_dict()
-                    if getattr(config, k) != getattr(saved, k)]
-            raise HwnasError(f"--resume with other settings than the fine-tuning's: {', '.join(diff)}; "
-                             f"resume with its settings or use another --out")
+            diff = [
+                f"{k}={getattr(config, k)!r} (run: {getattr(saved, k)!r})"
+                for k in config.to_dict()
+                if getattr(config, k) != getattr(saved, k)
+            ]
+            raise HwnasError(
+                f"--resume with other settings than the fine-tuning's: {', '.join(diff)}; "
+                f"resume with its settings or use another --out"
+            )
         state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
     elif (out / CHECKPOINT).exists():
         raise HwnasError(f"{out} already holds a fine-tuning; pass --resume to continue it or use another --out")
@@ -133,10 +155,7 @@ def _finetune(world: World, config: FinetuneConfig, out: Path, resume: bool, pro
     recipe_config = config.recipe(run)
     seed_everything(config.seed)
     supernet = run.supernet()
-    if config.from_scratch:
-        model = build_model(arch)
-    else:
-        model = run.extract(arch, supernet)
+    model = build_model(arch) if config.from_scratch else run.extract(arch, supernet)
     teacher = run.extract(run.space.largest(), supernet).to(device).eval() if config.distill else None
     del supernet
     model = model.to(device)
@@ -146,7 +165,11 @@ def _finetune(world: World, config: FinetuneConfig, out: Path, resume: bool, pro
     steps = len(loader)
     recipe = build_recipe(model, recipe_config, steps, run.space.spec.num_classes)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
-    loaders = {part: split_loader(run.space, run.config, run.pool, run.split, part) for part in PARTS} if world.is_main else {}
+    loaders = (
+        {part: split_loader(run.space, run.config, run.pool, run.split, part) for part in PARTS}
+        if world.is_main
+        else {}
+    )
     metrics: list[dict[str, Any]] = []
     start_epoch, before = 0, None
     if state is not None:
@@ -160,8 +183,9 @@ def _finetune(world: World, config: FinetuneConfig, out: Path, resume: bool, pro
         model.train()
         sampler.set_epoch(epoch)
         losses, failed = [], 0
-        for i, (x, y) in enumerate(tqdm(loader, desc=f"finetune {epoch + 1}/{config.epochs}", leave=False,
-                                        disable=not progress)):
+        for i, (x, y) in enumerate(
+            tqdm(loader, desc=f"finetune {epoch + 1}/{config.epochs}", leave=False, disable=not progress)
+        ):
             if (y == FAILED).any():
                 failed += int((y == FAILED).sum())
                 x, y = without_failed(x, y, batch_multiple)
@@ -180,28 +204,60 @@ def _finetune(world: World, config: FinetuneConfig, out: Path, resume: bool, pro
         failed = world.total(failed)
         if world.is_main:
             val = score_model(model, loaders["search_val"])
-            row = {"epoch": epoch + 1, "loss": sum(losses) / max(len(losses), 1),
-                   "lr": recipe.optimizer.param_groups[0]["lr"], "failed_images": failed, "val_top1": val.top1,
-                   "val_loss": val.loss, "seconds": round(time.perf_counter() - began, 2)}
+            row = {
+                "epoch": epoch + 1,
+                "loss": sum(losses) / max(len(losses), 1),
+                "lr": recipe.optimizer.param_groups[0]["lr"],
+                "failed_images": failed,
+                "val_top1": val.top1,
+                "val_loss": val.loss,
+                "seconds": round(time.perf_counter() - began, 2),
+            }
             metrics.append(row)
             if progress:
                 tqdm.write(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-            atomic_write_bytes(out / MODEL, save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-                                                 metadata={"space": run.space.key, "space_digest": run.space.digest,
-                                                           "arch": arch.digest}))
+            atomic_write_bytes(
+                out / MODEL,
+                save(
+                    {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                    metadata={"space": run.space.key, "space_digest": run.space.digest, "arch": arch.digest},
+                ),
+            )
             write_metrics(out, metrics, {"search-val": "val_top1"})
-            save_checkpoint(out, {"space": run.space.key, "space_digest": run.space.digest, "epoch": epoch,
-                                  "processes": world.size,
-                                  "model": model.state_dict(), "optimizer": recipe.optimizer.state_dict(),
-                                  "scheduler": recipe.scheduler.state_dict(), "scaler": scaler.state_dict(),
-                                  "rng": rng_state(), "metrics": metrics, "before": before})
+            save_checkpoint(
+                out,
+                {
+                    "space": run.space.key,
+                    "space_digest": run.space.digest,
+                    "epoch": epoch,
+                    "processes": world.size,
+                    "model": model.state_dict(),
+                    "optimizer": recipe.optimizer.state_dict(),
+                    "scheduler": recipe.scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "rng": rng_state(),
+                    "metrics": metrics,
+                    "before": before,
+                },
+            )
         world.barrier()
     if not world.is_main:
         return {"rank": world.rank, "processes": world.size, "out": str(out)}
     after = {part: asdict(score_model(model, loaders[part])) for part in PARTS}
-    report = {"run": str(run.dir), "out": str(out), "arch": arch.to_dict(), "digest": arch.digest,
-              "config": config.to_dict(), "epochs_run": config.epochs - start_epoch, "rank": 0, "processes": world.size,
-              "before": before, "after": after, "metrics": str(out / METRICS_CSV), "plot": str(out / CURVE)}
+    report = {
+        "run": str(run.dir),
+        "out": str(out),
+        "arch": arch.to_dict(),
+        "digest": arch.digest,
+        "config": config.to_dict(),
+        "epochs_run": config.epochs - start_epoch,
+        "rank": 0,
+        "processes": world.size,
+        "before": before,
+        "after": after,
+        "metrics": str(out / METRICS_CSV),
+        "plot": str(out / CURVE),
+    }
     atomic_write_json(out / REPORT, report)
     return report
 
@@ -215,7 +271,9 @@ class FinetunedRun:
         try:
             self.settings = FinetuneConfig.from_dict(json.loads((self.dir / FINETUNE).read_text()))
         except (OSError, ValueError, TypeError) as exc:
-            raise CheckpointError(f"{self.dir} is not a fine-tuning folder ({exc}); make one with `hwnas finetune`") from exc
+            raise CheckpointError(
+                f"{self.dir} is not a fine-tuning folder ({exc}); make one with `hwnas finetune`"
+            ) from exc
         self.source = TrainedRun(self.settings.run)
         self.space, self.split, self.config = self.source.space, self.source.split, self.source.config
         self.arch = Arch.from_dict(self.settings.arch, self.space)
@@ -231,10 +289,14 @@ class FinetunedRun:
 
     def extract(self, arch: Arch, supernet: None = None) -> torch.nn.Module:
         if arch != self.arch:
-            raise ArchError(f"{self.dir} fine-tuned arch {self.arch.digest}, not {arch.digest}; give its arch "
-                            f"({self.dir / FINETUNE}) or export from the supernet's run")
+            raise ArchError(
+                f"{self.dir} fine-tuned arch {self.arch.digest}, not {arch.digest}; give its arch "
+                f"({self.dir / FINETUNE}) or export from the supernet's run"
+            )
         if not self.weights.is_file():
-            raise CheckpointError(f"{self.dir} has no fine-tuned weights ({MODEL}) yet; finish `hwnas finetune --out {self.dir}`")
+            raise CheckpointError(
+                f"{self.dir} has no fine-tuned weights ({MODEL}) yet; finish `hwnas finetune --out {self.dir}`"
+            )
         with isolated_rng():  # the initialisation is overwritten by the weights
             model = build_model(arch)
         model.load_state_dict(load_file(str(self.weights)), strict=True)

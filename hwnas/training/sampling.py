@@ -23,12 +23,19 @@ import random
 
 from hwnas.spaces import Arch, SearchSpace
 
-
 DRAWS = ("uniform", "distinct")
 
 
-def step_archs(space: SearchSpace, sampling: str, seed: int, step: int, sandwich_random: int = 2,
-               archs_per_batch: int = 2, alike_share: float = 0.0, draw_kind: str = "uniform") -> list[Arch]:
+def step_archs(
+    space: SearchSpace,
+    sampling: str,
+    seed: int,
+    step: int,
+    sandwich_random: int = 2,
+    archs_per_batch: int = 2,
+    alike_share: float = 0.0,
+    draw_kind: str = "uniform",
+) -> list[Arch]:
     """The archs of global step `step`; for sandwich the first is the teacher (the largest); for
     multi, `archs_per_batch` archs that share the batch (one slice of examples each). `draw_kind`
     draws the random subnets of sandwich and multi (uniform and distinct draw as they say)."""

@@ -27,20 +27,46 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from hwnas.data import (AUGMENTS, FAILED, IMAGE_INDEX, IN_MEMORY, EpochIndices, ImagePool, PoolDataset, Split, load_pool,
-                        save_index)
+from hwnas.data import (
+    AUGMENTS,
+    FAILED,
+    IMAGE_INDEX,
+    IN_MEMORY,
+    EpochIndices,
+    ImagePool,
+    PoolDataset,
+    Split,
+    load_pool,
+    save_index,
+)
 from hwnas.data.split import DataError
 from hwnas.errors import HwnasError
 from hwnas.io import atomic_write_bytes, atomic_write_json
 from hwnas.plots import figure, save_figure
 from hwnas.spaces import SearchSpace, get_space
 from hwnas.supernet import build_supernet
-from hwnas.training.checkpoint import (CHECKPOINT, CheckpointError, load_checkpoint, rng_state, save_checkpoint, save_weights,
-                                   seed_everything, set_rng_state)
+from hwnas.training.checkpoint import (
+    CHECKPOINT,
+    CheckpointError,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    save_weights,
+    seed_everything,
+    set_rng_state,
+)
 from hwnas.training.config import TrainConfig
 from hwnas.training.distributed import MultiArch, World, join_world
-from hwnas.training.evaluate import (CONFIG, SPACE, SPLIT, batchnorm_calibration, check_run_space, loader_settings,
-                                  split_loader, top1)
+from hwnas.training.evaluate import (
+    CONFIG,
+    SPACE,
+    SPLIT,
+    batchnorm_calibration,
+    check_run_space,
+    loader_settings,
+    split_loader,
+    top1,
+)
 from hwnas.training.sampling import step_archs
 
 METRICS_JSONL, METRICS_CSV, CURVE = "metrics.jsonl", "metrics.csv", "learning_curve.png"
@@ -68,14 +94,25 @@ class Recipe:
 def build_recipe(supernet: torch.nn.Module, config: TrainConfig, steps_per_epoch: int, num_classes: int) -> Recipe:
     aug = AUGMENTS[config.aug]
     # biases, norms and (as in timm's ViT and AutoFormer) position embeddings and class tokens decay not
-    groups = param_groups_weight_decay(supernet, config.weight_decay,
-                                       no_weight_decay_list=TOKEN_PARAMETERS if config.no_weight_decay else ())
+    groups = param_groups_weight_decay(
+        supernet, config.weight_decay, no_weight_decay_list=TOKEN_PARAMETERS if config.no_weight_decay else ()
+    )
     optimizer = create_optimizer_v2(groups, "adamw", lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = CosineLRScheduler(optimizer, t_initial=config.epochs * steps_per_epoch, lr_min=config.min_lr,
-                                  warmup_t=config.warmup_epochs * steps_per_epoch, warmup_lr_init=config.lr / 100,
-                                  t_in_epochs=False)
-    mixup = Mixup(mixup_alpha=aug.mixup, cutmix_alpha=aug.cutmix, label_smoothing=aug.label_smoothing,
-                  num_classes=num_classes) if aug.mixes else None
+    scheduler = CosineLRScheduler(
+        optimizer,
+        t_initial=config.epochs * steps_per_epoch,
+        lr_min=config.min_lr,
+        warmup_t=config.warmup_epochs * steps_per_epoch,
+        warmup_lr_init=config.lr / 100,
+        t_in_epochs=False,
+    )
+    mixup = (
+        Mixup(
+            mixup_alpha=aug.mixup, cutmix_alpha=aug.cutmix, label_smoothing=aug.label_smoothing, num_classes=num_classes
+        )
+        if aug.mixes
+        else None
+    )
     if mixup:
         criterion: torch.nn.Module = SoftTargetCrossEntropy()
     elif aug.label_smoothing:
@@ -90,8 +127,9 @@ def distill(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     return torch.sum(-F.softmax(teacher.detach(), dim=-1) * F.log_softmax(student, dim=-1), dim=-1).mean()
 
 
-def prepare_run(config: TrainConfig, out: Path, resume: bool,
-                write: bool = True) -> tuple[SearchSpace, TrainConfig, ImagePool, Split, dict[str, Any] | None]:
+def prepare_run(
+    config: TrainConfig, out: Path, resume: bool, write: bool = True
+) -> tuple[SearchSpace, TrainConfig, ImagePool, Split, dict[str, Any] | None]:
     """Check the run folder; list the data (once per run: a folder's listing is kept in the run),
     take the space's shape from it, load or draw (and, if `write`, save) the split, fill the
     budget by the size of the train part; the checkpoint when resuming. Under torchrun the writing
@@ -100,21 +138,27 @@ def prepare_run(config: TrainConfig, out: Path, resume: bool,
     if resume:
         if not (out / CHECKPOINT).is_file():
             raise CheckpointError(f"no checkpoint at {out / CHECKPOINT}; start the run without --resume")
-        saved = TrainConfig.from_dict(json.loads((out / CONFIG).read_text()) if (out / CONFIG).is_file() else
-                                      load_checkpoint(out / CHECKPOINT, get_space(config.space, **config.shape()))["config"])
+        saved = TrainConfig.from_dict(
+            json.loads((out / CONFIG).read_text())
+            if (out / CONFIG).is_file()
+            else load_checkpoint(out / CHECKPOINT, get_space(config.space, **config.shape()))["config"]
+        )
         check_run_space(out, get_space(config.space, **saved.shape()))  # the space's content first
         conflicts = replace(config, space=None).conflicts(saved)  # type: ignore[arg-type]  # the space: by content
         if conflicts:
-            raise HwnasError(f"--resume with other settings than the run's: {', '.join(conflicts)}; "
-                             f"resume with the run's settings or use another --out")
+            raise HwnasError(
+                f"--resume with other settings than the run's: {', '.join(conflicts)}; "
+                f"resume with the run's settings or use another --out"
+            )
         config = replace(saved, space=config.space, workers=config.workers)
     elif (out / CHECKPOINT).exists():
         raise HwnasError(f"{out} already holds a training run; pass --resume to continue it or use another --out")
     config = replace(config, search_val=config.search_val or "auto")
     named = get_space(config.space, **config.shape())  # its class count is checked against the data below
     s, in_memory = named.spec, config.data in IN_MEMORY
-    pool = load_pool(config.data, s.img_size, s.in_chans, s.num_classes if in_memory else config.num_classes,
-                     index=out / IMAGE_INDEX)
+    pool = load_pool(
+        config.data, s.img_size, s.in_chans, s.num_classes if in_memory else config.num_classes, index=out / IMAGE_INDEX
+    )
     if not in_memory:  # the folder's class count goes into the run's space
         config = replace(config, num_classes=len(pool.classes))
     space = get_space(config.space, **config.shape())
@@ -153,8 +197,11 @@ def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress:
     device = world.device()  # before the first collective: NCCL's barrier needs this rank's GPU set
     space, config, pool, split, state = world.main_first(lambda: prepare_run(config, out, resume, write=world.is_main))
     if progress:  # what the defaults chose, before any time is spent
-        tqdm.write(f"train {space.key} on {pool.name} ({len(split.train):,} train, {len(split.search_val):,} search-val "
-                   f"images): {config.describe()}", file=sys.stderr)
+        tqdm.write(
+            f"train {space.key} on {pool.name} ({len(split.train):,} train, {len(split.search_val):,} search-val "
+            f"images): {config.describe()}",
+            file=sys.stderr,
+        )
     seed_everything(config.seed)  # torch (init, DropPath, shifts), numpy (timm's Mixup/CutMix), python
     supernet = build_supernet(space, drop_path_rate=config.drop_path, weight_sharing=config.weight_sharing).to(device)
     loader, sampler = train_loader(space, config, pool, split, world, device)
@@ -182,8 +229,9 @@ def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress:
         model.train()
         sampler.set_epoch(epoch)
         losses, trained, failed = [], hashlib.sha256(), 0
-        for i, (x, y) in enumerate(tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
-                                        disable=not progress)):
+        for i, (x, y) in enumerate(
+            tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not progress)
+        ):
             global_step = epoch * steps + i
             if (y == FAILED).any():  # images that did not decode: skipped, counted
                 failed += int((y == FAILED).sum())
@@ -191,8 +239,16 @@ def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if recipe.mixup:
                 x, y = recipe.mixup(x, y)
-            archs = step_archs(space, config.sampling, config.seed, global_step, config.sandwich_random,
-                               config.archs_per_batch, config.alike_share, draw_kind)
+            archs = step_archs(
+                space,
+                config.sampling,
+                config.seed,
+                global_step,
+                config.sandwich_random,
+                config.archs_per_batch,
+                config.alike_share,
+                draw_kind,
+            )
             trained.update("".join(a.digest for a in archs).encode())
             with torch.autocast(device.type, enabled=amp):
                 teacher, *students = model(x, archs)
@@ -206,51 +262,94 @@ def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress:
         failed = world.total(failed)
         if world.is_main:
             scoring = calibration.for_new_weights() if calibration else None  # this epoch's weights
-            row = {"epoch": epoch + 1, "loss": sum(losses) / max(len(losses), 1),
-                   "lr": recipe.optimizer.param_groups[0]["lr"], "archs_sha": archs_sha,
-                   "failed_images": failed,
-                   **{f"val_top1_{name}": top1(supernet, arch, val_loader, scoring) for name, arch in probes.items()},
-                   "seconds": round(time.perf_counter() - began, 2)}
+            row = {
+                "epoch": epoch + 1,
+                "loss": sum(losses) / max(len(losses), 1),
+                "lr": recipe.optimizer.param_groups[0]["lr"],
+                "archs_sha": archs_sha,
+                "failed_images": failed,
+                **{f"val_top1_{name}": top1(supernet, arch, val_loader, scoring) for name, arch in probes.items()},
+                "seconds": round(time.perf_counter() - began, 2),
+            }
             metrics.append(row)
             if progress:
                 tqdm.write(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
             save_weights(out, supernet, space)
             write_metrics(out, metrics)
-            save_checkpoint(out, {"space": space.key, "space_digest": space.digest, "config": config.to_dict(),
-                                  "epoch": epoch, "processes": world.size,
-                                  "model": supernet.state_dict(), "optimizer": recipe.optimizer.state_dict(),
-                                  "scheduler": recipe.scheduler.state_dict(), "scaler": scaler.state_dict(),
-                                  "rng": rng_state(), "metrics": metrics})
+            save_checkpoint(
+                out,
+                {
+                    "space": space.key,
+                    "space_digest": space.digest,
+                    "config": config.to_dict(),
+                    "epoch": epoch,
+                    "processes": world.size,
+                    "model": supernet.state_dict(),
+                    "optimizer": recipe.optimizer.state_dict(),
+                    "scheduler": recipe.scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "rng": rng_state(),
+                    "metrics": metrics,
+                },
+            )
         world.barrier()
-    return {"run": str(out), "space": space.key, "config": config.to_dict(), "epochs_run": config.epochs - start_epoch,
-            "processes": world.size, "rank": world.rank, "final": metrics[-1] if metrics else None, "metrics": str(out / METRICS_CSV),
-            "plot": str(out / CURVE)}
+    return {
+        "run": str(out),
+        "space": space.key,
+        "config": config.to_dict(),
+        "epochs_run": config.epochs - start_epoch,
+        "processes": world.size,
+        "rank": world.rank,
+        "final": metrics[-1] if metrics else None,
+        "metrics": str(out / METRICS_CSV),
+        "plot": str(out / CURVE),
+    }
 
 
-def train_loader(space: SearchSpace, config: TrainConfig, pool: ImagePool, split: Split, world: World,
-                 device: torch.device) -> tuple[DataLoader, DistributedSampler]:
+def train_loader(
+    space: SearchSpace, config: TrainConfig, pool: ImagePool, split: Split, world: World, device: torch.device
+) -> tuple[DataLoader, DistributedSampler]:
     """The augmented train part in batches; the shuffle of every epoch is fixed by (seed, epoch):
     resumable, and sharded over the ranks (`sampler.set_epoch` before each epoch)."""
-    train_set = PoolDataset(pool, split.train, space.spec.img_size, space.spec.in_chans, training=True,
-                            augment=AUGMENTS[config.aug], hflip=config.hflip, seed=config.seed)
-    sampler = DistributedSampler(train_set, num_replicas=world.size, rank=world.rank, shuffle=True, seed=config.seed,
-                                 drop_last=True)
-    loader = DataLoader(train_set, batch_size=config.batch_size, sampler=EpochIndices(sampler), drop_last=True,
-                        **loader_settings(config.workers, device))
+    train_set = PoolDataset(
+        pool,
+        split.train,
+        space.spec.img_size,
+        space.spec.in_chans,
+        training=True,
+        augment=AUGMENTS[config.aug],
+        hflip=config.hflip,
+        seed=config.seed,
+    )
+    sampler = DistributedSampler(
+        train_set, num_replicas=world.size, rank=world.rank, shuffle=True, seed=config.seed, drop_last=True
+    )
+    loader = DataLoader(
+        train_set,
+        batch_size=config.batch_size,
+        sampler=EpochIndices(sampler),
+        drop_last=True,
+        **loader_settings(config.workers, device),
+    )
     if len(loader) == 0:
-        raise DataError(f"the train split has {len(train_set)} images, too few for --batch-size {config.batch_size} "
-                        f"on {world.size} process(es)")
+        raise DataError(
+            f"the train split has {len(train_set)} images, too few for --batch-size {config.batch_size} "
+            f"on {world.size} process(es)"
+        )
     return loader, sampler
 
 
-def restore(state: dict[str, Any], model: torch.nn.Module, recipe: Recipe, scaler: torch.amp.GradScaler,
-            processes: int) -> tuple[list[dict[str, Any]], int]:
+def restore(
+    state: dict[str, Any], model: torch.nn.Module, recipe: Recipe, scaler: torch.amp.GradScaler, processes: int
+) -> tuple[list[dict[str, Any]], int]:
     """Load a checkpoint's model, optimiser, scheduler, scaler and RNG; its metrics and next epoch.
     Refused on another number of processes: the global batch and the schedule's steps would change."""
     saved = state.get("processes")  # not recorded in older checkpoints
     if saved is not None and int(saved) != processes:
-        raise HwnasError(f"the checkpoint was written by {saved} process(es) and this resume runs {processes}; the "
-                         f"global batch and learning-rate schedule would change: resume with --nproc_per_node {saved}")
+        raise HwnasError(
+            f"the checkpoint was written by {saved} process(es) and this resume runs {processes}; the "
+            f"global batch and learning-rate schedule would change: resume with --nproc_per_node {saved}"
+        )
     model.load_state_dict(state["model"])
     recipe.optimizer.load_state_dict(state["optimizer"])
     recipe.scheduler.load_state_dict(state["scheduler"])
@@ -270,8 +369,7 @@ def without_failed(x: torch.Tensor, y: torch.Tensor, multiple: int) -> tuple[tor
     return x, y
 
 
-def write_metrics(out: Path, metrics: list[dict[str, Any]],
-                  curves: dict[str, str] | None = None) -> None:
+def write_metrics(out: Path, metrics: list[dict[str, Any]], curves: dict[str, str] | None = None) -> None:
     """metrics.jsonl and .csv (rewritten whole, atomically) and the learning-curve PNG: the loss,
     and beside it the search-val top-1 columns `curves` names (label -> column; default: the
     supernet's largest, middle and smallest subnets)."""

@@ -9,10 +9,13 @@ from hwnas.families.autoformer.space import AutoFormerSpace
 from hwnas.family import Family, register_family
 from hwnas.io import package_data
 
-FAMILY = register_family(Family(
-    name="autoformer", space=AutoFormerSpace,
-    supernet="hwnas.families.autoformer.supernet:AutoFormerSupernet",
-    model="hwnas.families.autoformer.model:build_model",
-    timm="hwnas.families.autoformer.model:timm_kwargs",
-    configs=package_data(__name__, "configs"),
-))
+FAMILY = register_family(
+    Family(
+        name="autoformer",
+        space=AutoFormerSpace,
+        supernet="hwnas.families.autoformer.supernet:AutoFormerSupernet",
+        model="hwnas.families.autoformer.model:build_model",
+        timm="hwnas.families.autoformer.model:timm_kwargs",
+        configs=package_data(__name__, "configs"),
+    )
+)

@@ -30,11 +30,23 @@ def build_model(arch: Arch) -> VisionTransformer:
     builds from `timm_kwargs(arch)` (same class, modules and parameter names)."""
     space: AutoFormerSpace = arch.space  # type: ignore[assignment]
     s = space.spec
-    vit = VisionTransformer(img_size=s.img_size, patch_size=s.patch_size, in_chans=s.in_chans,
-                            num_classes=s.num_classes, embed_dim=arch.embed_dim, depth=0, num_heads=1, qkv_bias=True,
-                            weight_init="skip")
-    vit.blocks = nn.Sequential(*(vit_block(arch.embed_dim, heads, space.head_dim, mlp_hidden(arch.embed_dim, ratio))
-                                 for heads, ratio in space.layers(arch)))
+    vit = VisionTransformer(
+        img_size=s.img_size,
+        patch_size=s.patch_size,
+        in_chans=s.in_chans,
+        num_classes=s.num_classes,
+        embed_dim=arch.embed_dim,
+        depth=0,
+        num_heads=1,
+        qkv_bias=True,
+        weight_init="skip",
+    )
+    vit.blocks = nn.Sequential(
+        *(
+            vit_block(arch.embed_dim, heads, space.head_dim, mlp_hidden(arch.embed_dim, ratio))
+            for heads, ratio in space.layers(arch)
+        )
+    )
     vit.init_weights()
     return vit
 
@@ -48,8 +60,16 @@ def timm_kwargs(arch: Arch) -> dict[str, int | float] | None:
     if len(heads) != 1 or len(ratios) != 1 or layers[0][0] * space.head_dim != arch.embed_dim:
         return None
     s = space.spec
-    return dict(img_size=s.img_size, patch_size=s.patch_size, in_chans=s.in_chans, num_classes=s.num_classes,
-                embed_dim=arch.embed_dim, depth=len(layers), num_heads=heads.pop(), mlp_ratio=ratios.pop())
+    return dict(
+        img_size=s.img_size,
+        patch_size=s.patch_size,
+        in_chans=s.in_chans,
+        num_classes=s.num_classes,
+        embed_dim=arch.embed_dim,
+        depth=len(layers),
+        num_heads=heads.pop(),
+        mlp_ratio=ratios.pop(),
+    )
 
 
 class Stem(nn.Module):

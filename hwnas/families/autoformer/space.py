@@ -62,8 +62,14 @@ class AutoFormerSpace(SearchSpace):
         """Every DeiT-style arch of the space: all layers with the same heads and MLP ratio (the
         hand-designed baselines searched subnets are compared with)."""
         c = self.spec.choices
-        return [self.with_layers(d, [(h, r)] * k) for d in c["embed_dim"] for k in self.depths()
-                for h in c["num_heads"] if h for r in c["mlp_ratio"]]
+        return [
+            self.with_layers(d, [(h, r)] * k)
+            for d in c["embed_dim"]
+            for k in self.depths()
+            for h in c["num_heads"]
+            if h
+            for r in c["mlp_ratio"]
+        ]
 
     def extreme_arch(self, block_cost: Callable[[BlockConfig], float], costliest: bool = False) -> Arch:
         """Exact: an arch's cost is its two fixed blocks plus one block per layer, every layer chosen
@@ -103,17 +109,34 @@ class AutoFormerSpace(SearchSpace):
 
     def patch_embed_block(self, embed_dim: int) -> BlockConfig:
         s = self.spec
-        return BlockConfig.of("patch_embed", tokens=self.num_tokens, in_dim=s.in_chans, out_dim=embed_dim,
-                              patch_size=s.patch_size, in_chans=s.in_chans)
+        return BlockConfig.of(
+            "patch_embed",
+            tokens=self.num_tokens,
+            in_dim=s.in_chans,
+            out_dim=embed_dim,
+            patch_size=s.patch_size,
+            in_chans=s.in_chans,
+        )
 
     def encoder_block(self, embed_dim: int, num_heads: int, mlp_ratio: float) -> BlockConfig:
-        return BlockConfig.of("encoder", tokens=self.num_tokens, in_dim=embed_dim, out_dim=embed_dim,
-                              num_heads=num_heads, qkv_dim=num_heads * self.head_dim,
-                              mlp_hidden=mlp_hidden(embed_dim, mlp_ratio))
+        return BlockConfig.of(
+            "encoder",
+            tokens=self.num_tokens,
+            in_dim=embed_dim,
+            out_dim=embed_dim,
+            num_heads=num_heads,
+            qkv_dim=num_heads * self.head_dim,
+            mlp_hidden=mlp_hidden(embed_dim, mlp_ratio),
+        )
 
     def head_block(self, embed_dim: int) -> BlockConfig:
-        return BlockConfig.of("head", tokens=self.num_tokens, in_dim=embed_dim, out_dim=self.spec.num_classes,
-                              num_classes=self.spec.num_classes)
+        return BlockConfig.of(
+            "head",
+            tokens=self.num_tokens,
+            in_dim=embed_dim,
+            out_dim=self.spec.num_classes,
+            num_classes=self.spec.num_classes,
+        )
 
     def arch_blocks(self, arch: Arch) -> list[BlockConfig]:
         d = arch.embed_dim
@@ -122,8 +145,10 @@ class AutoFormerSpace(SearchSpace):
 
     def block_indexer(self, index: Mapping[BlockConfig, int]) -> Callable[[Arch], list[int]]:
         c = self.spec.choices
-        layers = {d: {(h, r): index[self.encoder_block(d, h, r)] for h in c["num_heads"] if h for r in c["mlp_ratio"]}
-                  for d in c["embed_dim"]}
+        layers = {
+            d: {(h, r): index[self.encoder_block(d, h, r)] for h in c["num_heads"] if h for r in c["mlp_ratio"]}
+            for d in c["embed_dim"]
+        }
         ends = {d: (index[self.patch_embed_block(d)], index[self.head_block(d)]) for d in c["embed_dim"]}
 
         def indices(arch: Arch) -> list[int]:
@@ -135,8 +160,9 @@ class AutoFormerSpace(SearchSpace):
 
     def block_configs(self) -> list[BlockConfig]:
         c = self.spec.choices
-        blocks = {self.encoder_block(d, h, r) for d in c["embed_dim"] for h in c["num_heads"] if h
-                  for r in c["mlp_ratio"]}
+        blocks = {
+            self.encoder_block(d, h, r) for d in c["embed_dim"] for h in c["num_heads"] if h for r in c["mlp_ratio"]
+        }
         for d in c["embed_dim"]:
             blocks |= {self.patch_embed_block(d), self.head_block(d)}
         return sorted(blocks)

@@ -11,7 +11,15 @@ from hwnas.families.autoformer.space import AutoFormerSpace, mlp_hidden
 from hwnas.spaces import Arch
 from hwnas.supernet.base import Supernet
 from hwnas.supernet.elastic import (
-    ElasticBlock, ElasticLayerNorm, ElasticLinear, ElasticPatchEmbed, State, init_linears, leading, prefixed, take,
+    ElasticBlock,
+    ElasticLayerNorm,
+    ElasticLinear,
+    ElasticPatchEmbed,
+    State,
+    init_linears,
+    leading,
+    prefixed,
+    take,
 )
 from hwnas.supernet.sharing import ChannelSharing
 
@@ -63,10 +71,15 @@ class AutoFormerSupernet(Supernet):
         """The subnet's weights under the parameter names of timm's `VisionTransformer`."""
         self.check_arch(arch)
         embed = self.embed_sharing.select(arch.embed_dim)
-        state = {**prefixed("patch_embed", self.patch_embed.active_state(embed)),
-                 "cls_token": take(self.cls_token, 2, embed), "pos_embed": take(self.pos_embed, 2, embed)}
+        state = {
+            **prefixed("patch_embed", self.patch_embed.active_state(embed)),
+            "cls_token": take(self.cls_token, 2, embed),
+            "pos_embed": take(self.pos_embed, 2, embed),
+        }
         for i, (heads, ratio) in enumerate(self.space.layers(arch)):
-            state.update(prefixed(f"blocks.{i}", self.blocks[i].active_state(embed, heads, mlp_hidden(arch.embed_dim, ratio))))
+            state.update(
+                prefixed(f"blocks.{i}", self.blocks[i].active_state(embed, heads, mlp_hidden(arch.embed_dim, ratio)))
+            )
         state.update(prefixed("norm", self.norm.active_state(embed)))
         state.update(prefixed("head", self.head.active_state(embed, leading(self.head.out_features))))
         return state

@@ -12,9 +12,12 @@ from hwnas.families.glit.space import GLiTSpace
 from hwnas.family import Family, register_family
 from hwnas.io import package_data
 
-FAMILY = register_family(Family(
-    name="glit", space=GLiTSpace,
-    supernet="hwnas.families.glit.supernet:GLiTSupernet",
-    model="hwnas.families.glit.model:build_model",
-    configs=package_data(__name__, "configs"),
-))
+FAMILY = register_family(
+    Family(
+        name="glit",
+        space=GLiTSpace,
+        supernet="hwnas.families.glit.supernet:GLiTSupernet",
+        model="hwnas.families.glit.model:build_model",
+        configs=package_data(__name__, "configs"),
+    )
+)

@@ -43,8 +43,14 @@ class GLiTKind(BlockKind):
         from hwnas.families.glit.model import glit_block
         from hwnas.families.glit.space import Layer
 
-        layer = Layer(global_dim=cfg.global_dim, num_heads=cfg.num_heads, qkv_dim=cfg.qkv_dim,
-                      local_hidden=cfg.local_hidden, kernel=cfg.kernel, mlp_hidden=cfg.mlp_hidden)
+        layer = Layer(
+            global_dim=cfg.global_dim,
+            num_heads=cfg.num_heads,
+            qkv_dim=cfg.qkv_dim,
+            local_hidden=cfg.local_hidden,
+            kernel=cfg.kernel,
+            mlp_hidden=cfg.mlp_hidden,
+        )
         return glit_block(cfg.in_dim, layer)
 
 

@@ -47,7 +47,7 @@ class GlobalLocalMixer(nn.Module):
     def forward(self, x: Tensor, **_: object) -> Tensor:  # timm's Block passes attention-mask arguments
         if not self.global_dim:
             return self.local(x)
-        return torch.cat([self.attend(x[..., :self.global_dim]), self.local(x[..., self.global_dim:])], dim=-1)
+        return torch.cat([self.attend(x[..., : self.global_dim]), self.local(x[..., self.global_dim :])], dim=-1)
 
     def attend(self, x: Tensor) -> Tensor:
         B, N, _ = x.shape
@@ -62,8 +62,9 @@ def glit_block(dim: int, layer: Layer) -> nn.Module:
     if not layer.local_hidden:
         return vit_block(dim, layer.num_heads, layer.head_dim, layer.mlp_hidden)
     block = vit_block(dim, 1, dim, layer.mlp_hidden)
-    block.attn = GlobalLocalMixer(dim, layer.global_dim, layer.num_heads, layer.qkv_dim, layer.local_hidden,
-                                  layer.kernel)
+    block.attn = GlobalLocalMixer(
+        dim, layer.global_dim, layer.num_heads, layer.qkv_dim, layer.local_hidden, layer.kernel
+    )
     for module in block.attn.modules():
         if isinstance(module, nn.Linear):  # timm's ViT initialisation of linears; convs keep torch's
             nn.init.trunc_normal_(module.weight, std=0.02)
@@ -72,12 +73,21 @@ def glit_block(dim: int, layer: Layer) -> nn.Module:
 
 
 def build_model(arch: Arch) -> VisionTransformer:
-    """The arch's network (parameter names as the release's `RetrainTransformer`'s, which are timm's)."""
+    """The arch's network. Its parameter names follow timm's ViT with `blocks.{i}.attn.local.*` for the locality
+    module: not the names of the release's `RetrainTransformer`, whose checkpoints do not load here."""
     space: GLiTSpace = arch.space  # type: ignore[assignment]
     s = space.spec
-    vit = VisionTransformer(img_size=s.img_size, patch_size=s.patch_size, in_chans=s.in_chans,
-                            num_classes=s.num_classes, embed_dim=space.embed_dim, depth=0, num_heads=1, qkv_bias=True,
-                            weight_init="skip")
+    vit = VisionTransformer(
+        img_size=s.img_size,
+        patch_size=s.patch_size,
+        in_chans=s.in_chans,
+        num_classes=s.num_classes,
+        embed_dim=space.embed_dim,
+        depth=0,
+        num_heads=1,
+        qkv_bias=True,
+        weight_init="skip",
+    )
     vit.init_weights()
     vit.blocks = nn.Sequential(*(glit_block(space.embed_dim, layer) for layer in space.layers(arch)))
     return vit

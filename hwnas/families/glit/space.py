@@ -63,21 +63,27 @@ class GLiTSpace(SearchSpace):
         o, where = spec.options, f"space {spec.name}"
         dim, depth, heads = int(o["embed_dim"]), int(o["depth"]), int(o["num_heads"])
         if dim % UNITS or heads % UNITS or dim % heads:
-            raise SpaceError(f"{where}: embed_dim {dim} and num_heads {heads} must be multiples of {UNITS} (the head "
-                             f"units) and embed_dim a multiple of num_heads")
+            raise SpaceError(
+                f"{where}: embed_dim {dim} and num_heads {heads} must be multiples of {UNITS} (the head "
+                f"units) and embed_dim a multiple of num_heads"
+            )
         kernels = [int(k) for k in o["local_kernel"]] + [int(o["mixed_kernel"])]
         if any(k % 2 == 0 or k < 1 for k in kernels):
             raise SpaceError(f"{where}: kernel sizes must be odd (same padding), got {kernels}")
         for e in (*o["attn_expansion"], 1):
             if (dim // heads * e) % 1:
-                raise SpaceError(f"{where}: attn_expansion {e} gives a head width of {dim // heads * e}; pick "
-                                 f"expansions that keep it whole")
+                raise SpaceError(
+                    f"{where}: attn_expansion {e} gives a head width of {dim // heads * e}; pick "
+                    f"expansions that keep it whole"
+                )
         bad = [g for g in spec.choices["global_heads"] if g not in range(UNITS + 1)]
         if bad:
             raise SpaceError(f"{where}: global_heads {bad[0]} is not in 0..{UNITS}")
         low = max(len(cls._options(spec, g)[0]) * len(cls._options(spec, g)[1]) for g in range(UNITS + 1))
-        return (Gene("global_heads", spec.choices["global_heads"], length=depth),
-                Gene("low_level", tuple(range(low)), length=depth))
+        return (
+            Gene("global_heads", spec.choices["global_heads"], length=depth),
+            Gene("low_level", tuple(range(low)), length=depth),
+        )
 
     @staticmethod
     def _options(spec: SpaceSpec, g: int) -> tuple[list[Any], list[Any]]:
@@ -123,8 +129,9 @@ class GLiTSpace(SearchSpace):
         else:
             kernel, e_c, e_v, ratio = int(o["mixed_kernel"]), first, 1, second
         heads = self.num_heads * g // UNITS
-        return Layer(global_dim, heads, int(global_dim * e_v), int(local_dim * e_c), kernel if local_dim else 0,
-                     int(dim * ratio))
+        return Layer(
+            global_dim, heads, int(global_dim * e_v), int(local_dim * e_c), kernel if local_dim else 0, int(dim * ratio)
+        )
 
     def layers(self, arch: Arch) -> list[Layer]:
         return [self.layer(int(g), int(i)) for g, i in zip(arch.global_heads, arch.low_level)]
@@ -144,8 +151,10 @@ class GLiTSpace(SearchSpace):
         for i, (g, index) in enumerate(zip(genes["global_heads"], genes["low_level"])):  # type: ignore[arg-type]
             count = self.low_level_count(int(g))
             if index >= count:
-                raise ArchError(f"{self.key} arch: field low_level[{i}] = {index} has no meaning for global_heads[{i}] "
-                                f"= {g}; choose from 0..{count - 1}")
+                raise ArchError(
+                    f"{self.key} arch: field low_level[{i}] = {index} has no meaning for global_heads[{i}] "
+                    f"= {g}; choose from 0..{count - 1}"
+                )
         return genes
 
     # ---- counting and sampling -------------------------------------------------------------------
@@ -203,29 +212,57 @@ class GLiTSpace(SearchSpace):
     # ---- blocks --------------------------------------------------------------------------------
     def stem_block(self) -> BlockConfig:
         s = self.spec
-        return BlockConfig.of("patch_embed", tokens=self.num_tokens, in_dim=s.in_chans, out_dim=self.embed_dim,
-                              patch_size=s.patch_size, in_chans=s.in_chans)
+        return BlockConfig.of(
+            "patch_embed",
+            tokens=self.num_tokens,
+            in_dim=s.in_chans,
+            out_dim=self.embed_dim,
+            patch_size=s.patch_size,
+            in_chans=s.in_chans,
+        )
 
     def block(self, layer: Layer) -> BlockConfig:
         """A pure-global block is a plain ViT encoder block (the `encoder` kind, rows shared with the
         other families); any block with a locality module is a `glit` block."""
         t, d = self.num_tokens, self.embed_dim
         if not layer.local_hidden:
-            return BlockConfig.of("encoder", tokens=t, in_dim=d, out_dim=d, num_heads=layer.num_heads,
-                                  qkv_dim=layer.qkv_dim, mlp_hidden=layer.mlp_hidden)
-        return BlockConfig.of("glit", tokens=t, in_dim=d, global_dim=layer.global_dim, num_heads=layer.num_heads,
-                              qkv_dim=layer.qkv_dim, local_hidden=layer.local_hidden, kernel=layer.kernel,
-                              mlp_hidden=layer.mlp_hidden)
+            return BlockConfig.of(
+                "encoder",
+                tokens=t,
+                in_dim=d,
+                out_dim=d,
+                num_heads=layer.num_heads,
+                qkv_dim=layer.qkv_dim,
+                mlp_hidden=layer.mlp_hidden,
+            )
+        return BlockConfig.of(
+            "glit",
+            tokens=t,
+            in_dim=d,
+            global_dim=layer.global_dim,
+            num_heads=layer.num_heads,
+            qkv_dim=layer.qkv_dim,
+            local_hidden=layer.local_hidden,
+            kernel=layer.kernel,
+            mlp_hidden=layer.mlp_hidden,
+        )
 
     def head_block(self) -> BlockConfig:
-        return BlockConfig.of("head", tokens=self.num_tokens, in_dim=self.embed_dim, out_dim=self.spec.num_classes,
-                              num_classes=self.spec.num_classes)
+        return BlockConfig.of(
+            "head",
+            tokens=self.num_tokens,
+            in_dim=self.embed_dim,
+            out_dim=self.spec.num_classes,
+            num_classes=self.spec.num_classes,
+        )
 
     def arch_blocks(self, arch: Arch) -> list[BlockConfig]:
         return [self.stem_block(), *(self.block(layer) for layer in self.layers(arch)), self.head_block()]
 
     def block_configs(self) -> list[BlockConfig]:
-        return sorted({self.stem_block(), self.head_block(), *(self.block(self.layer(*p)) for p in self.block_choices())})
+        return sorted(
+            {self.stem_block(), self.head_block(), *(self.block(self.layer(*p)) for p in self.block_choices())}
+        )
 
     def block_indexer(self, index: Mapping[BlockConfig, int]) -> Callable[[Arch], list[int]]:
         """Lookups keyed by (G, low-level index) (prediction calls this once per arch)."""

@@ -46,13 +46,17 @@ class ElasticLocalBranch(nn.Module):
         m, lo, k0 = self.max_hidden, self.dim - local_dim, (self.max_kernel - kernel) // 2
         bn = self.bn
         return {
-            "pw1.weight": torch.cat([self.pw1.weight[:hidden, lo:], self.pw1.weight[m:m + hidden, lo:]]),
-            "pw1.bias": torch.cat([self.pw1.bias[:hidden], self.pw1.bias[m:m + hidden]]),
-            "dw.weight": self.dw.weight[:hidden, :, k0:k0 + kernel], "dw.bias": self.dw.bias[:hidden],
-            "bn.weight": bn.weight[:hidden], "bn.bias": bn.bias[:hidden],
-            "bn.running_mean": bn.running_mean[:hidden], "bn.running_var": bn.running_var[:hidden],
+            "pw1.weight": torch.cat([self.pw1.weight[:hidden, lo:], self.pw1.weight[m : m + hidden, lo:]]),
+            "pw1.bias": torch.cat([self.pw1.bias[:hidden], self.pw1.bias[m : m + hidden]]),
+            "dw.weight": self.dw.weight[:hidden, :, k0 : k0 + kernel],
+            "dw.bias": self.dw.bias[:hidden],
+            "bn.weight": bn.weight[:hidden],
+            "bn.bias": bn.bias[:hidden],
+            "bn.running_mean": bn.running_mean[:hidden],
+            "bn.running_var": bn.running_var[:hidden],
             "bn.num_batches_tracked": bn.num_batches_tracked,
-            "pw2.weight": self.pw2.weight[lo:, :hidden], "pw2.bias": self.pw2.bias[lo:],
+            "pw2.weight": self.pw2.weight[lo:, :hidden],
+            "pw2.bias": self.pw2.bias[lo:],
         }
 
     def forward(self, x: Tensor, hidden: int, kernel: int) -> Tensor:
@@ -69,8 +73,16 @@ class ElasticLocalBranch(nn.Module):
         if bn.training:
             bn.num_batches_tracked.add_(1)
             momentum = 1.0 / float(bn.num_batches_tracked) if momentum is None else momentum
-        return F.batch_norm(y, w["bn.running_mean"], w["bn.running_var"], w["bn.weight"], w["bn.bias"],
-                            bn.training, momentum or 0.0, bn.eps)
+        return F.batch_norm(
+            y,
+            w["bn.running_mean"],
+            w["bn.running_var"],
+            w["bn.weight"],
+            w["bn.bias"],
+            bn.training,
+            momentum or 0.0,
+            bn.eps,
+        )
 
 
 class ElasticGLiTBlock(nn.Module):
@@ -112,14 +124,24 @@ class ElasticGLiTBlock(nn.Module):
     def active_state(self, layer: Layer) -> State:
         """The weights of `model.glit_block(dim, layer)`."""
         full = leading(self.dim)
-        state = {"norm1.weight": self.norm1.weight, "norm1.bias": self.norm1.bias,
-                 "norm2.weight": self.norm2.weight, "norm2.bias": self.norm2.bias,
-                 **prefixed("mlp", self.mlp.active_state(full, layer.mlp_hidden))}
+        state = {
+            "norm1.weight": self.norm1.weight,
+            "norm1.bias": self.norm1.bias,
+            "norm2.weight": self.norm2.weight,
+            "norm2.bias": self.norm2.bias,
+            **prefixed("mlp", self.mlp.active_state(full, layer.mlp_hidden)),
+        }
         if layer.global_dim:
             weight, bias = self._qkv(layer)
-            state.update({"attn.qkv.weight": weight, "attn.qkv.bias": bias,
-                          **prefixed("attn.proj", self.attn.proj.active_state(leading(layer.qkv_dim),
-                                                                              leading(layer.global_dim)))})
+            state.update(
+                {
+                    "attn.qkv.weight": weight,
+                    "attn.qkv.bias": bias,
+                    **prefixed(
+                        "attn.proj", self.attn.proj.active_state(leading(layer.qkv_dim), leading(layer.global_dim))
+                    ),
+                }
+            )
         if layer.local_hidden:
             local = self.attn.local.active(self.dim - layer.global_dim, layer.local_hidden, layer.kernel)
             state.update(prefixed("attn.local", local))
@@ -139,8 +161,10 @@ class GLiTSupernet(Supernet):
 
     def __init__(self, space: GLiTSpace, drop_path_rate: float = 0.0, weight_sharing: str = "prefix"):
         super().__init__(space)
-        self.require_prefix_sharing(weight_sharing, "GLiT's blocks share channels by position (leading for attention, "
-                                    "trailing for the locality module)")
+        self.require_prefix_sharing(
+            weight_sharing,
+            "GLiT's blocks share channels by position (leading for attention, trailing for the locality module)",
+        )
         s, dim = space.spec, space.embed_dim
         layers = [space.layer(g, i) for g, i in space.block_choices()]
         self.patch_embed = nn.Module()
@@ -148,11 +172,16 @@ class GLiTSupernet(Supernet):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, space.num_tokens, dim))
         rates = torch.linspace(0, drop_path_rate, space.depth).tolist()
-        widest = {name: max(1, *(getattr(layer, name) for layer in layers))  # 1: a space without that branch
-                  for name in ("qkv_dim", "local_hidden", "kernel", "mlp_hidden")}
+        widest = {
+            name: max(1, *(getattr(layer, name) for layer in layers))  # 1: a space without that branch
+            for name in ("qkv_dim", "local_hidden", "kernel", "mlp_hidden")
+        }
         self.blocks = nn.ModuleList(
-            ElasticGLiTBlock(dim, widest["qkv_dim"], widest["local_hidden"], widest["kernel"], widest["mlp_hidden"], rate)
-            for rate in rates)
+            ElasticGLiTBlock(
+                dim, widest["qkv_dim"], widest["local_hidden"], widest["kernel"], widest["mlp_hidden"], rate
+            )
+            for rate in rates
+        )
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.head = nn.Linear(dim, s.num_classes)
         trunc_normal_(self.pos_embed, std=0.02)
@@ -169,11 +198,16 @@ class GLiTSupernet(Supernet):
 
     def active_state_dict(self, arch: Arch) -> State:
         self.check_arch(arch)
-        state: State = {"patch_embed.proj.weight": self.patch_embed.proj.weight,
-                        "patch_embed.proj.bias": self.patch_embed.proj.bias,
-                        "cls_token": self.cls_token, "pos_embed": self.pos_embed,
-                        "norm.weight": self.norm.weight, "norm.bias": self.norm.bias,
-                        "head.weight": self.head.weight, "head.bias": self.head.bias}
+        state: State = {
+            "patch_embed.proj.weight": self.patch_embed.proj.weight,
+            "patch_embed.proj.bias": self.patch_embed.proj.bias,
+            "cls_token": self.cls_token,
+            "pos_embed": self.pos_embed,
+            "norm.weight": self.norm.weight,
+            "norm.bias": self.norm.bias,
+            "head.weight": self.head.weight,
+            "head.bias": self.head.bias,
+        }
         for i, layer in enumerate(self.space.layers(arch)):
             state.update(prefixed(f"blocks.{i}", self.blocks[i].active_state(layer)))
         return state

@@ -10,9 +10,12 @@ from hwnas.families.resnas.space import ResNASSpace
 from hwnas.family import Family, register_family
 from hwnas.io import package_data
 
-FAMILY = register_family(Family(
-    name="resnas", space=ResNASSpace,
-    supernet="hwnas.families.resnas.supernet:ResNASSupernet",
-    model="hwnas.families.resnas.model:build_model",
-    configs=package_data(__name__, "configs"),
-))
+FAMILY = register_family(
+    Family(
+        name="resnas",
+        space=ResNASSpace,
+        supernet="hwnas.families.resnas.supernet:ResNASSupernet",
+        model="hwnas.families.resnas.model:build_model",
+        configs=package_data(__name__, "configs"),
+    )
+)

@@ -21,8 +21,11 @@ class ConvBnAct(nn.Sequential):
     """conv3x3 (no bias) -> BatchNorm -> ReLU, as the released `ConvBnAct`."""
 
     def __init__(self, in_chans: int, out_chans: int, stride: int = 1):
-        super().__init__(nn.Conv2d(in_chans, out_chans, 3, stride=stride, padding=1, bias=False),
-                         nn.BatchNorm2d(out_chans), nn.ReLU())
+        super().__init__(
+            nn.Conv2d(in_chans, out_chans, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(out_chans),
+            nn.ReLU(),
+        )
 
 
 class ConvStem(nn.Module):
@@ -81,8 +84,14 @@ class ResNASNet(nn.Module):
     """stem -> stage 1 -> (reduction -> stage s)... -> head; `stages[s]` is an `nn.Sequential` of
     timm `Block`s, `reductions[s - 1]` the reduction into stage s."""
 
-    def __init__(self, stem: nn.Module, stages: list[nn.Sequential], reductions: list[SpatialReduction], head: Head,
-                 input_size: tuple[int, int, int]):
+    def __init__(
+        self,
+        stem: nn.Module,
+        stages: list[nn.Sequential],
+        reductions: list[SpatialReduction],
+        head: Head,
+        input_size: tuple[int, int, int],
+    ):
         super().__init__()
         self.stem = stem
         self.stages = nn.ModuleList(stages)
@@ -108,13 +117,19 @@ def build_model(arch: Arch) -> ResNASNet:
         stem: nn.Module = ConvStem(s.in_chans, space.stem_channels, first, s.patch_size, space.tokens(0))
     else:
         stem = Stem(s.in_chans, first, s.patch_size, space.tokens(0))
-    stages = [nn.Sequential(*(vit_block(stage.embed_dim, attn // space.head_dim(i), space.head_dim(i), hidden)
-                              for attn, hidden in stage.blocks))
-              for i, stage in enumerate(layout)]
-    reductions = [SpatialReduction(layout[i - 1].embed_dim, layout[i].embed_dim, space.grid(i - 1))
-                  for i in range(1, len(layout))]
+    stages = [
+        nn.Sequential(
+            *(
+                vit_block(stage.embed_dim, attn // space.head_dim(i), space.head_dim(i), hidden)
+                for attn, hidden in stage.blocks
+            )
+        )
+        for i, stage in enumerate(layout)
+    ]
+    reductions = [
+        SpatialReduction(layout[i - 1].embed_dim, layout[i].embed_dim, space.grid(i - 1)) for i in range(1, len(layout))
+    ]
     head = Head(layout[-1].embed_dim, s.num_classes)
     trunc_normal_(head.head.weight, std=0.02)
     nn.init.zeros_(head.head.bias)
     return ResNASNet(stem, stages, reductions, head, (s.in_chans, s.img_size, s.img_size))
-

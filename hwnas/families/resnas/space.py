@@ -52,24 +52,35 @@ class ResNASSpace(SearchSpace):
         skippable = sorted(int(i) for i in o.get("skippable", ()))
         where = f"space {spec.name}"
         if len(head_dims) != len(slots) or not slots:
-            raise SpaceError(f"{where}: give one `head_dim` per stage ({len(slots)} stages in `blocks`), got {head_dims}")
+            raise SpaceError(
+                f"{where}: give one `head_dim` per stage ({len(slots)} stages in `blocks`), got {head_dims}"
+            )
         if o.get("stem", "patch") not in STEMS:
             raise SpaceError(f"{where}: stem {o.get('stem')!r} is not one of {', '.join(STEMS)}")
         if o.get("stem") == "conv" and spec.patch_size % 2:
-            raise SpaceError(f"{where}: the conv stem halves the image first, so patch_size must be even, got {spec.patch_size}")
+            raise SpaceError(
+                f"{where}: the conv stem halves the image first, so patch_size must be even, got {spec.patch_size}"
+            )
         grid = spec.img_size // spec.patch_size
         if grid % 2 ** (len(slots) - 1):
-            raise SpaceError(f"{where}: a {grid}x{grid} token grid cannot be halved {len(slots) - 1} times; "
-                             f"pick img_size / patch_size divisible by {2 ** (len(slots) - 1)}")
+            raise SpaceError(
+                f"{where}: a {grid}x{grid} token grid cannot be halved {len(slots) - 1} times; "
+                f"pick img_size / patch_size divisible by {2 ** (len(slots) - 1)}"
+            )
         genes: list[Gene] = []
         for s, (n, head_dim) in enumerate(zip(slots, head_dims), start=1):
             attn = c[f"attn_dim_{s}"]
             odd = [a for a in attn if a % head_dim]
             if odd:
-                raise SpaceError(f"{where}: attn_dim_{s} = {odd[0]} is not a multiple of the stage's head_dim "
-                                 f"{head_dim}; use multiples of {head_dim}")
-            genes += [Gene(f"embed_dim_{s}", c[f"embed_dim_{s}"]), Gene(f"attn_dim_{s}", attn, length=n),
-                      Gene(f"mlp_hidden_{s}", c[f"mlp_hidden_{s}"], length=n)]
+                raise SpaceError(
+                    f"{where}: attn_dim_{s} = {odd[0]} is not a multiple of the stage's head_dim "
+                    f"{head_dim}; use multiples of {head_dim}"
+                )
+            genes += [
+                Gene(f"embed_dim_{s}", c[f"embed_dim_{s}"]),
+                Gene(f"attn_dim_{s}", attn, length=n),
+                Gene(f"mlp_hidden_{s}", c[f"mlp_hidden_{s}"], length=n),
+            ]
             skip = [i for i in skippable if i < n]
             if skip:
                 genes.append(Gene(f"skip_{s}", (0, 1), length=len(skip)))
@@ -115,8 +126,13 @@ class ResNASSpace(SearchSpace):
             skipped = self._skipped(arch.genes, s)
             attn, mlp = getattr(arch, f"attn_dim_{s + 1}"), getattr(arch, f"mlp_hidden_{s + 1}")
             kept = [i for i in range(self.slots(s)) if i not in skipped]
-            out.append(StageLayout(int(getattr(arch, f"embed_dim_{s + 1}")),
-                                   tuple((int(attn[i]), int(mlp[i])) for i in kept), tuple(kept)))
+            out.append(
+                StageLayout(
+                    int(getattr(arch, f"embed_dim_{s + 1}")),
+                    tuple((int(attn[i]), int(mlp[i])) for i in kept),
+                    tuple(kept),
+                )
+            )
         return out
 
     def _skipped(self, genes: Mapping[str, Any], stage: int) -> set[int]:
@@ -127,8 +143,10 @@ class ResNASSpace(SearchSpace):
         widths = [int(genes[f"embed_dim_{s + 1}"]) for s in range(self.num_stages)]  # type: ignore[arg-type]
         for s in range(1, self.num_stages):
             if widths[s] < widths[s - 1]:
-                raise ArchError(f"{self.key} arch: stage widths shrink (embed_dim_{s + 1} = {widths[s]} < embed_dim_{s} = "
-                                f"{widths[s - 1]}); each stage must be at least as wide as the one before")
+                raise ArchError(
+                    f"{self.key} arch: stage widths shrink (embed_dim_{s + 1} = {widths[s]} < embed_dim_{s} = "
+                    f"{widths[s - 1]}); each stage must be at least as wide as the one before"
+                )
         out = dict(genes)
         for s in range(self.num_stages):
             skipped = self._skipped(genes, s)
@@ -190,9 +208,18 @@ class ResNASSpace(SearchSpace):
         for widths in self._widths():
             for i in range(min(len(self.choices("attn_dim", s)) for s in range(self.num_stages))):
                 for j in range(min(len(self.choices("mlp_hidden", s)) for s in range(self.num_stages))):
-                    out.append(self.with_stages([
-                        (w, [(sorted(self.choices("attn_dim", s))[i], sorted(self.choices("mlp_hidden", s))[j])] * self.slots(s))
-                        for s, w in enumerate(widths)]))
+                    out.append(
+                        self.with_stages(
+                            [
+                                (
+                                    w,
+                                    [(sorted(self.choices("attn_dim", s))[i], sorted(self.choices("mlp_hidden", s))[j])]
+                                    * self.slots(s),
+                                )
+                                for s, w in enumerate(widths)
+                            ]
+                        )
+                    )
         return out
 
     def largest(self) -> Arch:
@@ -218,13 +245,21 @@ class ResNASSpace(SearchSpace):
             genes: dict[str, Any] = {}
             for s, width in enumerate(widths):
                 n = s + 1
-                options = [(block_cost(self.encoder_block(s, width, a, m)), a, m)
-                           for a in self.choices("attn_dim", s) for m in self.choices("mlp_hidden", s)]
+                options = [
+                    (block_cost(self.encoder_block(s, width, a, m)), a, m)
+                    for a in self.choices("attn_dim", s)
+                    for m in self.choices("mlp_hidden", s)
+                ]
                 cost, a, m = pick(options, key=lambda o: o[0])
                 skips = [1 if better(0.0, cost) else 0 for _ in self.skippable(s)]
                 total += cost * (self.slots(s) - sum(skips))
-                genes.update({f"embed_dim_{n}": width, f"attn_dim_{n}": [a] * self.slots(s),
-                              f"mlp_hidden_{n}": [m] * self.slots(s)})
+                genes.update(
+                    {
+                        f"embed_dim_{n}": width,
+                        f"attn_dim_{n}": [a] * self.slots(s),
+                        f"mlp_hidden_{n}": [m] * self.slots(s),
+                    }
+                )
                 if skips:
                     genes[f"skip_{n}"] = skips
             if best is None or better(total, best[0]):
@@ -236,19 +271,24 @@ class ResNASSpace(SearchSpace):
         """One frame per non-shrinking width combination: stem, reductions and head fixed, one slot
         per block slot over its (attention, MLP) pairs, plus skipping it where it may be skipped."""
         for widths in self._widths():
-            fixed = [self.stem_block(widths[0]), self.head_block(widths[-1]),
-                     *(self.reduction_block(s, widths[s - 1], widths[s]) for s in range(1, len(widths)))]
-            pairs = [[(a, m) for a in self.choices("attn_dim", s) for m in self.choices("mlp_hidden", s)]
-                     for s in range(self.num_stages)]
+            fixed = [
+                self.stem_block(widths[0]),
+                self.head_block(widths[-1]),
+                *(self.reduction_block(s, widths[s - 1], widths[s]) for s in range(1, len(widths))),
+            ]
+            pairs = [
+                [(a, m) for a in self.choices("attn_dim", s) for m in self.choices("mlp_hidden", s)]
+                for s in range(self.num_stages)
+            ]
             slots = []
             for s, width in enumerate(widths):
                 run = tuple((self.encoder_block(s, width, a, m),) for a, m in pairs[s])
                 slots += [run + (((),) if i in self.skippable(s) else ()) for i in range(self.slots(s))]
 
-            def build(picks: Sequence[int], widths: tuple[int, ...] = widths) -> Arch:
+            def build(picks: Sequence[int], widths: tuple[int, ...] = widths, pairs: list = pairs) -> Arch:
                 stages, first = [], 0
                 for s, width in enumerate(widths):  # option len(pairs[s]) is the skip
-                    chosen, first = picks[first:first + self.slots(s)], first + self.slots(s)
+                    chosen, first = picks[first : first + self.slots(s)], first + self.slots(s)
                     stages.append((width, [pairs[s][k] if k < len(pairs[s]) else None for k in chosen]))
                 return self.with_stages(stages)
 
@@ -258,23 +298,47 @@ class ResNASSpace(SearchSpace):
     def stem_block(self, embed_dim: int) -> BlockConfig:
         s = self.spec
         if self.stem == "conv":
-            return BlockConfig.of("conv_stem", tokens=self.tokens(0), out_dim=embed_dim, patch_size=s.patch_size,
-                                  in_chans=s.in_chans, mid_chans=self.stem_channels)
-        return BlockConfig.of("patch_embed", tokens=self.tokens(0), in_dim=s.in_chans, out_dim=embed_dim,
-                              patch_size=s.patch_size, in_chans=s.in_chans)
+            return BlockConfig.of(
+                "conv_stem",
+                tokens=self.tokens(0),
+                out_dim=embed_dim,
+                patch_size=s.patch_size,
+                in_chans=s.in_chans,
+                mid_chans=self.stem_channels,
+            )
+        return BlockConfig.of(
+            "patch_embed",
+            tokens=self.tokens(0),
+            in_dim=s.in_chans,
+            out_dim=embed_dim,
+            patch_size=s.patch_size,
+            in_chans=s.in_chans,
+        )
 
     def encoder_block(self, stage: int, embed_dim: int, attn_dim: int, mlp_hidden: int) -> BlockConfig:
         heads = attn_dim // self.head_dim(stage)
-        return BlockConfig.of("encoder", tokens=self.tokens(stage), in_dim=embed_dim, out_dim=embed_dim,
-                              num_heads=heads, qkv_dim=attn_dim, mlp_hidden=mlp_hidden)
+        return BlockConfig.of(
+            "encoder",
+            tokens=self.tokens(stage),
+            in_dim=embed_dim,
+            out_dim=embed_dim,
+            num_heads=heads,
+            qkv_dim=attn_dim,
+            mlp_hidden=mlp_hidden,
+        )
 
     def reduction_block(self, stage: int, in_dim: int, out_dim: int) -> BlockConfig:
         """The residual spatial reduction into `stage` (1-based count of reductions passed)."""
         return BlockConfig.of("reduction", tokens=self.tokens(stage - 1), in_dim=in_dim, out_dim=out_dim)
 
     def head_block(self, embed_dim: int) -> BlockConfig:
-        return BlockConfig.of("head", tokens=self.tokens(self.num_stages - 1), in_dim=embed_dim,
-                              out_dim=self.spec.num_classes, num_classes=self.spec.num_classes)
+        return BlockConfig.of(
+            "head",
+            tokens=self.tokens(self.num_stages - 1),
+            in_dim=embed_dim,
+            out_dim=self.spec.num_classes,
+            num_classes=self.spec.num_classes,
+        )
 
     def arch_blocks(self, arch: Arch) -> list[BlockConfig]:
         stages = self.stages(arch)
@@ -290,8 +354,11 @@ class ResNASSpace(SearchSpace):
         widths = self._widths()
         for s in range(self.num_stages):
             for d in {w[s] for w in widths}:
-                blocks |= {self.encoder_block(s, d, a, m) for a in self.choices("attn_dim", s)
-                           for m in self.choices("mlp_hidden", s)}
+                blocks |= {
+                    self.encoder_block(s, d, a, m)
+                    for a in self.choices("attn_dim", s)
+                    for m in self.choices("mlp_hidden", s)
+                }
             if s:
                 blocks |= {self.reduction_block(s, w[s - 1], w[s]) for w in widths}
         blocks |= {self.stem_block(w[0]) for w in widths} | {self.head_block(w[-1]) for w in widths}
@@ -329,8 +396,10 @@ class ResNASSpace(SearchSpace):
             skipped = [i for i, b in enumerate(blocks) if b is None]
             wrong = [i for i in skipped if i not in self.skippable(s)]
             if wrong:
-                raise ArchError(f"{self.key} arch: slot {wrong[0]} of stage {n} cannot be skipped; skippable slots: "
-                                f"{', '.join(map(str, self.skippable(s))) or 'none'}")
+                raise ArchError(
+                    f"{self.key} arch: slot {wrong[0]} of stage {n} cannot be skipped; skippable slots: "
+                    f"{', '.join(map(str, self.skippable(s))) or 'none'}"
+                )
             genes[f"embed_dim_{n}"] = width
             genes[f"attn_dim_{n}"] = [b[0] if b else low_a for b in blocks]
             genes[f"mlp_hidden_{n}"] = [b[1] if b else low_m for b in blocks]

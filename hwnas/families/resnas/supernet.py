@@ -27,8 +27,17 @@ from hwnas.families.resnas.space import ResNASSpace
 from hwnas.spaces import Arch
 from hwnas.supernet.base import Supernet
 from hwnas.supernet.elastic import (
-    ElasticBlock, ElasticLayerNorm, ElasticLinear, ElasticPatchEmbed, Selection, State, init_linears, leading, prefixed,
-    take, width,
+    ElasticBlock,
+    ElasticLayerNorm,
+    ElasticLinear,
+    ElasticPatchEmbed,
+    Selection,
+    State,
+    init_linears,
+    leading,
+    prefixed,
+    take,
+    width,
 )
 
 
@@ -84,8 +93,11 @@ class ElasticStem(nn.Module):
         return torch.cat([cls, x], dim=1) + take(self.pos_embed, 2, sel)
 
     def active_state(self, sel: Selection) -> State:
-        state = {**self.patchify.active_state(sel), "cls_token": take(self.cls_token, 2, sel),
-                 "pos_embed": take(self.pos_embed, 2, sel)}
+        state = {
+            **self.patchify.active_state(sel),
+            "cls_token": take(self.cls_token, 2, sel),
+            "pos_embed": take(self.pos_embed, 2, sel),
+        }
         if self.conv:
             for name in ("conv1", "conv2", "conv3"):
                 state.update(prefixed(name, dict(getattr(self, name).state_dict(keep_vars=True))))
@@ -103,8 +115,9 @@ class ElasticReduction(nn.Module):
         self.pos_embed = nn.Parameter(trunc_normal_(torch.zeros(1, (grid // 2) ** 2, max_out), std=0.02))
         self.token = ElasticLinear(max_in, max_out)
 
-    def _paths(self, x: Tensor, y: Tensor, conv_w: Tensor, conv_b: Tensor, token: Tensor, pos: Tensor,
-               out: int) -> Tensor:
+    def _paths(
+        self, x: Tensor, y: Tensor, conv_w: Tensor, conv_b: Tensor, token: Tensor, pos: Tensor, out: int
+    ) -> Tensor:
         B, _, C = x.shape
         g = self.grid
         pooled = F.avg_pool2d(x[:, 1:].transpose(1, 2).reshape(B, C, g, g), 2).flatten(2).transpose(1, 2)
@@ -125,10 +138,13 @@ class ElasticReduction(nn.Module):
         return out * after.embed
 
     def active_state(self, in_sel: Selection, out_sel: Selection) -> State:
-        return {**prefixed("norm", self.norm.active_state(in_sel)),
-                "conv.weight": take(take(self.conv.weight, 0, out_sel), 1, in_sel),
-                "conv.bias": take(self.conv.bias, 0, out_sel), "pos_embed": take(self.pos_embed, 2, out_sel),
-                **prefixed("token", self.token.active_state(in_sel, out_sel))}
+        return {
+            **prefixed("norm", self.norm.active_state(in_sel)),
+            "conv.weight": take(take(self.conv.weight, 0, out_sel), 1, in_sel),
+            "conv.bias": take(self.conv.bias, 0, out_sel),
+            "pos_embed": take(self.pos_embed, 2, out_sel),
+            **prefixed("token", self.token.active_state(in_sel, out_sel)),
+        }
 
 
 def _masked_block(block: ElasticBlock, x: Tensor, m: Masks, slot: int) -> Tensor:
@@ -159,11 +175,21 @@ class ResNASSupernet(Supernet):
         self.stem = ElasticStem(space, widths[0])
         rates = iter(torch.linspace(0, drop_path_rate, sum(space.slots(s) for s in range(n))).tolist())
         self.stages = nn.ModuleList(
-            nn.ModuleList(ElasticBlock(widths[s], max(c[f"attn_dim_{s + 1}"]) // space.head_dim(s), space.head_dim(s),
-                                       max(c[f"mlp_hidden_{s + 1}"]), drop_path=next(rates))
-                          for _ in range(space.slots(s)))
-            for s in range(n))
-        self.reductions = nn.ModuleList(ElasticReduction(widths[s - 1], widths[s], space.grid(s - 1)) for s in range(1, n))
+            nn.ModuleList(
+                ElasticBlock(
+                    widths[s],
+                    max(c[f"attn_dim_{s + 1}"]) // space.head_dim(s),
+                    space.head_dim(s),
+                    max(c[f"mlp_hidden_{s + 1}"]),
+                    drop_path=next(rates),
+                )
+                for _ in range(space.slots(s))
+            )
+            for s in range(n)
+        )
+        self.reductions = nn.ModuleList(
+            ElasticReduction(widths[s - 1], widths[s], space.grid(s - 1)) for s in range(1, n)
+        )
         self.norm = ElasticLayerNorm(widths[-1], eps=NORM_EPS)
         self.head = ElasticLinear(widths[-1], space.spec.num_classes)
         init_linears(self)
@@ -189,8 +215,12 @@ class ResNASSupernet(Supernet):
         for s, stage in enumerate(layout):
             sel = leading(stage.embed_dim)
             if s:
-                state.update(prefixed(f"reductions.{s - 1}",
-                                      self.reductions[s - 1].active_state(leading(layout[s - 1].embed_dim), sel)))
+                state.update(
+                    prefixed(
+                        f"reductions.{s - 1}",
+                        self.reductions[s - 1].active_state(leading(layout[s - 1].embed_dim), sel),
+                    )
+                )
             for j, (slot, (attn, hidden)) in enumerate(zip(stage.slots, stage.blocks)):
                 block = self.stages[s][slot].active_state(sel, attn // self.space.head_dim(s), hidden)
                 state.update(prefixed(f"stages.{s}.{j}", block))
@@ -203,8 +233,10 @@ class ResNASSupernet(Supernet):
     def masks(self, archs: list[Arch], batch: int, device: torch.device) -> list[Masks]:
         """Each stage's per-example masks: example i belongs to `archs[i // (batch / len(archs))]`."""
         if batch % len(archs):
-            raise HwnasError(f"a batch of {batch} examples cannot be split evenly among {len(archs)} archs; "
-                             f"make the batch size a multiple of --archs-per-batch")
+            raise HwnasError(
+                f"a batch of {batch} examples cannot be split evenly among {len(archs)} archs; "
+                f"make the batch size a multiple of --archs-per-batch"
+            )
         for arch in archs:
             self.check_arch(arch)
         layouts = [self.space.stages(arch) for arch in archs]

@@ -8,10 +8,13 @@ from hwnas.families.vitas.space import ViTASSpace
 from hwnas.family import Family, register_family
 from hwnas.io import package_data
 
-FAMILY = register_family(Family(
-    name="vitas", space=ViTASSpace,
-    supernet="hwnas.families.autoformer.supernet:AutoFormerSupernet",
-    model="hwnas.families.autoformer.model:build_model",
-    timm="hwnas.families.autoformer.model:timm_kwargs",
-    configs=package_data(__name__, "configs"),
-))
+FAMILY = register_family(
+    Family(
+        name="vitas",
+        space=ViTASSpace,
+        supernet="hwnas.families.autoformer.supernet:AutoFormerSupernet",
+        model="hwnas.families.autoformer.model:build_model",
+        timm="hwnas.families.autoformer.model:timm_kwargs",
+        configs=package_data(__name__, "configs"),
+    )
+)

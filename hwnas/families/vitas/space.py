@@ -59,7 +59,9 @@ class ViTASSpace(AutoFormerSpace):
     def canonicalize(self, genes: dict[str, GeneValue]) -> dict[str, GeneValue]:
         active = [(h, r) for h, r in zip(genes["num_heads"], genes["mlp_ratio"]) if h != IDENTITY]  # type: ignore[call-overload]
         if len(active) < self.min_layers:
-            raise ArchError(f"{self.key} arch has {len(active)} non-identity layers; it needs at least {self.min_layers}")
+            raise ArchError(
+                f"{self.key} arch has {len(active)} non-identity layers; it needs at least {self.min_layers}"
+            )
         idle = [(IDENTITY, min(self.spec.choices["mlp_ratio"]))] * (self.max_layers - len(active))
         heads, ratios = zip(*(active + idle))
         return {**genes, "num_heads": tuple(heads), "mlp_ratio": tuple(ratios)}

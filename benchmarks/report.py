@@ -1,0 +1,1717 @@
+"""The results pages, generated from the committed benchmark JSON: `docs/results/*.md` (with the
+plots copied to `docs/results/img/`) and the headline table between the README's
+`<!-- results:begin -->` and `<!-- results:end -->` lines. Nothing on those pages is typed by hand:
+every figure is formatted here from `benchmarks/results/**/*.json`, and every result names its date,
+machine, versions and the command that produced it.
+
+    .venv/bin/python benchmarks/report.py              # write docs/results/ and the README's results block
+    .venv/bin/python benchmarks/report.py --check      # exit 1, listing what differs from the committed files
+    .venv/bin/python benchmarks/report.py --dropped    # the results left off the pages, each with its reason
+
+Provenance per result: the JSON's own "provenance" record (`benchmarks/provenance.py`, written by every
+benchmark) when it has one; otherwise what the JSON records of its machine (in whatever shape), the
+author date of the last commit that changed the file, and the invocation the benchmark's docstring
+documents. Same input, same bytes: no clock, everything in a fixed order.
+
+A result is left off when it is stale: superseded by another committed result of the same
+measurement, or measured on a configuration the code no longer has (a timing protocol, a latency
+table, a space or a training recipe that has since changed). `DROPPED` lists those committed runs with
+the reason; a rerun of the benchmark records provenance and is shown again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import filecmp
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+DOCS = ROOT / "docs" / "results"
+README = ROOT / "README.md"
+SHIPPED_TABLES = ROOT / "latency_tables"
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+# Committed runs left off the pages (they record no provenance: a rerun, which does, is shown).
+DROPPED: dict[str, str] = {
+    "benchmarks/results/multi_device_run1.json": "a first run of multi_device.py, superseded by multi_device.json "
+    "(same benchmark, same day, rerun after `search --measure` moved to a fresh process)",
+    "benchmarks/results/search.json": "its supernet was trained under config format 1 (draws over distinct archs, "
+    "weight decay on position embeddings) and its budget came from the CPU table shipped on 2026-11-21 (now "
+    "benchmarks/fixtures/): it spans 0.395-1.156 ms there, 0.591-1.840 ms with the shipped table (demo.json)",
+    "benchmarks/results/search_glit.json": "searched on the 40-epoch glit-digits supernet, while the family's digits "
+    "budget is now 160 epochs at lr 3e-3 (GLiTSupernet.small_data_budget)",
+    "benchmarks/results/glit_subnets_kernels_7_15_31.json": "glit-digits with kernel sizes 7/15/31, a space no longer "
+    "shipped (space digest 6e8b0499; glit-digits is now c350df15), trained under config format 1",
+    "benchmarks/results/supernet.json": "trained under config format 1: its 'uniform' drew distinct archs (today's "
+    "`--sampling distinct`) with weight decay on position embeddings; samplers.json measures both samplers on "
+    "3 seeds with today's recipe",
+    "benchmarks/results/weight_sharing.json": "trained on 2026-11-21 under config format 1 (draws over distinct archs, "
+    "weight decay on position embeddings): a rerun trains with today's defaults",
+    "benchmarks/results/multi_arch.json": "trained on 2026-11-28 under config format 1: its 'uniform' row drew distinct "
+    "archs, and multi-architectural steps drew distinct archs too; a rerun times and trains other draws",
+    "benchmarks/results/drift.json": "measured against the CPU table shipped on 2026-11-23 (Zen 5, family 26 model 2; "
+    "the shipped table is now the Zen 3 one) with the timing protocol of groups of 8, every round kept",
+    "benchmarks/results/validate_old_protocol_resnas-digits/validate.json": "the timing protocol of groups of 8 with "
+    "every round kept, superseded by groups of 32 with rounds within 10% of the fastest",
+    "benchmarks/results/validate_recheck_glit-digits/validate.json": "a recheck of the shipped table's glit-digits in "
+    "3 processes; the table's own validation is latency_table.json's (and the Xeon table's)",
+    "benchmarks/results/validate_control_resnas-digits/validate.json": "a control run of the shipped table's "
+    "resnas-digits validation; the table's own validation is latency_table.json's",
+}
+
+PAGES: dict[str, tuple[str, str]] = {  # slug: (title, what the page holds)
+    "latency-tables": (
+        "Latency tables",
+        "How well the latency tables predict subnets measured end to end, and how "
+        "far two measurements of the same subnets agree.",
+    ),
+    "supernet": (
+        "Supernet training",
+        "Test top-1 of subnets with the weights they inherit from a trained supernet, per sampler and training recipe.",
+    ),
+    "search": (
+        "Search",
+        "Subnet search under latency budgets: its winners, their measured latency, and how the "
+        "supernet ranks subnets against training them alone.",
+    ),
+    "demo": ("Demo", "`hwnas demo` end to end: train, latency table, search, fine-tune and export."),
+    "data-scale": (
+        "Data at scale",
+        "The ImageNet-scale data path on a synthetic JPEG folder: listing, loading, fitness evaluation and memory.",
+    ),
+    "cost-counting": ("Cost counting", "Speed of the parameter and MAC counters."),
+}
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def pct(x: float | None, digits: int = 1) -> str:
+    return "-" if x is None else f"{x:.{digits}f}%"
+
+
+def signed_pct(x: float, digits: int = 1) -> str:
+    return f"{x:+.{digits}f}%".replace("-", "−")
+
+
+def pct_span(values: Iterable[float], digits: int = 1) -> str:
+    """A range of percentages, one % sign: 72–100%."""
+    return span(values, lambda x: f"{x:.{digits}f}") + "%"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def num(x: float, digits: int = 0) -> str:
+    return f"{x:,.{digits}f}"
+
+
+def ms(x: float | None, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def span(values: Iterable[float], fmt: Callable[[float], str]) -> str:
+    values = list(values)
+    lo, hi = min(values), max(values)
+    return fmt(lo) if fmt(lo) == fmt(hi) else f"{fmt(lo)}–{fmt(hi)}"
+
+
+def tau(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def table(headers: list[str], rows: list[list[str]], align: str = "") -> list[str]:
+    """A Markdown table; `align` has one letter per column (l or r, default l)."""
+    align = align.ljust(len(headers), "l")
+    rule = ["---:" if a == "r" else "---" for a in align]
+    return ["| " + " | ".join(r) + " |" for r in [headers, rule, *rows]]
+
+
+def arch_text(arch: dict[str, Any]) -> str:
+    """An arch in words (AutoFormer- and GLiT-style genes; other genes as they are)."""
+
+    def slash(values: list[Any]) -> str:
+        return "/".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+    if "embed_dim" in arch and "num_heads" in arch:
+        return (
+            f"embed {arch['embed_dim']}, depth {arch['depth']}, heads {slash(arch['num_heads'])}, "
+            f"MLP ratio {slash(arch['mlp_ratio'])}"
+        )
+    if "global_heads" in arch:
+        return f"G {slash(arch['global_heads'])}, low-level {slash(arch['low_level'])}"
+    return ", ".join(
+        f"{k} {slash(v) if isinstance(v, list) else v}" for k, v in arch.items() if k not in ("space", "space_digest")
+    )
+
+
+def worst(metrics: list[dict[str, float]]) -> dict[str, float]:
+    """The least favourable value of each agreement metric over processes (as hwnas.latency.validate)."""
+    return {
+        "mape_pct": max(m["mape_pct"] for m in metrics),
+        "within_10pct": min(m["within_10pct"] for m in metrics),
+        "kendall_tau": min(m["kendall_tau"] for m in metrics),
+        "max_error_pct": max(m["max_error_pct"] for m in metrics),
+    }
+
+
+def protocol_text(p: dict[str, Any]) -> str:
+    kept = (
+        "every round kept"
+        if p.get("round_tolerance") is None
+        else f"rounds more than {100 * p['round_tolerance']:g}% slower than a model's fastest dropped"
+    )
+    return (
+        f"models timed in groups of {p['group_size']}, each warmed up (≥ {p['warmup_runs']} runs, ≥ "
+        f"{p['warmup_s']:g} s), then {p['rounds']} rounds of ≥ {p['round_s']:g} s per model; {kept}"
+    )
+
+
+# ---------------------------------------------------------------- sources and provenance
+
+
+@dataclass
+class Source:
+    """One results JSON."""
+
+    path: Path
+
+    @property
+    def rel(self) -> str:
+        return self.path.relative_to(ROOT).as_posix()
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return _load(self.path)
+
+
+_CACHE: dict[Path, Any] = {}
+
+
+def _load(path: Path) -> Any:
+    if path not in _CACHE:
+        _CACHE[path] = json.loads(path.read_text())
+    return _CACHE[path]
+
+
+def git_date(path: Path) -> str | None:
+    """Author date of the last commit that changed `path` (None outside a git checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "log", "-1", "--format=%as", "--", str(path)], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out or None
+
+
+def documented_commands(script: str) -> list[str]:
+    """The invocations a benchmark's module docstring documents (continuation lines joined)."""
+    path = ROOT / "benchmarks" / f"{script}.py"
+    if not path.exists():
+        return []
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    commands: list[str] = []
+    for line in doc.splitlines():
+        text = line.strip()
+        if text.startswith((".venv/bin/python benchmarks/", "python benchmarks/")):
+            commands.append(text)
+        elif commands and line.startswith("        ") and text and commands[-1].endswith(("\\", "]", "...")):
+            commands[-1] = f"{commands[-1].rstrip(chr(92)).rstrip()} {text}"
+    return [c.split("  #")[0].strip() for c in commands]
+
+
+def command_of(src: Source, script: str, default_out: str | None = None) -> str:
+    d = src.data
+    if isinstance(d.get("provenance"), dict) and d["provenance"].get("command"):
+        return d["provenance"]["command"]
+    if isinstance(d.get("command"), str) and not documented_commands(script):
+        return d["command"]
+    documented = documented_commands(script)
+    for c in documented:  # the invocation that writes this very file
+        if src.rel in c.split():
+            return c
+    if documented and (default_out is None or default_out == src.rel):
+        return documented[0]
+    if documented:
+        return f"{documented[0]} --out {src.rel}"
+    return f"python benchmarks/{script}.py"
+
+
+MACHINE_KEYS = {
+    "cpu_model": ("cpu_model", "cpu"),
+    "cpu_id": ("cpu_id",),
+    "cores": ("cores", "cpu_count"),
+    "gpu": ("gpu", "gpu_model", "gpu_name"),
+}
+VERSION_KEYS = {"torch": ("torch",), "onnxruntime": ("onnxruntime",), "python": ("python",), "hwnas": ("hwnas",)}
+
+
+def machine_of(*records: Any) -> dict[str, Any]:
+    """The machine from records of any of the shapes the JSONs use (first record that has a field wins)."""
+    found: dict[str, Any] = {}
+    for record in records:
+        if isinstance(record, str) and "(" in record:  # "cpu (AMD EPYC, 1 thread(s)), onnxruntime ..."
+            record = {"cpu_model": record.split("(", 1)[1].split(",")[0]}
+        if not isinstance(record, dict):
+            continue
+        for key, names in MACHINE_KEYS.items():
+            for name in names:
+                if found.get(key) is None and isinstance(record.get(name), str | int):
+                    found[key] = record[name]
+    return found
+
+
+def versions_of(*records: Any) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for record in records:
+        if isinstance(record, str) and "onnxruntime " in record:
+            record = {"onnxruntime": record.split("onnxruntime ", 1)[1].split(",")[0]}
+        if not isinstance(record, dict):
+            continue
+        if record.get("backend") == "onnxruntime" and record.get("backend_version"):
+            found.setdefault("onnxruntime", record["backend_version"])
+        for key, names in VERSION_KEYS.items():
+            for name in names:
+                if isinstance(record.get(name), str):
+                    found.setdefault(key, record[name])
+    return found
+
+
+def machine_text(m: dict[str, Any]) -> str:
+    text = m.get("cpu_model") or "CPU not recorded"
+    if m.get("cpu_id"):
+        text += f" ({m['cpu_id']})"
+    text += f", {m['cores']} cores" if m.get("cores") else ", cores not recorded"
+    if m.get("gpu"):
+        text += f", GPU {m['gpu']}"
+    return text
+
+
+def versions_text(v: dict[str, str]) -> str:
+    parts = [
+        f"torch {v['torch']}" if v.get("torch") else "torch not recorded",
+        f"onnxruntime {v['onnxruntime']}" if v.get("onnxruntime") else "onnxruntime not recorded",
+    ]
+    parts += [f"{label} {v[key]}" for key, label in (("python", "Python"), ("hwnas", "hwnas")) if v.get(key)]
+    return ", ".join(parts)
+
+
+@dataclass
+class Provenance:
+    date: str
+    machines: list[dict[str, Any]]
+    versions: dict[str, str]
+    command: str
+    data: list[str]
+    recorded: str | None = None  # the run's own description of what it ran, when it records one
+
+    def line(self) -> str:
+        machines = "; ".join(machine_text(m) for m in self.machines)
+        data = ", ".join(f"`{d}`" for d in self.data)
+        recorded = f" (it records: {self.recorded})" if self.recorded and self.recorded != self.command else ""
+        return (
+            f"**Provenance.** Date: {self.date}. Machine: {machines}. Versions: {versions_text(self.versions)}. "
+            f"Command: `{self.command}`{recorded}. Data: {data}."
+        )
+
+
+def provenance_of(
+    src: Source,
+    script: str,
+    *,
+    default_out: str | None = None,
+    extra: Iterable[Source] = (),
+    machine_records: Iterable[Any] = (),
+) -> Provenance:
+    d = src.data
+    rec = d.get("provenance") if isinstance(d.get("provenance"), dict) else {}
+    date = (rec.get("date") or d.get("date") or git_date(src.path) or "not recorded")[:10]
+    records = [rec.get("machine"), *machine_records, d.get("machine"), d.get("fingerprint"), d.get("setup"), d]
+    machines = [machine_of(*records)]
+    versions = versions_of(
+        rec.get("versions"),
+        *machine_records,
+        d.get("machine"),
+        d.get("fingerprint"),
+        d.get("setup"),
+        *(d.get("setups") or {}).values(),
+    )
+    command = command_of(src, script, default_out)
+    recorded = d.get("command") if isinstance(d.get("command"), str) else None
+    return Provenance(date, machines, versions, command, [src.rel, *(s.rel for s in extra)], recorded)
+
+
+def training_format(config: dict[str, Any] | None) -> int:
+    """A training run's config format (configs saved without one are format 1: see TrainConfig.from_dict)."""
+    return int((config or {}).get("format", 1))
+
+
+# ---------------------------------------------------------------- sections
+
+
+@dataclass
+class Section:
+    page: str
+    order: int
+    title: str
+    body: list[str]
+    provenance: Provenance
+    images: list[tuple[Path, str]] = field(default_factory=list)  # (PNG, caption)
+    headline: str | None = None  # the page's line on the index (the first section's that has one)
+
+
+def image_name(png: Path) -> str:
+    return "-".join(png.relative_to(RESULTS).parts)
+
+
+def shipped_table_of(fingerprint: dict[str, Any]) -> str | None:
+    """The shipped table (latency_tables/<name>.csv) whose sidecar records this fingerprint."""
+    for sidecar in sorted(SHIPPED_TABLES.glob("*.json")):
+        if _load(sidecar).get("fingerprint") == fingerprint:
+            return sidecar.with_suffix(".csv").relative_to(ROOT).as_posix()
+    return None
+
+
+def latency_table_section(src: Source) -> Section:
+    d, folder = src.data, src.path.parent
+    fp = d["fingerprint"]
+    shipped = shipped_table_of(fp)
+    spaces = [r["space"] for r in d["results"]]
+    validations = [
+        Source(folder / f"validate_{s}" / "validate.json")
+        for s in spaces
+        if (folder / f"validate_{s}" / "validate.json").exists()
+    ]
+    n = sorted({r["validation"]["n"] for r in d["results"]})
+    processes = sorted({r["validation"]["processes"] for r in d["results"]})
+    calib = sorted({r["calibration_subnets"] for r in d["results"]})
+    if shipped:
+        title = "Shipped CPU table"
+        what = f"The shipped table `{shipped}` ({d['setup']})"
+    else:
+        title = f"{' and '.join(spaces)} on {fp.get('cpu_model')}"
+        what = f"A table profiled for {', '.join(spaces)} only, not shipped ({d['setup']})"
+    body = [
+        f"{what}: each space profiled (every block not yet a row of the table, plus "
+        f"{'/'.join(map(str, calib))} calibration subnets), then {'/'.join(map(str, n))} random subnets measured end "
+        f"to end in {'/'.join(map(str, processes))} separate processes. MAPE, within ±10% and Kendall τ compare the "
+        "calibrated prediction with each process and show the worse; the floor compares one process with the "
+        "other; uncalibrated is the plain sum of the block rows. Timing protocol: "
+        f"{protocol_text(fp['protocol'])}.",
+        "",
+    ]
+    rows = []
+    for r in d["results"]:
+        v = r["validation"]
+        c, f, u = (worst(v[k]) for k in ("calibrated", "floor_process_vs_process", "uncalibrated_sum"))
+        lo, hi = v["measured_ms_range"]
+        digits = 2 if hi >= 10 else 3
+        rows.append(
+            [
+                r["space"],
+                f"{r['blocks']} + {r['calibration_subnets']}",
+                f"{r['profile_seconds']:,.0f} s",
+                num(r["predictions_per_s"]),
+                f"{ms(lo, digits)}–{ms(hi, digits)}",
+                pct(c["mape_pct"]),
+                pct(c["within_10pct"], 0),
+                tau(c["kendall_tau"]),
+                f"{pct(f['mape_pct'])} / {pct(f['within_10pct'], 0)} / {tau(f['kendall_tau'])}",
+                pct(u["mape_pct"]),
+            ]
+        )
+    body += table(
+        [
+            "space",
+            "blocks + calibration subnets",
+            "profile time",
+            "predictions/s",
+            "measured (ms)",
+            "MAPE",
+            "within ±10%",
+            "Kendall τ",
+            "floor: MAPE / within ±10% / τ",
+            "uncalibrated MAPE",
+        ],
+        rows,
+        "lrrrrrrrrr",
+    )
+    body += ["", "Block latency per MAC, per block kind (p50 rows of the table):", ""]
+    body += table(
+        ["block kind", "rows", "MACs (millions)", "median µs per million MACs"],
+        [
+            [kind, str(k["rows"]), f"{k['macs_m'][0]:.2f}–{k['macs_m'][1]:.2f}", f"{k['us_per_mmac_median']:.1f}"]
+            for kind, k in d["per_kind"].items()
+        ],
+        "lrrr",
+    )
+    images = []
+    macs_png = folder / f"{src.path.stem}_macs.png"
+    if macs_png.exists():
+        images.append((macs_png, "Block p50 latency against MACs, per block kind"))
+    for s in validations:
+        png = s.path.with_name("validate.png")
+        if png.exists():
+            images.append((png, f"{s.data['space']}: predicted against measured, per process"))
+    worst_rows = [worst(r["validation"]["calibrated"]) for r in d["results"]]
+    headline = (
+        f"shipped CPU table, {len(spaces)} spaces: {pct_span((w['within_10pct'] for w in worst_rows), 0)} of "
+        f"subnets within ±10% of the prediction, Kendall τ {span((w['kendall_tau'] for w in worst_rows), tau)}"
+        if shipped
+        else None
+    )
+    return Section(
+        "latency-tables",
+        0 if shipped else 1,
+        title,
+        body,
+        provenance_of(src, "latency_table", default_out="benchmarks/results/latency_table.json", extra=validations),
+        images,
+        headline,
+    )
+
+
+def latency_table_command(src: Source) -> str | None:
+    """A table JSON written elsewhere than the default: its command from what it records."""
+    d = src.data
+    if src.rel == "benchmarks/results/latency_table.json" or "provenance" in d or "command" in d:
+        return None
+    spaces = " ".join(r["space"] for r in d["results"])
+    return f".venv/bin/python benchmarks/latency_table.py --table {d['table']} --spaces {spaces} --out {src.rel}"
+
+
+def noise_floor_section(src: Source) -> Section:
+    d = src.data
+    setup = d.get("setup") or {}
+    shipped = next(
+        (
+            fp.get("protocol")
+            for fp in (_load(p)["fingerprint"] for p in sorted(SHIPPED_TABLES.glob("*.json")))
+            if all(fp.get(k) == setup.get(k) for k in ("device", "backend", "threads"))
+        ),
+        None,
+    )
+    body = [
+        f"{d['n']} random {d['space']} subnets exported once and measured end to end in "
+        f"{d['processes_per_protocol']} fresh processes per timing protocol, the protocols taking turns so that each "
+        "meets the same phases of the machine. Agreement between the processes of one protocol: the worst pair per "
+        "metric, and the share within ±10% for each pair.",
+        "",
+    ]
+    rows = []
+    for p in d["protocols"]:
+        s, w = p["settings"], p["worst_pair"]
+        name = p["protocol"] + (" (the shipped table's)" if s == shipped else "")
+        kept = "all" if s.get("round_tolerance") is None else f"within {100 * s['round_tolerance']:g}% of the fastest"
+        rows.append(
+            [
+                name,
+                str(s["group_size"]),
+                kept,
+                ms(p["median_ms"]),
+                pct(w["mape_pct"]),
+                pct(w["within_10pct"], 0),
+                tau(w["kendall_tau"]),
+                ", ".join(pct(x["within_10pct"], 0) for x in p["pairs"]),
+            ]
+        )
+    body += table(
+        [
+            "protocol",
+            "group size",
+            "rounds kept",
+            "median subnet (ms)",
+            "worst pair: MAPE",
+            "within ±10%",
+            "Kendall τ",
+            "within ±10%, each pair",
+        ],
+        rows,
+        "lrlrrrrl",
+    )
+    images = []
+    png = src.path.with_suffix(".png")
+    if png.exists():
+        images.append((png, "Each process against the first, one panel per protocol, left to right as in the table"))
+    return Section("latency-tables", 2, "Timing noise floor", body, provenance_of(src, "noise_floor"), images)
+
+
+DRIFT_SCENARIOS = {"previous": "older table (2026-11-21)", "previous, recalibrated": "older table, recalibrated"}
+
+
+def drift_section(src: Source) -> Section:
+    d = src.data
+    body = [
+        "A table used on a setup other than its own: each scenario starts from a fresh copy of a table and runs its "
+        f"check in a fresh process. Truth: {d['n_held_out']} held-out random subnets measured end to end before all "
+        "checks and again after them; the figures are the worse of the two.",
+        "",
+    ]
+    rows = []
+    for r in d["results"]:
+        b, a = r["before"], r["after"]
+        rows.append(
+            [
+                r["space"],
+                DRIFT_SCENARIOS.get(r["scenario"], r["scenario"]),
+                r["check"],
+                f"{r['check_seconds']:.1f} s",
+                "-" if r["drift_pct"] is None else signed_pct(r["drift_pct"]),
+                r["action"],
+                f"{pct(b['within_10pct'], 0)} → {pct(a['within_10pct'], 0)}",
+                f"{pct(b['mape_pct'])} → {pct(a['mape_pct'])}",
+            ]
+        )
+    body += table(
+        [
+            "space",
+            "scenario",
+            "check",
+            "check time",
+            "drift found",
+            "action",
+            "within ±10% before → after",
+            "MAPE before → after",
+        ],
+        rows,
+        "lllrrlrr",
+    )
+    png = src.path.with_suffix(".png")
+    return Section(
+        "latency-tables",
+        3,
+        "Tables on another setup: drift check",
+        body,
+        provenance_of(src, "drift", machine_records=[d.get("machine"), {"cpu_id": d.get("cpu_id")}]),
+        [(png, "Predicted against measured, before and after each check")] if png.exists() else [],
+    )
+
+
+def samplers_section(src: Source) -> Section:
+    d = src.data
+    runs = [r for r in d["runs"] if training_format(r.get("config")) >= 2]
+    samplers = list(dict.fromkeys(r["sampling"] for r in runs))
+    cfg = runs[0]["config"]
+    seeds = sorted({r["seed"] for r in runs})
+    body = [
+        f"Test top-1 ({d['test_images']} images) with inherited weights of the smallest, the largest and 5 random "
+        f"subnets of {d['space']} supernets trained with each sampler, {len(seeds)} seeds each (a seed draws the split, "
+        f"the initialisation and the subnets): {cfg['epochs']} epochs, batch {cfg['batch_size']}, lr {cfg['lr']:g}. "
+        "Mean over the seeds, with the range.",
+        "",
+    ]
+    names = list(runs[0]["subnets"])
+    rows = []
+    for name in names:
+        first = runs[0]["subnets"][name]
+        cells = [f"{name} (depth {first['depth']}, {num(first['params'])} params)"]
+        for s in samplers:
+            values = [r["subnets"][name]["test_top1"] for r in runs if r["sampling"] == s]
+            cells.append(f"{pct(statistics.mean(values), 2)} ({pct_span(values)})")
+        rows.append(cells)
+    cells = ["mean of the 5 random subnets"]
+    for s in samplers:
+        per_seed = [
+            statistics.mean(v["test_top1"] for k, v in r["subnets"].items() if k.startswith("random"))
+            for r in runs
+            if r["sampling"] == s
+        ]
+        cells.append(f"{pct(statistics.mean(per_seed), 2)} ({pct_span(per_seed)})")
+    rows.append(cells)
+    body += table(["subnet", *(f"`--sampling {s}`" for s in samplers)], rows, "l" + "r" * len(samplers))
+    depths = sorted({k for r in runs for k in r["steps_per_depth"]}, key=int)
+    body += ["", "Training steps per depth over a run (range over the seeds):", ""]
+    body += table(
+        ["depth", *(f"`--sampling {s}`" for s in samplers)],
+        [
+            [
+                k,
+                *(
+                    span((r["steps_per_depth"][k] for r in runs if r["sampling"] == s), lambda x: num(x))
+                    for s in samplers
+                ),
+            ]
+            for k in depths
+        ],
+        "l" + "r" * len(samplers),
+    )
+    png = src.path.with_suffix(".png")
+    uniform = [r for r in runs if r["sampling"] == "uniform"]
+    headline = None
+    if uniform:
+        largest = statistics.mean(r["subnets"]["largest"]["test_top1"] for r in uniform)
+        smallest = statistics.mean(r["subnets"]["smallest"]["test_top1"] for r in uniform)
+        headline = (
+            f"{d['space']}, `--sampling uniform`, mean of {len(uniform)} seeds: largest {pct(largest, 2)}, "
+            f"smallest {pct(smallest, 2)}"
+        )
+    return Section(
+        "supernet",
+        0,
+        f"Samplers on {d['space']}",
+        body,
+        provenance_of(src, "samplers"),
+        [(png, "Test top-1 per subnet: each seed a dot, the mean a bar")] if png.exists() else [],
+        headline,
+    )
+
+
+def supernet_section(src: Source) -> Section:
+    d = src.data
+    cfg = d["config"]
+    body = [
+        f"Test top-1 with inherited weights of subnets of the {d['space']} supernet trained with `--sampling "
+        f"{d['sampling']}` ({cfg['epochs']} epochs, batch {cfg['batch_size']}, lr {cfg['lr']:g}) in "
+        f"{d['train_seconds']:.0f} s, and a training step on the supernet against the same step on the "
+        "extracted static model.",
+        "",
+    ]
+    body += table(["subnet", "test top-1"], [[k, pct(v, 2)] for k, v in d["test_top1"].items()], "lr")
+    r = d["step_time_ratio_supernet_over_static"]
+    body += [
+        "",
+        f"Training step, supernet / static model: median {r['median']:.2f}x, max {r['max']:.2f}x over "
+        f"{len(r['per_arch'])} archs.",
+    ]
+    return Section("supernet", 1, f"Supernet training on {d['space']}", body, provenance_of(src, "supernet"))
+
+
+def weight_sharing_section(src: Source) -> Section:
+    d = src.data
+    modes = list(d["digits_test_top1"])
+    body = [
+        "Prefix (AutoFormer) against cyclic (ViTAS) sharing of the token-embedding channels: how evenly the "
+        "embed widths use the channels (most uses of a channel over fewest), and test top-1 on digits with "
+        "inherited weights after one training run each.",
+        "",
+    ]
+    body += table(
+        ["space", *modes],
+        [[s, *(f"{b[m]:.2f}" for m in modes)] for s, b in d["balance_max_over_min_uses"].items()],
+        "l" + "r" * len(modes),
+    )
+    body += [""]
+    probes = list(d["digits_test_top1"][modes[0]])
+    body += table(
+        ["sharing", *probes],
+        [[m, *(pct(d["digits_test_top1"][m][p], 2) for p in probes)] for m in modes],
+        "l" + "r" * len(probes),
+    )
+    png = src.path.with_suffix(".png")
+    return Section(
+        "supernet",
+        2,
+        "Channel sharing",
+        body,
+        provenance_of(src, "weight_sharing"),
+        [(png, "Validation top-1 per epoch, per sharing")] if png.exists() else [],
+    )
+
+
+def hflip_section(src: Source) -> Section:
+    d = src.data
+    first = d["rows"][0]
+    body = [
+        f"{d['space']} supernets trained on a {d['classes']}-class digit folder (classes a horizontal flip "
+        f"changes) with each `--hflip`, the default budget ({first['epochs']} epochs): top-1 of the largest and "
+        f"smallest subnets with inherited weights ({num(first['train_images'])} train, "
+        f"{num(first['search_val_images'])} search-val, {num(first['test_images'])} test images).",
+        "",
+    ]
+    body += table(
+        [
+            "`--hflip`",
+            "epochs",
+            "training time",
+            "search-val: largest",
+            "search-val: smallest",
+            "test: largest",
+            "test: smallest",
+        ],
+        [
+            [
+                f"{r['hflip']:g}",
+                str(r["epochs"]),
+                f"{r['seconds']:.0f} s",
+                pct(r["search_val_top1_largest"]),
+                pct(r["search_val_top1_smallest"]),
+                pct(r["test_top1_largest"]),
+                pct(r["test_top1_smallest"]),
+            ]
+            for r in d["rows"]
+        ],
+        "rrrrrrr",
+    )
+    png = src.path.with_suffix(".png")
+    return Section(
+        "supernet",
+        5,
+        "Horizontal flips on a folder of digits",
+        body,
+        provenance_of(src, "hflip"),
+        [(png, "Test top-1 per `--hflip`")] if png.exists() else [],
+    )
+
+
+def multi_arch_section(src: Source) -> Section:
+    d = src.data
+    body = [
+        f"Multi-architectural sampling (ViT-ResNAS) against single-path sampling on {d['space']}, batch "
+        f"{d['batch_size']}: training throughput, then test top-1 with inherited weights after the same wall-clock "
+        f"budget ({d['wall_budget_seconds']:.0f} s) for each.",
+        "",
+    ]
+    rows = []
+    for r in d["rows"]:
+        t = r["test_top1"]
+        rows.append(
+            [
+                r["sampling"],
+                f"{1e3 * r['step_seconds']:.1f}",
+                num(r["images_per_second"]),
+                f"{r['subnets_per_second']:.1f}",
+                str(r["epochs"]),
+                pct(t["largest"], 2),
+                pct(t["smallest"], 2),
+                pct(r["random_mean_top1"], 2),
+            ]
+        )
+    body += table(
+        ["sampling", "step (ms)", "images/s", "subnets/s", "epochs", "largest", "smallest", "5 random (mean)"],
+        rows,
+        "lrrrrrrr",
+    )
+    png = src.path.with_suffix(".png")
+    more = d.get("multi_more_subnets_per_second") or {}
+    headline = (
+        (
+            "subnets trained per second, multi-architectural over single path: "
+            + ", ".join(f"{k.removeprefix('multi ')} {v:.1f}x" for k, v in more.items())
+        )
+        if more
+        else None
+    )
+    return Section(
+        "supernet",
+        3,
+        "Multi-architectural sampling",
+        body,
+        provenance_of(src, "multi_arch"),
+        [(png, "Test top-1 per sampling")] if png.exists() else [],
+        headline,
+    )
+
+
+def glit_subnets_section(src: Source) -> Section:
+    d = src.data
+    variants = [v for v in d["variants"] if training_format(v.get("config")) >= 2]
+    default = next((v for v in variants if v["name"] == "default"), variants[0])
+    cfg = default["config"]
+    target = d["target_top1"]
+    body = [
+        f"Supernets of {default['space']} trained per recipe, then the all-global, the all-local and 5 random subnets "
+        f"scored on the test split ({d['test_images']} images) with inherited weights, BatchNorm statistics "
+        f"recalibrated per subnet on {num(d['calibration_images'])} training images. Target: every listed subnet "
+        f"≥ {target:g}%.",
+        "",
+        f"The family's digits budget (`default`: {cfg['epochs']} epochs at lr {cfg['lr']:g}, batch "
+        f"{cfg['batch_size']}, alike share {cfg['alike_share']:g}, seed {cfg['seed']}):",
+        "",
+    ]
+    rows = []
+    for r in default["subnets"]:
+        a = r["arch"]
+        rows.append(
+            [
+                r["name"],
+                "/".join(map(str, a["global_heads"])),
+                "/".join(map(str, a["low_level"])),
+                num(r["params"]),
+                f"{r['macs'] / 1e6:.1f}",
+                pct(r["test_top1_recalibrated"], 2),
+                pct(r.get("test_top1_trained_statistics"), 2),
+            ]
+        )
+    body += table(
+        [
+            "subnet",
+            "global heads per block",
+            "low-level choice per block",
+            "params",
+            "MMACs",
+            "test top-1, recalibrated",
+            "test top-1, as trained",
+        ],
+        rows,
+        "lllrrrr",
+    )
+
+    def change_text(v: dict[str, Any]) -> str:
+        change = v["change"]
+        if not change:
+            return "(the family's budget)"
+        return ", ".join(
+            f"space {', '.join(f'{k} {w}' for k, w in c.items())}"
+            if k == "space"
+            else f"{k} {c:g}"
+            if isinstance(c, float)
+            else f"{k} {c}"
+            for k, c in change.items()
+        )
+
+    body += ["", "Per recipe (a change to the family's budget; recalibrated):", ""]
+    rows = []
+    for v in variants:
+        subnets = {r["name"]: r["test_top1_recalibrated"] for r in v["subnets"]}
+        randoms = [x for k, x in subnets.items() if k.startswith("random")]
+        c = v["config"]
+        rows.append(
+            [
+                v["name"],
+                change_text(v),
+                str(v["epochs"]),
+                f"{c['lr']:g}",
+                f"{v['median_epoch_seconds']:.2f}",
+                f"{v['final_loss']:.3f}",
+                pct(subnets.get("all-global"), 2),
+                pct(subnets.get("all-local"), 2),
+                pct_span(randoms) if randoms else "-",
+                "yes" if v["all_meet_target"] else "no",
+            ]
+        )
+    body += table(
+        [
+            "recipe",
+            "change",
+            "epochs",
+            "lr",
+            "median epoch (s)",
+            "final loss",
+            "all-global",
+            "all-local",
+            "5 random",
+            f"all ≥ {target:g}%",
+        ],
+        rows,
+        "llrrrrrrrl",
+    )
+    probes = list(dict.fromkeys(p for v in variants for p in v.get("probes_test_top1_recalibrated") or {}))
+    if probes:
+        body += ["", "Probe subnets (every block alike, or mixes of pure blocks), test top-1 recalibrated:", ""]
+        body += table(
+            ["probe", *(v["name"] for v in variants)],
+            [[p, *(pct((v.get("probes_test_top1_recalibrated") or {}).get(p), 1) for v in variants)] for p in probes],
+            "l" + "r" * len(variants),
+        )
+    entropy = [v for v in variants if v.get("all_global_class_token_attention_entropy")]
+    if entropy:
+        body += [
+            "",
+            "Selectivity of the all-global subnet's attention: the class token's attention entropy over the "
+            "tokens as a share of its maximum, per block (1: uniform attention):",
+            "",
+        ]
+        body += table(
+            ["recipe", "entropy per block"],
+            [
+                [v["name"], ", ".join(f"{e:.2f}" for e in v["all_global_class_token_attention_entropy"])]
+                for v in entropy
+            ],
+            "ll",
+        )
+    machines = [v.get("machine") or d.get("machine") for v in variants]
+    distinct = list({json.dumps(machine_of(m), sort_keys=True): m for m in machines}.values())
+    prov = provenance_of(src, "glit_subnets")
+    if not (isinstance(d.get("provenance"), dict)):
+        prov.machines = [machine_of(m) for m in distinct]
+        prov.versions = versions_of(*distinct)
+    lowest = min(default["subnets"], key=lambda r: r["test_top1_recalibrated"])
+    headline = (
+        f"{default['space']}, {cfg['epochs']} epochs at lr {cfg['lr']:g}: lowest listed subnet "
+        f"{pct(lowest['test_top1_recalibrated'], 2)} ({lowest['name']}; target {target:g}%)"
+    )
+    return Section("supernet", 4, f"GLiT on digits ({default['space']})", body, prov, [], headline)
+
+
+def search_section(src: Source) -> Section:
+    d = src.data
+    lo, hi = d["space_latency_ms"]
+    body = [
+        f"Search on the {d['space']} supernet under a predicted CPU latency budget of {d['budget_ms']} ms (its "
+        f"subnets span {ms(lo)}–{ms(hi)} ms), {len({s['seed'] for s in d['searches']})} seeds per strategy, "
+        f"and a hand-designed uniform subnet under the same budget. Scoring: {num(d['predictions_per_second'])} "
+        "latency predictions/s.",
+        "",
+    ]
+    rows = [
+        [
+            s["strategy"],
+            str(s["seed"]),
+            str(s["evaluations"]),
+            f"{s['seconds']:.0f} s",
+            pct(s["search_val_top1"], 2),
+            pct(s["test_top1"], 2),
+            ms(s["predicted_ms"]),
+            ms(s.get("measured_ms")),
+        ]
+        for s in d["searches"]
+    ]
+    h = d["hand_designed_uniform"]
+    rows.append(
+        [
+            f"hand-designed uniform ({arch_text(h['arch'])})",
+            "-",
+            "-",
+            "-",
+            pct(h["search_val_top1"], 2),
+            pct(h["test_top1"], 2),
+            ms(h["predicted_ms"]),
+            ms(h.get("measured_ms")),
+        ]
+    )
+    body += table(
+        ["strategy", "seed", "evaluations", "time", "search-val top-1", "test top-1", "predicted ms", "measured ms"],
+        rows,
+        "lrrrrrrr",
+    )
+    png = src.path.with_suffix(".png")
+    return Section(
+        "search",
+        0,
+        f"Search strategies on {d['space']}",
+        body,
+        provenance_of(src, "search"),
+        [(png, "Best search-val top-1 so far per evaluation")] if png.exists() else [],
+    )
+
+
+def multi_device_section(src: Source) -> Section:
+    d = src.data
+    j, two, front, p90 = d["joint_feasibility"], d["two_devices"], d["front"], d["p90_validation"]
+    setups = d.get("setups") or {}
+    body = [
+        "Latency budgets on two setups at once, standing in for two devices: "
+        + ", ".join(
+            f"`{k}` ({s['backend']} {s['backend_version']}, {plural(s['threads'], 'thread')})"
+            for k, s in setups.items()
+        )
+        + f"; supernet: {d['space']}.",
+        "",
+        f"**Joint feasibility against brute force**: a toy space of {num(j['space_archs'])} archs, three random "
+        f"tables, {j['trials']} random budget triples ({j['feasible_trials']} feasible): the check agrees with "
+        f"enumerating every arch in {j['agree']} of {j['trials']} (median {j['median_check_ms']:.1f} ms per check).",
+        "",
+        f"**One search under a budget on each setup** (evolution): winner {arch_text(two['arch'])}, test top-1 "
+        f"{pct(two['top1_test'], 2)}; the two setups' tables rank 2,000 random subnets with Kendall τ "
+        f"{tau(two['kendall_tau_of_the_two_tables'])}. Measured end to end in the search's fresh process, then in two "
+        "more fresh processes:",
+        "",
+    ]
+    body += table(
+        [
+            "setup",
+            "budget (ms)",
+            "predicted (ms)",
+            "measured (ms)",
+            "measured again (ms)",
+            "measured over budget",
+            "difference of the two again",
+        ],
+        [
+            [
+                r["device"],
+                ms(r["budget_ms"]),
+                ms(r["predicted_ms"]),
+                ms(r["measured_ms"]),
+                ", ".join(ms(x) for x in r["measured_again_ms"]),
+                signed_pct(r["measured_over_budget_pct"]),
+                pct(r["floor_pct"]),
+            ]
+            for r in two["devices"]
+        ],
+        "lrrrrrr",
+    )
+    budgets = front["budgets_ms"]
+    body += [
+        "",
+        f"**NSGA-II against evolution** at {front['evaluations']} evaluations per seed: one NSGA-II run "
+        f"against one evolution run per budget ({', '.join(ms(b) for b in budgets)} ms). Hypervolume of the "
+        f"evaluated archs (error % × latency ms, reference 100% × {ms(budgets[-1])} ms) and each budget's winner, "
+        "search-val / test top-1:",
+        "",
+    ]
+    rows = []
+    for s in front["seeds"]:
+        for method, label in (("nsga2", "NSGA-II"), ("evolution", "evolution")):
+            m = s[method]
+            rows.append(
+                [
+                    str(s["seed"]),
+                    label,
+                    f"{m['hypervolume']:.2f}",
+                    *(f"{pct(w['top1_search_val'], 2)} / {pct(w['top1_test'], 2)}" for w in m["winners"]),
+                ]
+            )
+    body += table(
+        ["seed", "method", "hypervolume", *(f"{ms(b)} ms" for b in budgets)], rows, "rlr" + "r" * len(budgets)
+    )
+    means = front["hypervolume_mean"]
+    body += ["", f"Mean hypervolume: NSGA-II {means['nsga2']:.2f}, evolution {means['evolution']:.2f}."]
+    c, f = p90["calibrated_worst"], p90["floor_worst"]
+    lo, hi = p90["measured_ms_range"]
+    body += [
+        "",
+        f"**p90 prediction**: the shipped table's p90 calibration validated on 50 {d['space']} subnets "
+        f"({ms(lo)}–{ms(hi)} ms) in two fresh processes, worst of the two:",
+        "",
+    ]
+    body += table(
+        ["", "MAPE", "within ±10%", "Kendall τ"],
+        [
+            ["prediction", pct(c["mape_pct"]), pct(c["within_10pct"], 0), tau(c["kendall_tau"])],
+            ["floor (process against process)", pct(f["mape_pct"]), pct(f["within_10pct"], 0), tau(f["kendall_tau"])],
+        ],
+        "lrrr",
+    )
+    png = src.path.with_suffix(".png")
+    headline = (
+        f"NSGA-II hypervolume {means['nsga2']:.2f} against evolution {means['evolution']:.2f} "
+        f"({front['evaluations']} evaluations, mean of {len(front['seeds'])} seeds); joint feasibility "
+        f"{j['agree']}/{j['trials']} against brute force"
+    )
+    return Section(
+        "search",
+        1,
+        "Several devices, tail latency, the front",
+        body,
+        provenance_of(src, "multi_device", default_out="benchmarks/results/multi_device.json"),
+        [(png, "Seed 0: evaluated archs and fronts; dashed lines are the budgets")] if png.exists() else [],
+        headline,
+    )
+
+
+def ranking_section(src: Source) -> Section:
+    d = src.data
+    ft = d.get("finetune")
+    body: list[str] = []
+    if ft:
+        body += [
+            f"**Fine-tuning the searched subnet**: {arch_text(ft['arch'])}, found under a {ft['budget_ms']} ms "
+            "CPU budget, fine-tuned alone from its inherited weights; top-1 and loss before and after, "
+            f"{len(ft['seeds'])} seeds:",
+            "",
+        ]
+        body += table(
+            [
+                "seed",
+                "epochs",
+                "lr",
+                "test top-1: inherited → fine-tuned",
+                "test loss",
+                "search-val top-1: inherited → fine-tuned",
+            ],
+            [
+                [
+                    str(s["seed"]),
+                    str(s["epochs"]),
+                    f"{s['lr']:g}",
+                    f"{pct(s['before']['test']['top1'], 2)} → {pct(s['after']['test']['top1'], 2)}",
+                    f"{s['before']['test']['loss']:.3f} → {s['after']['test']['loss']:.3f}",
+                    f"{pct(s['before']['search_val']['top1'], 2)} → {pct(s['after']['search_val']['top1'], 2)}",
+                ]
+                for s in ft["seeds"]
+            ],
+            "rrrrrr",
+        )
+        body += [""]
+    archs = d.get("archs") or []
+    if archs:
+        seeds = sorted({k for a in archs for k in a["standalone_test_top1"]}, key=int)
+        body += [
+            f"**Ranking**: {len(archs)} archs at evenly spaced quantiles of predicted CPU latency, each trained "
+            f"alone from scratch with the supernet's budget ({len(seeds)} seeds); test top-1 "
+            f"({d['test_images']} images) inherited from the supernet and standalone.",
+            "",
+        ]
+        body += table(
+            ["predicted ms", "arch", "params", "inherited", *(f"standalone, seed {s}" for s in seeds)],
+            [
+                [
+                    ms(a["predicted_ms"]),
+                    arch_text(a["arch"]),
+                    num(a["params"]),
+                    pct(a["inherited_test_top1"], 2),
+                    *(pct(a["standalone_test_top1"].get(s), 2) for s in seeds),
+                ]
+                for a in archs
+            ],
+            "rlrr" + "r" * len(seeds),
+        )
+        body += [
+            "",
+            f"Kendall τ, inherited against standalone (mean of the seeds): "
+            f"{tau(d.get('kendall_tau_inherited_vs_standalone'))}; standalone seed against seed: "
+            f"{tau(d.get('kendall_tau_standalone_seed_vs_seed'))}; goal τ ≥ {d['goal_tau']:g}. "
+            f"{d.get('archs_done', len(archs))} of {d.get('archs_planned', len(archs))} archs done.",
+        ]
+    png = src.path.with_suffix(".png")
+    return Section(
+        "search",
+        2,
+        f"Fine-tuning and ranking on {d['space']}",
+        body,
+        provenance_of(src, "ranking"),
+        [(png, "Inherited against standalone test top-1 per arch")] if png.exists() else [],
+    )
+
+
+def demo_section(src: Source) -> Section:
+    d = src.data
+    lo, hi = d["space_latency_ms"]
+    body = [
+        "`benchmarks/demo.py` runs `hwnas demo` in a fresh folder, then once more in the same folder (every stage "
+        "reused).",
+        "",
+    ]
+    body += table(
+        ["run", "wall time", "stages"],
+        [
+            ["fresh folder", f"{d['fresh_run_seconds']:.0f} s", "; ".join(f"{k}: {v}" for k, v in d["stages"].items())],
+            [
+                "same folder again",
+                f"{d['rerun_seconds']:.0f} s",
+                "; ".join(f"{k}: {v}" for k, v in d["rerun_stages"].items()),
+            ],
+        ],
+        "lrl",
+    )
+    rows = []
+    for key in ("searched_inherited", "searched_fine_tuned", "hand_designed_uniform"):
+        r = d[key]
+        ci = r.get("test_top1_95ci")
+        rows.append(
+            [
+                r["name"],
+                arch_text(r["arch"]),
+                pct(r["test_top1"], 2) + (f" ({ci[0]:.1f}–{ci[1]:.1f}%)" if ci else ""),
+                pct(r["search_val_top1"], 2),
+                num(r["params"]),
+                f"{r['macs'] / 1e6:.2f}",
+                ms(r["predicted_ms"]),
+                ms(r.get("measured_ms")),
+            ]
+        )
+    body += [
+        "",
+        f"Subnets under the budget of {d['budget_ms']} ms predicted (the space spans {ms(lo)}–{ms(hi)} ms); "
+        f"test top-1 on {d['test_images']} test images with its 95% Wilson interval. Fine-tuning: "
+        f"{d['finetune']['epochs']} epochs at lr {d['finetune']['lr']:g}. Measured: the exported model timed "
+        "with the table's backend and protocol.",
+        "",
+    ]
+    body += table(
+        [
+            "subnet",
+            "arch",
+            "test top-1 (95% interval)",
+            "search-val top-1",
+            "params",
+            "MMACs",
+            "predicted ms",
+            "measured ms",
+        ],
+        rows,
+        "llrrrrrr",
+    )
+    body += [
+        "",
+        f"Measured against predicted: {signed_pct(d['measured_vs_predicted_pct'])}. Same winner on the "
+        f"second run: {'yes' if d['same_winner_on_rerun'] else 'no'}. The demo's verdict: {d['comparison']}.",
+    ]
+    tuned, hand = d["searched_fine_tuned"], d["hand_designed_uniform"]
+    headline = (
+        f"searched, fine-tuned {pct(tuned['test_top1'], 2)} against hand-designed uniform "
+        f"{pct(hand['test_top1'], 2)} test top-1; exported model measured {ms(tuned['measured_ms'])} ms against "
+        f"{ms(tuned['predicted_ms'])} ms predicted ({signed_pct(d['measured_vs_predicted_pct'])}); fresh run "
+        f"{d['fresh_run_seconds']:.0f} s"
+    )
+    return Section("demo", 0, "`hwnas demo`", body, provenance_of(src, "demo"), [], headline)
+
+
+def data_scale_section(src: Source) -> Section:
+    d = src.data
+    s, scan, loader, fit, mem = d["settings"], d["scan"], d["loader"], d["fitness"], d["memory"]
+    body = [
+        f"A synthetic folder of {num(s['images'])} JPEGs ({s['image_px']} px, {s['classes']} classes, quality "
+        f"{s['jpeg_quality']}; {num(d['write']['train_files'])} train, {num(d['write']['val_files'])} val), prepared "
+        f"as `hwnas train` prepares a run; {s['space']}'s {fit['arch']} subnet, weights {fit['weights']}, scored on "
+        f"a {num(fit['search_val_images'])}-image search-val.",
+        "",
+    ]
+    met, targets = d.get("met") or {}, d.get("targets") or {}
+
+    def target(key: str) -> str:
+        if key not in targets:
+            return "-"
+        text = targets[key].replace(">=", "≥").replace("<=", "≤")
+        return f"{text}: {'met' if met.get(key) else 'missed'}"
+
+    most = max(loader["rows"], key=lambda r: r["workers"])["workers"]
+    rows = [
+        [
+            "listing the folder (warm cache)",
+            f"{scan['scan_folder_seconds']:.3f} s for {num(scan['files'])} files; "
+            f"{scan['imagenet_scan_seconds_extrapolated']:.1f} s extrapolated to ImageNet's 1.28M",
+            target("scan_seconds"),
+        ],
+        [
+            f"training loader, {most} workers over none",
+            f"{loader['speedup_max_over_0_workers']:.2f}x",
+            target("loader_speedup"),
+        ],
+        [
+            f"training loader, {most} workers over none with one torch thread",
+            f"{loader['speedup_max_over_0_workers_1_thread']:.2f}x",
+            target("loader_scaling"),
+        ],
+        [
+            f"fitness evaluation on {num(fit['search_val_images'])} images: first / later / pure forward",
+            f"{fit['first_seconds']:.1f} s / {fit['later_seconds']:.1f} s / {fit['pure_forward_seconds']:.1f} s "
+            f"(later / forward {fit['later_over_forward']:.3f}x)",
+            target("later_over_forward"),
+        ],
+        ["search-val cache (uint8)", f"{num(fit['cache_mb'])} MB on {fit['cached_on']}", "-"],
+        [
+            "peak memory: the process / the largest loader worker",
+            f"{num(mem['peak_rss_mb'])} MB / {num(mem['peak_rss_mb_largest_child'])} MB",
+            "-",
+        ],
+    ]
+    body += table(["figure", "measured", "target"], rows, "lll")
+    body += [
+        "",
+        f"Training loader at {loader['img_size']} px (`--aug {loader['augment']}`, batch "
+        f"{loader['batch_size']}, {num(loader['train_images'])} train images):",
+        "",
+    ]
+    body += table(
+        ["loader workers", "torch threads in the training process", "batches", "images/s"],
+        [
+            [str(r["workers"]), str(r["main_threads"]), str(r["batches"]), num(r["images_per_second"])]
+            for r in loader["rows"]
+        ],
+        "rrrr",
+    )
+    png = src.path.with_suffix(".png")
+    headline = (
+        f"loader {loader['speedup_max_over_0_workers']:.2f}x faster with {most} workers; a later fitness "
+        f"evaluation {fit['later_over_forward']:.3f}x the pure forward; {sum(map(bool, met.values()))} of "
+        f"{len(met)} targets met"
+    )
+    return Section(
+        "data-scale",
+        0,
+        "The data path on a synthetic ImageNet-style folder",
+        body,
+        provenance_of(src, "data_scale"),
+        [(png, "Loader throughput and fitness evaluation times")] if png.exists() else [],
+        headline,
+    )
+
+
+def cost_counting_section(src: Source) -> Section:
+    d = src.data
+    threads = (d.get("machine") or {}).get("threads")
+    body = [
+        "Counting a subnet's parameters and MACs: analytic (from the arch, what search uses) against fvcore "
+        "(traces the extracted model), and the extraction itself"
+        + (f", {plural(threads, 'torch thread')}." if threads else "."),
+        "",
+    ]
+    body += table(
+        ["space", "analytic (archs/s)", "fvcore (models/s)", "speed-up", "extractions/s", "counts agree"],
+        [
+            [
+                r["space"],
+                num(r["analytic_archs_per_s"]),
+                num(r["fvcore_models_per_s"], 1),
+                f"{num(r['analytic_speedup'])}x",
+                num(r["extract_per_s"], 1),
+                "yes" if r["counts_agree"] else "no",
+            ]
+            for r in d["rows"]
+        ],
+        "lrrrrl",
+    )
+    headline = (
+        "analytic counting "
+        + span((r["analytic_speedup"] for r in d["rows"]), lambda x: num(x))
+        + "x faster than fvcore; counts agree"
+        if all(r["counts_agree"] for r in d["rows"])
+        else None
+    )
+    return Section(
+        "cost-counting",
+        0,
+        "Analytic against traced cost counting",
+        body,
+        provenance_of(src, "cost_counting"),
+        [],
+        headline,
+    )
+
+
+# script name: renderer; a JSON belongs to the longest script name its file name starts with
+RENDERERS: dict[str, Callable[[Source], Section]] = {
+    "cost_counting": cost_counting_section,
+    "data_scale": data_scale_section,
+    "demo": demo_section,
+    "drift": drift_section,
+    "glit_subnets": glit_subnets_section,
+    "hflip": hflip_section,
+    "latency_table": latency_table_section,
+    "multi_arch": multi_arch_section,
+    "multi_device": multi_device_section,
+    "noise_floor": noise_floor_section,
+    "ranking": ranking_section,
+    "samplers": samplers_section,
+    "search": search_section,
+    "supernet": supernet_section,
+    "weight_sharing": weight_sharing_section,
+}
+
+
+def renderer_of(path: Path) -> str | None:
+    names = [n for n in RENDERERS if path.stem.startswith(n)]
+    return max(names, key=len) if names else None
+
+
+def dropped_reason(src: Source) -> str | None:
+    d = src.data
+    if isinstance(d, dict) and "provenance" in d:
+        return None  # a run recorded with its provenance: shown
+    if src.rel in DROPPED:
+        return DROPPED[src.rel]
+    if src.path.name == "validate.json":
+        table_json = src.path.parent.parent / "latency_table.json"
+        spaces = [r["space"] for r in _load(table_json)["results"]] if table_json.exists() else []
+        if f"validate_{d.get('space')}" != src.path.parent.name or d.get("space") not in spaces:
+            return "a validation outside any latency_table.json's results"
+    if isinstance(d, dict) and isinstance(d.get("config"), dict) and training_format(d["config"]) < 2:
+        return "trained under config format 1 (draws and weight decay of an older recipe)"
+    for key in ("variants", "runs"):  # glit_subnets, samplers: the rows trained under config format 1 are left off
+        if (
+            isinstance(d, dict)
+            and isinstance(d.get(key), list)
+            and d[key]
+            and all(training_format(r.get("config")) < 2 for r in d[key])
+        ):
+            return f"every one of its {key} trained under config format 1 (draws and weight decay of an older recipe)"
+    return None
+
+
+def sources() -> tuple[list[Source], dict[str, str]]:
+    """The results JSON to render, and those left off with the reason."""
+    kept, dropped = [], {}
+    for path in sorted(RESULTS.rglob("*.json")):
+        src = Source(path)
+        reason = dropped_reason(src)
+        if reason:
+            dropped[src.rel] = reason
+        elif path.name != "validate.json":  # validations are rendered with their table
+            kept.append(src)
+    return kept, dropped
+
+
+def sections(kept: list[Source]) -> list[Section]:
+    out = []
+    for src in kept:
+        name = renderer_of(src.path)
+        if name is None:
+            raise SystemExit(
+                f"report.py: no section renders {src.rel}; add a renderer to benchmarks/report.py or "
+                "a reason to DROPPED"
+            )
+        section = RENDERERS[name](src)
+        if name == "latency_table" and (command := latency_table_command(src)):
+            section.provenance.command = command
+        out.append(section)
+    return sorted(out, key=lambda s: (list(PAGES).index(s.page), s.order, s.title))
+
+
+# ---------------------------------------------------------------- pages
+
+
+def page_text(slug: str, secs: list[Section]) -> str:
+    title, what = PAGES[slug]
+    lines = [
+        f"# {title}",
+        "",
+        what,
+        "",
+        "Generated by `benchmarks/report.py` from the JSON under `benchmarks/results/`; do not edit by hand.",
+        "",
+    ]
+    for s in secs:
+        lines += [f"## {s.title}", "", *s.body, ""]
+        for png, caption in s.images:
+            lines += [f"![{caption}](img/{image_name(png)})", "", f"*{caption}.*", ""]
+        lines += [s.provenance.line(), ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def index_text(by_page: dict[str, list[Section]]) -> str:
+    lines = [
+        "# Results",
+        "",
+        "Figures measured by the benchmarks in `benchmarks/`, generated by `benchmarks/report.py` from the JSON "
+        "they write under `benchmarks/results/`. Each result names its date, machine, software versions and the "
+        "command that produced it.",
+        "",
+    ]
+    rows = []
+    for slug, secs in by_page.items():
+        headline = next((s.headline for s in secs if s.headline), "; ".join(s.title for s in secs))
+        rows.append([f"[{PAGES[slug][0]}]({slug}.md)", headline])
+    lines += table(["page", "headline"], rows)
+    return "\n".join(lines) + "\n"
+
+
+def headline_block(kept: list[Source], by_page: dict[str, list[Section]]) -> str:
+    """The README's results block: one small table of headline figures, each linking to its page, and the
+    machines and dates they come from. Rows whose result is not on the pages are left out."""
+    by_rel = {s.rel: s for s in kept}
+    sections_by_rel = {s.provenance.data[0]: s for secs in by_page.values() for s in secs}
+    rows: list[list[str]] = []
+    used: list[Section] = []
+    Text = Callable[[dict[str, Any]], str]
+
+    def add(name: str, page: str, label: Text, value: Text) -> None:
+        rel = f"benchmarks/results/{name}"
+        if rel not in by_rel or rel not in sections_by_rel:
+            return
+        d = by_rel[rel].data
+        rows.append([label(d), value(d), f"[{PAGES[page][0]}](docs/results/{page}.md)"])
+        used.append(sections_by_rel[rel])
+
+    def worst_calibrated(r: dict[str, Any]) -> dict[str, float]:
+        return worst(r["validation"]["calibrated"])
+
+    add(
+        "latency_table.json",
+        "latency-tables",
+        lambda d: (
+            "Shipped CPU latency table: subnets within ±10% of the prediction / Kendall τ ("
+            + "/".join(sorted({str(r["validation"]["n"]) for r in d["results"]}))
+            + " per space, worse of "
+            + "/".join(sorted({str(r["validation"]["processes"]) for r in d["results"]}))
+            + " processes)"
+        ),
+        lambda d: ", ".join(
+            f"{r['space']} {pct(worst_calibrated(r)['within_10pct'], 0)} / {tau(worst_calibrated(r)['kendall_tau'])}"
+            for r in d["results"]
+        ),
+    )
+
+    def uniform_runs(d: dict[str, Any]) -> list[dict[str, Any]]:
+        return [r for r in d["runs"] if r["sampling"] == "uniform" and training_format(r.get("config")) >= 2]
+
+    def mean_top1(d: dict[str, Any], subnet: str) -> str:
+        return pct(statistics.mean(r["subnets"][subnet]["test_top1"] for r in uniform_runs(d)), 2)
+
+    add(
+        "samplers.json",
+        "supernet",
+        lambda d: (
+            f"Supernet, {d['space']}: inherited test top-1 (`--sampling uniform`, mean of {len(uniform_runs(d))} seeds)"
+        ),
+        lambda d: f"largest {mean_top1(d, 'largest')}, smallest {mean_top1(d, 'smallest')}",
+    )
+
+    def glit_default(d: dict[str, Any]) -> dict[str, Any]:
+        kept_variants = [v for v in d["variants"] if training_format(v.get("config")) >= 2]
+        return next((v for v in kept_variants if v["name"] == "default"), kept_variants[0])
+
+    def glit_value(d: dict[str, Any]) -> str:
+        subnets = glit_default(d)["subnets"]
+        low = min(subnets, key=lambda r: r["test_top1_recalibrated"])
+        top = max(subnets, key=lambda r: r["test_top1_recalibrated"])
+        return (
+            f"{pct(low['test_top1_recalibrated'], 2)} ({low['name']}) to {pct(top['test_top1_recalibrated'], 2)} "
+            f"({top['name']}); target {d['target_top1']:g}%"
+        )
+
+    add(
+        "glit_subnets.json",
+        "supernet",
+        lambda d: (
+            f"Supernet, {glit_default(d)['space']} ({glit_default(d)['config']['epochs']} epochs at lr "
+            f"{glit_default(d)['config']['lr']:g}): inherited test top-1 of the listed subnets, BatchNorm recalibrated"
+        ),
+        glit_value,
+    )
+
+    def searched(d: dict[str, Any]) -> str:
+        t, h = d["searched_fine_tuned"], d["hand_designed_uniform"]
+        (a, b), (c, e) = t["test_top1_95ci"], h["test_top1_95ci"]
+        overlap = "95% intervals overlap" if a <= e and c <= b else "95% intervals apart"
+        return (
+            f"searched {pct(t['test_top1'], 2)} ({ms(t['predicted_ms'])} ms predicted), hand-designed uniform "
+            f"{pct(h['test_top1'], 2)} ({ms(h['predicted_ms'])} ms); {overlap}"
+        )
+
+    add(
+        "demo.json",
+        "demo",
+        lambda d: (
+            f"Demo search, {d['searched_fine_tuned']['arch']['space']}: test top-1 of the winner (fine-tuned) "
+            f"against a hand-designed uniform subnet, budget {d['budget_ms']} ms"
+        ),
+        searched,
+    )
+    add(
+        "demo.json",
+        "demo",
+        lambda d: "Demo export: the exported winner measured against its predicted latency",
+        lambda d: (
+            f"{ms(d['searched_fine_tuned']['measured_ms'])} ms against "
+            f"{ms(d['searched_fine_tuned']['predicted_ms'])} ms ({signed_pct(d['measured_vs_predicted_pct'])})"
+        ),
+    )
+    add(
+        "multi_device.json",
+        "search",
+        lambda d: (
+            f"NSGA-II (one run) against evolution (one run per budget): hypervolume, {d['front']['evaluations']} "
+            f"evaluations, mean of {len(d['front']['seeds'])} seeds"
+        ),
+        lambda d: (
+            f"{d['front']['hypervolume_mean']['nsga2']:.2f} against {d['front']['hypervolume_mean']['evolution']:.2f}"
+        ),
+    )
+    add(
+        "multi_arch.json",
+        "supernet",
+        lambda d: f"Multi-architectural sampling on {d['space']}: subnets trained per second over single path",
+        lambda d: ", ".join(
+            f"{k.removeprefix('multi ')}: {v:.1f}x" for k, v in d["multi_more_subnets_per_second"].items()
+        ),
+    )
+    add(
+        "cost_counting.json",
+        "cost-counting",
+        lambda d: f"Analytic parameter and MAC counting ({', '.join(r['space'] for r in d['rows'])})",
+        lambda d: span((r["analytic_speedup"] for r in d["rows"]), lambda x: num(x)) + "x faster than fvcore",
+    )
+
+    machines: dict[str, list[str]] = {}
+    for sec in used:
+        for m in sec.provenance.machines:
+            machines.setdefault(m.get("cpu_model") or "CPU not recorded", []).append(sec.provenance.date)
+    note = "; ".join(f"{m} ({span(dates, str).replace('–', ' to ')})" for m, dates in sorted(machines.items()))
+    lines = table(["result", "figure", "page"], rows, "lll")
+    lines += ["", f"Measured on: {note}."]
+    return "\n".join(lines) + "\n"
+
+
+def build(out: Path) -> str:
+    """Write the pages (and their images) into `out`; return the README's results block."""
+    kept, _ = sources()
+    secs = sections(kept)
+    by_page: dict[str, list[Section]] = {}
+    for s in secs:
+        by_page.setdefault(s.page, []).append(s)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "index.md").write_text(index_text(by_page))
+    for slug, page_secs in by_page.items():
+        (out / f"{slug}.md").write_text(page_text(slug, page_secs))
+        for s in page_secs:
+            for png, _ in s.images:
+                (out / "img").mkdir(exist_ok=True)
+                shutil.copyfile(png, out / "img" / image_name(png))
+    return headline_block(kept, by_page)
+
+
+def files_under(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} if folder.exists() else set()
+
+
+def readme_with(block: str) -> str | None:
+    """The README with its results block replaced (None: the README has no such block)."""
+    if not README.exists():
+        return None
+    text = README.read_text()
+    lines = text.split("\n")
+    if BEGIN not in lines or END not in lines:
+        return None
+    start, end = lines.index(BEGIN), lines.index(END)
+    if end < start:
+        return None
+    return "\n".join([*lines[: start + 1], *block.rstrip("\n").split("\n"), *lines[end:]])
+
+
+def differences(generated: Path, block: str) -> list[str]:
+    """Files under docs/results (and the README) that differ from what `build` wrote into `generated`."""
+    new, old = files_under(generated), files_under(DOCS)
+    diff = sorted(f"docs/results/{f}" for f in new ^ old)
+    diff += sorted(f"docs/results/{f}" for f in new & old if not filecmp.cmp(generated / f, DOCS / f, shallow=False))
+    readme = readme_with(block)
+    if readme is not None and readme != README.read_text():
+        diff.append("README.md (results block)")
+    return sorted(diff)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description="Results pages (docs/results/) and the README headline from benchmarks/results/."
+    )
+    parser.add_argument("--check", action="store_true", help="exit 1 if the committed pages differ from the JSON's")
+    parser.add_argument("--dropped", action="store_true", help="list the results left off the pages, with the reason")
+    parser.add_argument("--out", type=Path, help="write the pages here instead of docs/results (README untouched)")
+    args = parser.parse_args()
+    if args.dropped:
+        for rel, reason in sorted(sources()[1].items()):
+            print(f"{rel}: {reason}")
+        return 0
+    if args.out:
+        build(args.out)
+        print(f"wrote {args.out}")
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        generated = Path(tmp) / "results"
+        block = build(generated)
+        diff = differences(generated, block)
+        if args.check:
+            if diff:
+                print("out of date (run .venv/bin/python benchmarks/report.py):\n  " + "\n  ".join(diff))
+                return 1
+            print("docs/results and the README's results block are up to date")
+            return 0
+        if DOCS.exists():
+            shutil.rmtree(DOCS)
+        shutil.copytree(generated, DOCS)
+    readme = readme_with(block)
+    if readme is None:
+        print(f"README.md has no {BEGIN} ... {END} block: left as it is")
+    elif readme != README.read_text():
+        README.write_text(readme)
+        print("README.md: results block updated")
+    print(f"wrote docs/results/ ({len(files_under(DOCS))} files); changed: {', '.join(diff) or 'nothing'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
