@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hwnas.latency.agreement import worst
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DOCS = ROOT / "docs" / "results"
@@ -155,16 +157,6 @@ def arch_text(arch: dict[str, Any]) -> str:
     return ", ".join(
         f"{k} {slash(v) if isinstance(v, list) else v}" for k, v in arch.items() if k not in ("space", "space_digest")
     )
-
-
-def worst(metrics: list[dict[str, float]]) -> dict[str, float]:
-    """The least favourable value of each agreement metric over processes (as hwnas.latency.validate)."""
-    return {
-        "mape_pct": max(m["mape_pct"] for m in metrics),
-        "within_10pct": min(m["within_10pct"] for m in metrics),
-        "kendall_tau": min(m["kendall_tau"] for m in metrics),
-        "max_error_pct": max(m["max_error_pct"] for m in metrics),
-    }
 
 
 def protocol_text(p: dict[str, Any]) -> str:
@@ -549,57 +541,6 @@ def noise_floor_section(src: Source) -> Section:
     return Section("latency-tables", 2, "Timing noise floor", body, provenance_of(src, "noise_floor"), images)
 
 
-DRIFT_SCENARIOS = {"previous": "older table (2026-11-21)", "previous, recalibrated": "older table, recalibrated"}
-
-
-def drift_section(src: Source) -> Section:
-    d = src.data
-    body = [
-        "A table used on a setup other than its own: each scenario starts from a fresh copy of a table and runs its "
-        f"check in a fresh process. Truth: {d['n_held_out']} held-out random subnets measured end to end before all "
-        "checks and again after them; the figures are the worse of the two.",
-        "",
-    ]
-    rows = []
-    for r in d["results"]:
-        b, a = r["before"], r["after"]
-        rows.append(
-            [
-                r["space"],
-                DRIFT_SCENARIOS.get(r["scenario"], r["scenario"]),
-                r["check"],
-                f"{r['check_seconds']:.1f} s",
-                "-" if r["drift_pct"] is None else signed_pct(r["drift_pct"]),
-                r["action"],
-                f"{pct(b['within_10pct'], 0)} → {pct(a['within_10pct'], 0)}",
-                f"{pct(b['mape_pct'])} → {pct(a['mape_pct'])}",
-            ]
-        )
-    body += table(
-        [
-            "space",
-            "scenario",
-            "check",
-            "check time",
-            "drift found",
-            "action",
-            "within ±10% before → after",
-            "MAPE before → after",
-        ],
-        rows,
-        "lllrrlrr",
-    )
-    png = src.path.with_suffix(".png")
-    return Section(
-        "latency-tables",
-        3,
-        "Tables on another setup: drift check",
-        body,
-        provenance_of(src, "drift", machine_records=[d.get("machine"), {"cpu_id": d.get("cpu_id")}]),
-        [(png, "Predicted against measured, before and after each check")] if png.exists() else [],
-    )
-
-
 def samplers_section(src: Source) -> Section:
     d = src.data
     runs = [r for r in d["runs"] if training_format(r.get("config")) >= 2]
@@ -669,58 +610,6 @@ def samplers_section(src: Source) -> Section:
     )
 
 
-def supernet_section(src: Source) -> Section:
-    d = src.data
-    cfg = d["config"]
-    body = [
-        f"Test top-1 with inherited weights of subnets of the {d['space']} supernet trained with `--sampling "
-        f"{d['sampling']}` ({cfg['epochs']} epochs, batch {cfg['batch_size']}, lr {cfg['lr']:g}) in "
-        f"{d['train_seconds']:.0f} s, and a training step on the supernet against the same step on the "
-        "extracted static model.",
-        "",
-    ]
-    body += table(["subnet", "test top-1"], [[k, pct(v, 2)] for k, v in d["test_top1"].items()], "lr")
-    r = d["step_time_ratio_supernet_over_static"]
-    body += [
-        "",
-        f"Training step, supernet / static model: median {r['median']:.2f}x, max {r['max']:.2f}x over "
-        f"{len(r['per_arch'])} archs.",
-    ]
-    return Section("supernet", 1, f"Supernet training on {d['space']}", body, provenance_of(src, "supernet"))
-
-
-def weight_sharing_section(src: Source) -> Section:
-    d = src.data
-    modes = list(d["digits_test_top1"])
-    body = [
-        "Prefix (AutoFormer) against cyclic (ViTAS) sharing of the token-embedding channels: how evenly the "
-        "embed widths use the channels (most uses of a channel over fewest), and test top-1 on digits with "
-        "inherited weights after one training run each.",
-        "",
-    ]
-    body += table(
-        ["space", *modes],
-        [[s, *(f"{b[m]:.2f}" for m in modes)] for s, b in d["balance_max_over_min_uses"].items()],
-        "l" + "r" * len(modes),
-    )
-    body += [""]
-    probes = list(d["digits_test_top1"][modes[0]])
-    body += table(
-        ["sharing", *probes],
-        [[m, *(pct(d["digits_test_top1"][m][p], 2) for p in probes)] for m in modes],
-        "l" + "r" * len(probes),
-    )
-    png = src.path.with_suffix(".png")
-    return Section(
-        "supernet",
-        2,
-        "Channel sharing",
-        body,
-        provenance_of(src, "weight_sharing"),
-        [(png, "Validation top-1 per epoch, per sharing")] if png.exists() else [],
-    )
-
-
 def hflip_section(src: Source) -> Section:
     d = src.data
     first = d["rows"][0]
@@ -763,55 +652,6 @@ def hflip_section(src: Source) -> Section:
         body,
         provenance_of(src, "hflip"),
         [(png, "Test top-1 per `--hflip`")] if png.exists() else [],
-    )
-
-
-def multi_arch_section(src: Source) -> Section:
-    d = src.data
-    body = [
-        f"Multi-architectural sampling (ViT-ResNAS) against single-path sampling on {d['space']}, batch "
-        f"{d['batch_size']}: training throughput, then test top-1 with inherited weights after the same wall-clock "
-        f"budget ({d['wall_budget_seconds']:.0f} s) for each.",
-        "",
-    ]
-    rows = []
-    for r in d["rows"]:
-        t = r["test_top1"]
-        rows.append(
-            [
-                r["sampling"],
-                f"{1e3 * r['step_seconds']:.1f}",
-                num(r["images_per_second"]),
-                f"{r['subnets_per_second']:.1f}",
-                str(r["epochs"]),
-                pct(t["largest"], 2),
-                pct(t["smallest"], 2),
-                pct(r["random_mean_top1"], 2),
-            ]
-        )
-    body += table(
-        ["sampling", "step (ms)", "images/s", "subnets/s", "epochs", "largest", "smallest", "5 random (mean)"],
-        rows,
-        "lrrrrrrr",
-    )
-    png = src.path.with_suffix(".png")
-    more = d.get("multi_more_subnets_per_second") or {}
-    headline = (
-        (
-            "subnets trained per second, multi-architectural over single path: "
-            + ", ".join(f"{k.removeprefix('multi ')} {v:.1f}x" for k, v in more.items())
-        )
-        if more
-        else None
-    )
-    return Section(
-        "supernet",
-        3,
-        "Multi-architectural sampling",
-        body,
-        provenance_of(src, "multi_arch"),
-        [(png, "Test top-1 per sampling")] if png.exists() else [],
-        headline,
     )
 
 
@@ -944,58 +784,6 @@ def glit_subnets_section(src: Source) -> Section:
         f"{pct(lowest['test_top1_recalibrated'], 2)} ({lowest['name']}; target {target:g}%)"
     )
     return Section("supernet", 4, f"GLiT on digits ({default['space']})", body, prov, [], headline)
-
-
-def search_section(src: Source) -> Section:
-    d = src.data
-    lo, hi = d["space_latency_ms"]
-    body = [
-        f"Search on the {d['space']} supernet under a predicted CPU latency budget of {d['budget_ms']} ms (its "
-        f"subnets span {ms(lo)}–{ms(hi)} ms), {len({s['seed'] for s in d['searches']})} seeds per strategy, "
-        f"and a hand-designed uniform subnet under the same budget. Scoring: {num(d['predictions_per_second'])} "
-        "latency predictions/s.",
-        "",
-    ]
-    rows = [
-        [
-            s["strategy"],
-            str(s["seed"]),
-            str(s["evaluations"]),
-            f"{s['seconds']:.0f} s",
-            pct(s["search_val_top1"], 2),
-            pct(s["test_top1"], 2),
-            ms(s["predicted_ms"]),
-            ms(s.get("measured_ms")),
-        ]
-        for s in d["searches"]
-    ]
-    h = d["hand_designed_uniform"]
-    rows.append(
-        [
-            f"hand-designed uniform ({arch_text(h['arch'])})",
-            "-",
-            "-",
-            "-",
-            pct(h["search_val_top1"], 2),
-            pct(h["test_top1"], 2),
-            ms(h["predicted_ms"]),
-            ms(h.get("measured_ms")),
-        ]
-    )
-    body += table(
-        ["strategy", "seed", "evaluations", "time", "search-val top-1", "test top-1", "predicted ms", "measured ms"],
-        rows,
-        "lrrrrrrr",
-    )
-    png = src.path.with_suffix(".png")
-    return Section(
-        "search",
-        0,
-        f"Search strategies on {d['space']}",
-        body,
-        provenance_of(src, "search"),
-        [(png, "Best search-val top-1 so far per evaluation")] if png.exists() else [],
-    )
 
 
 def multi_device_section(src: Source) -> Section:
@@ -1379,18 +1167,13 @@ RENDERERS: dict[str, Callable[[Source], Section]] = {
     "cost_counting": cost_counting_section,
     "data_scale": data_scale_section,
     "demo": demo_section,
-    "drift": drift_section,
     "glit_subnets": glit_subnets_section,
     "hflip": hflip_section,
     "latency_table": latency_table_section,
-    "multi_arch": multi_arch_section,
     "multi_device": multi_device_section,
     "noise_floor": noise_floor_section,
     "ranking": ranking_section,
     "samplers": samplers_section,
-    "search": search_section,
-    "supernet": supernet_section,
-    "weight_sharing": weight_sharing_section,
 }
 
 

@@ -22,7 +22,7 @@ from hwnas.io import atomic_write_json
 from hwnas.plots import figure, save_figure
 from hwnas.profilers.protocol import cpu_model
 from hwnas.training import TrainConfig, TrainedRun, train
-from hwnas.training.checkpoint import CHECKPOINT, WEIGHTS
+from hwnas.training.checkpoint import CHECKPOINT
 from hwnas.training.sampling import step_archs
 
 SAMPLERS = ("uniform", "distinct")
@@ -30,9 +30,9 @@ RANDOM_SUBNETS = 5
 
 
 def trained(config: TrainConfig, folder: Path) -> TrainedRun:
-    """The run in `folder`: trained, finished after a kill, or as it is when complete."""
-    if not (folder / WEIGHTS).is_file() or not (folder / CHECKPOINT).is_file():
-        train(config, folder, resume=(folder / CHECKPOINT).is_file())
+    """The run in `folder`: trained, or finished after a kill (weights and checkpoint are written every
+    epoch, so only the checkpoint's epoch tells; a complete run resumes for no epoch)."""
+    train(config, folder, resume=(folder / CHECKPOINT).is_file())
     return TrainedRun(folder)
 
 

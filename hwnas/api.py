@@ -61,7 +61,7 @@ def train(
 
     Example:
         ```python
-        # not run in the tests: trains for about two minutes on 2 CPU cores
+        # not run in the tests: trains for minutes on a CPU
         import hwnas
         run = hwnas.train("autoformer-digits", "runs/digits")
         print(run.search_val_top1)  # {"largest": ..., "smallest": ...}
@@ -187,9 +187,7 @@ def profile(
         )
     start = time.perf_counter()
     summary = profile_space(space, settings, Path(out) if out is not None else None, progress=progress)
-    return ProfileReport.from_dict(
-        {**summary, "table": Path(summary["table"]), "seconds": round(time.perf_counter() - start, 1)}
-    )
+    return ProfileReport.from_dict({**summary, "seconds": round(time.perf_counter() - start, 1)})
 
 
 def predict(
@@ -297,4 +295,4 @@ def export(
         progress=progress,
         max_latency_error=max_latency_error,
     )
-    return ExportReport.from_dict({**manifest, "out": Path(manifest["out"])})
+    return ExportReport.from_dict(manifest)

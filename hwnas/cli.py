@@ -637,11 +637,7 @@ def profile(
         progress=not as_json,
     )
     if as_json:
-        emit_json(
-            {k: v for k, v in report.to_dict().items() if v is not None and v != []}
-            if report.bundle
-            else report.to_dict()
-        )
+        emit_json(report.to_dict())
         return
     if report.bundle is not None:
         click.echo(
@@ -742,11 +738,17 @@ def tables(as_json: bool) -> None:
     default=None,
     help="Table CSV to create or add to (default: latency_tables/<setup>.csv).",
 )
-def import_table(bundle: Path, device: str | None, out: Path | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def import_table(bundle: Path, device: str | None, out: Path | None, as_json: bool) -> None:
     """Turn a bundle measured on a target by profilers/*.py into a latency table."""
     from hwnas.latency.profile import import_bundle
 
     table, added = import_bundle(bundle, device, out)
+    if as_json:
+        emit_json(
+            {"table": table.name, "added": added, "rows": len(table), "calibrated_spaces": list(table.calibrations)}
+        )
+        return
     click.echo(
         f"added {added} rows to {table.name} ({len(table)} rows; calibrated spaces: {', '.join(table.calibrations)})"
     )
@@ -946,7 +948,7 @@ def validate_table(
     "--parents",
     type=click.IntRange(min=1),
     default=None,
-    help="Top archs bred from (default: a fifth of --population, at least 2: AutoFormer's 10 of 50).",
+    help="Top archs bred from (default: a fifth of the population, at least 2; AutoFormer's 10 of 50).",
 )
 @click.option(
     "--mutation-prob",

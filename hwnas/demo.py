@@ -23,7 +23,7 @@ from hwnas.deploy import export
 from hwnas.deploy.exporter import MANIFEST
 from hwnas.errors import HwnasError
 from hwnas.io import atomic_write_json
-from hwnas.latency.drift import describe_outcome
+from hwnas.latency.local import describe_outcome
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.profile import ProfileSettings, profile_space
 from hwnas.latency.resolve import resolve_table

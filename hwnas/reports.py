@@ -40,9 +40,11 @@ class Report:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Any:
-        """The report from `to_dict()` output (a stage's JSON); keys it does not know are ignored."""
+        """The report from `to_dict()` output (a stage's JSON); keys it does not know are ignored,
+        and fields typed as paths get `Path`s back."""
+        paths = {f.name for f in fields(cls) if str(f.type).startswith("Path")}  # type: ignore[arg-type]
         names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**{k: Path(v) if k in paths and v is not None else v for k, v in d.items() if k in names})
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,13 @@ class ProfileReport(Report):
     seconds: float | None = None
     bundle: Path | None = None  # with `export_blocks`: the folder of ONNX blocks for the target
     next: list[str] = field(default_factory=list)  # with `export_blocks`: the commands that finish the table
+
+    def to_dict(self) -> dict[str, Any]:
+        """A bundle's fields, or a measurement's (`calibration` only when something was measured)."""
+        d = super().to_dict()
+        if self.bundle is not None:
+            return {k: d[k] for k in ("bundle", "space", "device", "backend", "next")}
+        return {k: v for k, v in d.items() if k not in ("bundle", "next") and not (k == "calibration" and v is None)}
 
 
 @dataclass(frozen=True)

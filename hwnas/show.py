@@ -14,12 +14,14 @@ import csv
 import json
 import math
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hwnas.errors import HwnasError
+from hwnas.latency.agreement import worst
+from hwnas.latency.local import describe_outcome
 
 KINDS = ("run", "finetune", "search", "export", "table", "validation")
 KIND_NAMES = {
@@ -466,8 +468,8 @@ def _validation(folder: Path) -> FolderSummary:
     if (folder / "work").is_dir():
         s.holds.append("work/: the subnets' ONNX files and measurements")
     calibrated, floor = v.get("calibrated") or [], v.get("floor_process_vs_process") or []
-    worst, worst_floor = _worst(calibrated), _worst(floor)
-    uncalibrated = _worst(v.get("uncalibrated_sum") or [])
+    against, against_floor = worst(calibrated), worst(floor)
+    uncalibrated = worst(v.get("uncalibrated_sum") or [])
     c = v.get("calibration") or {}
     source = v.get("calibration_source")
     s.figures = _present(
@@ -480,15 +482,19 @@ def _validation(folder: Path) -> FolderSummary:
             "subnets": v.get("n"),
             "processes": v.get("processes"),
             "seed": v.get("seed"),
-            "mape_pct": worst.get("mape_pct"),
-            "within_10pct": worst.get("within_10pct"),
-            "kendall_tau": worst.get("kendall_tau"),
-            "max_error_pct": worst.get("max_error_pct"),
-            "floor": {k: worst_floor[k] for k in ("mape_pct", "within_10pct", "kendall_tau")} if worst_floor else None,
+            "mape_pct": against.get("mape_pct"),
+            "within_10pct": against.get("within_10pct"),
+            "kendall_tau": against.get("kendall_tau"),
+            "max_error_pct": against.get("max_error_pct"),
+            "floor": {k: against_floor[k] for k in ("mape_pct", "within_10pct", "kendall_tau")}
+            if against_floor
+            else None,
             "uncalibrated_mape_pct": uncalibrated.get("mape_pct"),
             "measured_ms_range": v.get("measured_ms_range"),
             "calibration": f"a {c['a']:.4g}, b {c['b']:+.4g} ms, n {c['n']}" if {"a", "b", "n"} <= set(c) else None,
-            "calibration_source": _outcome(source) if isinstance(source, Mapping) and "how" in source else source,
+            "calibration_source": describe_outcome(source)
+            if isinstance(source, Mapping) and "how" in source
+            else source,
         }
     )
     s.plots = _plots(folder)
@@ -662,31 +668,10 @@ def _local_calibrations(path: Path) -> list[str] | None:
             setup = e.get("setup") or {}
             where = setup.get("gpu_model") or setup.get("cpu_id") or setup.get("cpu_model") or "?"
             versions = ", ".join(f"{k} {setup[k]}" for k in ("backend_version", "torch") if setup.get(k))
-            lines.append(f"{e['space']} on {where} ({versions}): {_outcome(e)}")
+            lines.append(f"{e['space']} on {where} ({versions}): {describe_outcome(e)}")
         except (KeyError, TypeError, AttributeError, ValueError):
             lines.append("(an unreadable entry)")
     return lines
-
-
-def _outcome(entry: Mapping[str, Any]) -> str:
-    """What a local calibration found, in the words of `hwnas.latency.drift.describe_outcome`."""
-    pct = float(entry["drift_pct"])
-    found = f"{entry['how']} of {str(entry['created'])[:10]}: measured {abs(pct):.1f}% {'below' if pct < 0 else 'above'} the table"
-    if entry["uneven"]:
-        return found + ", rows drifted unevenly (refitted; re-profile)"
-    return found + (", refitted" if entry["refit"] else ", held")
-
-
-def _worst(metrics: Sequence[Mapping[str, float]]) -> dict[str, float]:
-    """The least favourable value of each metric over processes (as `hwnas.latency.validate.worst`)."""
-    if not metrics:
-        return {}
-    return {
-        "mape_pct": max(m["mape_pct"] for m in metrics),
-        "within_10pct": min(m["within_10pct"] for m in metrics),
-        "kendall_tau": min(m["kendall_tau"] for m in metrics),
-        "max_error_pct": max(m["max_error_pct"] for m in metrics),
-    }
 
 
 def _plots(folder: Path) -> list[str]:

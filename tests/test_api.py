@@ -47,7 +47,9 @@ def test_report_classes_are_documented_dataclasses_that_round_trip():
     )
     d = report.to_dict()
     assert json.loads(json.dumps(d)) == d and d["run"] == "runs/x"
-    assert hwnas.TrainReport.from_dict({**d, "unknown": 1}).search_val_top1 == {"largest": 90.0}
+    back = hwnas.TrainReport.from_dict({**d, "unknown": 1})
+    assert back == report and isinstance(back.run, hwnas.api.Path) and back.search_val_top1 == {"largest": 90.0}
+    assert hwnas.FinetuneReport.from_dict({"out": "ft", "rank": 1, "processes": 2, "run": None}).run is None
 
 
 def test_predict_returns_a_typed_report_equal_to_the_cli_json():
@@ -87,3 +89,41 @@ def test_cli_help_groups_commands_by_stage():
     ]
     assert set(commands) >= {"train", "profile", "search", "export", "show"}
     assert all(len(line) <= 80 for line in text.splitlines()), "a summary does not fit an 80-column terminal"
+
+
+def test_profile_report_prints_a_bundle_or_a_measurement():
+    bundle = hwnas.ProfileReport(
+        space="s",
+        device="jetson",
+        backend="tensorrt",
+        bundle=hwnas.api.Path("b"),
+        next=["python profilers/trt_profile.py b", "hwnas import-table b"],
+    )
+    assert bundle.to_dict() == {
+        "bundle": "b",
+        "space": "s",
+        "device": "jetson",
+        "backend": "tensorrt",
+        "next": bundle.next,
+    }
+    done = hwnas.ProfileReport(
+        space="s",
+        device="cpu",
+        backend="onnxruntime",
+        table=hwnas.api.Path("t.csv"),
+        blocks_in_space=3,
+        up_to_date=True,
+        seconds=0.1,
+    )
+    assert set(done.to_dict()) == {
+        "space",
+        "device",
+        "backend",
+        "table",
+        "blocks_in_space",
+        "blocks_measured",
+        "calibration_subnets",
+        "calibrated_statistics",
+        "up_to_date",
+        "seconds",
+    }

@@ -19,7 +19,9 @@ GENERATED = DOCS / "results"  # written by benchmarks/report.py from the committ
 NOT_RUN = "# not run in the tests:"
 FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[\w-]*)[^\n]*\n(?P<body>.*?)^(?P=indent)```[ \t]*$", re.M | re.S)
 HISTORY = re.compile(
-    r"issue #|issue \d|this session|earlier session|previous session|our notes|lent to this project", re.I
+    r"issue #|issue \d|this session|earlier session|previous session|our notes|lent to this project|\bearlier\b|"
+    r"\bpreviously\b|\bprevious (table|run|version|protocol)|was tried|we tried|\bno longer\b|used to be",
+    re.I,
 )
 
 

@@ -472,9 +472,10 @@ def test_bundle_measured_without_torch_imports_as_a_table(toy, toy_yaml, tmp_pat
     )
     assert run.returncode == 0, run.stderr
     assert "hwnas import-table" in run.stdout
-    imported = hwnas("import-table", str(bundle), "--out", str(tmp_path / "dev.csv"))
+    imported = hwnas("import-table", str(bundle), "--out", str(tmp_path / "dev.csv"), "--json")
     assert imported.returncode == 0, imported.stderr
     table = LatencyTable.load(tmp_path / "dev.csv")
+    assert json.loads(imported.stdout)["added"] == len(table)
     assert table.device == "cpu-target" and len(table) == len(toy.block_configs()) and table.covers(toy)
     assert table.fingerprint["session_options"]["intra_op_num_threads"] == 1
     assert table.fingerprint["protocol"]["group_size"] == 4 and table.fingerprint["protocol"]["round_tolerance"] == 0.1
@@ -636,10 +637,10 @@ def test_shipped_cpu_table_covers_its_spaces(space_name):
 
 
 def test_every_package_is_installed():
-    """pyproject lists packages explicitly (profilers/ maps to hwnas.profilers); none may be left out."""
+    """pyproject lists packages explicitly (profilers/ and latency_tables/ map into hwnas); none may be left out."""
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "hwnas").rglob("__init__.py")}
-    assert found | {"hwnas.profilers"} == listed
+    assert found | {"hwnas.profilers", "hwnas.latency_tables"} == listed
 
 
 def test_bad_threads_in_protocol():

@@ -124,10 +124,10 @@ def test_plain_deit_arch_rebuilds_with_timm(demo, tmp_path):
         assert torch.equal(model.eval()(inputs()), hwnas.load_model(tmp_path / "deit")(inputs()))
 
 
-def test_rerun_reuses_finished_stages(demo):
+def test_rerun_reuses_finished_stages(demo, installed_wheel):
     home, first = demo
     history = (home / "demo_out/search/history.csv").read_text()
-    result = run_cli("demo", "--out", "demo_out", *SHORT, "--json", cwd=home)
+    result = installed_wheel.hwnas("demo", "--out", "demo_out", *SHORT, "--json", cwd=home)
     assert result.returncode == 0, result.stderr
     again = json.loads(result.stdout)
     assert again["stages"]["train"].startswith("reused") and again["rows"] == first["rows"]

@@ -136,7 +136,7 @@ def check_table(path: Path) -> FolderSummary:
 
 def check_validation(folder: Path) -> FolderSummary:
     """A table validation: the worst process's agreement and the floor, as validate-table reports them."""
-    from hwnas.latency.validate import worst
+    from hwnas.latency.agreement import worst
 
     s = summarise(folder)
     check_summary(s, "validation", folder)
@@ -171,8 +171,7 @@ def test_format_1_table_reads_as_loaded(path):
 
 
 def test_local_calibrations_of_a_table_are_listed(tmp_path, monkeypatch):
-    from hwnas.latency.drift import describe_outcome
-    from hwnas.latency.local import LocalCalibrations
+    from hwnas.latency.local import LocalCalibrations, describe_outcome
 
     table = tmp_path / FIXTURES[0].name
     shutil.copy(FIXTURES[0], table)

@@ -355,7 +355,7 @@ def test_train_prints_the_recipe_it_chose_before_the_first_epoch(toy_yaml, tmp_p
     err = capsys.readouterr().err
     line = next(line for line in err.splitlines() if line.startswith("train "))
     assert (
-        "1 epochs, batch 16, lr 0.001 (3 warm-up)" in line and "augmentation weak, hflip 0," in line
+        "1 epoch, batch 16, lr 0.001 (3 warm-up)" in line and "augmentation weak, hflip 0," in line
     )  # synthetic data is held in memory: no flips
     assert line.startswith("train train-toy on synthetic (") and "sampling uniform" in line
     assert err.index(line) < err.index("%|"), "the recipe comes before the first progress bar"

@@ -9,6 +9,7 @@ so `hwnas` itself can only come from the wheel. Built once per test session (con
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -26,7 +27,9 @@ class InstalledWheel:
 
     def hwnas(self, *args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """`hwnas ARGS` with the installed package, from `cwd`, without the checkout on the path."""
-        base = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HWNAS_TABLES")}
+        # local calibrations go where an installed hwnas puts them (XDG_CACHE_HOME), not the tests' folder
+        drop = ("PYTHONPATH", "HWNAS_TABLES", "HWNAS_CALIBRATION_DIR")
+        base = {k: v for k, v in os.environ.items() if k not in drop}
         return subprocess.run(
             [str(self.python), "-m", "hwnas", *args],
             capture_output=True,
@@ -37,41 +40,29 @@ class InstalledWheel:
         )
 
 
+# what the wheel is built from: copied, so no build/ folder of an earlier build can slip stale modules in
+SOURCES = ("pyproject.toml", "README.md", "hwnas", "profilers", "latency_tables")
+LEFT_OUT = shutil.ignore_patterns("__pycache__", "*.local.json", ".*.work")
+
+
+def _run(*args: str) -> str:
+    return subprocess.run(list(args), check=True, capture_output=True, text=True).stdout
+
+
 def install_wheel(root: Path) -> InstalledWheel:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            str(ROOT),
-            "--no-deps",
-            "--no-build-isolation",
-            "--quiet",
-            "--wheel-dir",
-            str(root / "dist"),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    source = root / "source"
+    source.mkdir()
+    for name in SOURCES:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, source / name, ignore=LEFT_OUT)
+        else:
+            shutil.copy2(ROOT / name, source / name)
+    pip = (sys.executable, "-m", "pip")
+    _run(*pip, "wheel", str(source), "--no-deps", "--no-build-isolation", "--quiet", "--wheel-dir", str(root / "dist"))
     wheel = next((root / "dist").glob("hwnas-*.whl"))
-    env_dir = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
-    python = env_dir / "bin" / "python"
-    site = Path(
-        subprocess.run(
-            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    )
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(site), str(wheel)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    _run(sys.executable, "-m", "venv", "--without-pip", str(root / "venv"))
+    python = root / "venv" / "bin" / "python"
+    site = Path(_run(str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").strip())
+    _run(*pip, "install", "--no-deps", "--quiet", "--target", str(site), str(wheel))
     (site / "_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return InstalledWheel(python=python, site=site, cache=root / "cache")

@@ -39,7 +39,7 @@ from scipy.stats import kendalltau
 
 from hwnas.errors import HwnasError, HwnasNotice, HwnasWarning
 from hwnas.latency.bundle import block_plans, network_plans, sample_archs
-from hwnas.latency.local import LocalCalibration, LocalCalibrations, table_digest
+from hwnas.latency.local import LocalCalibration, LocalCalibrations, describe_outcome, direction, table_digest
 from hwnas.latency.measure import (
     measure_archs,
     measurement_info,
@@ -194,7 +194,7 @@ def check_drift(
     uneven = comparison.uneven(policy.uneven)
     holds = abs(comparison.ratio - 1) <= policy.tolerance and not uneven
     what = (
-        f"{len(comparison.measured)} calibration subnets measured {_direction(comparison.drift_pct)} its "
+        f"{len(comparison.measured)} calibration subnets measured {direction(comparison.drift_pct)} its "
         f"predictions ({'; '.join(differences)})"
     )
     if not holds and policy.mode == FAIL:
@@ -355,19 +355,6 @@ def _localize(table: LatencyTable, space: SearchSpace, entry: LocalCalibration, 
         "table_calibration": table.calibration(space).to_dict(),
     }
     return table.with_calibration(space, entry.calibration, source)
-
-
-def _direction(drift_pct: float) -> str:
-    return f"{abs(drift_pct):.1f}% {'below' if drift_pct < 0 else 'above'}"
-
-
-def describe_outcome(entry: Mapping[str, Any]) -> str:
-    """What a local calibration (`LocalCalibration.to_dict()` or a table's calibration source) found,
-    in words: 'spot check of 2026-11-23: measured 44.0% below the table, refitted'."""
-    found = f"{entry['how']} of {str(entry['created'])[:10]}: measured {_direction(entry['drift_pct'])} the table"
-    if entry["uneven"]:
-        return found + ", rows drifted unevenly (refitted; re-profile)"
-    return found + (", refitted" if entry["refit"] else ", held")
 
 
 def _warn_uneven(table: LatencyTable, space: SearchSpace, evidence: str) -> None:

@@ -174,3 +174,17 @@ class LocalCalibrations:
                 stacklevel=3,
             )
             return None
+
+
+def direction(drift_pct: float) -> str:
+    """A drift in words: '44.0% below'."""
+    return f"{abs(drift_pct):.1f}% {'below' if drift_pct < 0 else 'above'}"
+
+
+def describe_outcome(entry: Mapping[str, Any]) -> str:
+    """What a local calibration (`LocalCalibration.to_dict()` or a table's calibration source) found,
+    in words: 'spot check of 2026-11-23: measured 44.0% below the table, refitted'."""
+    found = f"{entry['how']} of {str(entry['created'])[:10]}: measured {direction(entry['drift_pct'])} the table"
+    if entry["uneven"]:
+        return found + ", rows drifted unevenly (refitted; re-profile)"
+    return found + (", refitted" if entry["refit"] else ", held")

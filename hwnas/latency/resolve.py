@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.latency.device import parse_device
-from hwnas.latency.drift import DriftPolicy, check_drift, describe_outcome
-from hwnas.latency.local import LocalCalibrations
+from hwnas.latency.drift import DriftPolicy, check_drift
+from hwnas.latency.local import LocalCalibrations, describe_outcome
 from hwnas.latency.measure import setup_of, why_not_here
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.table import LATENCY_FIELDS, LatencyTable, TableError, find_table, fingerprint_summary, table_files

@@ -17,31 +17,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import kendalltau
 
 from hwnas.errors import HwnasError
 from hwnas.io import atomic_write_bytes, atomic_write_json
+from hwnas.latency.agreement import agreement, worst
 from hwnas.latency.bundle import sample_archs
 from hwnas.latency.measure import measure_archs_apart, table_settings
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.profile import CALIBRATION_SEED
-from hwnas.latency.table import LATENCY, LatencyTable, round_to_resolution
+from hwnas.latency.table import LATENCY, LatencyTable
 from hwnas.plots import figure, save_figure
 from hwnas.profilers.protocol import Protocol
 from hwnas.spaces import SearchSpace
-
-
-def agreement(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
-    """MAPE (%), share within +-10% (%), and Kendall's tau of `predicted` against `measured`; tau
-    ranks the predictions at the table's resolution, so reordered equal blocks tie."""
-    rel = np.abs(predicted - measured) / measured
-    tau = kendalltau(round_to_resolution(predicted), measured).statistic if len(measured) > 1 else float("nan")
-    return {
-        "mape_pct": float(100 * rel.mean()),
-        "within_10pct": float(100 * (rel <= 0.10).mean()),
-        "kendall_tau": float(tau),
-        "max_error_pct": float(100 * rel.max()),
-    }
 
 
 def validate_table(
@@ -107,16 +94,6 @@ def validate_table(
     report["json"] = str(out / "validate.json")
     atomic_write_json(out / "validate.json", report)
     return report
-
-
-def worst(metrics: list[dict[str, float]]) -> dict[str, float]:
-    """The least favourable value of each metric over processes (or process pairs)."""
-    return {
-        "mape_pct": max(m["mape_pct"] for m in metrics),
-        "within_10pct": min(m["within_10pct"] for m in metrics),
-        "kendall_tau": min(m["kendall_tau"] for m in metrics),
-        "max_error_pct": max(m["max_error_pct"] for m in metrics),
-    }
 
 
 def scatter_plot(df: pd.DataFrame, report: dict[str, Any], path: Path) -> Path:

@@ -84,7 +84,7 @@ class TrainConfig:
 
     def with_defaults(self, space: SearchSpace, *, train_images: int = 0) -> TrainConfig:
         """Fill unset fields (`train_images` by default: small data, as the digits). The budget
-        follows the size of the data: up to `SMALL_DATA` train images about two CPU minutes (40
+        follows the size of the data: up to `SMALL_DATA` train images a few CPU minutes (40
         epochs, batch 32, no DropPath; a family may change it, `Supernet.small_data_budget`), above
         it AutoFormer's recipe (per-GPU batch 128, lr 1e-3, 500 epochs, 20 warm-up, DropPath 0.1).
         The sampler is the space's `default_sampling`, the share of alike draws its family's (the
@@ -121,10 +121,15 @@ class TrainConfig:
 
     def describe(self) -> str:
         """The recipe in one line, as `hwnas train` prints it before the first epoch (defaults filled)."""
+        sampling = f"sampling {self.sampling}"
+        if self.sampling == "multi":
+            sampling += f" ({self.archs_per_batch} subnets per batch)"
+        if self.alike_share:
+            sampling += f", alike share {self.alike_share:g}"
         return (
-            f"{self.epochs} epochs, batch {self.batch_size}, lr {self.lr:g} ({self.warmup_epochs} warm-up), "
-            f"drop-path {self.drop_path:g}, sampling {self.sampling}, augmentation {self.aug}, hflip {self.hflip:g}, "
-            f"{self.weight_sharing} weight sharing, seed {self.seed}"
+            f"{self.epochs} epoch{'s' if self.epochs != 1 else ''}, batch {self.batch_size}, lr {self.lr:g} "
+            f"({self.warmup_epochs} warm-up), drop-path {self.drop_path:g}, {sampling}, augmentation {self.aug}, "
+            f"hflip {self.hflip:g}, {self.weight_sharing} weight sharing, seed {self.seed}"
         )
 
     def draw_kind(self, space: SearchSpace) -> str:

@@ -1,0 +1,39 @@
+"""How well latency predictions agree with measurements: MAPE, the share within +-10%, Kendall tau
+and the largest error, and the worst of them over several measuring processes.
+
+Torch-free, so that reading a validation (`hwnas show`, the results pages) needs no model code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from scipy.stats import kendalltau
+
+from hwnas.latency.table import round_to_resolution
+
+
+def agreement(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
+    """Relative error of `predicted` against `measured`, and their rank agreement. Kendall tau
+    ranks the predictions at the table's resolution, so reordered equal blocks tie."""
+    rel = np.abs(predicted - measured) / measured
+    tau = kendalltau(round_to_resolution(predicted), measured).statistic if len(measured) > 1 else float("nan")
+    return {
+        "mape_pct": float(100 * rel.mean()),
+        "within_10pct": float(100 * (rel <= 0.10).mean()),
+        "kendall_tau": float(tau),
+        "max_error_pct": float(100 * rel.max()),
+    }
+
+
+def worst(metrics: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """The least favourable value of each metric over processes (or process pairs); {} for none."""
+    if not metrics:
+        return {}
+    return {
+        "mape_pct": max(m["mape_pct"] for m in metrics),
+        "within_10pct": min(m["within_10pct"] for m in metrics),
+        "kendall_tau": min(m["kendall_tau"] for m in metrics),
+        "max_error_pct": max(m["max_error_pct"] for m in metrics),
+    }
