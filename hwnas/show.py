@@ -469,7 +469,7 @@ def _validation(folder: Path) -> FolderSummary:
         s.holds.append("work/: the subnets' ONNX files and measurements")
     calibrated, floor = v.get("calibrated") or [], v.get("floor_process_vs_process") or []
     against, against_floor = worst(calibrated), worst(floor)
-    uncalibrated = worst(v.get("uncalibrated_sum") or [])
+    uncalibrated, macs_only = worst(v.get("uncalibrated_sum") or []), worst(v.get("macs_only") or [])
     c = v.get("calibration") or {}
     source = v.get("calibration_source")
     s.figures = _present(
@@ -483,6 +483,7 @@ def _validation(folder: Path) -> FolderSummary:
             "processes": v.get("processes"),
             "seed": v.get("seed"),
             "mape_pct": against.get("mape_pct"),
+            "within_5pct": against.get("within_5pct"),
             "within_10pct": against.get("within_10pct"),
             "kendall_tau": against.get("kendall_tau"),
             "max_error_pct": against.get("max_error_pct"),
@@ -490,6 +491,7 @@ def _validation(folder: Path) -> FolderSummary:
             if against_floor
             else None,
             "uncalibrated_mape_pct": uncalibrated.get("mape_pct"),
+            "macs_only": {k: macs_only[k] for k in ("mape_pct", "within_10pct", "kendall_tau")} if macs_only else None,
             "measured_ms_range": v.get("measured_ms_range"),
             "calibration": f"a {c['a']:.4g}, b {c['b']:+.4g} ms, n {c['n']}" if {"a", "b", "n"} <= set(c) else None,
             "calibration_source": describe_outcome(source)

@@ -421,6 +421,14 @@ def test_validate_table_measures_in_separate_processes(toy, toy_table, tmp_path,
     assert report["floor_process_vs_process"][0] == agreement(
         df["process2_ms"].to_numpy(), df["process1_ms"].to_numpy()
     )
+    # the MACs-only baseline: a line fitted on the calibration subnets' measurements, applied to each subnet
+    line, calibration = report["macs_line"], LatencyTable.load(toy_table).calibration(toy)
+    assert line["n"] == calibration.n and sorted(p[1] for p in line["points"]) == sorted(
+        p[1] for p in calibration.points
+    )
+    mmacs = np.array([Arch.from_dict(json.loads(a), toy).macs() / 1e6 for a in df["arch"]])
+    assert report["macs_only"][1] == agreement(line["a"] * mmacs + line["b"], df["process2_ms"].to_numpy())
+    assert all(0 <= m["within_5pct"] <= m["within_10pct"] for m in report["calibrated"] + report["macs_only"])
     assert Path(report["plot"]).read_bytes()[:4] == b"\x89PNG"
     assert json.loads(Path(report["json"]).read_text())["n"] == 4
     assert not (tmp_path / "val" / "work").exists()

@@ -25,7 +25,7 @@ from hwnas.latency.bundle import sample_archs
 from hwnas.latency.measure import measure_archs_apart, table_settings
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.profile import CALIBRATION_SEED
-from hwnas.latency.table import LATENCY, LatencyTable
+from hwnas.latency.table import LATENCY, Calibration, LatencyTable
 from hwnas.plots import figure, save_figure
 from hwnas.profilers.protocol import Protocol
 from hwnas.spaces import SearchSpace
@@ -59,6 +59,8 @@ def validate_table(
     measured = measure_archs_apart(space, table, archs, out / "work", [protocol] * processes, progress, statistic)
     sums = predictor.sum_many(archs)
     predicted = predictor.calibration(sums)
+    line = macs_line(space, predictor)
+    by_macs = line(np.array([a.macs() / 1e6 for a in archs])) if line else None
 
     report = {
         "space": space.key,
@@ -73,6 +75,9 @@ def validate_table(
         "calibration_source": table.calibration_source(space),
         "calibrated": [agreement(predicted, m) for m in measured],
         "uncalibrated_sum": [agreement(sums, m) for m in measured],
+        # the baseline a table must beat: a line in MACs fitted on the same calibration subnets
+        "macs_only": [agreement(by_macs, m) for m in measured] if line else None,
+        "macs_line": line.to_dict() if line else None,
         "floor_process_vs_process": [
             agreement(measured[j], measured[i]) for i, j in itertools.combinations(range(processes), 2)
         ],
@@ -94,6 +99,23 @@ def validate_table(
     report["json"] = str(out / "validate.json")
     atomic_write_json(out / "validate.json", report)
     return report
+
+
+def macs_line(space: SearchSpace, predictor: LatencyPredictor) -> Calibration | None:
+    """A MACs-only predictor, `measured = a x MMACs + b` (millions of MACs), fitted on the subnets the
+    table's calibration was fitted on (their measurements are its points, found by their sums of
+    rows); None when fewer than two of them are found."""
+    points = predictor.calibration.points
+    archs = sample_archs(space, max(len(points), 2), CALIBRATION_SEED, extremes=True)
+    sums = predictor.sum_many(archs)
+    pairs = []
+    for total, measured in points:
+        i = int(np.argmin(np.abs(sums - total)))
+        if abs(sums[i] - total) <= 1e-4 * abs(total):
+            pairs.append((archs[i].macs() / 1e6, measured))
+    if len(pairs) < 2:
+        return None
+    return Calibration.fit(*zip(*pairs))
 
 
 def scatter_plot(df: pd.DataFrame, report: dict[str, Any], path: Path) -> Path:
