@@ -314,6 +314,14 @@ def test_train_search_and_export(space, table, tmp_path):
         progress=False,
     )
     assert manifest["latency"]["measured"]["latency_ms"] > 0 and manifest["params"] == result.best.params()
+    # no table covers this family's space: the written model.onnx is still timed here, with nothing to compare
+    untabled = export(run, result.best, tmp_path / "untabled", formats="onnx", progress=False)
+    timed = untabled["latency"]["measured"]
+    assert untabled["latency"]["predicted"] is None and untabled["latency"]["not_measured"] is None
+    assert timed["latency_ms"] > 0 and timed["file"] == "model.onnx" and not timed["comparable"]
+    assert timed["setup"]["backend"] == "onnxruntime" and "no latency table" in timed["note"]
+    with pytest.raises(hwnas.HwnasError, match="no latency table covers this space"):  # a gate needs a prediction
+        export(run, result.best, tmp_path / "gated", formats="onnx", max_latency_error=10, progress=False)
     model = hwnas.load_model(tmp_path / "export")
     x = torch.randn(1, 3, 8, 8)
     session = ort.InferenceSession(str(tmp_path / "export" / "model.onnx"), providers=["CPUExecutionProvider"])

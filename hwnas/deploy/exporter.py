@@ -129,7 +129,7 @@ def export(
     try:
         # the table's setup decides what can be timed and gated: refused before its drift spot check measures
         found = optional_table(trained.space, device=device, table=table, drift="ignore", progress=progress)
-        untimed = _why_untimed(found, measure, formats)  # decided before anything is built
+        untimed = _why_untimed(found, measure, formats, precision)  # decided before anything is built
         if max_latency_error is not None:
             _check_gate_possible(found, untimed, precision, batch_size)
         if found is not None:  # the table covers the space (checked above): only its drift is left
@@ -151,7 +151,11 @@ def _check_gate_possible(table: LatencyTable | None, untimed: str | None, precis
     """Refuse a latency gate that this export could not judge."""
     if untimed is not None:
         raise ExportError(f"--max-latency-error needs the model timed here, but it will not be: {untimed}")
-    assert table is not None  # untimed is set when there is no table
+    if table is None:
+        raise ExportError(
+            "--max-latency-error compares the measured latency with a prediction, and no latency table covers "
+            "this space; pass --device or --table"
+        )
     fp = table.fingerprint
     if (fp["precision"], int(fp["batch_size"])) != (precision, batch_size):
         raise ExportError(
@@ -178,12 +182,17 @@ def latency_gate(measured: dict[str, Any], max_error_pct: float) -> dict[str, An
     }
 
 
-def _why_untimed(table: LatencyTable | None, measure: bool, formats: tuple[str, ...]) -> str | None:
-    """Why the written model will not be timed here (None: it will be)."""
+def _why_untimed(table: LatencyTable | None, measure: bool, formats: tuple[str, ...], precision: str) -> str | None:
+    """Why the written model will not be timed here (None: it will be; without a table, model.onnx
+    with onnxruntime on this CPU)."""
     if not measure:
         return "not asked for (--no-measure)"
     if table is None:
-        return "no latency table covers this space (pass --device or --table)"
+        if not {"onnx", "tensorrt"} & set(formats):
+            return "no latency table covers this space, and no model.onnx was written to time on this CPU"
+        if precision != "fp32":
+            return f"no latency table covers this space, and {precision} is not timed on this CPU (pass --device)"
+        return None
     why = why_not_here(table.fingerprint)
     if why:
         return f"this machine cannot run the setup of {table.name} ({why}); time model.onnx on the {table.device}"
@@ -246,7 +255,7 @@ def _export(
             "calibration_source": table.calibration_source(arch.space),
             **predictor.predict(arch).to_dict(),
         }
-    if table is not None and untimed is None:
+    if untimed is None:
         onnx_file = folder / FILES["onnx"]
         measured = measure_model(
             model,
@@ -258,15 +267,17 @@ def _export(
             folder / "measure",
             progress,
         )
-        fp = table.fingerprint
-        comparable = (fp["precision"], int(fp["batch_size"])) == (precision, batch_size)
-        predicted = latency["predicted"]["latency_ms"]  # type: ignore[index]
+        fp = table.fingerprint if table is not None else {}
+        comparable = table is not None and (fp["precision"], int(fp["batch_size"])) == (precision, batch_size)
+        predicted = latency["predicted"]["latency_ms"] if table is not None else None  # type: ignore[index]
         latency["measured"] = {
             **measured,
             "vs_predicted_pct": 100 * (measured["latency_ms"] / predicted - 1) if comparable else None,
             "comparable": comparable,
         }
-        if not comparable:
+        if table is None:
+            latency["measured"]["note"] = "no latency table covers this space: nothing to compare with"
+        elif not comparable:
             latency["measured"]["note"] = (
                 f"the table predicts batch {fp['batch_size']} in {fp['precision']}; this "
                 f"export runs batch {batch_size} in {precision}"

@@ -190,17 +190,21 @@ def measure_model(
     model: nn.Module,
     onnx_file: Path | None,
     arch: Arch,
-    table: LatencyTable,
+    table: LatencyTable | None,
     precision: str,
     batch_size: int,
     work: Path,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Time one exported model with `table`'s backend and protocol at the export's precision and batch
-    size: `onnx_file` itself on the ONNX backends, `model` on the torch backend. Returns its stats
-    and the setup they were measured on."""
-    require_here(table, "time the export")
-    settings = replace(table_settings(table), precision=precision, batch_size=batch_size)
+    size: `onnx_file` itself on the ONNX backends, `model` on the torch backend. Without a table,
+    `onnx_file` with onnxruntime on this CPU (1 thread, the default protocol): a file needs no table
+    to be timed. Returns its stats and the setup they were measured on."""
+    if table is not None:
+        require_here(table, "time the export")
+        settings = replace(table_settings(table), precision=precision, batch_size=batch_size)
+    else:
+        settings = ProfileSettings(device="cpu", backend=ONNXRUNTIME, precision=precision, batch_size=batch_size)
     backend = str(settings.backend)
     s = arch.space.spec
     entry = Entry(
@@ -221,7 +225,7 @@ def measure_model(
         plans, backend, settings, work, measurement_info(arch.space, settings), label, out=work / "measured.csv"
     )
     shutil.rmtree(work, ignore_errors=True)
-    setup = setup_of(table, settings)
+    setup = setup_here(settings, backend)
     return {
         "latency_ms": float(row["p50_ms"]),
         "p10_ms": float(row["p10_ms"]),
