@@ -243,6 +243,7 @@ def predict(
                 blocks=p["blocks"],
                 calibration=t.calibration(arch.space, statistic).to_dict(),
                 calibration_source=t.calibration_source(arch.space),
+                filled_rows={b["key"]: t.filled_rows[b["key"]] for b in p["blocks"] if b["key"] in t.filled_rows},
             )
         )
     return PredictReport(arch=arch.to_dict(), devices=rows)

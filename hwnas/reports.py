@@ -126,6 +126,9 @@ class DevicePrediction(Report):
     blocks: list[dict[str, Any]]  # [{"key", "latency_ms"}] in network order
     calibration: dict[str, Any]
     calibration_source: dict[str, Any] | None  # a local calibration of this setup, if one is used
+    filled_rows: dict[str, float | None] = field(
+        default_factory=dict
+    )  # rows the table lacked, fitted: key -> error (%)
 
 
 @dataclass(frozen=True)

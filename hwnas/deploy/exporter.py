@@ -253,6 +253,7 @@ def _export(
             "fingerprint": table.fingerprint,
             "calibration": predictor.calibration.to_dict(),
             "calibration_source": table.calibration_source(arch.space),
+            "filled_rows": {k: e for k, e in table.filled_rows.items() if k in {b.key for b in arch.blocks()}},
             **predictor.predict(arch).to_dict(),
         }
     if untimed is None:

@@ -4,7 +4,9 @@ One resolution for `predict`, `validate-table`, `search`, `export`, `demo` and `
 1. the table: the file `--table` (refused when it was measured for another device than
    `--device`), or the one table of the device label in `$HWNAS_TABLES`, `./latency_tables` or the
    shipped tables (several narrow to those calibrated for the space);
-2. it must cover the space: every block has a row, and the space has a calibration;
+2. it must cover the space: the space has a calibration (its own, or that of the same shipped space
+   with another class count) and every block a row; rows it lacks (another class count's head) are
+   filled from a per-kind fit in memory (`hwnas.latency.rowfit`), and said;
 3. it is checked for drift on this machine (`hwnas.latency.drift`).
 Where no device or table is named, `export` and `demo` use `optional_table` (the CPU table when
 one covers the space, else none) with the same rules.
@@ -12,16 +14,27 @@ one covers the space, else none) with the same rules.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hwnas.errors import HwnasNotice
 from hwnas.latency.device import parse_device
 from hwnas.latency.drift import DriftPolicy, check_drift
 from hwnas.latency.local import LocalCalibrations, describe_outcome
 from hwnas.latency.measure import setup_of, why_not_here
 from hwnas.latency.predict import LatencyPredictor
-from hwnas.latency.table import LATENCY_FIELDS, LatencyTable, TableError, find_table, fingerprint_summary, table_files
+from hwnas.latency.rowfit import fill_missing
+from hwnas.latency.table import (
+    LATENCY_FIELDS,
+    LatencyTable,
+    TableError,
+    find_table,
+    fingerprint_summary,
+    profile_command,
+    table_files,
+)
 from hwnas.spaces import SearchSpace
 
 
@@ -41,6 +54,37 @@ def select_table(device: str | None, table: str | Path | None, space: SearchSpac
     return found
 
 
+class FilledRowsNotice(HwnasNotice):
+    """A table's missing rows were filled from a fit for this prediction."""
+
+
+def complete(table: LatencyTable, space: SearchSpace) -> LatencyTable:
+    """`table` ready to predict `space` when it calibrates it (or the same space with another class
+    count): the rows it lacks, such as another class count's head, filled from a per-kind fit in
+    memory, and said once. A table that does not calibrate the space is returned as it is (the
+    predictor then names the profile command)."""
+    key = table.calibration_key(space)
+    if key is None:
+        return table
+    filled = fill_missing(table, space.block_configs())
+    new = {k: e for k, e in filled.filled_rows.items() if k not in table.filled_rows}
+    if new:
+        errors = ", ".join(
+            f"{k} ({f'cross-validated error {e:.1f}%' if e is not None else 'too few rows to cross-validate'})"
+            for k, e in list(new.items())[:2]
+        )
+        more = f" and {len(new) - 2} more" if len(new) > 2 else ""
+        through = f"; its calibration of {key} serves {space.key}" if key == table.head_variant_key(space) else ""
+        warnings.warn(
+            f"latency table {table.name} has no row for {len(new)} block(s) of {space.key}: filled from a fit on "
+            f"its rows of the same kind: {errors}{more}{through}; for measured rows, "
+            f"`{profile_command(table.fingerprint, space.key, table.path)}`",
+            FilledRowsNotice,
+            stacklevel=3,
+        )
+    return filled
+
+
 def resolve_table(
     space: SearchSpace,
     *,
@@ -52,7 +96,7 @@ def resolve_table(
     """The table that predicts `space` on `device` (found by label, the file `table`, or a table
     already loaded), checked to cover the space and for drift here (`drift`: refit, fail or ignore)."""
     policy = drift if isinstance(drift, DriftPolicy) else DriftPolicy(mode=drift)
-    found = table if isinstance(table, LatencyTable) else select_table(device, table, space)
+    found = complete(table if isinstance(table, LatencyTable) else select_table(device, table, space), space)
     LatencyPredictor(found, space)  # every block and a calibration, or one line naming the profile command
     return check_drift(found, space, policy, progress)
 
@@ -106,7 +150,7 @@ def optional_table(
     if device or table is not None:
         return resolve_table(space, device=device, table=table, drift=drift, progress=progress)
     try:
-        found = select_table(default_device, None, space)
+        found = complete(select_table(default_device, None, space), space)
         LatencyPredictor(found, space)
     except TableError:
         return None

@@ -131,6 +131,9 @@ class LatencyTable:
     path: Path | None = None
     # Spaces whose calibration was replaced in memory (a local calibration for this machine): what replaced it.
     calibration_sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Rows filled in memory from a per-kind fit (`hwnas.latency.rowfit`): key -> cross-validated error
+    # (%), None where the kind had too few rows to cross-validate.
+    filled_rows: dict[str, float | None] = field(default_factory=dict)
     # Calibrations of the other statistics (p90_ms, ...): statistic -> space key -> fit of that
     # statistic's row sums to the calibration subnets' measured statistic.
     tail_calibrations: dict[str, dict[str, Calibration]] = field(default_factory=dict)
@@ -203,9 +206,10 @@ class LatencyTable:
         path = Path(path or self.path or "")
         if not path.name:
             raise TableError("no path to save the latency table to")
-        if self.calibration_sources:
+        if self.calibration_sources or self.filled_rows:
             raise TableError(
-                f"latency table {self.name} carries local calibrations ({', '.join(self.calibration_sources)}); "
+                f"latency table {self.name} carries local calibrations or filled rows "
+                f"({', '.join([*self.calibration_sources, *self.filled_rows][:3])}); "
                 f"save the table as loaded, not a localized copy"
             )
         df = self.rows.reset_index()[list(COLUMNS)].sort_values("key")
@@ -251,6 +255,18 @@ class LatencyTable:
             self.rows = df if self.rows.empty else pd.concat([self.rows, df])
         return len(new)
 
+    def with_filled_rows(
+        self, blocks: Iterable[tuple[BlockConfig, Mapping[str, Any]]], errors: Mapping[str, float | None]
+    ) -> LatencyTable:
+        """A copy with rows filled from a fit (in memory only), each with its fit's error in percent."""
+        copy = replace(self, rows=self.rows.copy(), filled_rows={**self.filled_rows, **errors})
+        copy.add_rows(blocks)
+        return copy
+
+    def measured_rows(self) -> pd.DataFrame:
+        """The rows measured on the device (not filled from a fit)."""
+        return self.rows.drop(index=[k for k in self.filled_rows if k in self.rows.index])
+
     def expanded(self) -> pd.DataFrame:
         """The rows with every block field as a column, read from the keys (a field a block does not
         have reads as 0): for analysis across rows."""
@@ -279,7 +295,24 @@ class LatencyTable:
         content = [k for k in self.calibrations if k.rpartition("@")[2] == space.digest[:8]]
         if content:
             return content[0]
-        return space.key if space.key in self.calibrations else None
+        if space.key in self.calibrations:
+            return space.key
+        return self.head_variant_key(space)
+
+    def head_variant_key(self, space: SearchSpace) -> str | None:
+        """The calibration key of the shipped space `space` is with another class count, when the table
+        calibrates that one: a head is one row of the sum (fitted where the table lacks it), so the
+        end-to-end calibration of the same networks holds for it."""
+        from hwnas.spaces import get_space, list_spaces
+
+        spec = space.spec
+        if spec.name not in list_spaces():
+            return None
+        base = get_space(spec.name)
+        if base.ref not in self.calibrations or base.ref == space.ref:
+            return None
+        same = replace(base.spec, num_classes=spec.num_classes, overrides=spec.overrides) == spec
+        return base.ref if same else None
 
     def covers(self, space: SearchSpace) -> bool:
         return self.calibration_key(space) is not None

@@ -1,0 +1,127 @@
+"""Rows a table lacks, filled from a fit on the rows it has.
+
+A block's latency grows with the work it does, so within one block kind it is well described by a
+few costs of its shape: MACs, parameters (the bytes of weights read) and input activations (the
+bytes of tokens read). `KindFit` fits, per kind and per statistic, a non-negative linear model on
+those costs (scikit-learn's `LinearRegression(positive=True)`; with fewer rows than features, a
+line in MACs) and reports its cross-validated error, so a filled row says how far it may be off.
+
+A search on another class count or resolution than the table was profiled for needs a handful of
+such rows (the head, the stem): `fill_missing` adds them to an in-memory copy of the table, never
+to its file, and `LatencyTable.filled_rows` names them with their error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from hwnas.latency.table import LATENCY, LatencyTable, TableError
+from hwnas.profilers.protocol import STAT_COLUMNS
+from hwnas.spaces.blocks import BlockConfig
+
+FEATURES = ("macs", "params", "activations")
+TIMINGS = tuple(s for s in STAT_COLUMNS if s.endswith("_ms"))  # fitted; the counts (runs, rounds) of a filled row are 0
+
+
+def costs(blocks: Sequence[BlockConfig]) -> np.ndarray:
+    """The (n, 3) costs a row's latency is fitted on: MACs, parameters and input elements per image."""
+    return np.array([[b.macs(), b.params(), math.prod(b.definition.input_shape(b, 1))] for b in blocks], dtype=float)
+
+
+@dataclass(frozen=True)
+class KindFit:
+    """One statistic of one block kind as a function of the blocks' costs."""
+
+    kind: str
+    statistic: str
+    coef: tuple[float, ...]  # per feature (FEATURES), ms per unit; zeros where a line in MACs was fitted
+    intercept: float
+    n: int  # rows fitted on
+    cv_error_pct: float  # mean absolute percentage error of held-out rows (leave-one-out up to 20 rows, else 5-fold)
+
+    def __call__(self, blocks: Sequence[BlockConfig]) -> np.ndarray:
+        return np.maximum(costs(blocks) @ np.array(self.coef) + self.intercept, 1e-6)
+
+    @classmethod
+    def fit(cls, blocks: Sequence[BlockConfig], ms: Sequence[float], statistic: str) -> KindFit:
+        """The fit on measured rows (at least one, all of one kind)."""
+        x, y = costs(blocks), np.asarray(ms, dtype=float)
+        coef, intercept = _fit(x, y)
+        held_out = _cross_validated(x, y)
+        error = float(100 * np.mean(np.abs(held_out - y) / y)) if held_out is not None else float("nan")
+        return cls(blocks[0].kind, statistic, coef, intercept, len(y), error)
+
+
+def _fit(x: np.ndarray, y: np.ndarray) -> tuple[tuple[float, ...], float]:
+    """Non-negative least squares on all costs given enough rows; else a line (or a ratio) in MACs."""
+    if len(y) > x.shape[1] + 1:
+        from sklearn.linear_model import LinearRegression
+
+        scale = np.maximum(x.max(axis=0), 1.0)  # costs span 10^3-10^9: fit on a common scale
+        model = LinearRegression(positive=True).fit(x / scale, y)
+        return tuple(float(c) for c in model.coef_ / scale), float(model.intercept_)
+    macs = x[:, 0]
+    if len(y) >= 2 and np.ptp(macs) > 0:
+        slope, intercept = np.polyfit(macs, y, 1)
+        if slope > 0:
+            return (float(slope), 0.0, 0.0), float(intercept)
+    return (float(y.sum() / max(macs.sum(), 1.0)), 0.0, 0.0), 0.0
+
+
+def _cross_validated(x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+    """Each row predicted by a fit on the others (None with fewer than 3 rows: no error to report)."""
+    if len(y) < 3:
+        return None
+    folds = np.arange(len(y)) if len(y) <= 20 else np.arange(len(y)) % 5
+    out = np.empty_like(y)
+    for fold in np.unique(folds):
+        held = folds == fold
+        coef, intercept = _fit(x[~held], y[~held])
+        out[held] = np.maximum(x[held] @ np.array(coef) + intercept, 1e-6)
+    return out
+
+
+def fit_kinds(table: LatencyTable, kinds: Sequence[str], statistics: Sequence[str] = TIMINGS) -> dict:
+    """`(kind, statistic) -> KindFit` on the table's measured rows of each kind."""
+    measured = table.measured_rows()
+    fits = {}
+    for kind in kinds:
+        rows = measured[measured["kind"] == kind]
+        if rows.empty:
+            continue
+        blocks = [BlockConfig.from_key(k) for k in rows.index]
+        for statistic in statistics:
+            fits[kind, statistic] = KindFit.fit(blocks, rows[statistic].to_numpy(dtype=float), statistic)
+    return fits
+
+
+def fill_missing(table: LatencyTable, blocks: Sequence[BlockConfig]) -> LatencyTable:
+    """`table` with the rows of `blocks` it lacks filled from per-kind fits (in memory; the file is
+    untouched), or the table itself when none is missing. A kind the table has no row of cannot be
+    fitted: that is a one-line error naming the profile command."""
+    missing = table.missing(blocks)
+    if not missing:
+        return table
+    kinds = sorted({b.kind for b in missing})
+    fits = fit_kinds(table, kinds)
+    unknown = [k for k in kinds if (k, TIMINGS[0]) not in fits]
+    if unknown:
+        example = next(b for b in missing if b.kind == unknown[0])
+        raise TableError(
+            f"latency table {table.name} has no row of block kind {unknown[0]!r} to fit {example.key} from; "
+            f"profile the space for this table's device (`hwnas profile`)"
+        )
+    rows, errors = [], {}
+    for kind in kinds:
+        of_kind = [b for b in missing if b.kind == kind]
+        stats = {s: fits[kind, s](of_kind) for s in TIMINGS}
+        rows += [
+            (b, {s: float(stats[s][i]) if s in TIMINGS else 0.0 for s in STAT_COLUMNS}) for i, b in enumerate(of_kind)
+        ]
+        error = fits[kind, LATENCY].cv_error_pct
+        errors.update({b.key: None if math.isnan(error) else error for b in of_kind})  # None: too few rows
+    return table.with_filled_rows(rows, errors)
