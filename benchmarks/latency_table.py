@@ -10,7 +10,9 @@ Prints markdown tables and writes JSON and PNGs.
 
 Profiles each space from scratch into `--table` (deleted first), so run it on a quiet machine;
 the shipped CPU table is this script's output. `--append` keeps the table (same setup required)
-and the other spaces' results in `--out`, profiling and validating only `--spaces`.
+and the other spaces' results in `--out`, profiling and validating only `--spaces`. `--budget-min`
+profiles each space within that many minutes (a sample of rows measured, the rest fitted); give it
+its own `--out` folder, since validations are written beside `--out`.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ def main() -> None:
     )
     parser.add_argument("--n", type=int, default=50, help="subnets measured end to end per space")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/latency_table.json"))
+    parser.add_argument("--budget-min", type=float, default=None, help="profile each space within M minutes")
     parser.add_argument(
         "--append",
         action="store_true",
@@ -100,7 +103,7 @@ def main() -> None:
     for name in args.spaces:
         space = get_space(name)
         start = time.perf_counter()
-        profiled = profile_space(space, settings, args.table)
+        profiled = profile_space(space, settings, args.table, budget_min=args.budget_min)
         seconds = time.perf_counter() - start
         table = LatencyTable.load(args.table)
         report = validate_table(space, table, n=args.n, out=args.out.parent / f"validate_{name}")
@@ -108,6 +111,11 @@ def main() -> None:
             {
                 "space": name,
                 "blocks": profiled["blocks_measured"],
+                **(
+                    {"blocks_fitted": profiled["blocks_fitted"], "fit_error_pct": profiled["fit_error_pct"]}
+                    if args.budget_min is not None
+                    else {}
+                ),
                 "calibration_subnets": profiled["calibration_subnets"],
                 "profile_seconds": round(seconds, 1),
                 "predictions_per_s": round(prediction_rate(LatencyPredictor(table, space))),

@@ -394,10 +394,18 @@ def latency_table_section(src: Source) -> Section:
         title = "Shipped CPU table"
         what = f"The shipped table `{shipped}` ({d['setup']})"
     else:
-        title = f"{' and '.join(spaces)} on {fp.get('cpu_model')}"
+        sampled_title = ", sampled within a time budget" if any("blocks_fitted" in r for r in d["results"]) else ""
+        title = f"{' and '.join(spaces)} on {fp.get('cpu_model')}{sampled_title}"
         what = f"A table profiled for {', '.join(spaces)} only, not shipped ({d['setup']})"
+    sampled = any("blocks_fitted" in r for r in d["results"])
+    how = (
+        "within a time budget (the calibration subnets and a sample of the rows measured, the other rows fitted "
+        "per block kind; `hwnas profile --budget-min`"
+        if sampled
+        else "(every block not yet a row of the table"
+    )
     body = [
-        f"{what}: each space profiled (every block not yet a row of the table, plus "
+        f"{what}: each space profiled {how}, plus "
         f"{'/'.join(map(str, calib))} calibration subnets), then {'/'.join(map(str, n))} random subnets measured end "
         f"to end in {'/'.join(map(str, processes))} separate processes. MAPE, within ±10% and Kendall τ compare the "
         "calibrated prediction with each process and show the worse; the floor compares one process with the "
@@ -419,6 +427,7 @@ def latency_table_section(src: Source) -> Section:
             [
                 r["space"],
                 f"{r['blocks']} + {r['calibration_subnets']}",
+                *([_fitted_text(r)] if sampled else []),
                 f"{r['profile_seconds']:,.0f} s",
                 num(r["predictions_per_s"]),
                 f"{ms(lo, digits)}–{ms(hi, digits)}",
@@ -434,7 +443,8 @@ def latency_table_section(src: Source) -> Section:
     body += table(
         [
             "space",
-            "blocks + calibration subnets",
+            "blocks measured + calibration subnets" if sampled else "blocks + calibration subnets",
+            *(["blocks fitted (cross-validated error per kind)"] if sampled else []),
             "profile time",
             "predictions/s",
             "measured (ms)",
@@ -482,6 +492,13 @@ def latency_table_section(src: Source) -> Section:
         images,
         headline,
     )
+
+
+def _fitted_text(r: dict[str, Any]) -> str:
+    errors = ", ".join(
+        f"{kind} {'n/a' if e is None else pct(e)}" for kind, e in sorted((r.get("fit_error_pct") or {}).items())
+    )
+    return f"{r.get('blocks_fitted', 0)} ({errors})"
 
 
 def latency_table_command(src: Source) -> str | None:

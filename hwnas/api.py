@@ -143,13 +143,19 @@ def profile(
     calibration_archs: int = 12,
     cuda_graphs: bool = False,
     quick: bool = False,
+    budget_min: float | None = None,
+    from_table: PathLike | None = None,
     progress: bool = True,
 ) -> ProfileReport:
     """Measure every block configuration of `space` on this machine into the latency table of `device`.
 
     Rows are saved as they finish and a rerun resumes; blocks already in the table (from any space)
-    are not measured again. With `export_blocks`, nothing is measured: the blocks are written as
-    ONNX models with a manifest for `profilers/*.py` on a target that cannot run hwnas.
+    are not measured again. With `budget_min`, only what fits in that many minutes is measured (the
+    calibration subnets, then a sample of rows spread over each block kind's costs) and the other
+    rows are fitted per kind, each stored with its fit's cross-validated error. With `from_table`
+    (a table of the space measured on another device), a few rows per kind measured here fit
+    per-kind factors from that table's rows. With `export_blocks`, nothing is measured: the blocks
+    are written as ONNX models with a manifest for `profilers/*.py` on a target that cannot run hwnas.
 
     Example:
         ```python
@@ -185,8 +191,11 @@ def profile(
             bundle=folder,
             next=[f"python profilers/{script} --device {device}", f"hwnas import-table {folder} --device {device}"],
         )
+    from hwnas.latency.table import LatencyTable
+
     start = time.perf_counter()
-    summary = profile_space(space, settings, Path(out) if out is not None else None, progress=progress)
+    source = LatencyTable.load(from_table) if from_table is not None else None
+    summary = profile_space(space, settings, Path(out) if out is not None else None, progress, budget_min, source)
     return ProfileReport.from_dict({**summary, "seconds": round(time.perf_counter() - start, 1)})
 
 

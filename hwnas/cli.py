@@ -592,6 +592,24 @@ QUICK_HELP = "Few, short timing rounds: rough numbers in seconds (smoke tests, t
     default=None,
     help="With --recalibrate: the table to recalibrate (default: the one table for --device).",
 )
+@click.option(
+    "--budget-min",
+    type=float,
+    default=None,
+    metavar="M",
+    help="Measure what fits in M minutes (the calibration subnets, then a sample of rows spread over each "
+    "block kind's costs, more where the fit errs most) and fit the other rows per kind, each stored with "
+    "its fit's cross-validated error. Default: measure every row.",
+)
+@click.option(
+    "--from",
+    "from_table",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="TABLE",
+    help="A table of this space measured on another device: measure a few rows per kind here and fit "
+    "per-kind factors from its rows (with --budget-min: as many rows as fit).",
+)
 @click.option("--quick", is_flag=True, help=QUICK_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def profile(
@@ -607,6 +625,8 @@ def profile(
     cuda_graphs: bool,
     recalibrate: bool,
     table: Path | None,
+    budget_min: float | None,
+    from_table: Path | None,
     quick: bool,
     as_json: bool,
 ) -> None:
@@ -617,9 +637,14 @@ def profile(
     from hwnas.api import profile as profile_space
 
     space = get_space(space_name)
+    sampled = budget_min is not None or from_table is not None
+    if export_blocks is not None and sampled:
+        raise click.UsageError("--export-blocks writes every block for a target; it excludes --budget-min and --from")
     if recalibrate or table is not None:
-        if not recalibrate or export_blocks is not None:
-            raise click.UsageError("--table goes with --recalibrate, and --recalibrate excludes --export-blocks")
+        if not recalibrate or export_blocks is not None or sampled:
+            raise click.UsageError(
+                "--table goes with --recalibrate, which excludes --export-blocks, --budget-min and --from"
+            )
         _recalibrate(device, space, table, Protocol.quick() if quick else None, as_json)
         return
     report = profile_space(
@@ -634,6 +659,8 @@ def profile(
         calibration_archs=calibration_archs,
         cuda_graphs=cuda_graphs,
         quick=quick,
+        budget_min=budget_min,
+        from_table=from_table,
         progress=not as_json,
     )
     if as_json:
@@ -652,6 +679,14 @@ def profile(
         f"measured {report.blocks_measured} of {report.blocks_in_space} blocks and "
         f"{report.calibration_subnets} calibration subnets of {space.key} in {report.seconds:.0f} s"
     )
+    if report.blocks_fitted is not None:
+        errors = ", ".join(
+            f"{kind} {'n/a' if e is None else f'{e:.1f}%'}" for kind, e in sorted((report.fit_error_pct or {}).items())
+        )
+        basis = (
+            f"per-kind factors on {report.from_table}" if report.from_table else "per-kind fits on the blocks' costs"
+        )
+        click.echo(f"fitted {report.blocks_fitted} blocks from {basis} (cross-validated error: {errors})")
     click.echo(f"calibration: measured = {cal['a']:.4f} x sum + {cal['b']:.4f} ms (n={cal['n']})")
     click.echo(f"table: {report.table}")
 
@@ -714,7 +749,8 @@ def tables(as_json: bool) -> None:
             click.echo(f"  unreadable: {t['error']}\n")
             continue
         click.echo(f"  setup:  {t['setup']}; measured {str(t['created'])[:10]}")
-        click.echo(f"  spaces: {', '.join(t['spaces']) or 'none'} ({t['rows']} rows)")
+        fitted = f", {t['fitted_rows']} of them fitted, not measured" if t["fitted_rows"] else ""
+        click.echo(f"  spaces: {', '.join(t['spaces']) or 'none'} ({t['rows']} rows{fitted})")
         if t["here"] == "elsewhere":
             click.echo(f"  here:   not this machine ({t['why']}); its predictions are used as measured there")
         elif t["here"] == "matches":
@@ -893,6 +929,8 @@ def validate_table(
             f"{label:<34} {m['mape_pct']:>7.2f} {m['within_5pct']:>9.0f}% {m['within_10pct']:>10.0f}% "
             f"{m['kendall_tau']:>12.3f}"
         )
+    if report["fitted_rows"]:
+        click.echo(f"the table's prediction sums {report['fitted_rows']} fitted rows of {space.key} (not measured)")
     if report["macs_only"] is None:
         click.echo("MACs only: not fitted (the table's calibration subnets were not found by their sums of rows)")
     click.echo(f"results: {report['json']}\nplot:    {report['plot']}")

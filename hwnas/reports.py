@@ -104,13 +104,21 @@ class ProfileReport(Report):
     seconds: float | None = None
     bundle: Path | None = None  # with `export_blocks`: the folder of ONNX blocks for the target
     next: list[str] = field(default_factory=list)  # with `export_blocks`: the commands that finish the table
+    blocks_fitted: int | None = None  # with a budget or a source table: rows fitted, not measured
+    fit_error_pct: dict[str, float | None] | None = None  # per block kind: the fit's cross-validated error
+    from_table: str | None = None  # the table measured elsewhere that the fits started from
 
     def to_dict(self) -> dict[str, Any]:
         """A bundle's fields, or a measurement's (`calibration` only when something was measured)."""
         d = super().to_dict()
         if self.bundle is not None:
             return {k: d[k] for k in ("bundle", "space", "device", "backend", "next")}
-        return {k: v for k, v in d.items() if k not in ("bundle", "next") and not (k == "calibration" and v is None)}
+        sampled = ("blocks_fitted", "fit_error_pct", "from_table")
+        return {
+            k: v
+            for k, v in d.items()
+            if k not in ("bundle", "next") and not (k in ("calibration", *sampled) and v is None)
+        }
 
 
 @dataclass(frozen=True)

@@ -445,6 +445,7 @@ def _table(path: Path) -> FolderSummary:
             "format": meta.get("format", 1),
             "spaces": [_space_key_text(k) for k in sorted(table.calibrations)],
             "rows": len(table),
+            "rows_fitted": len(table.filled_rows) or None,  # fitted from measured rows, not measured
             "rows_by_kind": {str(k): int(n) for k, n in kinds.items()},
             "p50_ms_range": [float(p50.min()), float(p50.max())] if len(p50) else None,
             "round_spread_median": float(table.rows["round_spread"].astype(float).median()) if len(table) else None,

@@ -32,6 +32,7 @@ from hwnas.latency.device import (
     choose_backend,
     parse_device,
 )
+from hwnas.latency.sampled import profile_sampled
 from hwnas.latency.table import STATISTICS, Calibration, LatencyTable, TableError, stats_from_row, table_filename
 from hwnas.profilers import ort_profile
 from hwnas.profilers.protocol import (
@@ -168,7 +169,7 @@ def merge_measurements(
     blocks = [(BlockConfig.from_key(e.key), by_file[e.file]) for e in entries if e.kind == BLOCK and e.file in by_file]
     added = table.add_rows((b, stats_from_row(r)) for b, r in blocks)
     networks = [e for e in entries if e.kind == NETWORK]
-    if networks and all(e.file in by_file for e in networks):
+    if statistics and networks and all(e.file in by_file for e in networks):
         for e in networks:
             missing = [k for k in e.blocks if k not in table]
             if missing:
@@ -181,6 +182,66 @@ def merge_measurements(
                 space, Calibration.fit(sums, [float(by_file[e.file][statistic]) for e in networks]), statistic
             )
     return added
+
+
+def _profile_sampled(
+    space: SearchSpace,
+    settings: ProfileSettings,
+    table: LatencyTable,
+    path: Path,
+    backend: str,
+    info: dict[str, Any],
+    progress: bool,
+    budget_min: float | None,
+    source: LatencyTable | None,
+) -> dict[str, Any]:
+    """`profile_space` on a sample of the rows: see `hwnas.latency.sampled`."""
+    if budget_min is not None and not budget_min > 0:
+        raise HwnasError(f"--budget-min must be a positive number of minutes, got {budget_min}")
+    if source is not None and not source.covers(space) or source is not None and source.missing(space.block_configs()):
+        raise TableError(f"--from table {source.name} does not cover {space.key}; give a table profiled for it")
+    work = _work_folder(path, space)
+    calibration = plans_for(space, settings, [], calibrate=True)
+
+    def measure(plans: Sequence[Plan], name: str, show: bool) -> list[dict[str, Any]]:
+        entries = [p.entry for p in plans]
+
+        def on_rows(rows: list[dict[str, Any]]) -> None:
+            merge_measurements(table, entries, rows, space, statistics=())  # rows only: calibrated at the end
+            table.save(path)
+
+        label = f"profile {space.key}: {name}" if progress and show else None
+        rows = measure_plans(plans, backend, settings, work / name.replace(" ", "-"), info, label, on_rows=on_rows)
+        on_rows(rows)
+        return rows
+
+    result = profile_sampled(
+        space,
+        table,
+        calibration,
+        lambda blocks: block_plans(blocks, settings.batch_size, settings.precision),
+        measure,
+        None if budget_min is None else 60 * budget_min,
+        source,
+    )
+    merge_measurements(table, [p.entry for p in calibration], result.pop("measured"), space)
+    table.save(path)
+    shutil.rmtree(work, ignore_errors=True)
+    return {
+        "table": str(path),
+        "space": space.key,
+        "device": settings.device,
+        "backend": backend,
+        "blocks_in_space": len(space.block_configs()),
+        "blocks_measured": result["rows_measured"],
+        "blocks_fitted": result["rows_fitted"],
+        "fit_error_pct": result["fit_error_pct"],
+        "from_table": source.name if source is not None else None,
+        "calibration_subnets": len(calibration),
+        "calibrated_statistics": list(STATISTICS.values()),
+        "up_to_date": False,
+        "calibration": table.calibration(space).to_dict(),
+    }
 
 
 def setup_here(settings: ProfileSettings, backend: str) -> dict[str, Any]:
@@ -207,9 +268,16 @@ def _work_folder(table_path: Path, space: SearchSpace) -> Path:
 
 
 def profile_space(
-    space: SearchSpace, settings: ProfileSettings, out: Path | None = None, progress: bool = True
+    space: SearchSpace,
+    settings: ProfileSettings,
+    out: Path | None = None,
+    progress: bool = True,
+    budget_min: float | None = None,
+    source: LatencyTable | None = None,
 ) -> dict[str, Any]:
-    """Measure what the table at `out` lacks for `space` on this machine; returns a summary."""
+    """Measure what the table at `out` lacks for `space` on this machine; returns a summary. With
+    `budget_min` or `source` (a table of the space from another device), only a sample of the rows
+    is measured and the rest fitted (`hwnas.latency.sampled`)."""
     device, backend = settings.resolve()
     if device.is_gpu:
         check_local_gpu(device)
@@ -217,7 +285,10 @@ def profile_space(
     settings = settings.adding_to(path)
     info = settings.bundle_info(space, backend)
     table = open_table(path, setup_here(settings, backend))
-    blocks = table.missing(space.block_configs())
+    if budget_min is not None or source is not None:
+        return _profile_sampled(space, settings, table, path, backend, info, progress, budget_min, source)
+    fitted = [b for b in space.block_configs() if b.key in table.filled_rows]  # a full profile measures them
+    blocks = table.missing(space.block_configs()) + list(dict.fromkeys(fitted))
     # a new space: every statistic's calibration; a covered one profiled before tail statistics: theirs
     statistics = list(STATISTICS.values()) if not table.covers(space) else table.missing_statistics(space)
     calibrate = bool(statistics)

@@ -174,6 +174,7 @@ def list_tables() -> list[dict[str, Any]]:
             setup=fingerprint_summary(table.fingerprint),
             spaces=sorted(table.calibrations),
             rows=len(table),
+            fitted_rows=len(table.filled_rows),
             created=table.fingerprint.get("created"),
             fingerprint=table.fingerprint,
         )

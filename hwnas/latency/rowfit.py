@@ -14,8 +14,8 @@ to its file, and `LatencyTable.filled_rows` names them with their error.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -38,38 +38,48 @@ class KindFit:
 
     kind: str
     statistic: str
-    coef: tuple[float, ...]  # per feature (FEATURES), ms per unit; zeros where a line in MACs was fitted
+    coef: tuple[float, ...]  # per feature, ms per unit; zeros but the first where a line in it was fitted
     intercept: float
     n: int  # rows fitted on
     cv_error_pct: float  # mean absolute percentage error of held-out rows (leave-one-out up to 20 rows, else 5-fold)
+    # what a row is fitted on: its costs (FEATURES), or another basis such as its latency on another device
+    basis: Callable[[Sequence[BlockConfig]], np.ndarray] = field(default=costs, compare=False, repr=False)
 
     def __call__(self, blocks: Sequence[BlockConfig]) -> np.ndarray:
-        return np.maximum(costs(blocks) @ np.array(self.coef) + self.intercept, 1e-6)
+        return np.maximum(self.basis(blocks) @ np.array(self.coef) + self.intercept, 1e-6)
 
     @classmethod
-    def fit(cls, blocks: Sequence[BlockConfig], ms: Sequence[float], statistic: str) -> KindFit:
-        """The fit on measured rows (at least one, all of one kind)."""
-        x, y = costs(blocks), np.asarray(ms, dtype=float)
+    def fit(
+        cls,
+        blocks: Sequence[BlockConfig],
+        ms: Sequence[float],
+        statistic: str,
+        basis: Callable[[Sequence[BlockConfig]], np.ndarray] | None = None,
+    ) -> KindFit:
+        """The fit on measured rows (at least one, all of one kind), on their costs or on `basis`."""
+        basis = basis or costs
+        x, y = basis(blocks), np.asarray(ms, dtype=float)
         coef, intercept = _fit(x, y)
         held_out = _cross_validated(x, y)
         error = float(100 * np.mean(np.abs(held_out - y) / y)) if held_out is not None else float("nan")
-        return cls(blocks[0].kind, statistic, coef, intercept, len(y), error)
+        return cls(blocks[0].kind, statistic, coef, intercept, len(y), error, basis)
 
 
 def _fit(x: np.ndarray, y: np.ndarray) -> tuple[tuple[float, ...], float]:
-    """Non-negative least squares on all costs given enough rows; else a line (or a ratio) in MACs."""
+    """Non-negative least squares on all features given enough rows; else a line (or a ratio) in the
+    first (MACs)."""
     if len(y) > x.shape[1] + 1:
         from sklearn.linear_model import LinearRegression
 
         scale = np.maximum(x.max(axis=0), 1.0)  # costs span 10^3-10^9: fit on a common scale
         model = LinearRegression(positive=True).fit(x / scale, y)
         return tuple(float(c) for c in model.coef_ / scale), float(model.intercept_)
-    macs = x[:, 0]
-    if len(y) >= 2 and np.ptp(macs) > 0:
-        slope, intercept = np.polyfit(macs, y, 1)
+    first, rest = x[:, 0], (0.0,) * (x.shape[1] - 1)
+    if len(y) >= 2 and np.ptp(first) > 0:
+        slope, intercept = np.polyfit(first, y, 1)
         if slope > 0:
-            return (float(slope), 0.0, 0.0), float(intercept)
-    return (float(y.sum() / max(macs.sum(), 1.0)), 0.0, 0.0), 0.0
+            return (float(slope), *rest), float(intercept)
+    return (float(y.sum() / max(first.sum(), 1e-12)), *rest), 0.0
 
 
 def _cross_validated(x: np.ndarray, y: np.ndarray) -> np.ndarray | None:

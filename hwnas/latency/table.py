@@ -5,10 +5,11 @@ for any number of spaces: identical blocks are one row. The sidecar records the 
 fingerprint and, per space (`space.ref`, name@content digest), the calibration fitted on
 end-to-end measured subnets.
 
-Format 2 (this one) keys a row by its block key alone (`kind`, key, statistics): a block's fields
-live in its key, so a new field or block kind never changes the columns. Format 1 also spelled
-the fields of the first three kinds as columns and keyed calibrations by space name; it loads
-as format 2 (the key is the same) and is written as format 2 when saved.
+Format 3 (this one) keys a row by its block key alone (`kind`, key, statistics): a block's fields
+live in its key, so a new field or block kind never changes the columns; each row says whether it
+was measured or fitted (`source`, `fit_error_pct`). Format 2 had no source (every row measured);
+format 1 also spelled the fields of the first three kinds as columns and keyed calibrations by
+space name. Both load as format 3 and are written as format 3 when saved.
 """
 
 from __future__ import annotations
@@ -30,8 +31,12 @@ from hwnas.profilers.protocol import STAT_COLUMNS
 from hwnas.spaces import SearchSpace
 from hwnas.spaces.blocks import BlockConfig
 
-TABLE_FORMAT = 2
-COLUMNS = ("key", "kind", *STAT_COLUMNS)
+TABLE_FORMAT = 3
+# A row is measured on the device, or fitted (`hwnas.latency.rowfit`) from the measured rows of its
+# kind, with the fit's cross-validated error in percent (empty where too few rows to tell).
+MEASURED, FITTED = "measured", "fit"
+COLUMNS = ("key", "kind", *STAT_COLUMNS, "source", "fit_error_pct")
+REQUIRED = ("key", "kind", *STAT_COLUMNS)  # format 2 has no source: every row measured
 LATENCY = "p50_ms"  # the statistic that predictions sum by default
 # Statistics a budget may bound (`--latency-stat`): each predicted from its own rows and calibration.
 STATISTICS = {"p50": "p50_ms", "p90": "p90_ms"}
@@ -131,9 +136,6 @@ class LatencyTable:
     path: Path | None = None
     # Spaces whose calibration was replaced in memory (a local calibration for this machine): what replaced it.
     calibration_sources: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # Rows filled in memory from a per-kind fit (`hwnas.latency.rowfit`): key -> cross-validated error
-    # (%), None where the kind had too few rows to cross-validate.
-    filled_rows: dict[str, float | None] = field(default_factory=dict)
     # Calibrations of the other statistics (p90_ms, ...): statistic -> space key -> fit of that
     # statistic's row sums to the calibration subnets' measured statistic.
     tail_calibrations: dict[str, dict[str, Calibration]] = field(default_factory=dict)
@@ -141,7 +143,7 @@ class LatencyTable:
     # ---- construction and files --------------------------------------------------------------
     @classmethod
     def empty(cls, fingerprint: Mapping[str, Any]) -> LatencyTable:
-        return cls(pd.DataFrame(columns=COLUMNS).set_index("key"), dict(fingerprint))
+        return cls(pd.DataFrame(columns=COLUMNS).astype({"source": str}).set_index("key"), dict(fingerprint))
 
     @staticmethod
     def sidecar_path(path: str | Path) -> Path:
@@ -183,14 +185,18 @@ class LatencyTable:
         problem = cls._problem(df)
         if problem:
             raise TableError(f"latency table {path} is corrupted ({problem}); {rebuild}")
+        if "source" not in df.columns:  # format 2 and before: every row was measured
+            df["source"], df["fit_error_pct"] = MEASURED, np.nan
         return cls(df[list(COLUMNS)].set_index("key"), fingerprint, calibrations, path, tail_calibrations=tails)
 
     @staticmethod
     def _problem(df: pd.DataFrame) -> str | None:
-        missing = [c for c in COLUMNS if c not in df.columns]
+        missing = [c for c in REQUIRED if c not in df.columns]
         if missing:
             return f"missing column {missing[0]!r}"
-        numeric = [c for c in COLUMNS if c not in ("key", "kind")]
+        if "source" in df.columns and not df["source"].isin([MEASURED, FITTED]).all():
+            return f"a source other than {MEASURED!r} or {FITTED!r}"
+        numeric = [c for c in REQUIRED if c not in ("key", "kind")]
         values = df[numeric].apply(pd.to_numeric, errors="coerce")
         bad = values.isna().any(axis=1) | df["key"].isna()
         if bad.any():
@@ -206,10 +212,9 @@ class LatencyTable:
         path = Path(path or self.path or "")
         if not path.name:
             raise TableError("no path to save the latency table to")
-        if self.calibration_sources or self.filled_rows:
+        if self.calibration_sources:
             raise TableError(
-                f"latency table {self.name} carries local calibrations or filled rows "
-                f"({', '.join([*self.calibration_sources, *self.filled_rows][:3])}); "
+                f"latency table {self.name} carries local calibrations ({', '.join(self.calibration_sources)}); "
                 f"save the table as loaded, not a localized copy"
             )
         df = self.rows.reset_index()[list(COLUMNS)].sort_values("key")
@@ -243,10 +248,23 @@ class LatencyTable:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def add_rows(self, blocks: Iterable[tuple[BlockConfig, Mapping[str, Any]]]) -> int:
-        """Add measured rows (block, stats); rows already in the table are kept. Returns the count added."""
+    def add_rows(
+        self, blocks: Iterable[tuple[BlockConfig, Mapping[str, Any]]], errors: Mapping[str, float | None] | None = None
+    ) -> int:
+        """Add measured rows (block, stats), or fitted ones with their fit's error (`errors`, by key);
+        rows already in the table are kept, but a measured row replaces a fitted one. Returns the count added."""
+        source, blocks = MEASURED if errors is None else FITTED, list(blocks)
+        if errors is None:
+            fitted = self.filled_rows
+            self.rows = self.rows.drop(index=[b.key for b, _ in blocks if b.key in fitted])
         new = [
-            {"key": b.key, "kind": b.kind, **{c: float(s[c]) for c in STAT_COLUMNS}}
+            {
+                "key": b.key,
+                "kind": b.kind,
+                **{c: float(s[c]) for c in STAT_COLUMNS},
+                "source": source,
+                "fit_error_pct": np.nan if errors is None or errors[b.key] is None else float(errors[b.key]),
+            }
             for b, s in blocks
             if b.key not in self.rows.index
         ]
@@ -259,13 +277,26 @@ class LatencyTable:
         self, blocks: Iterable[tuple[BlockConfig, Mapping[str, Any]]], errors: Mapping[str, float | None]
     ) -> LatencyTable:
         """A copy with rows filled from a fit (in memory only), each with its fit's error in percent."""
-        copy = replace(self, rows=self.rows.copy(), filled_rows={**self.filled_rows, **errors})
-        copy.add_rows(blocks)
+        copy = replace(self, rows=self.rows.copy())
+        copy.add_rows(blocks, errors)
         return copy
 
+    def replace_fitted(
+        self, blocks: Iterable[tuple[BlockConfig, Mapping[str, Any]]], errors: Mapping[str, float | None]
+    ) -> int:
+        """Drop the fitted rows and add `blocks` as fitted rows instead (a refit on more measurements)."""
+        self.rows = self.rows[self.rows["source"] != FITTED]
+        return self.add_rows(blocks, errors)
+
+    @property
+    def filled_rows(self) -> dict[str, float | None]:
+        """The fitted rows: key -> the fit's cross-validated error (%), None where too few rows to tell."""
+        fitted = self.rows[self.rows["source"] == FITTED]["fit_error_pct"]
+        return {k: None if pd.isna(e) else float(e) for k, e in fitted.items()}
+
     def measured_rows(self) -> pd.DataFrame:
-        """The rows measured on the device (not filled from a fit)."""
-        return self.rows.drop(index=[k for k in self.filled_rows if k in self.rows.index])
+        """The rows measured on the device (not fitted)."""
+        return self.rows[self.rows["source"] == MEASURED]
 
     def expanded(self) -> pd.DataFrame:
         """The rows with every block field as a column, read from the keys (a field a block does not

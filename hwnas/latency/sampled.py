@@ -1,0 +1,164 @@
+"""A table from a sample of its rows: `hwnas profile --budget-min M` (and `--from TABLE`).
+
+A space's rows grow with the product of its choices (480 for `resnas-tiny`), yet within one block
+kind latency follows a few costs of the block's shape (`hwnas.latency.rowfit`). So, in the spirit
+of nn-Meter's adaptive sampling: the calibration subnets are measured first (the table needs them
+whatever else it has), then per kind a design of rows spread over the kind's costs (the cheapest
+and costliest rows, then the rows farthest from those measured, in log-cost space), then, while
+the budget lasts, more rows for the kinds whose cross-validated fit errs most. Every row not
+measured is fitted and stored as such (`source` fit, with the fit's error), and the calibration is
+fitted on the calibration subnets as for a full table.
+
+With `source` (a table of the same space measured on another device), a row's latency there is
+the one cost it is fitted on: a few measured rows per kind give per-kind factors, so a device
+whose attention and MLP kernels scale differently is followed kind by kind, not by one line.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from hwnas.errors import HwnasError
+from hwnas.latency.bundle import Plan
+from hwnas.latency.rowfit import TIMINGS, KindFit, costs
+from hwnas.latency.table import LATENCY, LatencyTable
+from hwnas.profilers.protocol import STAT_COLUMNS
+from hwnas.spaces import SearchSpace
+from hwnas.spaces.blocks import BlockConfig
+
+FIRST_PER_KIND = 4  # rows of each kind in the first design (all of a kind with fewer)
+# (plans, round name, show progress) -> measured rows, which it also adds to the table
+MEASURE = Callable[[Sequence[Plan], str, bool], list[dict[str, Any]]]
+
+
+class BudgetTooSmall(HwnasError):
+    """A `--budget-min` below what the calibration subnets alone take here."""
+
+
+def spread(blocks: Sequence[BlockConfig], taken: Sequence[BlockConfig], count: int) -> list[BlockConfig]:
+    """`count` of `blocks` spread over their costs: each the one farthest (in log-cost space) from
+    those `taken` so far, starting from the cheapest and the costliest."""
+    if count <= 0 or not blocks:
+        return []
+    logs = np.log1p(costs(blocks))
+    lo, span = logs.min(axis=0), np.maximum(np.ptp(logs, axis=0), 1e-9)
+    x = (logs - lo) / span
+    if taken:
+        chosen: list[int] = []
+        seen = (np.log1p(costs(taken)) - lo) / span
+    else:  # the corners first: the cheapest and the costliest row by MACs
+        chosen = list(dict.fromkeys([int(np.argmin(x[:, 0])), int(np.argmax(x[:, 0]))]))[:count]
+        seen = x[chosen]
+    while len(chosen) < min(count, len(blocks)):
+        distance = np.min(np.linalg.norm(x[:, None, :] - seen[None, :, :], axis=2), axis=1)
+        distance[chosen] = -1.0
+        pick = int(np.argmax(distance))
+        chosen.append(pick)
+        seen = np.vstack([seen, x[pick]])
+    return [blocks[i] for i in chosen]
+
+
+def fits_by_kind(
+    table: LatencyTable, kinds: Sequence[str], source: LatencyTable | None
+) -> dict[str, dict[str, KindFit]]:
+    """Per kind and timing statistic, the fit on this table's measured rows (on `source`'s latency of
+    the same rows when transferring, else on the rows' costs)."""
+    measured = table.measured_rows()
+    out: dict[str, dict[str, KindFit]] = {}
+    for kind in kinds:
+        rows = measured[measured["kind"] == kind]
+        if rows.empty:
+            continue
+        blocks = [BlockConfig.from_key(k) for k in rows.index]
+        out[kind] = {s: KindFit.fit(blocks, rows[s].to_numpy(dtype=float), s, _basis(source, s)) for s in TIMINGS}
+    return out
+
+
+def _basis(source: LatencyTable | None, statistic: str) -> Callable[[Sequence[BlockConfig]], np.ndarray] | None:
+    if source is None:
+        return None
+    return lambda blocks: source.latencies(list(blocks), "", statistic)[:, None]
+
+
+def profile_sampled(
+    space: SearchSpace,
+    table: LatencyTable,
+    calibration: Sequence[Plan],
+    block_plan: Callable[[Sequence[BlockConfig]], list[Plan]],
+    measure: MEASURE,
+    budget_s: float | None,
+    source: LatencyTable | None = None,
+) -> dict[str, Any]:
+    """Measure the calibration subnets and a sample of `space`'s rows into `table` within `budget_s`
+    seconds (None: the first design only), then fit every other row. Returns what it measured."""
+    began = time.perf_counter()
+    blocks = [b for b in dict.fromkeys(space.block_configs()) if b.key not in table.measured_rows().index]
+    kinds = sorted({b.kind for b in blocks})
+    probe = measure(calibration[:1], "probe", False)  # one subnet first, quietly: what a model takes here
+    per_model = time.perf_counter() - began
+    if budget_s is not None and budget_s < per_model * len(calibration):
+        minimum = math.ceil(per_model * len(calibration) * 1.2 / 6) / 10  # minutes, rounded up to 0.1
+        raise BudgetTooSmall(
+            f"--budget-min {budget_s / 60:g} is too small to measure even the {len(calibration)} calibration subnets of "
+            f"{space.key} here (one took {per_model:.1f} s); give at least --budget-min {minimum:g}"
+        )
+    rows = probe + measure(calibration[1:], "calibration", True)
+    design = [b for k in kinds for b in spread([b for b in blocks if b.kind == k], [], FIRST_PER_KIND)]
+    rows += measure(block_plan(design), "design", True)
+    rounds = 1
+    while budget_s is not None:
+        left = budget_s - (time.perf_counter() - began)
+        unmeasured = [b for b in blocks if b.key not in table.measured_rows().index]
+        per_row = (time.perf_counter() - began) / max(len(rows), 1)
+        count = int(left / per_row) if per_row > 0 else 0
+        if not unmeasured or count < len(kinds):
+            break
+        fits = fits_by_kind(table, kinds, source)
+        more = _where_fits_err(unmeasured, table, fits, min(count, max(len(kinds), len(unmeasured) // 2)))
+        rows += measure(block_plan(more), f"round {rounds + 1}", True)
+        rounds += 1
+    fits = fits_by_kind(table, kinds, source)
+    missing = [b for b in blocks if b.key not in table.measured_rows().index]
+    fitted, errors = [], {}
+    for kind in sorted({b.kind for b in missing}):
+        of_kind = [b for b in missing if b.kind == kind]
+        stats = {s: fits[kind][s](of_kind) for s in TIMINGS}
+        fitted += [
+            (b, {s: float(stats[s][i]) if s in TIMINGS else 0.0 for s in STAT_COLUMNS}) for i, b in enumerate(of_kind)
+        ]
+        error = fits[kind][LATENCY].cv_error_pct
+        errors.update({b.key: None if math.isnan(error) else error for b in of_kind})
+    table.replace_fitted(fitted, errors)
+    return {
+        "rows_measured": len(blocks) - len(missing),
+        "rows_fitted": len(missing),
+        "rounds": rounds,
+        "fit_error_pct": {
+            k: (None if math.isnan(f[LATENCY].cv_error_pct) else f[LATENCY].cv_error_pct) for k, f in fits.items()
+        },
+        "measured": rows,
+    }
+
+
+def _where_fits_err(
+    unmeasured: Sequence[BlockConfig], table: LatencyTable, fits: dict[str, dict[str, KindFit]], count: int
+) -> list[BlockConfig]:
+    """`count` rows shared among the kinds by how much each kind's fit errs (cross-validated, times
+    its unmeasured rows; a kind too small to cross-validate counts as 100% off), spread within each."""
+    measured = table.measured_rows()
+    weight = {}
+    for kind in {b.kind for b in unmeasured}:
+        error = fits[kind][LATENCY].cv_error_pct if kind in fits else float("nan")
+        weight[kind] = (100.0 if math.isnan(error) else error) * sum(b.kind == kind for b in unmeasured)
+    total = sum(weight.values()) or 1.0
+    chosen = []
+    for kind, w in sorted(weight.items()):
+        of_kind = [b for b in unmeasured if b.kind == kind]
+        taken = [BlockConfig.from_key(k) for k in measured[measured["kind"] == kind].index]
+        chosen += spread(of_kind, taken, max(1, round(count * w / total)))
+    return chosen
