@@ -126,8 +126,9 @@ def test_format_1_tables_load_and_predict_exactly_as_before(tmp_path):
             LatencyPredictor(migrated, space).predict_many(archs), LatencyPredictor(shipped, space).predict_many(archs)
         )
     migrated.save()
-    assert json.loads((tmp_path / "old.json").read_text())["format"] == 2
-    assert list(pd.read_csv(tmp_path / "old.csv").columns) == ["key", "kind", *STAT_COLUMNS]
+    assert json.loads((tmp_path / "old.json").read_text())["format"] == 3  # written as the current format
+    assert list(pd.read_csv(tmp_path / "old.csv").columns) == ["key", "kind", *STAT_COLUMNS, "source", "fit_error_pct"]
+    assert set(LatencyTable.load(tmp_path / "old.csv").rows["source"]) == {"measured"}
     side["format"] = 99
     (tmp_path / "old.json").write_text(json.dumps(side))
     with pytest.raises(TableError, match="has format 99, newer than this hwnas reads"):
