@@ -213,3 +213,18 @@ def test_cli_profiles_from_another_devices_table_and_marks_the_fitted_rows(tmp_p
         "too small to measure even the 12 calibration subnets",
         "give at least --budget-min",
     )
+
+
+def test_a_second_space_sampled_into_the_same_table_keeps_the_first_ones_fitted_rows():
+    from hwnas.latency.sampled import profile_sampled
+
+    first, second = get_space("autoformer-digits"), get_space("autoformer-tiny")  # no block in common
+    table, calibration, measure, _, block_plan = sample_setup(first)
+    profile_sampled(first, table, calibration, block_plan, measure, budget_s=None)
+    before = dict(table.filled_rows)
+    assert before, "the first space has rows fitted"
+    _, calibration2, measure2, _, block_plan2 = sample_setup(second)
+    measure_into = synthetic_measure(table, second)[0]
+    profile_sampled(second, table, calibration2, block_plan2, measure_into, budget_s=None)
+    assert not table.missing(first.block_configs()) and not table.missing(second.block_configs())
+    assert all(k in table.filled_rows or k in table.measured_rows().index for k in before)

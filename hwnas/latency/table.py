@@ -284,8 +284,11 @@ class LatencyTable:
     def replace_fitted(
         self, blocks: Iterable[tuple[BlockConfig, Mapping[str, Any]]], errors: Mapping[str, float | None]
     ) -> int:
-        """Drop the fitted rows and add `blocks` as fitted rows instead (a refit on more measurements)."""
-        self.rows = self.rows[self.rows["source"] != FITTED]
+        """Fit `blocks` again: their fitted rows (never measured ones, nor other spaces' rows) are
+        replaced by these. Returns the count added."""
+        blocks = list(blocks)
+        refitted = {b.key for b, _ in blocks} & set(self.filled_rows)
+        self.rows = self.rows.drop(index=list(refitted))
         return self.add_rows(blocks, errors)
 
     @property
