@@ -18,6 +18,7 @@ from typing import Any
 
 from hwnas.deploy.exporter import export as _export
 from hwnas.deploy.load import load_model
+from hwnas.errors import HwnasError
 from hwnas.profilers.protocol import Protocol
 from hwnas.reports import DevicePrediction, ExportReport, FinetuneReport, PredictReport, ProfileReport, TrainReport
 from hwnas.spaces import Arch, SearchSpace, get_space
@@ -26,6 +27,12 @@ from hwnas.subnet_search.runner import SearchResult, search
 __all__ = ["SearchResult", "export", "finetune", "load_model", "predict", "profile", "search", "train"]
 
 PathLike = str | Path
+
+
+def _fitted_among(table: Any, keys: Sequence[str]) -> dict[str, float | None]:
+    """The table's fitted rows among `keys`, with their fits' errors."""
+    filled = table.filled_rows
+    return {k: filled[k] for k in dict.fromkeys(keys) if k in filled}
 
 
 def _space(space: str | Path | SearchSpace) -> SearchSpace:
@@ -149,8 +156,8 @@ def profile(
 ) -> ProfileReport:
     """Measure every block configuration of `space` on this machine into the latency table of `device`.
 
-    Rows are saved as they finish and a rerun resumes; blocks already in the table (from any space)
-    are not measured again. With `budget_min`, only what fits in that many minutes is measured (the
+    Rows are saved as they finish and a rerun resumes; blocks already measured in the table (from
+    any space) are not measured again, fitted ones are. With `budget_min`, only what fits in that many minutes is measured (the
     calibration subnets, then a sample of rows spread over each block kind's costs) and the other
     rows are fitted per kind, each stored with its fit's cross-validated error. With `from_table`
     (a table of the space measured on another device), a few rows per kind measured here fit
@@ -180,6 +187,8 @@ def profile(
         cuda_graphs=cuda_graphs,
         protocol=Protocol.quick() if quick else None,
     )
+    if export_blocks is not None and (budget_min is not None or from_table is not None):
+        raise HwnasError("--export-blocks writes every block for a target; it excludes --budget-min and --from")
     if export_blocks is not None:
         folder = export_bundle(space, settings, Path(export_blocks), progress=progress)
         _, used = settings.resolve()
@@ -252,7 +261,7 @@ def predict(
                 blocks=p["blocks"],
                 calibration=t.calibration(arch.space, statistic).to_dict(),
                 calibration_source=t.calibration_source(arch.space),
-                filled_rows={b["key"]: t.filled_rows[b["key"]] for b in p["blocks"] if b["key"] in t.filled_rows},
+                filled_rows=_fitted_among(t, [b["key"] for b in p["blocks"]]),
             )
         )
     return PredictReport(arch=arch.to_dict(), devices=rows)

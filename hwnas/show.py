@@ -448,7 +448,9 @@ def _table(path: Path) -> FolderSummary:
             "rows_fitted": len(table.filled_rows) or None,  # fitted from measured rows, not measured
             "rows_by_kind": {str(k): int(n) for k, n in kinds.items()},
             "p50_ms_range": [float(p50.min()), float(p50.max())] if len(p50) else None,
-            "round_spread_median": float(table.rows["round_spread"].astype(float).median()) if len(table) else None,
+            "round_spread_median": float(table.measured_rows()["round_spread"].astype(float).median())
+            if len(table.measured_rows())
+            else None,
             "calibrations": {
                 k: f"a {c.a:.4g}, b {c.b:+.4g} ms, n {c.n}" for k, c in sorted(table.calibrations.items())
             },

@@ -246,14 +246,14 @@ def _export(
     accuracy = {part: run.top1(arch, part, supernet) for part in ("search_val", "test")}
     latency: dict[str, Any] = {"predicted": None, "measured": None, "not_measured": untimed}
     if table is not None:
-        predictor = LatencyPredictor(table, arch.space)
+        predictor, keys = LatencyPredictor(table, arch.space), {b.key for b in arch.blocks()}
         latency["predicted"] = {
             "device": table.device,
             "table": table.name,
             "fingerprint": table.fingerprint,
             "calibration": predictor.calibration.to_dict(),
             "calibration_source": table.calibration_source(arch.space),
-            "filled_rows": {k: e for k, e in table.filled_rows.items() if k in {b.key for b in arch.blocks()}},
+            "filled_rows": {k: e for k, e in table.filled_rows.items() if k in keys},
             **predictor.predict(arch).to_dict(),
         }
     if untimed is None:

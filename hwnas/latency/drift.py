@@ -261,7 +261,9 @@ def recalibrate(
     predictor = LatencyPredictor(table, space)  # every row there, or a one-line error naming the command
     settings = table_settings(table, protocol or policy.protocol)
     archs = sample_archs(space, table.calibration(space).n, CALIBRATION_SEED, extremes=True)
-    blocks = random.Random(0).sample(predictor.blocks, min(rows, len(predictor.blocks)))
+    measured = table.measured_rows().index  # a fitted row's error is not drift
+    candidates = [b for b in predictor.blocks if b.key in measured]
+    blocks = random.Random(0).sample(candidates, min(rows, len(candidates)))
     plans = block_plans(blocks, settings.batch_size, settings.precision) + network_plans(
         archs, settings.batch_size, settings.precision
     )

@@ -198,9 +198,26 @@ def _profile_sampled(
     """`profile_space` on a sample of the rows: see `hwnas.latency.sampled`."""
     if budget_min is not None and not budget_min > 0:
         raise HwnasError(f"--budget-min must be a positive number of minutes, got {budget_min}")
-    if source is not None and not source.covers(space) or source is not None and source.missing(space.block_configs()):
+    if source is not None and (not source.covers(space) or source.missing(space.block_configs())):
         raise TableError(f"--from table {source.name} does not cover {space.key}; give a table profiled for it")
+    summary = {
+        "table": str(path),
+        "space": space.key,
+        "device": settings.device,
+        "backend": backend,
+        "blocks_in_space": len(space.block_configs()),
+    }
+    measured = table.measured_rows().index
+    if table.covers(space) and all(b.key in measured for b in space.block_configs()):
+        return {
+            **summary,
+            "blocks_measured": 0,
+            "calibration_subnets": 0,
+            "calibrated_statistics": [],
+            "up_to_date": True,
+        }
     work = _work_folder(path, space)
+    shutil.rmtree(work, ignore_errors=True)  # rows of a killed run are in the table; timings must be this run's
     calibration = plans_for(space, settings, [], calibrate=True)
 
     def measure(plans: Sequence[Plan], name: str, show: bool) -> list[dict[str, Any]]:
@@ -228,11 +245,7 @@ def _profile_sampled(
     table.save(path)
     shutil.rmtree(work, ignore_errors=True)
     return {
-        "table": str(path),
-        "space": space.key,
-        "device": settings.device,
-        "backend": backend,
-        "blocks_in_space": len(space.block_configs()),
+        **summary,
         "blocks_measured": result["rows_measured"],
         "blocks_fitted": result["rows_fitted"],
         "fit_error_pct": result["fit_error_pct"],
@@ -287,10 +300,13 @@ def profile_space(
     table = open_table(path, setup_here(settings, backend))
     if budget_min is not None or source is not None:
         return _profile_sampled(space, settings, table, path, backend, info, progress, budget_min, source)
-    fitted = [b for b in space.block_configs() if b.key in table.filled_rows]  # a full profile measures them
-    blocks = table.missing(space.block_configs()) + list(dict.fromkeys(fitted))
-    # a new space: every statistic's calibration; a covered one profiled before tail statistics: theirs
-    statistics = list(STATISTICS.values()) if not table.covers(space) else table.missing_statistics(space)
+    filled = table.filled_rows
+    fitted = list(dict.fromkeys(b for b in space.block_configs() if b.key in filled))  # a full profile measures them
+    blocks = table.missing(space.block_configs()) + fitted
+    # a new space, or fitted rows measured now: every statistic's calibration; a covered one profiled
+    # before tail statistics: theirs
+    fresh = not table.covers(space) or fitted
+    statistics = list(STATISTICS.values()) if fresh else table.missing_statistics(space)
     calibrate = bool(statistics)
     summary = {
         "table": str(path),

@@ -63,9 +63,11 @@ def complete(table: LatencyTable, space: SearchSpace) -> LatencyTable:
     count): the rows it lacks, such as another class count's head, filled from a per-kind fit in
     memory, and said once. A table that does not calibrate the space is returned as it is (the
     predictor then names the profile command)."""
-    key = table.calibration_key(space)
-    if key is None:
+    variant = table.head_variant_key(space) if table.calibration_key(space) is None else None
+    if table.calibration_key(space) is None and variant is None:
         return table
+    if variant is not None:
+        table = table.serving(space, variant)
     filled = fill_missing(table, space.block_configs())
     new = {k: e for k, e in filled.filled_rows.items() if k not in table.filled_rows}
     if new:
@@ -74,7 +76,7 @@ def complete(table: LatencyTable, space: SearchSpace) -> LatencyTable:
             for k, e in list(new.items())[:2]
         )
         more = f" and {len(new) - 2} more" if len(new) > 2 else ""
-        through = f"; its calibration of {key} serves {space.key}" if key == table.head_variant_key(space) else ""
+        through = f"; its calibration of {variant} serves {space.key}" if variant else ""
         warnings.warn(
             f"latency table {table.name} has no row for {len(new)} block(s) of {space.key}: filled from a fit on "
             f"its rows of the same kind: {errors}{more}{through}; for measured rows, "

@@ -3,12 +3,13 @@
 A block's latency grows with the work it does, so within one block kind it is well described by a
 few costs of its shape: MACs, parameters (the bytes of weights read) and input activations (the
 bytes of tokens read). `KindFit` fits, per kind and per statistic, a non-negative linear model on
-those costs (scikit-learn's `LinearRegression(positive=True)`; with fewer rows than features, a
-line in MACs) and reports its cross-validated error, so a filled row says how far it may be off.
+those costs (scikit-learn's `LinearRegression(positive=True)`; with fewer than 5 rows, a line in
+MACs) and reports its cross-validated error, so a filled row says how far it may be off.
 
-A search on another class count or resolution than the table was profiled for needs a handful of
-such rows (the head, the stem): `fill_missing` adds them to an in-memory copy of the table, never
-to its file, and `LatencyTable.filled_rows` names them with their error.
+A run on another class count than the table was profiled for needs its head rows:
+`fill_missing` adds them to an in-memory copy of the table, never to its file, and
+`LatencyTable.filled_rows` names them with their error. `hwnas.latency.sampled` uses the same fits
+for the rows a time-budgeted profile does not measure.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from hwnas.latency.table import LATENCY, LatencyTable, TableError
 from hwnas.profilers.protocol import STAT_COLUMNS
 from hwnas.spaces.blocks import BlockConfig
 
-FEATURES = ("macs", "params", "activations")
 TIMINGS = tuple(s for s in STAT_COLUMNS if s.endswith("_ms"))  # fitted; the counts (runs, rounds) of a filled row are 0
 
 
@@ -42,7 +42,7 @@ class KindFit:
     intercept: float
     n: int  # rows fitted on
     cv_error_pct: float  # mean absolute percentage error of held-out rows (leave-one-out up to 20 rows, else 5-fold)
-    # what a row is fitted on: its costs (FEATURES), or another basis such as its latency on another device
+    # what a row is fitted on: its costs (MACs, params, input size), or another basis such as its latency on another device
     basis: Callable[[Sequence[BlockConfig]], np.ndarray] = field(default=costs, compare=False, repr=False)
 
     def __call__(self, blocks: Sequence[BlockConfig]) -> np.ndarray:
@@ -95,18 +95,44 @@ def _cross_validated(x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
     return out
 
 
-def fit_kinds(table: LatencyTable, kinds: Sequence[str], statistics: Sequence[str] = TIMINGS) -> dict:
-    """`(kind, statistic) -> KindFit` on the table's measured rows of each kind."""
+def fit_kinds(
+    table: LatencyTable, kinds: Sequence[str], source: LatencyTable | None = None
+) -> dict[str, dict[str, KindFit]]:
+    """Per kind and timing statistic, the fit on the table's measured rows: on their costs, or, with
+    `source` (a table from another device), on that table's latency of the same rows."""
     measured = table.measured_rows()
-    fits = {}
+    if source is not None:  # a table shared with other spaces: only the rows the source has
+        measured = measured[measured.index.isin(source.rows.index)]
+    fits: dict[str, dict[str, KindFit]] = {}
     for kind in kinds:
         rows = measured[measured["kind"] == kind]
-        if rows.empty:
-            continue
-        blocks = [BlockConfig.from_key(k) for k in rows.index]
-        for statistic in statistics:
-            fits[kind, statistic] = KindFit.fit(blocks, rows[statistic].to_numpy(dtype=float), statistic)
+        if not rows.empty:
+            blocks = [BlockConfig.from_key(k) for k in rows.index]
+            fits[kind] = {s: KindFit.fit(blocks, rows[s].to_numpy(dtype=float), s, _basis(source, s)) for s in TIMINGS}
     return fits
+
+
+def _basis(source: LatencyTable | None, statistic: str) -> Callable[[Sequence[BlockConfig]], np.ndarray] | None:
+    if source is None:
+        return None
+    return lambda blocks: source.latencies(list(blocks), "", statistic)[:, None]
+
+
+def fitted_rows(
+    fits: dict[str, dict[str, KindFit]], blocks: Sequence[BlockConfig]
+) -> tuple[list[tuple[BlockConfig, dict[str, float]]], dict[str, float | None]]:
+    """The rows of `blocks` as their kinds' fits give them (the counts of a fitted row are 0), and
+    each row's fit error (None: too few rows to cross-validate)."""
+    rows, errors = [], {}
+    for kind in sorted({b.kind for b in blocks}):
+        of_kind = [b for b in blocks if b.kind == kind]
+        stats = {s: fits[kind][s](of_kind) for s in TIMINGS}
+        rows += [
+            (b, {s: float(stats[s][i]) if s in TIMINGS else 0.0 for s in STAT_COLUMNS}) for i, b in enumerate(of_kind)
+        ]
+        error = fits[kind][LATENCY].cv_error_pct
+        errors.update({b.key: None if math.isnan(error) else error for b in of_kind})
+    return rows, errors
 
 
 def fill_missing(table: LatencyTable, blocks: Sequence[BlockConfig]) -> LatencyTable:
@@ -118,20 +144,11 @@ def fill_missing(table: LatencyTable, blocks: Sequence[BlockConfig]) -> LatencyT
         return table
     kinds = sorted({b.kind for b in missing})
     fits = fit_kinds(table, kinds)
-    unknown = [k for k in kinds if (k, TIMINGS[0]) not in fits]
+    unknown = [k for k in kinds if k not in fits]
     if unknown:
         example = next(b for b in missing if b.kind == unknown[0])
         raise TableError(
             f"latency table {table.name} has no row of block kind {unknown[0]!r} to fit {example.key} from; "
             f"profile the space for this table's device (`hwnas profile`)"
         )
-    rows, errors = [], {}
-    for kind in kinds:
-        of_kind = [b for b in missing if b.kind == kind]
-        stats = {s: fits[kind, s](of_kind) for s in TIMINGS}
-        rows += [
-            (b, {s: float(stats[s][i]) if s in TIMINGS else 0.0 for s in STAT_COLUMNS}) for i, b in enumerate(of_kind)
-        ]
-        error = fits[kind, LATENCY].cv_error_pct
-        errors.update({b.key: None if math.isnan(error) else error for b in of_kind})  # None: too few rows
-    return table.with_filled_rows(rows, errors)
+    return table.with_filled_rows(*fitted_rows(fits, missing))

@@ -25,9 +25,8 @@ import numpy as np
 
 from hwnas.errors import HwnasError
 from hwnas.latency.bundle import Plan
-from hwnas.latency.rowfit import TIMINGS, KindFit, costs
+from hwnas.latency.rowfit import KindFit, costs, fit_kinds, fitted_rows
 from hwnas.latency.table import LATENCY, LatencyTable
-from hwnas.profilers.protocol import STAT_COLUMNS
 from hwnas.spaces import SearchSpace
 from hwnas.spaces.blocks import BlockConfig
 
@@ -63,28 +62,6 @@ def spread(blocks: Sequence[BlockConfig], taken: Sequence[BlockConfig], count: i
     return [blocks[i] for i in chosen]
 
 
-def fits_by_kind(
-    table: LatencyTable, kinds: Sequence[str], source: LatencyTable | None
-) -> dict[str, dict[str, KindFit]]:
-    """Per kind and timing statistic, the fit on this table's measured rows (on `source`'s latency of
-    the same rows when transferring, else on the rows' costs)."""
-    measured = table.measured_rows()
-    out: dict[str, dict[str, KindFit]] = {}
-    for kind in kinds:
-        rows = measured[measured["kind"] == kind]
-        if rows.empty:
-            continue
-        blocks = [BlockConfig.from_key(k) for k in rows.index]
-        out[kind] = {s: KindFit.fit(blocks, rows[s].to_numpy(dtype=float), s, _basis(source, s)) for s in TIMINGS}
-    return out
-
-
-def _basis(source: LatencyTable | None, statistic: str) -> Callable[[Sequence[BlockConfig]], np.ndarray] | None:
-    if source is None:
-        return None
-    return lambda blocks: source.latencies(list(blocks), "", statistic)[:, None]
-
-
 def profile_sampled(
     space: SearchSpace,
     table: LatencyTable,
@@ -118,26 +95,16 @@ def profile_sampled(
         count = int(left / per_row) if per_row > 0 else 0
         if not unmeasured or count < len(kinds):
             break
-        fits = fits_by_kind(table, kinds, source)
+        fits = fit_kinds(table, kinds, source)
         more = _where_fits_err(unmeasured, table, fits, min(count, max(len(kinds), len(unmeasured) // 2)))
         rows += measure(block_plan(more), f"round {rounds + 1}", True)
         rounds += 1
-    fits = fits_by_kind(table, kinds, source)
+    fits = fit_kinds(table, kinds, source)
     missing = [b for b in blocks if b.key not in table.measured_rows().index]
-    fitted, errors = [], {}
-    for kind in sorted({b.kind for b in missing}):
-        of_kind = [b for b in missing if b.kind == kind]
-        stats = {s: fits[kind][s](of_kind) for s in TIMINGS}
-        fitted += [
-            (b, {s: float(stats[s][i]) if s in TIMINGS else 0.0 for s in STAT_COLUMNS}) for i, b in enumerate(of_kind)
-        ]
-        error = fits[kind][LATENCY].cv_error_pct
-        errors.update({b.key: None if math.isnan(error) else error for b in of_kind})
-    table.replace_fitted(fitted, errors)
+    table.replace_fitted(*fitted_rows(fits, missing))
     return {
         "rows_measured": len(blocks) - len(missing),
         "rows_fitted": len(missing),
-        "rounds": rounds,
         "fit_error_pct": {
             k: (None if math.isnan(f[LATENCY].cv_error_pct) else f[LATENCY].cv_error_pct) for k, f in fits.items()
         },

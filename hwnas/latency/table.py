@@ -194,8 +194,15 @@ class LatencyTable:
         missing = [c for c in REQUIRED if c not in df.columns]
         if missing:
             return f"missing column {missing[0]!r}"
+        if ("source" in df.columns) != ("fit_error_pct" in df.columns):
+            return "one of the columns 'source' and 'fit_error_pct' without the other"
         if "source" in df.columns and not df["source"].isin([MEASURED, FITTED]).all():
             return f"a source other than {MEASURED!r} or {FITTED!r}"
+        if (
+            "fit_error_pct" in df.columns
+            and pd.to_numeric(df["fit_error_pct"], errors="coerce").isna().gt(df["fit_error_pct"].isna()).any()
+        ):
+            return "a fit_error_pct that is not a number"
         numeric = [c for c in REQUIRED if c not in ("key", "kind")]
         values = df[numeric].apply(pd.to_numeric, errors="coerce")
         bad = values.isna().any(axis=1) | df["key"].isna()
@@ -329,9 +336,14 @@ class LatencyTable:
         content = [k for k in self.calibrations if k.rpartition("@")[2] == space.digest[:8]]
         if content:
             return content[0]
-        if space.key in self.calibrations:
-            return space.key
-        return self.head_variant_key(space)
+        return space.key if space.key in self.calibrations else None
+
+    def serving(self, space: SearchSpace, key: str) -> LatencyTable:
+        """A copy (in memory) in which `space` takes the calibrations of `key` (all statistics)."""
+        tails = {s: {**by, space.ref: by[key]} if key in by else by for s, by in self.tail_calibrations.items()}
+        return replace(
+            self, calibrations={**self.calibrations, space.ref: self.calibrations[key]}, tail_calibrations=tails
+        )
 
     def head_variant_key(self, space: SearchSpace) -> str | None:
         """The calibration key of the shipped space `space` is with another class count, when the table

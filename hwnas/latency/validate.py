@@ -74,7 +74,7 @@ def validate_table(
         "calibration": predictor.calibration.to_dict(),
         "calibration_source": table.calibration_source(space),
         # rows of the space fitted, not measured (`hwnas profile --budget-min` / `--from`)
-        "fitted_rows": sum(b.key in table.filled_rows for b in predictor.blocks),
+        "fitted_rows": len(set(table.filled_rows) & {b.key for b in predictor.blocks}),
         "calibrated": [agreement(predicted, m) for m in measured],
         "uncalibrated_sum": [agreement(sums, m) for m in measured],
         # the baseline a table must beat: a line in MACs fitted on the same calibration subnets
