@@ -262,6 +262,7 @@ def predict(
                 calibration=t.calibration(arch.space, statistic).to_dict(),
                 calibration_source=t.calibration_source(arch.space),
                 filled_rows=_fitted_among(t, [b["key"] for b in p["blocks"]]),
+                rows_here=[k for k in dict.fromkeys(b["key"] for b in p["blocks"]) if k in t.rows_here],
             )
         )
     return PredictReport(arch=arch.to_dict(), devices=rows)

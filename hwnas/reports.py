@@ -137,6 +137,7 @@ class DevicePrediction(Report):
     filled_rows: dict[str, float | None] = field(
         default_factory=dict
     )  # rows the table lacked, fitted: key -> error (%)
+    rows_here: list[str] = field(default_factory=list)  # rows the table lacked, measured on this machine
 
 
 @dataclass(frozen=True)

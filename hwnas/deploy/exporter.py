@@ -254,6 +254,7 @@ def _export(
             "calibration": predictor.calibration.to_dict(),
             "calibration_source": table.calibration_source(arch.space),
             "filled_rows": {k: e for k, e in table.filled_rows.items() if k in keys},
+            "rows_here": [k for k in table.rows_here if k in keys],
             **predictor.predict(arch).to_dict(),
         }
     if untimed is None:

@@ -7,7 +7,8 @@ with the evidence (a spot check or a recalibration). It lives beside the table i
 for the shipped tables (package data: never written beside) and tables in read-only folders, keyed by space
 and by a digest of this setup's latency fields, and it records a digest of the table's rows and
 calibration for that space: it is reused only by the same setup on the same table, and the table
-file itself is never rewritten.
+file itself is never rewritten. The same file keeps the rows a table lacked (another class count's
+head) as measured on this setup (`hwnas.latency.missing_rows`).
 """
 
 from __future__ import annotations
@@ -120,22 +121,30 @@ class LocalCalibrations:
 
     def _read(self) -> dict[tuple[str, str], LocalCalibration]:
         """Every entry of the file; a corrupted file counts as empty (with a warning): it is never trusted."""
+        return {e.key: e for e in self._load()[0]}
+
+    def _load(self) -> tuple[list[LocalCalibration], list[dict[str, Any]]]:
+        """The file's calibrations and the rows measured here (`rows_for`); both empty where it is
+        missing or corrupted (with a warning)."""
         if not self.path.is_file():
-            return {}
+            return [], []
         try:
             data = json.loads(self.path.read_text())
             if data.get("format") != LOCAL_FORMAT:
                 raise ValueError(f"format {data.get('format')!r}, this hwnas reads {LOCAL_FORMAT}")
             entries = [LocalCalibration.from_dict(e) for e in data["entries"]]
+            rows = [dict(r) for r in data.get("rows", [])]
+            if any(not isinstance(r.get("stats"), dict) or "key" not in r or "setup_key" not in r for r in rows):
+                raise ValueError("a row without key, setup_key or stats")
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             warnings.warn(
                 f"local calibration file {self.path} is corrupted ({exc}); ignored: this setup is measured "
                 f"again and the file rewritten",
                 LocalCalibrationWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
-            return {}
-        return {e.key: e for e in entries}
+            return [], []
+        return entries, rows
 
     def find(self, space: SearchSpace, setup: Mapping[str, Any], digest: str) -> LocalCalibration | None:
         """The calibration stored for `space` on this setup, if it was made for this very table."""
@@ -157,12 +166,32 @@ class LocalCalibrations:
 
     def store(self, entry: LocalCalibration) -> Path | None:
         """Add or replace `entry` (atomically); None, with a warning, where the file cannot be written."""
-        entries = self._read()
-        entries[entry.key] = entry
+        entries, rows = self._load()
+        kept = {e.key: e for e in entries}
+        kept[entry.key] = entry
+        return self._write(list(kept.values()), rows)
+
+    def rows_for(self, setup: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        """The rows the table lacked that were measured on this setup: key -> {"stats", "anchor",
+        "anchor_ms", "table_created", ...} (`hwnas.latency.missing_rows`)."""
+        key = setup_key(setup)
+        return {r["key"]: r for r in self._load()[1] if r["setup_key"] == key}
+
+    def store_rows(self, setup: Mapping[str, Any], rows: Mapping[str, Mapping[str, Any]]) -> Path | None:
+        """Add or replace rows measured on this setup (atomically); None, with a warning, where the
+        file cannot be written."""
+        entries, kept = self._load()
+        key = setup_key(setup)
+        kept = [r for r in kept if (r["setup_key"], r["key"]) not in {(key, k) for k in rows}]
+        kept += [{**dict(r), "key": k, "setup_key": key} for k, r in rows.items()]
+        return self._write(entries, kept)
+
+    def _write(self, entries: list[LocalCalibration], rows: list[dict[str, Any]]) -> Path | None:
         data = {
             "format": LOCAL_FORMAT,
             "table": str(self.table_path),
-            "entries": [e.to_dict() for _, e in sorted(entries.items())],
+            "entries": [e.to_dict() for e in sorted(entries, key=lambda e: e.key)],
+            "rows": sorted(rows, key=lambda r: (r["setup_key"], r["key"])),
         }
         try:
             return atomic_write_json(self.path, data)
@@ -171,7 +200,7 @@ class LocalCalibrations:
                 f"could not store the local calibration in {self.path} ({exc.strerror}); it is measured again "
                 f"next time: set {CALIBRATION_DIR_ENV} to a writable folder",
                 LocalCalibrationWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
             return None
 

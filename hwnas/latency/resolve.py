@@ -6,6 +6,7 @@ One resolution for `predict`, `validate-table`, `search`, `export`, `demo` and `
    shipped tables (several narrow to those calibrated for the space);
 2. it must cover the space: the space has a calibration (its own, or that of the same shipped space
    with another class count) and every block a row; rows it lacks (another class count's head) are
+   measured here where this machine runs the table's setup (`hwnas.latency.missing_rows`), else
    filled from a per-kind fit in memory (`hwnas.latency.rowfit`), and said;
 3. it is checked for drift on this machine (`hwnas.latency.drift`).
 Where no device or table is named, `export` and `demo` use `optional_table` (the CPU table when
@@ -24,6 +25,7 @@ from hwnas.latency.device import parse_device
 from hwnas.latency.drift import DriftPolicy, check_drift
 from hwnas.latency.local import LocalCalibrations, describe_outcome
 from hwnas.latency.measure import setup_of, why_not_here
+from hwnas.latency.missing_rows import measure_missing
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.rowfit import fill_missing
 from hwnas.latency.table import (
@@ -58,33 +60,53 @@ class FilledRowsNotice(HwnasNotice):
     """A table's missing rows were filled from a fit for this prediction."""
 
 
-def complete(table: LatencyTable, space: SearchSpace) -> LatencyTable:
+def complete(table: LatencyTable, space: SearchSpace, progress: bool = True) -> LatencyTable:
     """`table` ready to predict `space` when it calibrates it (or the same space with another class
-    count): the rows it lacks, such as another class count's head, filled from a per-kind fit in
-    memory, and said once. A table that does not calibrate the space is returned as it is (the
-    predictor then names the profile command)."""
+    count): the rows it lacks, such as another class count's head, measured here where this machine
+    runs the table's setup (`hwnas.latency.missing_rows`, kept in its local file), else filled from a
+    per-kind fit in memory, and said once. A table that does not calibrate the space is returned as
+    it is (the predictor then names the profile command)."""
     variant = table.head_variant_key(space) if table.calibration_key(space) is None else None
     if table.calibration_key(space) is None and variant is None:
         return table
     if variant is not None:
         table = table.serving(space, variant)
+    through = f"; its calibration of {variant} serves {space.key}" if variant else ""
+    missing = table.missing(space.block_configs())
+    here = measure_missing(table, space, missing, progress) if missing else None
+    if here is not None:
+        table, rows = here
+        if rows.keys:
+            kept = f"kept in {rows.stored}" if rows.stored else "not kept (the table has no file)"
+            how = (
+                f"measured here in {rows.seconds:.0f} s" if rows.measured else "measured here before"
+            ) + f", scaled to the table by its nearest row of the same kind, {kept}"
+            warnings.warn(
+                f"latency table {table.name} has no row for {len(rows.keys)} block(s) of {space.key}: "
+                f"{_listed(rows.keys)} {how}{through}",
+                FilledRowsNotice,
+                stacklevel=3,
+            )
     filled = fill_missing(table, space.block_configs())
     new = {k: e for k, e in filled.filled_rows.items() if k not in table.filled_rows}
     if new:
-        errors = ", ".join(
+        errors = [
             f"{k} ({f'cross-validated error {e:.1f}%' if e is not None else 'too few rows to cross-validate'})"
-            for k, e in list(new.items())[:2]
-        )
-        more = f" and {len(new) - 2} more" if len(new) > 2 else ""
-        through = f"; its calibration of {variant} serves {space.key}" if variant else ""
+            for k, e in new.items()
+        ]
         warnings.warn(
             f"latency table {table.name} has no row for {len(new)} block(s) of {space.key}: filled from a fit on "
-            f"its rows of the same kind: {errors}{more}{through}; for measured rows, "
+            f"its rows of the same kind: {_listed(errors)}{through}; for measured rows, "
             f"`{profile_command(table.fingerprint, space.key, table.path)}`",
             FilledRowsNotice,
             stacklevel=3,
         )
     return filled
+
+
+def _listed(items: Sequence[str], shown: int = 2) -> str:
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
 
 
 def resolve_table(
@@ -98,7 +120,7 @@ def resolve_table(
     """The table that predicts `space` on `device` (found by label, the file `table`, or a table
     already loaded), checked to cover the space and for drift here (`drift`: refit, fail or ignore)."""
     policy = drift if isinstance(drift, DriftPolicy) else DriftPolicy(mode=drift)
-    found = complete(table if isinstance(table, LatencyTable) else select_table(device, table, space), space)
+    found = complete(table if isinstance(table, LatencyTable) else select_table(device, table, space), space, progress)
     LatencyPredictor(found, space)  # every block and a calibration, or one line naming the profile command
     return check_drift(found, space, policy, progress)
 
@@ -152,7 +174,7 @@ def optional_table(
     if device or table is not None:
         return resolve_table(space, device=device, table=table, drift=drift, progress=progress)
     try:
-        found = complete(select_table(default_device, None, space), space)
+        found = complete(select_table(default_device, None, space), space, progress)
         LatencyPredictor(found, space)
     except TableError:
         return None

@@ -35,6 +35,9 @@ TABLE_FORMAT = 3
 # A row is measured on the device, or fitted (`hwnas.latency.rowfit`) from the measured rows of its
 # kind, with the fit's cross-validated error in percent (empty where too few rows to tell).
 MEASURED, FITTED = "measured", "fit"
+# A row the table lacked, measured on this machine and scaled to the table (`hwnas.latency.missing_rows`):
+# in memory only, never in a table file.
+HERE = "here"
 COLUMNS = ("key", "kind", *STAT_COLUMNS, "source", "fit_error_pct")
 REQUIRED = ("key", "kind", *STAT_COLUMNS)  # format 2 has no source: every row measured
 LATENCY = "p50_ms"  # the statistic that predictions sum by default
@@ -219,9 +222,9 @@ class LatencyTable:
         path = Path(path or self.path or "")
         if not path.name:
             raise TableError("no path to save the latency table to")
-        if self.calibration_sources:
+        if self.calibration_sources or (self.rows["source"] == HERE).any():
             raise TableError(
-                f"latency table {self.name} carries local calibrations ({', '.join(self.calibration_sources)}); "
+                f"latency table {self.name} carries local calibrations or rows measured here; "
                 f"save the table as loaded, not a localized copy"
             )
         df = self.rows.reset_index()[list(COLUMNS)].sort_values("key")
@@ -256,12 +259,15 @@ class LatencyTable:
         return len(self.rows)
 
     def add_rows(
-        self, blocks: Iterable[tuple[BlockConfig, Mapping[str, Any]]], errors: Mapping[str, float | None] | None = None
+        self,
+        blocks: Iterable[tuple[BlockConfig, Mapping[str, Any]]],
+        errors: Mapping[str, float | None] | None = None,
+        source: str | None = None,
     ) -> int:
         """Add measured rows (block, stats), or fitted ones with their fit's error (`errors`, by key);
         rows already in the table are kept, but a measured row replaces a fitted one. Returns the count added."""
-        source, blocks = MEASURED if errors is None else FITTED, list(blocks)
-        if errors is None:
+        source, blocks = source or (MEASURED if errors is None else FITTED), list(blocks)
+        if source == MEASURED:
             fitted = self.filled_rows
             self.rows = self.rows.drop(index=[b.key for b, _ in blocks if b.key in fitted])
         new = [
@@ -287,6 +293,17 @@ class LatencyTable:
         copy = replace(self, rows=self.rows.copy())
         copy.add_rows(blocks, errors)
         return copy
+
+    def with_rows_here(self, blocks: Iterable[tuple[BlockConfig, Mapping[str, Any]]]) -> LatencyTable:
+        """A copy with rows the table lacked as measured on this machine (in memory only)."""
+        copy = replace(self, rows=self.rows.copy())
+        copy.add_rows(blocks, source=HERE)
+        return copy
+
+    @property
+    def rows_here(self) -> list[str]:
+        """The rows measured on this machine for a table that lacked them (`with_rows_here`)."""
+        return list(self.rows.index[self.rows["source"] == HERE])
 
     def replace_fitted(
         self, blocks: Iterable[tuple[BlockConfig, Mapping[str, Any]]], errors: Mapping[str, float | None]
@@ -359,6 +376,19 @@ class LatencyTable:
             return None
         same = replace(base.spec, num_classes=spec.num_classes, overrides=spec.overrides) == spec
         return base.ref if same else None
+
+    def rows_of_other_spaces(self, space: SearchSpace) -> set[str]:
+        """The row keys of the other shipped spaces this table calibrates (a space given by a YAML
+        file cannot be rebuilt from its key, and is not counted): a row they share with `space` is
+        in their calibrations' sums."""
+        from hwnas.spaces import get_space, list_spaces
+
+        shipped, keys = set(list_spaces()), set()
+        for ref in self.calibrations:
+            name = ref.rpartition("@")[0]
+            if ref != space.ref and name in shipped and get_space(name).ref == ref:
+                keys |= {b.key for b in get_space(name).block_configs()}
+        return keys
 
     def covers(self, space: SearchSpace) -> bool:
         return self.calibration_key(space) is not None
