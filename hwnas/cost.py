@@ -57,14 +57,20 @@ def count_flops(arch_or_model: Arch | nn.Module, input_size: tuple[int, int, int
     ViT's patch embedding)."""
     if isinstance(arch_or_model, Arch):
         return arch_or_model.macs()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # fvcore imports the deprecated torch.jit
-        from fvcore.nn import FlopCountAnalysis
-
     model = arch_or_model
     if input_size is None:
         input_size = _input_size(model)
     inputs = torch.zeros(1, *input_size, device=next(model.parameters()).device)
+    return flops_by_module(model, inputs)[""]
+
+
+def flops_by_module(model: nn.Module, inputs: torch.Tensor) -> dict[str, int]:
+    """Multiply-accumulates of `model` on `inputs`, per submodule name ("" is the whole), traced by
+    fvcore with the MAC convention of `count_flops`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fvcore imports the deprecated torch.jit
+        from fvcore.nn import FlopCountAnalysis
+
     was_training = model.training
     model.eval()
     try:
@@ -74,7 +80,7 @@ def count_flops(arch_or_model: Arch | nn.Module, input_size: tuple[int, int, int
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # fvcore traces with the deprecated torch.jit
-            return int(analysis.total())
+            return {name: int(count) for name, count in analysis.by_module().items()}
     finally:
         model.train(was_training)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -20,7 +21,7 @@ from typing import Any
 
 import torch
 
-from hwnas.errors import HwnasError
+from hwnas.errors import HwnasError, HwnasNotice
 from hwnas.latency.bundle import BLOCK, NETWORK, OPSET, Plan, block_plans, network_plans, sample_archs, write_bundle
 from hwnas.latency.device import (
     ONNXRUNTIME,
@@ -194,12 +195,23 @@ def _profile_sampled(
     progress: bool,
     budget_min: float | None,
     source: LatencyTable | None,
+    max_rows: int | None,
 ) -> dict[str, Any]:
     """`profile_space` on a sample of the rows: see `hwnas.latency.sampled`."""
     if budget_min is not None and not budget_min > 0:
         raise HwnasError(f"--budget-min must be a positive number of minutes, got {budget_min}")
     if source is not None and (not source.covers(space) or source.missing(space.block_configs())):
         raise TableError(f"--from table {source.name} does not cover {space.key}; give a table profiled for it")
+    if source is not None:
+        blocks = {b.key for b in space.block_configs()}
+        fitted = blocks & set(source.filled_rows)
+        if fitted:
+            warnings.warn(
+                f"--from table {source.name} has {len(fitted)} of {len(blocks)} rows of {space.key} fitted, not "
+                f"measured: they serve as the basis of the per-kind factors all the same, with their own fit error",
+                HwnasNotice,
+                stacklevel=3,
+            )
     summary = {
         "table": str(path),
         "space": space.key,
@@ -240,6 +252,8 @@ def _profile_sampled(
         measure,
         None if budget_min is None else 60 * budget_min,
         source,
+        max_rows,
+        frozenset(table.rows_of_other_spaces(space)),
     )
     merge_measurements(table, [p.entry for p in calibration], result.pop("measured"), space)
     table.save(path)
@@ -287,10 +301,11 @@ def profile_space(
     progress: bool = True,
     budget_min: float | None = None,
     source: LatencyTable | None = None,
+    max_rows: int | None = None,
 ) -> dict[str, Any]:
     """Measure what the table at `out` lacks for `space` on this machine; returns a summary. With
-    `budget_min` or `source` (a table of the space from another device), only a sample of the rows
-    is measured and the rest fitted (`hwnas.latency.sampled`)."""
+    `budget_min` (minutes), `max_rows` or `source` (a table of the space from another device), only
+    a sample of the rows is measured and the rest fitted (`hwnas.latency.sampled`)."""
     device, backend = settings.resolve()
     if device.is_gpu:
         check_local_gpu(device)
@@ -298,8 +313,8 @@ def profile_space(
     settings = settings.adding_to(path)
     info = settings.bundle_info(space, backend)
     table = open_table(path, setup_here(settings, backend))
-    if budget_min is not None or source is not None:
-        return _profile_sampled(space, settings, table, path, backend, info, progress, budget_min, source)
+    if budget_min is not None or source is not None or max_rows is not None:
+        return _profile_sampled(space, settings, table, path, backend, info, progress, budget_min, source, max_rows)
     filled = table.filled_rows
     fitted = list(dict.fromkeys(b for b in space.block_configs() if b.key in filled))  # a full profile measures them
     blocks = table.missing(space.block_configs()) + fitted

@@ -16,6 +16,7 @@ whose attention and MLP kernels scale differently is followed kind by kind, not 
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -70,9 +71,13 @@ def profile_sampled(
     measure: MEASURE,
     budget_s: float | None,
     source: LatencyTable | None = None,
+    max_rows: int | None = None,
+    keep: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """Measure the calibration subnets and a sample of `space`'s rows into `table` within `budget_s`
-    seconds (None: the first design only), then fit every other row. Returns what it measured."""
+    seconds and at most `max_rows` rows (but one per kind; both None: the first design only), then
+    fit every other row; a fitted row in `keep` (in another space's calibration) keeps its value.
+    Returns what it measured."""
     began = time.perf_counter()
     blocks = [b for b in dict.fromkeys(space.block_configs()) if b.key not in table.measured_rows().index]
     kinds = sorted({b.kind for b in blocks})
@@ -85,23 +90,32 @@ def profile_sampled(
             f"{space.key} here (one took {per_model:.1f} s); give at least --budget-min {minimum:g}"
         )
     rows = probe + measure(calibration[1:], "calibration", True)
-    design = [b for k in kinds for b in spread([b for b in blocks if b.kind == k], [], FIRST_PER_KIND)]
+    # the first design, kind by kind in turn (so a cap keeps every kind): at least one row per kind,
+    # at most what the budget left allows at a subnet's time per row (a row takes less)
+    per_kind = [spread([b for b in blocks if b.kind == k], [], FIRST_PER_KIND) for k in kinds]
+    design = [b for group in itertools.zip_longest(*per_kind) for b in group if b is not None]
+    if budget_s is not None:
+        design = design[: max(len(kinds), int((budget_s - (time.perf_counter() - began)) / per_model))]
+    design = design[: max(len(kinds), max_rows) if max_rows is not None else len(design)]
     rows += measure(block_plan(design), "design", True)
-    rounds = 1
-    while budget_s is not None:
-        left = budget_s - (time.perf_counter() - began)
+    taken, rounds = len(design), 1
+    while budget_s is not None or max_rows is not None:
         unmeasured = [b for b in blocks if b.key not in table.measured_rows().index]
-        per_row = (time.perf_counter() - began) / max(len(rows), 1)
-        count = int(left / per_row) if per_row > 0 else 0
-        if not unmeasured or count < len(kinds):
+        count = len(unmeasured) if max_rows is None else min(len(unmeasured), max_rows - taken)
+        if budget_s is not None:
+            left = budget_s - (time.perf_counter() - began)
+            per_row = (time.perf_counter() - began) / max(len(rows), 1)
+            count = min(count, int(left / per_row) if per_row > 0 else 0)
+        if not unmeasured or count <= 0 or (budget_s is not None and count < min(len(kinds), len(unmeasured))):
             break
         fits = fit_kinds(table, kinds, source)
-        more = _where_fits_err(unmeasured, table, fits, min(count, max(len(kinds), len(unmeasured) // 2)))
+        more = _where_fits_err(unmeasured, table, fits, min(count, max(len(kinds), len(unmeasured) // 2)))[:count]
         rows += measure(block_plan(more), f"round {rounds + 1}", True)
-        rounds += 1
+        taken, rounds = taken + len(more), rounds + 1
     fits = fit_kinds(table, kinds, source)
     missing = [b for b in blocks if b.key not in table.measured_rows().index]
-    table.replace_fitted(*fitted_rows(fits, missing))
+    kept = set(table.filled_rows) & keep
+    table.replace_fitted(*fitted_rows(fits, [b for b in missing if b.key not in kept]))
     return {
         "rows_measured": len(blocks) - len(missing),
         "rows_fitted": len(missing),
