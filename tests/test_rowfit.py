@@ -1,19 +1,24 @@
-"""Rows a table lacks, filled from a per-kind fit: the fit itself, the in-memory fill, and a run on
-another class count searched with the shipped table."""
+"""Rows a table lacks: the per-kind fit itself, the in-memory fill, rows measured here on the spot,
+and a run on another class count searched with the shipped table."""
 
 from __future__ import annotations
 
 import json
 import time
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 import hwnas
-from hwnas.latency.resolve import FilledRowsNotice, resolve_table
+from hwnas.latency.local import CALIBRATION_DIR_ENV, LocalCalibrations
+from hwnas.latency.measure import setup_of
+from hwnas.latency.missing_rows import anchor_for, measure_missing
+from hwnas.latency.resolve import FilledRowsNotice, complete, resolve_table
 from hwnas.latency.rowfit import KindFit, costs, fill_missing
 from hwnas.latency.table import SHIPPED_DIR, LatencyTable, TableError
+from hwnas.profilers.protocol import STAT_COLUMNS
 from hwnas.spaces import get_space
 from tests.helpers import hwnas_in_process
 
@@ -48,23 +53,62 @@ def test_missing_rows_are_filled_in_memory_and_stay_marked_as_fitted(tmp_path):
         fill_missing(glit_only, space.block_configs())
 
 
-def test_another_class_count_predicts_with_the_shipped_table_and_says_so(tmp_path):
+def test_another_class_count_measures_its_heads_here_keeps_them_locally_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv(CALIBRATION_DIR_ENV, str(tmp_path / "local"))
     space = get_space("resnas-digits", num_classes=7)
+    shipped = LatencyTable.load(SHIPPED)
     began = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         table = resolve_table(space, device="cpu", drift="ignore", progress=False)
-    assert time.perf_counter() - began < 30
+    assert time.perf_counter() - began < 30  # two rows and their anchor, not a profile
     (notice,) = [w for w in caught if issubclass(w.category, FilledRowsNotice)]
-    assert "num_classes=7" in str(notice.message) and "resnas-digits@" in str(notice.message)
+    assert "num_classes=7" in str(notice.message) and "measured here in" in str(notice.message)
+    heads = [b.key for b in shipped.missing(space.block_configs())]
+    assert sorted(table.rows_here) == sorted(heads) and not table.filled_rows
+    # scaled to the table by the 10-class head of the same width: a few classes fewer cost about the same
+    for key in heads:
+        ten = key.replace("out_dim=7/num_classes=7", "out_dim=10/num_classes=10")
+        assert 0.5 < table.rows.loc[key, "p50_ms"] / shipped.rows.loc[ten, "p50_ms"] < 2
+    assert LatencyTable.load(SHIPPED).missing(space.block_configs())  # the table file is untouched
+    stored = LocalCalibrations(SHIPPED).rows_for(setup_of(shipped))
+    assert set(stored) == set(heads)
+    with pytest.raises(TableError, match="rows measured here"):
+        table.save(tmp_path / "copy.csv")
+
     arch_file = tmp_path / "arch.json"
     space.smallest().to_json(arch_file)
     printed = hwnas_in_process("predict", "--device", "cpu", "--arch", str(arch_file), "--drift", "ignore", "--json")
     assert printed.returncode == 0, printed.stderr
-    assert "filled from a fit" in printed.stderr and len(printed.stderr.strip().splitlines()) == 1
+    assert "measured here before" in printed.stderr and len(printed.stderr.strip().splitlines()) == 1
     report = json.loads(printed.stdout)
-    assert report["latency_ms"] > 0 and len(report["filled_rows"]) == 1  # the smallest arch runs one of the two heads
-    assert set(report["filled_rows"]) < set(table.filled_rows)
+    assert report["latency_ms"] > 0 and not report["filled_rows"]
+    assert len(report["rows_here"]) == 1 and report["rows_here"][0] in heads  # the smallest arch runs one head
+
+
+def test_a_stale_local_row_is_measured_again_and_a_setup_not_runnable_here_is_fitted(tmp_path, monkeypatch):
+    monkeypatch.setenv(CALIBRATION_DIR_ENV, str(tmp_path / "local"))
+    space = get_space("resnas-digits", num_classes=7)
+    shipped = LatencyTable.load(SHIPPED)
+    heads = shipped.missing(space.block_configs())
+    store = LocalCalibrations(SHIPPED)
+    anchor = anchor_for(shipped, heads[0])
+    assert anchor is not None and "out_dim=10" in anchor and shipped.rows.loc[anchor, "kind"] == "head"
+    fake = {"stats": {c: 99.0 for c in STAT_COLUMNS}, "anchor": anchor, "anchor_ms": 1.0, "table_created": "then"}
+    store.store_rows(setup_of(shipped), {heads[0].key: fake})  # made for another table than this one
+    filled, rows = measure_missing(shipped, space, heads[:1], progress=False)
+    assert rows.measured == [heads[0].key] and not rows.reused
+    assert filled.rows.loc[heads[0].key, "p50_ms"] < 1  # measured again, not the stale 99 ms
+    again = measure_missing(shipped, space, heads[:1], progress=False)[1]
+    assert again.reused == [heads[0].key] and not again.measured
+
+    elsewhere = replace(shipped, fingerprint={**shipped.fingerprint, "device": "cpu-other", "cpu_model": "Other CPU"})
+    assert measure_missing(elsewhere, space, heads, progress=False) is None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = complete(elsewhere, space, progress=False)
+    assert set(table.filled_rows) == {b.key for b in heads} and not table.rows_here
+    assert any("filled from a fit" in str(w.message) for w in caught)
 
 
 def test_a_seven_class_run_searches_under_a_latency_budget_with_the_shipped_table(tmp_path):
@@ -173,6 +217,20 @@ def test_a_table_transfers_to_a_device_that_scales_kinds_unevenly():
     assert np.abs(table.latencies(blocks, space.key) / truth - 1).max() < 0.01  # each kind its own factor
 
 
+def test_a_row_cap_keeps_one_row_per_kind_and_measures_no_more():
+    from hwnas.latency.sampled import profile_sampled
+
+    space = get_space("resnas-tiny")
+    blocks = list(dict.fromkeys(space.block_configs()))
+    kinds = {b.kind for b in blocks}
+    for cap in (2, 48):  # below the kinds' count: one each; 10% of the rows: the design, then rounds
+        table, calibration, measure, calls, block_plan = sample_setup(space)
+        result = profile_sampled(space, table, calibration, block_plan, measure, budget_s=None, max_rows=cap)
+        assert result["rows_measured"] == max(cap, len(kinds))
+        assert set(table.measured_rows()["kind"]) == kinds
+        assert ("round 2" in [c[0] for c in calls]) == (cap > 4 * len(kinds))
+
+
 def synthetic_table(space, path):
     """A table of `space` as another device measured it (synthetic timings, a calibration of 1:1)."""
     from hwnas.latency.table import Calibration
@@ -180,7 +238,9 @@ def synthetic_table(space, path):
     blocks = list(dict.fromkeys(space.block_configs()))
     table = LatencyTable.empty({"device": "cpu-other", "backend": "onnxruntime"})
     stats = ("p10_ms", "p50_ms", "p90_ms", "mean_ms", "runs", "rounds", "round_spread")
-    table.add_rows((b, dict.fromkeys(stats, float(v))) for b, v in zip(blocks, synthetic_ms(blocks)))
+    rows = [(b, dict.fromkeys(stats, float(v))) for b, v in zip(blocks, synthetic_ms(blocks))]
+    table.add_rows(rows[1:])
+    table.add_rows(rows[:1], errors={blocks[0].key: 2.0})  # one row fitted there
     table.set_calibration(space, Calibration(1.0, 0.0, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     return table.save(path)
@@ -197,6 +257,7 @@ def test_cli_profiles_from_another_devices_table_and_marks_the_fitted_rows(tmp_p
     base = ["profile", "--device", "cpu", "--space", str(yaml)]
     result = hwnas(*base, "--from", str(other), "--out", str(out), "--quick", "--calibration-archs", "3", "--json")
     assert result.returncode == 0, result.stderr
+    assert f"has 1 of {len(set(space.block_configs()))} rows of toy-more fitted, not measured" in result.stderr
     report = json.loads(result.stdout)
     blocks = list(dict.fromkeys(space.block_configs()))
     assert report["blocks_fitted"] > 0 and report["blocks_measured"] + report["blocks_fitted"] == len(blocks)
@@ -228,3 +289,23 @@ def test_a_second_space_sampled_into_the_same_table_keeps_the_first_ones_fitted_
     profile_sampled(second, table, calibration2, block_plan2, measure_into, budget_s=None)
     assert not table.missing(first.block_configs()) and not table.missing(second.block_configs())
     assert all(k in table.filled_rows or k in table.measured_rows().index for k in before)
+
+
+def test_a_fitted_row_in_another_spaces_calibration_keeps_its_value():
+    from hwnas.latency.profile import merge_measurements
+    from hwnas.latency.sampled import profile_sampled
+
+    first, second = get_space("autoformer-tiny"), get_space("vitas-deit-tiny")  # 6 rows in common
+    table, calibration, measure, _, block_plan = sample_setup(first)
+    result = profile_sampled(first, table, calibration, block_plan, measure, budget_s=None)
+    merge_measurements(table, [p.entry for p in calibration], result["measured"], first)  # first is calibrated
+    shared = {b.key for b in first.block_configs()} & {b.key for b in second.block_configs()}
+    fitted = {k: table.rows.loc[k, "p50_ms"] for k in shared if k in table.filled_rows}
+    assert fitted, "some shared rows are fitted for the first space"
+    keep = frozenset(table.rows_of_other_spaces(second))
+    assert shared <= keep and not keep & ({b.key for b in second.block_configs()} - shared)
+    _, calibration2, _, _, block_plan2 = sample_setup(second)
+    measure_into = synthetic_measure(table, second, scale={"encoder": 1.3})[0]  # the second fit differs
+    profile_sampled(second, table, calibration2, block_plan2, measure_into, budget_s=None, keep=keep)
+    still = {k: v for k, v in fitted.items() if k in table.filled_rows}
+    assert still and all(table.rows.loc[k, "p50_ms"] == v for k, v in still.items())
