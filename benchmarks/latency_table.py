@@ -10,7 +10,8 @@ Prints markdown tables and writes JSON and PNGs.
 
 Profiles each space from scratch into `--table` (deleted first), so run it on a quiet machine;
 the shipped CPU table is this script's output. `--append` keeps the table (same setup required)
-and the other spaces' results in `--out`, profiling and validating only `--spaces`. `--budget-min`
+and the other spaces' results in `--out`, profiling and validating only `--spaces` (`--reprofile`:
+taken out of the table first). `--budget-min`
 profiles each space within that many minutes (a sample of rows measured, the rest fitted); give it
 its own `--out` folder, since validations are written beside `--out`.
 """
@@ -33,7 +34,7 @@ from hwnas.latency.profile import ProfileSettings, profile_space
 from hwnas.latency.table import LatencyTable, fingerprint_summary
 from hwnas.latency.validate import validate_table, worst
 from hwnas.plots import figure, save_figure
-from hwnas.spaces import BlockConfig
+from hwnas.spaces import BlockConfig, SearchSpace
 
 
 def prediction_rate(predictor: LatencyPredictor, n: int = 100_000, repeats: int = 5) -> float:
@@ -46,6 +47,19 @@ def prediction_rate(predictor: LatencyPredictor, n: int = 100_000, repeats: int 
         predictor.predict_many(archs)
         rates.append(n / (time.perf_counter() - start))
     return statistics.median(rates)
+
+
+def drop_spaces(table: LatencyTable, spaces: list[SearchSpace]) -> None:
+    """Take `spaces` out of `table`: their calibrations, then the rows of theirs that no space left in
+    the table uses (a row another space shares stays, with the value its calibration was fitted with)."""
+    for space in spaces:
+        key = table.calibration_key(space)
+        table.calibrations.pop(key, None)
+        for by_space in table.tail_calibrations.values():
+            by_space.pop(key, None)
+    for space in spaces:
+        own = {b.key for b in space.block_configs()} - table.rows_of_other_spaces(space)
+        table.rows = table.rows.drop(index=[k for k in own if k in table.rows.index])
 
 
 def per_kind(table: LatencyTable, plot: Path) -> dict[str, dict[str, float]]:
@@ -87,23 +101,45 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/latency_table.json"))
     parser.add_argument("--budget-min", type=float, default=None, help="profile each space within M minutes")
     parser.add_argument(
+        "--budget-min-for",
+        nargs="+",
+        default=[],
+        metavar="SPACE=M",
+        help="another --budget-min for these spaces (e.g. resnas-tiny=5)",
+    )
+    parser.add_argument(
         "--append",
         action="store_true",
         help="add --spaces to the existing --table and --out instead of starting both afresh",
     )
+    parser.add_argument(
+        "--reprofile",
+        action="store_true",
+        help="with --append: drop --spaces from the table first (their calibrations, and the rows no other space "
+        "uses), then profile and validate them afresh",
+    )
     args = parser.parse_args()
-    kept = []
+    kept, earlier = [], []
     if args.append:
-        kept = [r for r in json.loads(args.out.read_text())["results"] if r["space"] not in args.spaces]
+        previous = json.loads(args.out.read_text())
+        kept = [r for r in previous["results"] if r["space"] not in args.spaces]
+        # the runs that profiled the kept spaces, for the results page
+        earlier = [*previous.get("earlier_commands", []), (previous.get("provenance") or {}).get("command")]
+        if args.reprofile:
+            table = LatencyTable.load(args.table)
+            drop_spaces(table, [get_space(name) for name in args.spaces])
+            table.save(args.table)
     else:
         for stale in (args.table, LatencyTable.sidecar_path(args.table)):
             stale.unlink(missing_ok=True)
     settings = ProfileSettings(device="cpu", threads=1)
+    budgets = {name: args.budget_min for name in args.spaces}
+    budgets.update({k: float(v) for k, v in (item.split("=", 1) for item in args.budget_min_for)})
     rows = []
     for name in args.spaces:
         space = get_space(name)
         start = time.perf_counter()
-        profiled = profile_space(space, settings, args.table, budget_min=args.budget_min)
+        profiled = profile_space(space, settings, args.table, budget_min=budgets[name])
         seconds = time.perf_counter() - start
         table = LatencyTable.load(args.table)
         report = validate_table(space, table, n=args.n, out=args.out.parent / f"validate_{name}")
@@ -112,8 +148,12 @@ def main() -> None:
                 "space": name,
                 "blocks": profiled["blocks_measured"],
                 **(
-                    {"blocks_fitted": profiled["blocks_fitted"], "fit_error_pct": profiled["fit_error_pct"]}
-                    if args.budget_min is not None
+                    {
+                        "budget_min": budgets[name],
+                        "blocks_fitted": profiled["blocks_fitted"],
+                        "fit_error_pct": profiled["fit_error_pct"],
+                    }
+                    if budgets[name] is not None
                     else {}
                 ),
                 "calibration_subnets": profiled["calibration_subnets"],
@@ -150,6 +190,7 @@ def main() -> None:
             "per_kind": kinds,
             "per_kind_plot": str(args.out.with_name(args.out.stem + "_macs.png")),
             "provenance": provenance(),
+            **({"earlier_commands": [c for c in earlier if c]} if earlier else {}),
         },
     )
     print(f"setup: {fingerprint_summary(fingerprint)}; {fingerprint.get('cpu_id')}\n")

@@ -395,7 +395,8 @@ def latency_table_section(src: Source) -> Section:
         what = f"The shipped table `{shipped}` ({d['setup']})"
     else:
         sampled_title = ", sampled within a time budget" if any("blocks_fitted" in r for r in d["results"]) else ""
-        title = f"{' and '.join(spaces)} on {fp.get('cpu_model')}{sampled_title}"
+        named = " and ".join(spaces) if len(spaces) <= 2 else f"{len(spaces)} spaces"
+        title = f"{named} on {fp.get('cpu_model')} ({fp.get('cpu_id', 'processor not recorded')}){sampled_title}"
         what = f"A table profiled for {', '.join(spaces)} only, not shipped ({d['setup']})"
     sampled = any("blocks_fitted" in r for r in d["results"])
     how = (
@@ -459,6 +460,12 @@ def latency_table_section(src: Source) -> Section:
         rows,
         "l" + "r" * (len(rows[0]) - 1),
     )
+    if d.get("earlier_commands"):
+        body += [
+            "",
+            "The table was built over several runs of the script, each adding spaces (`--append`); besides the "
+            "command below: " + "; ".join(f"`{c}`" for c in d["earlier_commands"]) + ".",
+        ]
     body += ["", "Block latency per MAC, per block kind (p50 rows of the table):", ""]
     body += table(
         ["block kind", "rows", "MACs (millions)", "median µs per million MACs"],
@@ -1187,6 +1194,146 @@ def cost_counting_section(src: Source) -> Section:
     )
 
 
+def transfer_section(src: Source) -> Section:
+    d = src.data
+    cases = sorted({r["case"] for r in d["results"]})
+    measured = [r for r in d["results"] if r["case"] == "threads"]
+    uneven = (
+        f"*uneven* is simulated: attention takes {d['attention_factor']:g}x and the MLP {d['mlp_factor']:g}x as long "
+        "as on the source device (each row rescaled by its block's attention and MLP shares of MACs), scored on 200 "
+        "random subnets; it tests whether a method follows a change that moves kinds and shapes unevenly. "
+    )
+    threads = (
+        f"*threads* is measured: the same machine with 2 onnxruntime threads instead of 1, scored on "
+        f"{'/'.join(sorted({str(r['evaluated_subnets']) for r in measured}))} random subnets measured end to end."
+    )
+    body = [
+        f"A table moved to a new device from a few measurements: per-kind factors (`hwnas profile --from TABLE`: "
+        f"the calibration subnets plus {pct(100 * d['row_share'], 0)} of the space's rows measured, the other rows "
+        "fitted per block kind on their latency in the source table) against a linear refit of the source table's "
+        f"calibration on subnets measured on the new device (what the drift check does). Source: `{d['source']}`. "
+        + (uneven if "uneven" in cases else "")
+        + (threads if measured else ""),
+        "",
+    ]
+    rows = []
+    for r in d["results"]:
+        for method, name in (("per_kind", "per-kind (--from)"), ("linear_refit", "linear refit")):
+            m = r[method]
+            rows.append(
+                [
+                    r["space"],
+                    r["case"],
+                    name,
+                    f"{m['measured_subnets']} + {m['measured_rows']}",
+                    pct(m["mape_pct"]),
+                    pct(m["within_5pct"], 0),
+                    pct(m["within_10pct"], 0),
+                    tau(m["kendall_tau"]),
+                ]
+            )
+    body += table(
+        ["space", "case", "method", "measured subnets + rows", "MAPE", "within ±5%", "within ±10%", "Kendall τ"],
+        rows,
+        "lllrrrrr",
+    )
+    png = src.path.with_suffix(".png")
+    return Section(
+        "latency-tables",
+        2,
+        "A table moved to a new device: " + " and ".join("2 threads" if c == "threads" else "simulated" for c in cases),
+        body,
+        provenance_of(src, "transfer"),
+        [(png, "Subnets within ±10% after moving the table, per method")] if png.exists() else [],
+    )
+
+
+def operator_rows_section(src: Source) -> Section:
+    d = src.data
+    raw, line, fit = d["halves_raw"], d["halves_calibrated_loo"], d["sampled_fit_loo"]
+    lo, hi = d["block_ms_range"]
+    body = [
+        f"Operator rows or sampled rows, on {d['rows_measured_here']} {d['kind']} blocks of {d['space']} spread over "
+        f"their costs ({ms(lo)}–{ms(hi)} ms), each measured whole and as its two residual halves (attention: "
+        "LayerNorm, qkv, attention, projection; MLP: LayerNorm, fc1, GELU, fc2). Operator rows would need "
+        f"{d['attention_halves']} attention and {d['mlp_halves']} MLP halves for the space's {d['rows_in_space']} "
+        f"{d['kind']} rows. The sum of the halves is {signed_pct(100 * (d['halves_sum_over_block_median'] - 1))} off "
+        "the whole block at the median.",
+        "",
+    ]
+    body += table(
+        ["route", "models measured for the space", "MAPE on these blocks", "within ±5%", "largest error"],
+        [
+            [
+                "halves summed",
+                str(d["operator_rows_for_space"]),
+                pct(raw["mape_pct"]),
+                pct(raw["within_5pct"], 0),
+                pct(raw["max_pct"]),
+            ],
+            [
+                "halves summed, then a line (leave-one-out)",
+                str(d["operator_rows_for_space"]),
+                pct(line["mape_pct"]),
+                pct(line["within_5pct"], 0),
+                pct(line["max_pct"]),
+            ],
+            [
+                "per-kind fit on costs (leave-one-out)",
+                f"a sample ({d['rows_measured_here']} here)",
+                pct(fit["mape_pct"]),
+                "",
+                "",
+            ],
+        ],
+        "lrrrr",
+    )
+    return Section("latency-tables", 3, "Operator rows or sampled rows", body, provenance_of(src, "operator_rows"), [])
+
+
+def missing_rows_section(src: Source) -> Section:
+    d = src.data
+    body = [
+        f"Rows the table `{d['table']}` lacks for another class count (its heads), measured on the spot on this "
+        "machine: each with the nearest measured row of the same kind, and scaled to the table by that row's ratio "
+        "of table to here; kept in the table's local calibration file and reused after. Beside them, the per-kind "
+        "fit a machine that cannot run the table's setup gets instead, with the error its cross-validation claims.",
+        "",
+    ]
+    body += table(
+        [
+            "space",
+            "rows missing",
+            "measured here in",
+            "again (kept locally)",
+            "fit against measured",
+            "fit's claimed error",
+        ],
+        [
+            [
+                r["space"],
+                str(r["rows_missing"]),
+                f"{r['seconds']:.1f} s",
+                f"{r['seconds_reused']:.2f} s",
+                ", ".join(signed_pct(x) for x in r["fit_vs_here_pct"]),
+                ", ".join(
+                    sorted(
+                        {
+                            "n/a" if x["fit_error_pct_claimed"] is None else pct(x["fit_error_pct_claimed"])
+                            for x in r["rows"]
+                        }
+                    )
+                ),
+            ]
+            for r in d["results"]
+        ],
+        "lrrrrr",
+    )
+    return Section(
+        "latency-tables", 4, "Rows a table lacks, measured on the spot", body, provenance_of(src, "missing_rows"), []
+    )
+
+
 # script name: renderer; a JSON belongs to the longest script name its file name starts with
 RENDERERS: dict[str, Callable[[Source], Section]] = {
     "cost_counting": cost_counting_section,
@@ -1195,10 +1342,13 @@ RENDERERS: dict[str, Callable[[Source], Section]] = {
     "glit_subnets": glit_subnets_section,
     "hflip": hflip_section,
     "latency_table": latency_table_section,
+    "missing_rows": missing_rows_section,
     "multi_device": multi_device_section,
     "noise_floor": noise_floor_section,
+    "operator_rows": operator_rows_section,
     "ranking": ranking_section,
     "samplers": samplers_section,
+    "transfer": transfer_section,
 }
 
 
@@ -1319,7 +1469,7 @@ def headline_block(kept: list[Source], by_page: dict[str, list[Section]]) -> str
         return worst(r["validation"]["calibrated"])
 
     add(
-        "latency_table.json",
+        "latency_cpu/latency_table.json",
         "latency-tables",
         lambda d: (
             "Shipped CPU latency table: subnets within ±10% of the prediction / Kendall τ ("
