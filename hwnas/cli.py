@@ -20,6 +20,7 @@ import click
 from hwnas.errors import HwnasError, HwnasNotice, HwnasWarning
 from hwnas.profilers.protocol import ProfilerError, Protocol
 from hwnas.spaces import Arch, get_space, list_spaces
+from hwnas.training.sampling import SAMPLINGS
 
 EXIT_USAGE = 2
 DRIFT_MODES = (
@@ -287,13 +288,10 @@ def demo(
 )
 @click.option(
     "--sampling",
-    type=click.Choice(["uniform", "distinct", "sandwich", "multi"]),
+    type=click.Choice(list(SAMPLINGS)),
     default=None,
     metavar="NAME",
-    help="uniform: one arch per step, each gene drawn uniformly, depth first (AutoFormer); distinct: one arch "
-    "per step, uniform over distinct archs (ViTAS's default); sandwich: largest + smallest + random, "
-    "distilled; multi: --archs-per-batch archs per forward pass, per-example masks (ViT-ResNAS). "
-    "Default: the space's.",
+    help="; ".join(f"{s.name}: {s.summary}" for s in SAMPLINGS.values()) + ". Default: the space's.",
 )
 @click.option(
     "--archs-per-batch",

@@ -11,8 +11,8 @@ from hwnas.errors import HwnasError
 from hwnas.family import get_family
 from hwnas.spaces import SearchSpace
 from hwnas.supernet.sharing import SHARINGS
+from hwnas.training.sampling import get_sampling
 
-SAMPLINGS = ("uniform", "distinct", "sandwich", "multi")
 SMALL_DATA = 20_000  # train images at or below this get the small budget (digits: 1,167; ImageNet: 1.28M)
 MAX_WORKERS = 8
 FORMAT = 2  # 1: runs before `sampling distinct` and `no_weight_decay` (their "uniform" drew distinct archs)
@@ -60,8 +60,7 @@ class TrainConfig:
     format: int = FORMAT
 
     def check(self) -> TrainConfig:
-        if self.sampling not in SAMPLINGS:
-            raise HwnasError(f"unknown --sampling {self.sampling!r}; use {' or '.join(SAMPLINGS)}")
+        sampling = get_sampling(self.sampling)  # or a one-line error naming the samplings
         if self.weight_sharing not in SHARINGS:
             raise HwnasError(f"unknown --weight-sharing {self.weight_sharing!r}; use {' or '.join(SHARINGS)}")
         for name in ("epochs", "batch_size", "archs_per_batch", *(["img_size"] if self.img_size is not None else [])):
@@ -75,7 +74,7 @@ class TrainConfig:
             raise HwnasError(f"--alike-share {self.alike_share} is not a share; use a value in [0, 1]")
         if self.lr <= 0 or self.warmup_epochs < 0 or not 0 <= self.drop_path < 1:
             raise HwnasError("--lr must be positive, warm-up epochs at least 0 and drop-path in [0, 1)")
-        if self.sampling == "multi" and self.batch_size % self.archs_per_batch:
+        if sampling.per_example and self.batch_size % self.archs_per_batch:
             raise HwnasError(
                 f"--batch-size {self.batch_size} is not a multiple of --archs-per-batch {self.archs_per_batch} "
                 f"(each subnet gets an equal share of the batch); pick a multiple of {self.archs_per_batch}"
@@ -112,9 +111,9 @@ class TrainConfig:
                 f"--alike-share needs genes that take one high-level value per block (GLiT's "
                 f"global_heads); {space.key} has none: use --alike-share 0"
             )
-        if self.sampling == "multi" and not supernet.per_example_archs:
+        if self.sampling is not None and get_sampling(self.sampling).per_example and not supernet.per_example_archs:
             raise HwnasError(
-                f"--sampling multi needs per-example channel masks, which the {space.family} supernet "
+                f"--sampling {self.sampling} needs per-example channel masks, which the {space.family} supernet "
                 f"({space.key}) does not have; use --sampling uniform or sandwich"
             )
         return replace(self, **unset).check()
@@ -122,7 +121,7 @@ class TrainConfig:
     def describe(self) -> str:
         """The recipe in one line, as `hwnas train` prints it before the first epoch (defaults filled)."""
         sampling = f"sampling {self.sampling}"
-        if self.sampling == "multi":
+        if get_sampling(self.sampling).per_example:
             sampling += f" ({self.archs_per_batch} subnets per batch)"
         if self.alike_share:
             sampling += f", alike share {self.alike_share:g}"
@@ -135,8 +134,9 @@ class TrainConfig:
     def draw_kind(self, space: SearchSpace) -> str:
         """How the random subnets of a step are drawn: as `sampling` says for uniform and distinct;
         for sandwich and multi the space's default (runs of format 1 drew distinct archs)."""
-        if self.sampling in ("uniform", "distinct"):
-            return self.sampling  # type: ignore[return-value]
+        own = get_sampling(self.sampling).draw
+        if own is not None:
+            return own
         return "distinct" if self.format == 1 else space.default_sampling
 
     def shape(self) -> dict[str, int]:
