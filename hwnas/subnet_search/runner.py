@@ -41,7 +41,8 @@ from hwnas.subnet_search.nsga2 import NSGA2Search
 from hwnas.subnet_search.report import history_frame, pareto_front, pareto_plot, write_tables
 from hwnas.training.checkpoint import WEIGHTS, CheckpointError
 from hwnas.training.distributed import join_world
-from hwnas.training.evaluate import Score, TrainedRun
+from hwnas.training.evaluate import Score
+from hwnas.training.run import TrainedRun
 
 STATE, BEST = "search_state.json", "best.json"
 STATE_FORMAT = 1

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hwnas.training.config import TrainConfig
-    from hwnas.training.evaluate import TrainedRun
+    from hwnas.training.run import TrainedRun
     from hwnas.training.trainer import train
 
 __all__ = ["TrainConfig", "TrainedRun", "train"]
-_WHERE = {"TrainConfig": "config", "TrainedRun": "evaluate", "train": "trainer"}
+_WHERE = {"TrainConfig": "config", "TrainedRun": "run", "train": "trainer"}
 
 
 def __getattr__(name: str) -> Any:

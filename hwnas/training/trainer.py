@@ -43,30 +43,15 @@ from hwnas.data.split import DataError
 from hwnas.errors import HwnasError
 from hwnas.io import atomic_write_bytes, atomic_write_json
 from hwnas.plots import figure, save_figure
+from hwnas.rng import rng_state, seed_everything, set_rng_state
 from hwnas.spaces import SearchSpace, get_space
 from hwnas.supernet import build_supernet
-from hwnas.training.checkpoint import (
-    CHECKPOINT,
-    CheckpointError,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    save_weights,
-    seed_everything,
-    set_rng_state,
-)
+from hwnas.training.checkpoint import CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint, save_weights
 from hwnas.training.config import TrainConfig
-from hwnas.training.distributed import MultiArch, World, join_world
-from hwnas.training.evaluate import (
-    CONFIG,
-    SPACE,
-    SPLIT,
-    batchnorm_calibration,
-    check_run_space,
-    loader_settings,
-    split_loader,
-    top1,
-)
+from hwnas.training.distributed import World, join_world
+from hwnas.training.evaluate import batchnorm_calibration, loader_settings, split_loader, top1
+from hwnas.training.multi_arch import MultiArch
+from hwnas.training.run import CONFIG, SPACE, SPLIT, check_run_space
 from hwnas.training.sampling import get_sampling, step_archs
 
 METRICS_JSONL, METRICS_CSV, CURVE = "metrics.jsonl", "metrics.csv", "learning_curve.png"
