@@ -3,7 +3,7 @@
 
 Every cost is a sum over the arch's blocks (latency then calibrated by a * sum + b with a > 0), so
 the cheapest and the costliest arch under each cost are found exactly by the space before any
-evaluation, and so is one arch within all budgets together (`hwnas.subnet_search.joint`): an
+evaluation, and so is one arch within all budgets together (`hwnas.subnet_search.feasibility`): an
 infeasible budget fails at once with the minimum achievable or the budgets that conflict, and a
 budget that every arch meets is reported instead of searched.
 
@@ -25,7 +25,7 @@ from hwnas.errors import HwnasError
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.spaces import Arch, SearchSpace
 from hwnas.spaces.blocks import BlockConfig
-from hwnas.subnet_search.joint import RELATIVE_SLACK, within_all
+from hwnas.subnet_search.feasibility import RELATIVE_SLACK, within_all
 
 # metric -> (CLI option, unit): FLOPs are multiply-accumulates, as the ViT papers count them
 METRICS = {

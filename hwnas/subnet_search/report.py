@@ -16,7 +16,7 @@ from hwnas.io import atomic_write_bytes
 from hwnas.plots import figure, save_figure
 from hwnas.subnet_search.constraints import metric_info
 from hwnas.subnet_search.evolution import Record
-from hwnas.subnet_search.joint import nondominated
+from hwnas.subnet_search.feasibility import nondominated
 
 AXIS = {"latency_ms": "predicted latency (ms)", "flops_g": "GMACs (multiply-accumulates)", "params_m": "params (M)"}
 
