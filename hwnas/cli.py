@@ -1051,6 +1051,7 @@ def search_cmd(
     Fitness is top-1 with inherited weights on the run's search-val split; the winner is scored once
     on the test split. State is saved every generation: rerunning the same command resumes."""
     from hwnas.api import search
+    from hwnas.subnet_search.constraints import is_latency, metric_device
 
     result = search(
         run_dir,
@@ -1085,13 +1086,9 @@ def search_cmd(
     click.echo(f"top-1: search-val {r['top1_search_val']:.2f}%, test {r['top1_test']:.2f}%")
     devices = list(r["predicted_latency_by_device"] or {})
     for metric, b in r["budget"].items():
-        base, _, device_name = metric.partition("@")
-        value = (
-            r["predicted_latency_by_device"][device_name or devices[0]]["latency_ms"]
-            if base == "latency_ms"
-            else r[metric]
-        )
-        label = f"latency on {device_name or devices[0]} (ms)" if base == "latency_ms" else metric
+        on = metric_device(metric) or (devices[0] if devices else None)
+        value = r["predicted_latency_by_device"][on]["latency_ms"] if is_latency(metric) else r[metric]
+        label = f"latency on {on} (ms)" if is_latency(metric) else metric
         click.echo(f"{label}: {value:.4g} (budget {b['limit']:g}; space spans {b['min']:.4g}-{b['max']:.4g})")
     for entry in r.get("per_budget", []):
         if entry["arch"] is None:

@@ -82,7 +82,7 @@ def _budgets(
     """The budgets asked for. One, pairing each --latency-ms with a device; with nsga2 also several
     latency budgets on one device (one winner each from the one run), or none at all (the front)."""
     if strategy == "nsga2" and len(devices) == 1 and len(limits_ms) > 1:
-        return [Budget(ms, flops_g, params_m) for ms in sorted(set(limits_ms))]
+        return [Budget.on([ms], devices, flops_g, params_m) for ms in sorted(set(limits_ms))]
     if limits_ms and len(limits_ms) != len(devices):
         raise BudgetError(
             f"--latency-ms is given {len(limits_ms)} times for {len(devices)} device(s) "
@@ -90,11 +90,7 @@ def _budgets(
         )
     if strategy == "nsga2" and not limits_ms and flops_g is None and params_m is None:
         return []
-    return [
-        Budget(
-            limits_ms[0] if limits_ms else None, flops_g, params_m, latency_on=tuple(zip(devices[1:], limits_ms[1:]))
-        )
-    ]
+    return [Budget.on(limits_ms, devices, flops_g, params_m)]
 
 
 def _loosest(budgets: Sequence[Budget]) -> Budget | None:
