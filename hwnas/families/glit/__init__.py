@@ -7,6 +7,7 @@ space.py (genes, blocks), blocks.py (its block kind), model.py (static network),
 Importing this registers it.
 """
 
+import hwnas.layers  # noqa: F401  (registers the shared block kinds)
 from hwnas.families.glit import blocks  # noqa: F401  (registers the block kind)
 from hwnas.families.glit.space import GLiTSpace
 from hwnas.family import Family, register_family
