@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 import hwnas
 from hwnas.deploy import export
-from hwnas.family import Family, register_family
+from hwnas.families.registry import Family, register_family
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.profile import ProfileSettings, profile_space
 from hwnas.latency.resolve import resolve_table

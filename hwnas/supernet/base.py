@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from hwnas.errors import ArchError, HwnasError
-from hwnas.family import build_model
+from hwnas.families.registry import build_model
 from hwnas.rng import isolated_rng
 from hwnas.spaces import Arch, SearchSpace
 

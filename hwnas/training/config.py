@@ -8,7 +8,7 @@ from typing import Any
 
 from hwnas.data import IN_MEMORY
 from hwnas.errors import HwnasError
-from hwnas.family import get_family
+from hwnas.families.registry import get_family
 from hwnas.spaces import SearchSpace
 from hwnas.supernet.sharing import SHARINGS
 from hwnas.training.sampling import get_sampling

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from hwnas.data import FAILED, ImagePool, PoolDataset, Split, model_input
 from hwnas.data.split import DataError
-from hwnas.family import get_family
+from hwnas.families.registry import get_family
 from hwnas.spaces import Arch, SearchSpace
 from hwnas.supernet import Supernet
 from hwnas.supernet.batchnorm import BatchNormCalibration

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from hwnas.data import FAILED
 from hwnas.errors import ArchError, HwnasError
-from hwnas.family import build_model
+from hwnas.families.registry import build_model
 from hwnas.io import atomic_write_bytes, atomic_write_json
 from hwnas.rng import isolated_rng, rng_state, seed_everything
 from hwnas.spaces import Arch

@@ -7,7 +7,7 @@ Importing this registers the family.
 
 import hwnas.layers  # noqa: F401  (registers the block kinds)
 from hwnas.families.autoformer.space import AutoFormerSpace
-from hwnas.family import Family, register_family
+from hwnas.families.registry import Family, register_family
 from hwnas.io import package_data
 
 FAMILY = register_family(

@@ -10,7 +10,7 @@ Importing this registers it.
 import hwnas.layers  # noqa: F401  (registers the shared block kinds)
 from hwnas.families.glit import blocks  # noqa: F401  (registers the block kind)
 from hwnas.families.glit.space import GLiTSpace
-from hwnas.family import Family, register_family
+from hwnas.families.registry import Family, register_family
 from hwnas.io import package_data
 
 FAMILY = register_family(

@@ -6,9 +6,9 @@ supernet.py (sliced and masked supernet), configs/ (shipped spaces). Importing t
 """
 
 import hwnas.layers  # noqa: F401  (registers the shared block kinds)
+from hwnas.families.registry import Family, register_family
 from hwnas.families.resnas import blocks  # noqa: F401  (registers the block kinds)
 from hwnas.families.resnas.space import ResNASSpace
-from hwnas.family import Family, register_family
 from hwnas.io import package_data
 
 FAMILY = register_family(

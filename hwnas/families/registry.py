@@ -8,8 +8,10 @@ YAML files. It registers its block kinds beside it (`hwnas.spaces.blocks.registe
 Nothing outside a family's folder branches on its name: every stage asks this registry.
 
 The supernet, builder and timm mapping may be given as "module:attribute" strings, imported on
-first use, so that listing spaces does not import torch. Families of other packages register
-through the `hwnas.families` entry-point group (each entry point names a module to import).
+first use, so that listing spaces does not import torch. Every family, built-in or of
+another package, is declared under the `hwnas.families` entry-point group (each entry point names
+the module that registers it; the built-in ones in hwnas's own pyproject.toml), so this registry
+imports no family by name.
 """
 
 from __future__ import annotations
@@ -87,13 +89,19 @@ def register_family(family: Family) -> Family:
 
 
 def load_families() -> None:
-    """Import the built-in families and those other packages declare as entry points (once)."""
+    """Import every family declared under the `hwnas.families` entry points (once): hwnas's own
+    and those of other packages."""
     global _LOADED
     if _LOADED:
         return
     _LOADED = True
-    import_module("hwnas.families")
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
+    found = entry_points(group=ENTRY_POINT_GROUP)
+    if not found:
+        raise HwnasError(
+            "no search-space family is declared (entry points `hwnas.families`): hwnas is not installed; "
+            "install it with `pip install -e .` (or `make install`) in the checkout"
+        )
+    for entry in found:
         import_module(entry.value.partition(":")[0])
 
 
