@@ -43,6 +43,23 @@ def _resolve(target: Lazy) -> Any:
 
 
 @dataclass(frozen=True)
+class TrainingBudget:
+    """A training recipe's defaults (`hwnas train` fills from it what the command leaves unset)."""
+
+    epochs: int
+    batch_size: int  # per process
+    lr: float
+    warmup_epochs: int
+    drop_path: float
+
+
+# Up to `hwnas.training.config.SMALL_DATA` train images: a few CPU minutes (the embedded digits).
+SMALL_DATA = TrainingBudget(epochs=40, batch_size=32, lr=1e-3, warmup_epochs=3, drop_path=0.0)
+# Above it: AutoFormer's ImageNet recipe (per-GPU batch 128 on 8 GPUs).
+LARGE_DATA = TrainingBudget(epochs=500, batch_size=128, lr=1e-3, warmup_epochs=20, drop_path=0.1)
+
+
+@dataclass(frozen=True)
 class Family:
     """Everything hwnas needs to know about one family, in one record."""
 
@@ -52,6 +69,11 @@ class Family:
     model: Lazy  # build_model(arch) -> nn.Module: the static network, freshly initialised
     timm: Lazy | None = None  # timm_kwargs(arch) -> dict | None: `timm.create_model` arguments of plain archs
     configs: Path | None = None  # the folder of the family's shipped space YAML files
+    small_data: TrainingBudget = SMALL_DATA  # the training defaults on small data
+    large_data: TrainingBudget = LARGE_DATA  # and on ImageNet-scale data
+    # The default share of training draws whose per-block high-level genes are alike in every block
+    # (`SearchSpace.sample_alike`), for families where uniform draws leave such chains untrained.
+    alike_share: float = 0.0
 
     def supernet_class(self) -> type[Supernet]:
         return _resolve(self.supernet)

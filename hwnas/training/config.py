@@ -83,22 +83,17 @@ class TrainConfig:
 
     def with_defaults(self, space: SearchSpace, *, train_images: int = 0) -> TrainConfig:
         """Fill unset fields (`train_images` by default: small data, as the digits). The budget
-        follows the size of the data: up to `SMALL_DATA` train images a few CPU minutes (40
-        epochs, batch 32, no DropPath; a family may change it, `Supernet.small_data_budget`), above
-        it AutoFormer's recipe (per-GPU batch 128, lr 1e-3, 500 epochs, 20 warm-up, DropPath 0.1).
-        The sampler is the space's `default_sampling`, the share of alike draws its family's (the
-        supernet's `alike_share`); flips are on for folders only; workers are the cores here (at
+        follows the size of the data and the family (`Family.small_data`, `Family.large_data`): up
+        to `SMALL_DATA` train images a few CPU minutes (by default 40 epochs, batch 32, no DropPath),
+        above it an ImageNet recipe (by default AutoFormer's: per-GPU batch 128, lr 1e-3, 500
+        epochs, 20 warm-up, DropPath 0.1). The sampler is the space's `default_sampling`, the share
+        of alike draws its family's (`Family.alike_share`); flips are on for folders only; workers are the cores here (at
         most 8) for folders, 0 for data held in memory."""
         small, in_memory = train_images <= SMALL_DATA, self.data in IN_MEMORY
-        budget: dict[str, Any] = (
-            dict(epochs=40, batch_size=32, lr=1e-3, warmup_epochs=3, drop_path=0.0)
-            if small
-            else dict(epochs=500, batch_size=128, lr=1e-3, warmup_epochs=20, drop_path=0.1)
-        )
-        supernet = get_family(space.family).supernet_class()
-        if small:
-            budget.update(supernet.small_data_budget)
-        budget["alike_share"] = supernet.alike_share if space.per_block_high_level_genes() else 0.0
+        family = get_family(space.family)
+        budget: dict[str, Any] = asdict(family.small_data if small else family.large_data)
+        supernet = family.supernet_class()
+        budget["alike_share"] = family.alike_share if space.per_block_high_level_genes() else 0.0
         budget["sampling"] = space.default_sampling
         budget["hflip"] = 0.0 if in_memory else 0.5
         budget["no_weight_decay"] = True
