@@ -11,7 +11,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from hwnas.latency.measure import measure_archs_apart, require_here
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.resolve import resolve_tables
 from hwnas.latency.table import STATISTICS, LatencyTable
+from hwnas.reports import SearchReport
 from hwnas.spaces import Arch, SearchSpace
 from hwnas.subnet_search.constraints import (
     Budget,
@@ -53,18 +54,23 @@ class SearchResult:
     """The winner and everything `best.json`, `history.csv` and `pareto.csv` hold."""
 
     best: Arch
-    report: dict[str, Any]  # the content of best.json
+    summary: SearchReport  # best.json, typed
     history: pd.DataFrame
     pareto: pd.DataFrame
     out: Path
 
     @property
+    def report(self) -> dict[str, Any]:
+        """best.json as a dict (the CLI's `--json` output)."""
+        return self.summary.to_dict()
+
+    @property
     def notes(self) -> list[str]:
-        return list(self.report["notes"])
+        return list(self.summary.notes)
 
     def to_dict(self) -> dict[str, Any]:
         """What best.json holds (the CLI's `--json` output)."""
-        return dict(self.report)
+        return self.report
 
 
 def _budget_name(budget: Budget) -> str:
@@ -178,10 +184,13 @@ def search(
         fitness = Fitness(plan.run, device=world.device())
         evolution, state = _evolve(plan, world, fitness, out, progress, on_generation)
         if not world.is_main:  # rank 0 scores the winner on the test split and writes the outputs
-            return SearchResult(evolution.best().arch, {"rank": world.rank}, pd.DataFrame(), pd.DataFrame(), out)
+            return SearchResult(
+                evolution.best().arch, SearchReport(rank=world.rank), pd.DataFrame(), pd.DataFrame(), out
+            )
         report = _report(plan, evolution, state, fitness, world.size, time.perf_counter() - began)
         if measure:
-            report.update(_measure(evolution.best().arch, plan.tables, plan.budget, plan.statistic, out, progress))
+            measured = _measure(evolution.best().arch, plan.tables, plan.budget, plan.statistic, out, progress)
+            report = replace(report, **measured)
         return _write(plan, evolution, state, report, out)
     finally:
         world.close()
@@ -381,7 +390,7 @@ def _winner(plan: SearchPlan, record: Record, within: Budget | None, fitness: Fi
 
 def _report(
     plan: SearchPlan, evolution: Evolution, state: SearchState, fitness: Fitness, processes: int, seconds: float
-) -> dict[str, Any]:
+) -> SearchReport:
     """best.json: the winner scored on the test split, the tables it was predicted with, the search."""
     tables = {
         t.device: {
@@ -392,24 +401,26 @@ def _report(
         }
         for t in plan.tables
     }
-    return {
-        **_winner(plan, evolution.best(), plan.budget, fitness),
-        "budget_binds": plan.feasibility.binds,
-        "table": tables.get(plan.labels[0]) if plan.labels else None,
-        "tables_by_device": tables,
-        "latency_stat": plan.latency_stat,
-        "strategy": plan.settings.strategy,
-        "seed": plan.settings.seed,
-        "settings": plan.settings.to_dict(),
-        "evaluations": len(state.records),
-        "generations_run": state.generation,
-        "run": str(plan.run.dir),
-        "notes": state.notes,
-        "seconds": round(seconds, 1),
-        "processes": processes,
-        "rank": 0,
-        **({"per_budget": _per_budget(plan, evolution, state, fitness)} if len(plan.budgets) > 1 else {}),
-    }
+    return SearchReport.from_dict(
+        {
+            **_winner(plan, evolution.best(), plan.budget, fitness),
+            "budget_binds": plan.feasibility.binds,
+            "table": tables.get(plan.labels[0]) if plan.labels else None,
+            "tables_by_device": tables,
+            "latency_stat": plan.latency_stat,
+            "strategy": plan.settings.strategy,
+            "seed": plan.settings.seed,
+            "settings": plan.settings.to_dict(),
+            "evaluations": len(state.records),
+            "generations_run": state.generation,
+            "run": plan.run.dir,
+            "notes": state.notes,
+            "seconds": round(seconds, 1),
+            "processes": processes,
+            "rank": 0,
+            "per_budget": _per_budget(plan, evolution, state, fitness) if len(plan.budgets) > 1 else None,
+        }
+    )
 
 
 def _per_budget(plan: SearchPlan, evolution: Evolution, state: SearchState, fitness: Fitness) -> list[dict[str, Any]]:
@@ -431,12 +442,10 @@ def _per_budget(plan: SearchPlan, evolution: Evolution, state: SearchState, fitn
     return entries
 
 
-def _write(
-    plan: SearchPlan, evolution: Evolution, state: SearchState, report: dict[str, Any], out: Path
-) -> SearchResult:
+def _write(plan: SearchPlan, evolution: Evolution, state: SearchState, report: SearchReport, out: Path) -> SearchResult:
     """best.json (and each budget's best-*.json), history.csv, pareto.csv and pareto.png."""
     outputs = [BEST, "history.csv", "pareto.csv", "pareto.png", STATE]
-    for entry in report.get("per_budget", []):
+    for entry in report.per_budget or []:
         atomic_write_json(out / entry["file"], entry)
         outputs.append(entry["file"])
     history = history_frame(state.records)
@@ -449,8 +458,8 @@ def _write(
     best = evolution.best().arch
     limits = [b.limits() for b in plan.budgets]
     pareto_plot(history, axes, limits, best.digest, title, out / "pareto.png", plan.labels[0] if plan.labels else None)
-    report["outputs"] = {name: str(out / name) for name in outputs}
-    atomic_write_json(out / BEST, report)
+    report = replace(report, outputs={name: str(out / name) for name in outputs})
+    atomic_write_json(out / BEST, report.to_dict())
     return SearchResult(best, report, history, pareto, out)
 
 
