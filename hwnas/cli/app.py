@@ -3,11 +3,13 @@ several commands, and user errors as one line on stderr (exit code 2)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import traceback
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -43,6 +45,41 @@ drift_option = click.option(
 
 def emit_json(obj: dict[str, Any]) -> None:
     click.echo(json.dumps(obj, indent=2))
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reports(
+    text: Callable[..., None],
+    json_help: str = "Print one JSON object instead of text.",
+    exit_code: Callable[[Any], int] | None = None,
+) -> Callable[[F], F]:
+    """Give a command `--json` and one way out: the command returns its report (an object with
+    `to_dict()`, or a dict; None when it has nothing to say, as a torchrun rank other than 0), which
+    `--json` prints as one JSON object and `text(report)` otherwise prints for people. A command
+    whose text shows more than the report returns `(report, {name: value})`, and `text` gets those
+    as keyword arguments. The command still gets `as_json` (no progress bars under `--json`).
+    `exit_code(report)`, when given, is the status the command exits with after printing."""
+
+    def decorate(command: F) -> F:
+        @click.option("--json", "as_json", is_flag=True, help=json_help)
+        @functools.wraps(command)
+        def reporting(*args: Any, as_json: bool, **kwargs: Any) -> None:
+            report = command(*args, as_json=as_json, **kwargs)
+            if report is None:
+                return
+            report, shown = report if isinstance(report, tuple) else (report, {})
+            if as_json:
+                emit_json(report.to_dict() if hasattr(report, "to_dict") else report)
+            else:
+                text(report, **shown)
+            if exit_code is not None and exit_code(report):
+                sys.exit(exit_code(report))
+
+        return reporting  # type: ignore[return-value]
+
+    return decorate
 
 
 # `hwnas --help` lists the commands by stage, in pipeline order, each with a summary that fits a line

@@ -3,12 +3,42 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
-from hwnas.cli.app import cli, drift_option, emit_json
+from hwnas.cli.app import cli, drift_option, reports
+from hwnas.reports import ExportReport
+
+
+def _export_text(report: ExportReport, out: Path) -> None:
+    gate = report.gate
+    acc, lat = report.accuracy_top1, report.latency
+    click.echo(
+        f"arch {report.digest}: {json.dumps(report.arch)}\ntop-1: search-val {acc['search_val']:.2f}%, test {acc['test']:.2f}%; "
+        f"{report.params:,} params, {report.macs / 1e6:.2f} MMACs"
+    )
+    if lat["predicted"]:
+        click.echo(f"latency on {lat['predicted']['device']}: predicted {lat['predicted']['latency_ms']:.4g} ms")
+    if lat["measured"]:
+        m = lat["measured"]
+        versus = f" ({m['vs_predicted_pct']:+.1f}% vs predicted)" if m["comparable"] else f" ({m['note']})"
+        click.echo(
+            f"measured here: {m['file'] or 'the PyTorch model'} {m['latency_ms']:.4g} ms with "
+            f"{m['setup']['backend']} {m['setup']['backend_version']}{versus}"
+        )
+    elif lat["not_measured"]:
+        click.echo(f"not timed here: {lat['not_measured']}")
+    for fmt, check in report.checks.items():
+        click.echo(f"  {fmt:<12} max |diff| vs PyTorch {check['max_abs_diff']:.1e}")
+    for fmt, why in report.skipped.items():
+        click.echo(f"  {fmt:<12} skipped: {why}")
+    click.echo("\n".join(f"{name:<18} {out / name}" for name in [*report.artifacts, "manifest.json"]))
+    if gate:
+        click.echo(
+            f"latency gate: {'passed' if gate['passed'] else 'FAILED'}: {gate['reason']}", err=not gate["passed"]
+        )
 
 
 @cli.command(name="export")
@@ -62,7 +92,11 @@ from hwnas.cli.app import cli, drift_option, emit_json
     "above the prediction.",
 )
 @drift_option
-@click.option("--json", "as_json", is_flag=True, help="Print the manifest as one JSON object instead of text.")
+@reports(
+    _export_text,
+    "Print the manifest as one JSON object instead of text.",
+    exit_code=lambda report: 0 if report.passed else 1,
+)
 def export_cmd(
     run_dir: Path,
     arch_file: Path,
@@ -77,7 +111,7 @@ def export_cmd(
     max_latency_error: float | None,
     drift: str,
     as_json: bool,
-) -> None:
+) -> tuple[ExportReport, dict[str, Any]]:
     """Export a subnet as deployable artifacts, each loaded back and checked against PyTorch.
 
     Writes into a staging folder and moves each file into --out only once all are checked, with a
@@ -99,39 +133,7 @@ def export_cmd(
         drift=drift,
         progress=not as_json,
     )
-    gate = report.gate
-    if as_json:
-        emit_json(report.to_dict())
-        if not report.passed:
-            sys.exit(1)
-        return
-    acc, lat = report.accuracy_top1, report.latency
-    click.echo(
-        f"arch {report.digest}: {json.dumps(report.arch)}\ntop-1: search-val {acc['search_val']:.2f}%, test {acc['test']:.2f}%; "
-        f"{report.params:,} params, {report.macs / 1e6:.2f} MMACs"
-    )
-    if lat["predicted"]:
-        click.echo(f"latency on {lat['predicted']['device']}: predicted {lat['predicted']['latency_ms']:.4g} ms")
-    if lat["measured"]:
-        m = lat["measured"]
-        versus = f" ({m['vs_predicted_pct']:+.1f}% vs predicted)" if m["comparable"] else f" ({m['note']})"
-        click.echo(
-            f"measured here: {m['file'] or 'the PyTorch model'} {m['latency_ms']:.4g} ms with "
-            f"{m['setup']['backend']} {m['setup']['backend_version']}{versus}"
-        )
-    elif lat["not_measured"]:
-        click.echo(f"not timed here: {lat['not_measured']}")
-    for fmt, check in report.checks.items():
-        click.echo(f"  {fmt:<12} max |diff| vs PyTorch {check['max_abs_diff']:.1e}")
-    for fmt, why in report.skipped.items():
-        click.echo(f"  {fmt:<12} skipped: {why}")
-    click.echo("\n".join(f"{name:<18} {out / name}" for name in [*report.artifacts, "manifest.json"]))
-    if gate:
-        click.echo(
-            f"latency gate: {'passed' if gate['passed'] else 'FAILED'}: {gate['reason']}", err=not gate["passed"]
-        )
-        if not gate["passed"]:
-            sys.exit(1)
+    return report, {"out": out}
 
 
 # ---- outputs --------------------------------------------------------------------------------------

@@ -3,10 +3,47 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from hwnas.cli.app import cli, drift_option, emit_json, latency_stat_option
+from hwnas.cli.app import cli, drift_option, latency_stat_option, reports
+
+if TYPE_CHECKING:
+    from hwnas.subnet_search.runner import SearchResult
+
+
+def _search_text(result: SearchResult) -> None:
+    from hwnas.subnet_search.constraints import is_latency, metric_device
+
+    r = result.to_dict()
+    click.echo(
+        f"best of {r['evaluations']} archs ({r['strategy']}, seed {r['seed']}, {r['seconds']:.0f} s): {result.best!r}"
+    )
+    click.echo(f"top-1: search-val {r['top1_search_val']:.2f}%, test {r['top1_test']:.2f}%")
+    devices = list(r["predicted_latency_by_device"] or {})
+    for metric, b in r["budget"].items():
+        on = metric_device(metric) or (devices[0] if devices else None)
+        value = r["predicted_latency_by_device"][on]["latency_ms"] if is_latency(metric) else r[metric]
+        label = f"latency on {on} (ms)" if is_latency(metric) else metric
+        click.echo(f"{label}: {value:.4g} (budget {b['limit']:g}; space spans {b['min']:.4g}-{b['max']:.4g})")
+    for entry in r.get("per_budget", []):
+        if entry["arch"] is None:
+            click.echo(f"budget {entry['budget']}: {entry['note']}")
+            continue
+        limits = ", ".join(f"{k} <= {v['limit']:g}" for k, v in entry["budget"].items())
+        click.echo(
+            f"within {limits}: top-1 search-val {entry['top1_search_val']:.2f}%, test {entry['top1_test']:.2f}% "
+            f"({entry['file']})"
+        )
+    for name, m in r.get("measured_by_device", {}).items():
+        click.echo(f"measured here end to end with the {name} table's setup: {m['measured_latency_ms']:.4g} ms")
+    for note in r["notes"]:
+        click.echo(f"note: {note}")
+    click.echo("\n".join(f"{name + ':':<18} {path}" for name, path in r["outputs"].items()))
+
+
+# ---- export ---------------------------------------------------------------------------------------
 
 
 @cli.command(name="search")
@@ -98,7 +135,7 @@ from hwnas.cli.app import cli, drift_option, emit_json, latency_stat_option
 @click.option("--measure", is_flag=True, help="Also time the winner end to end with the table's backend and settings.")
 @latency_stat_option
 @drift_option
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (best.json) instead of text.")
+@reports(_search_text, "Print one JSON object (best.json) instead of text.")
 def search_cmd(
     run_dir: Path,
     latency_ms: tuple[float, ...],
@@ -119,13 +156,12 @@ def search_cmd(
     latency_stat: str,
     drift: str,
     as_json: bool,
-) -> None:
+) -> SearchResult | None:
     """Find the most accurate subnet of a trained supernet within a latency, FLOPs or params budget.
 
     Fitness is top-1 with inherited weights on the run's search-val split; the winner is scored once
     on the test split. State is saved every generation: rerunning the same command resumes."""
     from hwnas.api import search
-    from hwnas.subnet_search.constraints import is_latency, metric_device
 
     result = search(
         run_dir,
@@ -148,36 +184,4 @@ def search_cmd(
         drift=drift,
         progress=not as_json,
     )
-    r = result.to_dict()
-    if r["rank"] != 0:  # under torchrun, rank 0 reports for all
-        return
-    if as_json:
-        emit_json(r)
-        return
-    click.echo(
-        f"best of {r['evaluations']} archs ({r['strategy']}, seed {r['seed']}, {r['seconds']:.0f} s): {result.best!r}"
-    )
-    click.echo(f"top-1: search-val {r['top1_search_val']:.2f}%, test {r['top1_test']:.2f}%")
-    devices = list(r["predicted_latency_by_device"] or {})
-    for metric, b in r["budget"].items():
-        on = metric_device(metric) or (devices[0] if devices else None)
-        value = r["predicted_latency_by_device"][on]["latency_ms"] if is_latency(metric) else r[metric]
-        label = f"latency on {on} (ms)" if is_latency(metric) else metric
-        click.echo(f"{label}: {value:.4g} (budget {b['limit']:g}; space spans {b['min']:.4g}-{b['max']:.4g})")
-    for entry in r.get("per_budget", []):
-        if entry["arch"] is None:
-            click.echo(f"budget {entry['budget']}: {entry['note']}")
-            continue
-        limits = ", ".join(f"{k} <= {v['limit']:g}" for k, v in entry["budget"].items())
-        click.echo(
-            f"within {limits}: top-1 search-val {entry['top1_search_val']:.2f}%, test {entry['top1_test']:.2f}% "
-            f"({entry['file']})"
-        )
-    for name, m in r.get("measured_by_device", {}).items():
-        click.echo(f"measured here end to end with the {name} table's setup: {m['measured_latency_ms']:.4g} ms")
-    for note in r["notes"]:
-        click.echo(f"note: {note}")
-    click.echo("\n".join(f"{name + ':':<18} {path}" for name, path in r["outputs"].items()))
-
-
-# ---- export ---------------------------------------------------------------------------------------
+    return result if result.summary.rank == 0 else None  # under torchrun, rank 0 reports for all

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
-from hwnas.cli.app import cli, emit_json
+from hwnas.cli.app import cli, reports
 from hwnas.spaces import Arch, get_space, list_spaces
 
 
-@cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def spaces(as_json: bool) -> None:
-    """List the shipped search spaces with their sizes and cost ranges."""
-    rows = [get_space(name).describe() for name in list_spaces()]
-    if as_json:
-        emit_json({"spaces": rows})
-        return
+def _spaces_text(report: dict[str, Any]) -> None:
+    rows = report["spaces"]
     header = f"{'space':<20} {'family':<11} {'input':<13} {'archs':>9} {'blocks':>6} {'params (M)':>14} {'GMACs':>14}"
     click.echo(header)
     click.echo("-" * len(header))
@@ -33,6 +29,13 @@ def spaces(as_json: bool) -> None:
         choices = "; ".join(f"{k} {v}" for k, v in r["choices"].items())
         click.echo(f"{r['name']}: {r['description']}. Choices: {choices}")
     click.echo("\narchs: distinct architectures; blocks: distinct block configurations (latency-table rows).")
+
+
+@cli.command()
+@reports(_spaces_text, "Print one JSON object instead of a table.")
+def spaces(as_json: bool) -> dict[str, Any]:
+    """List the shipped search spaces with their sizes and cost ranges."""
+    return {"spaces": [get_space(name).describe() for name in list_spaces()]}
 
 
 @cli.command()
@@ -56,26 +59,36 @@ def sample(space_name: str, seed: int | None, largest: bool, smallest: bool, out
     click.echo(text, nl=False)
 
 
-@cli.command(name="arch")
-@click.argument("arch_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def arch_cmd(arch_file: Path, as_json: bool) -> None:
-    """Validate an arch JSON file and show its blocks, parameters and FLOPs (analytic)."""
-    arch = Arch.from_json(arch_file)
-    blocks = arch.blocks()
-    summary = {
-        "arch": arch.to_dict(),
-        "digest": arch.digest,
-        "params": arch.params(),
-        "macs": arch.macs(),
-        "blocks": [{"key": b.key, "params": b.params(), "macs": b.macs()} for b in blocks],
-    }
-    if as_json:
-        emit_json(summary)
-        return
+@dataclass(frozen=True)
+class ArchSummary:
+    """An arch file checked: the arch, its digest, counts and blocks."""
+
+    arch: Arch
+
+    def to_dict(self) -> dict[str, Any]:
+        a = self.arch
+        return {
+            "arch": a.to_dict(),
+            "digest": a.digest,
+            "params": a.params(),
+            "macs": a.macs(),
+            "blocks": [{"key": b.key, "params": b.params(), "macs": b.macs()} for b in a.blocks()],
+        }
+
+
+def _arch_text(summary: ArchSummary) -> None:
+    arch, blocks = summary.arch, summary.arch.blocks()
     click.echo(f"{arch!r}\ndigest {arch.digest}\n")
     width = max(len(b.key) for b in blocks)
     click.echo(f"{'block':<{width}} {'params':>10} {'MMACs':>10}")
     for b in blocks:
         click.echo(f"{b.key:<{width}} {b.params():>10,} {b.macs() / 1e6:>10.2f}")
     click.echo(f"{'total':<{width}} {arch.params():>10,} {arch.macs() / 1e6:>10.2f}")
+
+
+@cli.command(name="arch")
+@click.argument("arch_file", type=click.Path(dir_okay=False, path_type=Path))
+@reports(_arch_text, "Print one JSON object instead of a table.")
+def arch_cmd(arch_file: Path, as_json: bool) -> ArchSummary:
+    """Validate an arch JSON file and show its blocks, parameters and FLOPs (analytic)."""
+    return ArchSummary(Arch.from_json(arch_file))

@@ -2,13 +2,51 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
-from hwnas.cli.app import cli, emit_json
+from hwnas.cli.app import cli, reports
+from hwnas.reports import FinetuneReport, TrainReport
 from hwnas.spaces import Arch
 from hwnas.training.sampling import SAMPLINGS
+
+
+def _train_text(report: TrainReport) -> None:
+    click.echo(
+        f"trained {report.space} for {report.epochs_run} epochs; search-val top-1: "
+        + ", ".join(f"{k} {v:.1f}%" for k, v in report.search_val_top1.items())
+    )
+    click.echo(f"run:     {report.run}\nmetrics: {report.metrics}\nplot:    {report.plot}")
+
+
+def _finetune_text(report: FinetuneReport) -> None:
+    assert report.before is not None and report.after is not None and report.config is not None  # rank 0
+    for part in ("search_val", "test"):
+        click.echo(
+            f"{part.replace('_', '-')} top-1: {report.before[part]['top1']:.2f}% before, "
+            f"{report.after[part]['top1']:.2f}% after {report.config['epochs']} epochs"
+        )
+    click.echo(f"folder:  {report.out}\nmetrics: {report.metrics}\nplot:    {report.plot}")
+
+
+@dataclass(frozen=True)
+class InheritedTop1:
+    """`hwnas eval`: an arch's top-1 with the weights it inherits."""
+
+    run: Path
+    arch: Arch
+    split: str
+    top1: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run": str(self.run), "arch": self.arch.to_dict(), "split": self.split, "top1": self.top1}
+
+
+def _eval_text(report: InheritedTop1) -> None:
+    click.echo(f"{report.arch!r}\n{report.split} top-1: {report.top1:.2f}%")
 
 
 @cli.command(name="train")
@@ -101,7 +139,7 @@ from hwnas.training.sampling import SAMPLINGS
 )
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where its last checkpoint left it.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, init, order and archs.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@reports(_train_text, "Print one JSON object instead of text.")
 def train_cmd(
     space_name: str,
     data: str,
@@ -121,7 +159,7 @@ def train_cmd(
     resume: bool,
     seed: int,
     as_json: bool,
-) -> None:
+) -> TrainReport | None:
     """Train a weight-sharing supernet (checkpoint every epoch; --resume continues exactly).
 
     With an ImageFolder --data, the class count is the folder's, and the folder is listed once
@@ -148,16 +186,7 @@ def train_cmd(
         resume=resume,
         progress=not as_json,
     )
-    if report.rank != 0:  # under torchrun, rank 0 reports for all
-        return
-    if as_json:
-        emit_json(report.to_dict())
-        return
-    click.echo(
-        f"trained {report.space} for {report.epochs_run} epochs; search-val top-1: "
-        + ", ".join(f"{k} {v:.1f}%" for k, v in report.search_val_top1.items())
-    )
-    click.echo(f"run:     {report.run}\nmetrics: {report.metrics}\nplot:    {report.plot}")
+    return report if report.rank == 0 else None  # under torchrun, rank 0 reports for all
 
 
 @cli.command(name="finetune")
@@ -193,7 +222,7 @@ def train_cmd(
 @click.option("--from-scratch", is_flag=True, help="Train the subnet alone from a fresh initialisation instead.")
 @click.option("--resume", is_flag=True, help="Continue the fine-tuning in --out where its last checkpoint left it.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the order, augmentation and init.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@reports(_finetune_text, "Print one JSON object instead of text.")
 def finetune_cmd(
     run_dir: Path,
     arch_file: Path,
@@ -205,7 +234,7 @@ def finetune_cmd(
     resume: bool,
     seed: int,
     as_json: bool,
-) -> None:
+) -> FinetuneReport | None:
     """Train a searched subnet alone from its inherited weights (ViTAS, ViT-ResNAS and GLiT retrain
     theirs); `hwnas export --run OUT` then exports the fine-tuned weights."""
     from hwnas.api import finetune
@@ -222,18 +251,7 @@ def finetune_cmd(
         seed=seed,
         progress=not as_json,
     )
-    if report.rank != 0:  # under torchrun, rank 0 reports for all
-        return
-    if as_json:
-        emit_json(report.to_dict())
-        return
-    assert report.before is not None and report.after is not None and report.config is not None  # rank 0
-    for part in ("search_val", "test"):
-        click.echo(
-            f"{part.replace('_', '-')} top-1: {report.before[part]['top1']:.2f}% before, "
-            f"{report.after[part]['top1']:.2f}% after {report.config['epochs']} epochs"
-        )
-    click.echo(f"folder:  {report.out}\nmetrics: {report.metrics}\nplot:    {report.plot}")
+    return report if report.rank == 0 else None  # under torchrun, rank 0 reports for all
 
 
 @cli.command(name="eval")
@@ -253,18 +271,14 @@ def finetune_cmd(
     show_default=True,
     help="Which held-out part to score on (search uses search-val; report test once, at the end).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-def eval_cmd(run_dir: Path, arch_file: Path, part: str, as_json: bool) -> None:
+@reports(_eval_text, "Print one JSON object instead of text.")
+def eval_cmd(run_dir: Path, arch_file: Path, part: str, as_json: bool) -> InheritedTop1:
     """Top-1 of an arch with the weights it inherits from a trained supernet."""
     from hwnas.training import TrainedRun
 
     run = TrainedRun(run_dir)
     arch = Arch.from_json(arch_file, run.space)
-    accuracy = run.top1(arch, part.replace("-", "_"))
-    if as_json:
-        emit_json({"run": str(run_dir), "arch": arch.to_dict(), "split": part, "top1": accuracy})
-        return
-    click.echo(f"{arch!r}\n{part} top-1: {accuracy:.2f}%")
+    return InheritedTop1(run_dir, arch, part, run.top1(arch, part.replace("-", "_")))
 
 
 # ---- latency tables -----------------------------------------------------------------------------
