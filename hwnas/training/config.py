@@ -6,6 +6,7 @@ import os
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from hwnas import migrate
 from hwnas.data import IN_MEMORY
 from hwnas.errors import HwnasError
 from hwnas.families.registry import get_family
@@ -155,15 +156,5 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in fields(cls)}
-        if "format" not in d:  # runs saved before the format: what their settings meant then
-            d = {
-                "alike_share": 0.0,
-                "hflip": 0.0 if d.get("data") in IN_MEMORY else 0.5,
-                "no_weight_decay": False,
-                "search_val": "15%",
-                **d,
-                "format": 1,
-            }
-            if d.get("sampling") == "uniform":
-                d["sampling"] = "distinct"
+        d = migrate.train_config(d)
         return cls(**{k: v for k, v in d.items() if k in names})
