@@ -1,5 +1,5 @@
 """GLiT on the digits data: the supernet trained with the GLiT family's digits budget (160 epochs at
-lr 3e-3, `GLiTSupernet.small_data_budget`), then the all-global, the all-local and 5 random subnets
+lr 3e-3, the GLiT family record's `small_data`), then the all-global, the all-local and 5 random subnets
 scored on the test split with inherited weights, with and without per-subnet BatchNorm
 recalibration (also with seed 1: another split, initialisation and draws); then the same subnets
 after supernets trained with a changed recipe: the plain digits budget of the other families (40

@@ -103,7 +103,7 @@ def brute_force_agreement(trials: int) -> dict:
 
 
 def _three(limits: list[float]) -> Budget:
-    return Budget(latency_ms=limits[0], latency_on=(("b", limits[1]), ("c", limits[2])))
+    return Budget.on(limits, ["a", "b", "c"])
 
 
 class _FixedCosts(Costs):

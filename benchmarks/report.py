@@ -52,7 +52,7 @@ DROPPED: dict[str, str] = {
     "weight decay on position embeddings) and its budget came from the CPU table shipped on 2026-11-21 (now "
     "benchmarks/fixtures/): it spans 0.395-1.156 ms there, 0.591-1.840 ms with the shipped table (demo.json)",
     "benchmarks/results/search_glit.json": "searched on the 40-epoch glit-digits supernet, while the family's digits "
-    "budget is now 160 epochs at lr 3e-3 (GLiTSupernet.small_data_budget)",
+    "budget is now 160 epochs at lr 3e-3 (the GLiT family record's small-data budget)",
     "benchmarks/results/glit_subnets_kernels_7_15_31.json": "glit-digits with kernel sizes 7/15/31, a space no longer "
     "shipped (space digest 6e8b0499; glit-digits is now c350df15), trained under config format 1",
     "benchmarks/results/supernet.json": "trained under config format 1: its 'uniform' drew distinct archs (today's "

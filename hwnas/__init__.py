@@ -31,7 +31,7 @@ _LAZY = {
         ["DevicePrediction", "ExportReport", "FinetuneReport", "PredictReport", "ProfileReport", "TrainReport"],
         "hwnas.reports",
     ),
-    "build_model": "hwnas.family",
+    "build_model": "hwnas.families.registry",
     "build_supernet": "hwnas.supernet",
     "Supernet": "hwnas.supernet",
     "count_flops": "hwnas.cost",

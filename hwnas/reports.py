@@ -17,6 +17,7 @@ __all__ = [
     "PredictReport",
     "ProfileReport",
     "Report",
+    "SearchReport",
     "TrainReport",
 ]
 
@@ -193,3 +194,51 @@ class ExportReport(Report):
         if d["gate"] is None:  # the manifest has a gate only when one was asked for
             del d["gate"]
         return d
+
+
+@dataclass(frozen=True)
+class SearchReport(Report):
+    """best.json: the most accurate subnet found within the budget, what it was predicted with and
+    how the search ran. On torchrun ranks other than 0 only `rank` is set; the fields a search does
+    not produce (`per_budget` without several budgets, `measured_*` without `measure`) stay None
+    and are left out of `to_dict()`."""
+
+    rank: int = 0
+    arch: dict[str, Any] | None = None
+    digest: str | None = None
+    space: str | None = None
+    top1_search_val: float | None = None
+    loss_search_val: float | None = None
+    top1_test: float | None = None
+    predicted_latency: dict[str, Any] | None = None  # on the first (primary) device
+    predicted_latency_by_device: dict[str, Any] = field(default_factory=dict)
+    flops_g: float | None = None  # GMACs
+    macs: int | None = None
+    params: int | None = None
+    params_m: float | None = None
+    budget: dict[str, Any] = field(default_factory=dict)  # per metric: limit and the space's min and max
+    budget_binds: bool | None = None  # False: every arch met the budget (the largest was returned)
+    table: dict[str, Any] | None = None  # the first device's table: path, fingerprint, calibration
+    tables_by_device: dict[str, Any] = field(default_factory=dict)
+    latency_stat: str | None = None
+    strategy: str | None = None
+    seed: int | None = None
+    settings: dict[str, Any] | None = None
+    evaluations: int | None = None
+    generations_run: int | None = None
+    run: Path | None = None
+    notes: list[str] = field(default_factory=list)
+    seconds: float | None = None
+    processes: int | None = None
+    per_budget: list[dict[str, Any]] | None = None  # nsga2 with several budgets: each one's winner
+    measured_latency_ms: float | None = None  # with `measure`: timed here on the first device
+    measured_over_budget_pct: float | None = None
+    measured_by_device: dict[str, Any] | None = None
+    outputs: dict[str, str] | None = None  # the files written (best.json, history.csv, ...)
+
+    OPTIONAL = ("per_budget", "measured_latency_ms", "measured_over_budget_pct", "measured_by_device", "outputs")
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.arch is None and self.rank != 0:
+            return {"rank": self.rank}
+        return {k: v for k, v in super().to_dict().items() if not (k in self.OPTIONAL and v is None)}

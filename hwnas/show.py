@@ -33,7 +33,7 @@ KIND_NAMES = {
     "validation": "latency-table validation",
 }
 
-# hwnas.training.evaluate / checkpoint / trainer
+# hwnas.training.run / checkpoint / trainer
 CONFIG, SPLIT, SPACE, IMAGE_INDEX = "config.json", "split.json", "space.json", "images.json"
 CHECKPOINT, WEIGHTS = "checkpoint.pt", "supernet.safetensors"
 METRICS_JSONL, METRICS_CSV, CURVE = "metrics.jsonl", "metrics.csv", "learning_curve.png"

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 import hwnas
 from hwnas.deploy import export
-from hwnas.family import Family, register_family
+from hwnas.families.registry import Family, register_family
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.profile import ProfileSettings, profile_space
 from hwnas.latency.resolve import resolve_table
@@ -353,7 +353,7 @@ def test_repair_takes_the_moves_that_save_cost(space, table):
         [{8: 3.0, 16: 1.0, 24: 2.0}[b.hidden] if b.kind == "toy_mlp" else 0.5 for b in predictor.blocks]
     )
     predictor.calibration = type(predictor.calibration)(1.0, 0.0, 1)
-    constraints = Constraints(Budget(latency_ms=3.5), Costs(space, predictor))
+    constraints = Constraints(Budget.on([3.5]), Costs(space, predictor))
     ops = Operators(space, random.Random(0), ["depth", "hidden"])
     start = space.arch(depth=2, hidden=[8, 8])  # 7 ms: smaller choices (none below 8) cannot help
     for seed in range(5):

@@ -20,7 +20,16 @@ from hwnas.latency.profile import ProfileSettings, profile_space
 from hwnas.latency.table import SHIPPED_DIR, Calibration, LatencyTable, TableError, find_table
 from hwnas.profilers.protocol import Protocol
 from hwnas.spaces import get_space
-from hwnas.subnet_search import Budget, BudgetError, Constraints, Costs, EvolutionSettings, SearchState, check_feasible
+from hwnas.subnet_search import (
+    Budget,
+    BudgetError,
+    Constraints,
+    Costs,
+    EvolutionSettings,
+    LatencyBudget,
+    SearchState,
+    check_feasible,
+)
 from hwnas.subnet_search.evolution import Evolution
 from hwnas.subnet_search.nsga2 import NSGA2Search
 from hwnas.subnet_search.operators import Operators
@@ -209,12 +218,12 @@ def test_budget_checks_before_any_evaluation():
         ({}, "at least one constraint"),
         ({"params_m": 0}, "positive"),
         ({"flops_g": -1}, "positive"),
-        ({"latency_ms": float("nan")}, "positive"),
+        ({"latency": (LatencyBudget(float("nan")),)}, "positive"),
     ):
         with pytest.raises(BudgetError, match=match):
             Budget(**bad)
     with pytest.raises(BudgetError, match="--latency-ms needs --device"):
-        Constraints(Budget(latency_ms=1.0), costs)
+        Constraints(Budget.on([1.0]), costs)
 
 
 def test_contradicting_constraints_are_refused(toy, table, tmp_path):
@@ -226,7 +235,7 @@ def test_contradicting_constraints_are_refused(toy, table, tmp_path):
     costs = Costs(toy, LatencyPredictor(LatencyTable.load(path), toy))
     fast = costs.of(toy.extreme_arch(costs.block_cost("latency_ms")))
     light = costs.of(toy.smallest())
-    budget = Budget(latency_ms=fast["latency_ms"] * 1.01, params_m=light["params_m"] * 1.01)
+    budget = Budget.on([fast["latency_ms"] * 1.01], params_m=light["params_m"] * 1.01)
     with pytest.raises(
         BudgetError,
         match="no arch of search-toy meets these budgets together: --latency-ms .* and --params-m .*exact check",
@@ -278,10 +287,8 @@ def test_joint_feasibility_on_two_devices_agrees_with_brute_force(toy, table, tm
             exists = bool(
                 ((a <= limits["latency_ms"]) & (b <= limits["latency_ms@cpu-b"]) & (params <= limits["params_m"])).any()
             )
-            budget = Budget(
-                latency_ms=limits["latency_ms"],
-                params_m=limits["params_m"],
-                latency_on=(("cpu-b", limits["latency_ms@cpu-b"]),),
+            budget = Budget.on(
+                [limits["latency_ms"], limits["latency_ms@cpu-b"]], ["cpu-a", "cpu-b"], params_m=limits["params_m"]
             )
             constraints = Constraints(budget, costs)
             if exists:

@@ -296,8 +296,8 @@ def test_file_names_are_the_ones_the_stages_write():
     from hwnas.deploy.exporter import MANIFEST
     from hwnas.subnet_search.runner import BEST, STATE
     from hwnas.training.checkpoint import CHECKPOINT, WEIGHTS
-    from hwnas.training.evaluate import CONFIG, SPACE, SPLIT
     from hwnas.training.finetune import FINETUNE, MODEL, REPORT
+    from hwnas.training.run import CONFIG, SPACE, SPLIT
     from hwnas.training.trainer import CURVE, METRICS_CSV, METRICS_JSONL
 
     assert (show.CONFIG, show.SPLIT, show.SPACE, show.IMAGE_INDEX) == (CONFIG, SPLIT, SPACE, IMAGE_INDEX)

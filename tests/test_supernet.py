@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 
 from hwnas import ArchError, build_supernet, get_space, list_spaces
-from hwnas.family import timm_kwargs
+from hwnas.families.registry import timm_kwargs
 from hwnas.supernet.elastic import ElasticAttention, ElasticLayerNorm, ElasticLinear, leading, take
 
 from .conftest import perturbed_supernet

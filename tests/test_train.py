@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -148,6 +148,28 @@ def test_sandwich_trains_teacher_and_students(toy_yaml, tmp_path):
     )
     report = train(config(toy_yaml, sampling="sandwich", epochs=1), tmp_path / "run", progress=False)
     assert report["final"]["val_top1_smallest"] > 10
+
+
+def test_a_sampling_registered_once_is_known_to_the_config_and_the_trainer(toy_yaml, tmp_path, monkeypatch):
+    from hwnas.training import sampling as samplings
+
+    @dataclass(frozen=True)
+    class LargestTeachesOne(samplings.Sampling):
+        def archs(self, space, draw, sandwich_random, archs_per_batch):
+            return [space.largest(), draw()]
+
+    mine = LargestTeachesOne("largest-teaches-one", "the largest plus one random arch, distilled", distils=True)
+    monkeypatch.setitem(samplings.SAMPLINGS, mine.name, mine)
+    space = get_space(toy_yaml)
+    archs = step_archs(space, mine.name, 0, 3)
+    assert archs[0] == space.largest() and len(archs) == 2
+    report = train(config(toy_yaml, sampling=mine.name, epochs=1), tmp_path / "run", progress=False)
+    assert (
+        report["config"]["sampling"] == mine.name
+        and "sampling largest-teaches-one" in TrainConfig(**{**report["config"], "format": 2}).describe()
+    )
+    with pytest.raises(HwnasError, match="unknown --sampling 'nope'; use uniform or distinct or sandwich or multi"):
+        TrainConfig(space="autoformer-digits", sampling="nope").with_defaults(get_space("autoformer-digits"))
 
 
 def test_uniform_draws_each_gene_and_distinct_draws_each_arch_uniformly():

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hwnas import migrate
 from hwnas.errors import HwnasError
 from hwnas.io import atomic_write_json
 
@@ -42,12 +43,12 @@ class Split:
     @classmethod
     def load(cls, path: str | Path) -> Split:
         try:
-            d = json.loads(Path(path).read_text())
+            d = migrate.split(json.loads(Path(path).read_text()))
             return cls(
                 d["source"],
                 int(d["seed"]),
                 *(tuple(int(i) for i in d[k]) for k in SPLITS),
-                str(d.get("search_val_rule", "15%")),
+                str(d["search_val_rule"]),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DataError(f"split file {path} is unreadable ({exc}); delete it to draw the split again") from exc

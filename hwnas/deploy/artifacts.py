@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from hwnas.errors import HwnasError
-from hwnas.family import timm_kwargs
+from hwnas.families.registry import timm_kwargs
 from hwnas.latency.bundle import OPSET, export_onnx
 from hwnas.spaces import Arch, spec_dict
 

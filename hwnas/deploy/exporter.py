@@ -44,8 +44,8 @@ from hwnas.latency.resolve import optional_table
 from hwnas.latency.table import LatencyTable
 from hwnas.spaces import Arch
 from hwnas.training.checkpoint import CheckpointError
-from hwnas.training.evaluate import TrainedRun
 from hwnas.training.finetune import FinetunedRun, open_run
+from hwnas.training.run import TrainedRun
 
 MANIFEST = "manifest.json"
 DEFAULT_FORMATS = ("onnx", "pt2", "safetensors")

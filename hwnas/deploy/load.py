@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from hwnas.errors import HwnasError
-from hwnas.family import build_model
+from hwnas.families.registry import build_model
 from hwnas.rng import isolated_rng
 from hwnas.spaces import Arch, space_from_dict
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from hwnas.family import build_model
+from hwnas.families.registry import build_model
 from hwnas.io import atomic_write_bytes, atomic_write_json
 from hwnas.profilers.protocol import MANIFEST, MANIFEST_VERSION, Entry
 from hwnas.rng import isolated_rng

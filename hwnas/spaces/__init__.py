@@ -1,4 +1,4 @@
-"""Search spaces: declarative YAML choices plus one class per family (see design §2 and `hwnas.family`)."""
+"""Search spaces: declarative YAML choices plus one class per family (see design §2 and `hwnas.families.registry`)."""
 
 from hwnas.spaces.arch import Arch
 from hwnas.spaces.blocks import BlockConfig, BlockKind, register_kind

@@ -123,7 +123,7 @@ def register_kind(kind: BlockKind) -> BlockKind:
 def get_kind(name: str) -> BlockKind:
     """The registered kind `name` (the built-in families register theirs on first use)."""
     if name not in _KINDS:
-        from hwnas.family import load_families
+        from hwnas.families.registry import load_families
 
         load_families()
     if name not in _KINDS:

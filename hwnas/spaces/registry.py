@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from hwnas.errors import SpaceError
-from hwnas.family import families, get_family
+from hwnas.families.registry import families, get_family
 from hwnas.spaces.space import SHAPE_FIELDS, SearchSpace, SpaceSpec
 
 

@@ -87,7 +87,7 @@ class Frame:
     its options (the blocks that option adds; none for a skipped slot). `build` turns one option
     index per slot into the arch. Every arch of a space lies in one of its frames, so a question
     about sums of block costs (is there an arch within several budgets at once?) is answered
-    exactly frame by frame, slot by slot (`hwnas.subnet_search.joint`)."""
+    exactly frame by frame, slot by slot (`hwnas.subnet_search.feasibility`)."""
 
     fixed: tuple[BlockConfig, ...]
     slots: tuple[tuple[tuple[BlockConfig, ...], ...], ...]

@@ -3,7 +3,7 @@
 `hwnas.search(run, latency_ms=..., device=...)` is `search` here, a plain function.
 """
 
-from hwnas.subnet_search.constraints import Budget, BudgetError, Constraints, Costs, check_feasible
+from hwnas.subnet_search.constraints import Budget, BudgetError, Constraints, Costs, LatencyBudget, check_feasible
 from hwnas.subnet_search.evolution import STRATEGIES, EvolutionSettings, Record, SearchState
 from hwnas.subnet_search.runner import SearchResult, search
 
@@ -11,6 +11,7 @@ __all__ = [
     "STRATEGIES",
     "Budget",
     "BudgetError",
+    "LatencyBudget",
     "Constraints",
     "Costs",
     "EvolutionSettings",

@@ -3,7 +3,7 @@
 
 Every cost is a sum over the arch's blocks (latency then calibrated by a * sum + b with a > 0), so
 the cheapest and the costliest arch under each cost are found exactly by the space before any
-evaluation, and so is one arch within all budgets together (`hwnas.subnet_search.joint`): an
+evaluation, and so is one arch within all budgets together (`hwnas.subnet_search.feasibility`): an
 infeasible budget fails at once with the minimum achievable or the budgets that conflict, and a
 budget that every arch meets is reported instead of searched.
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,7 @@ from hwnas.errors import HwnasError
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.spaces import Arch, SearchSpace
 from hwnas.spaces.blocks import BlockConfig
-from hwnas.subnet_search.joint import RELATIVE_SLACK, within_all
+from hwnas.subnet_search.feasibility import RELATIVE_SLACK, within_all
 
 # metric -> (CLI option, unit): FLOPs are multiply-accumulates, as the ViT papers count them
 METRICS = {
@@ -41,10 +41,19 @@ def latency_metric(device: str, first: bool) -> str:
     return LATENCY_METRIC if first else f"{LATENCY_METRIC}@{device}"
 
 
+def metric_device(metric: str) -> str | None:
+    """The device a latency metric names (None: the first device's `latency_ms`, or not latency)."""
+    return metric.partition("@")[2] or None
+
+
+def is_latency(metric: str) -> bool:
+    return metric.partition("@")[0] == LATENCY_METRIC
+
+
 def metric_info(metric: str) -> tuple[str, str]:
     """(CLI option, unit) of a metric; latency on a further device names it."""
-    if metric.startswith(LATENCY_METRIC + "@"):
-        device = metric.partition("@")[2]
+    device = metric_device(metric)
+    if device:
         return f"--latency-ms (--device {device})", f"ms on {device}"
     return METRICS[metric]
 
@@ -54,13 +63,22 @@ class BudgetError(HwnasError):
 
 
 @dataclass(frozen=True)
-class Budget:
-    """Upper bounds an arch must meet; None leaves a metric free. At least one is required."""
+class LatencyBudget:
+    """At most `ms` of predicted latency on `device` (its table's label; None: the one table a
+    search predicts with, when it names no device)."""
 
-    latency_ms: float | None = None  # on the first device
+    ms: float
+    device: str | None = None
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Upper bounds an arch must meet: latency on any number of devices (the first is the primary
+    one), GMACs and M params; None leaves a metric free. At least one is required."""
+
+    latency: tuple[LatencyBudget, ...] = ()
     flops_g: float | None = None
     params_m: float | None = None
-    latency_on: tuple[tuple[str, float], ...] = ()  # (device, ms) on each further device
 
     def __post_init__(self) -> None:
         given = self.limits()
@@ -70,9 +88,28 @@ class Budget:
             if not math.isfinite(value) or value <= 0:
                 raise BudgetError(f"{metric_info(metric)[0]} must be a positive number, got {value}")
 
+    @classmethod
+    def on(
+        cls,
+        latency_ms: Sequence[float] = (),
+        devices: Sequence[str | None] = (),
+        flops_g: float | None = None,
+        params_m: float | None = None,
+    ) -> Budget:
+        """A budget pairing each latency limit with a device, in order (no device: the one table)."""
+        devices = list(devices) or [None] * len(latency_ms)
+        return cls(tuple(LatencyBudget(float(ms), d) for ms, d in zip(latency_ms, devices)), flops_g, params_m)
+
+    @property
+    def latency_ms(self) -> float | None:
+        """The limit on the primary (first) device."""
+        return self.latency[0].ms if self.latency else None
+
     def limits(self) -> dict[str, float]:
-        plain = {k: float(v) for k, v in asdict(self).items() if k != "latency_on" and v is not None}
-        return {**plain, **{latency_metric(d, first=False): float(ms) for d, ms in self.latency_on}}
+        """Metric name -> limit: the one place a budget's metric names are made."""
+        latency = {latency_metric(str(b.device), first=i == 0): float(b.ms) for i, b in enumerate(self.latency)}
+        others = {k: float(v) for k, v in (("flops_g", self.flops_g), ("params_m", self.params_m)) if v is not None}
+        return {**latency, **others}
 
     def describe(self) -> str:
         return ", ".join(
@@ -100,7 +137,7 @@ class Costs:
     def many(self, archs: Sequence[Arch], metrics: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         out = {}
         for metric in self.metrics if metrics is None else metrics:
-            if metric.partition("@")[0] == LATENCY_METRIC:
+            if is_latency(metric):
                 if metric not in self.predictors:
                     raise BudgetError("--latency-ms needs --device (or --table) to predict latency")
                 out[metric] = self.predictors[metric].predict_many(archs)

@@ -17,7 +17,8 @@ import torch
 from torch import Tensor
 
 from hwnas.spaces import Arch
-from hwnas.training.evaluate import EVAL_BATCH, Score, TrainedRun, batchnorm_calibration, score, split_loader
+from hwnas.training.evaluate import EVAL_BATCH, Score, batchnorm_calibration, score, split_loader
+from hwnas.training.run import TrainedRun
 
 HOST_CACHE_BYTES = 4 << 30
 GPU_SHARE = 0.25  # of the free GPU memory, for the cached images

@@ -14,16 +14,16 @@ import pandas as pd
 
 from hwnas.io import atomic_write_bytes
 from hwnas.plots import figure, save_figure
-from hwnas.subnet_search.constraints import metric_info
+from hwnas.subnet_search.constraints import metric_device, metric_info
 from hwnas.subnet_search.evolution import Record
-from hwnas.subnet_search.joint import nondominated
+from hwnas.subnet_search.feasibility import nondominated
 
 AXIS = {"latency_ms": "predicted latency (ms)", "flops_g": "GMACs (multiply-accumulates)", "params_m": "params (M)"}
 
 
 def axis_label(metric: str, device: str | None = None) -> str:
-    if metric.partition("@")[2]:
-        return f"predicted latency on {metric.partition('@')[2]} (ms)"
+    if metric_device(metric):
+        return f"predicted latency on {metric_device(metric)} (ms)"
     return AXIS[metric] if device is None else f"predicted latency on {device} (ms)"
 
 

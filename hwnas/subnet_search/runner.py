@@ -11,7 +11,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,8 @@ from hwnas.latency.measure import measure_archs_apart, require_here
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.resolve import resolve_tables
 from hwnas.latency.table import STATISTICS, LatencyTable
-from hwnas.spaces import Arch
+from hwnas.reports import SearchReport
+from hwnas.spaces import Arch, SearchSpace
 from hwnas.subnet_search.constraints import (
     Budget,
     BudgetError,
@@ -40,8 +41,9 @@ from hwnas.subnet_search.fitness import TEST, Fitness
 from hwnas.subnet_search.nsga2 import NSGA2Search
 from hwnas.subnet_search.report import history_frame, pareto_front, pareto_plot, write_tables
 from hwnas.training.checkpoint import WEIGHTS, CheckpointError
-from hwnas.training.distributed import join_world
-from hwnas.training.evaluate import Score, TrainedRun
+from hwnas.training.distributed import World, join_world
+from hwnas.training.evaluate import Score
+from hwnas.training.run import TrainedRun
 
 STATE, BEST = "search_state.json", "best.json"
 STATE_FORMAT = 1
@@ -52,18 +54,23 @@ class SearchResult:
     """The winner and everything `best.json`, `history.csv` and `pareto.csv` hold."""
 
     best: Arch
-    report: dict[str, Any]  # the content of best.json
+    summary: SearchReport  # best.json, typed
     history: pd.DataFrame
     pareto: pd.DataFrame
     out: Path
 
     @property
+    def report(self) -> dict[str, Any]:
+        """best.json as a dict (the CLI's `--json` output)."""
+        return self.summary.to_dict()
+
+    @property
     def notes(self) -> list[str]:
-        return list(self.report["notes"])
+        return list(self.summary.notes)
 
     def to_dict(self) -> dict[str, Any]:
         """What best.json holds (the CLI's `--json` output)."""
-        return dict(self.report)
+        return self.report
 
 
 def _budget_name(budget: Budget) -> str:
@@ -81,7 +88,7 @@ def _budgets(
     """The budgets asked for. One, pairing each --latency-ms with a device; with nsga2 also several
     latency budgets on one device (one winner each from the one run), or none at all (the front)."""
     if strategy == "nsga2" and len(devices) == 1 and len(limits_ms) > 1:
-        return [Budget(ms, flops_g, params_m) for ms in sorted(set(limits_ms))]
+        return [Budget.on([ms], devices, flops_g, params_m) for ms in sorted(set(limits_ms))]
     if limits_ms and len(limits_ms) != len(devices):
         raise BudgetError(
             f"--latency-ms is given {len(limits_ms)} times for {len(devices)} device(s) "
@@ -89,11 +96,7 @@ def _budgets(
         )
     if strategy == "nsga2" and not limits_ms and flops_g is None and params_m is None:
         return []
-    return [
-        Budget(
-            limits_ms[0] if limits_ms else None, flops_g, params_m, latency_on=tuple(zip(devices[1:], limits_ms[1:]))
-        )
-    ]
+    return [Budget.on(limits_ms, devices, flops_g, params_m)]
 
 
 def _loosest(budgets: Sequence[Budget]) -> Budget | None:
@@ -167,222 +170,297 @@ def search(
     try:
         began = time.perf_counter()
         settings = EvolutionSettings(
-            strategy,
-            population,
-            generations,
-            parents,
-            mutation_prob,
-            resample_prob,
-            seed,
+            strategy, population, generations, parents, mutation_prob, resample_prob, seed,
             high_level_share=high_level_share,
-        )
-        limits_ms, devices, tables = _listed(latency_ms), _listed(device), _listed(table)
-        if latency_stat not in STATISTICS:
-            raise BudgetError(f"unknown --latency-stat {latency_stat!r}; use {' or '.join(STATISTICS)}")
-        statistic = STATISTICS[latency_stat]
-        if limits_ms and not devices and not tables:
-            raise BudgetError("--latency-ms needs --device (or --table): the latency table to predict with")
-        if settings.strategy == "nsga2" and not devices and not tables:
-            raise BudgetError(
-                "--strategy nsga2 trades accuracy against latency; without --device (or --table) it "
-                "would have a single objective: name the device(s) whose latency to trade"
-            )
-        trained = TrainedRun(run)
-        weights = trained.dir / WEIGHTS
-        if not weights.is_file():
-            raise CheckpointError(
-                f"{trained.dir} has no trained weights ({WEIGHTS}); finish `hwnas train --out {trained.dir}` first"
-            )
-        space = trained.space
-        found = (
-            world.main_first(
-                lambda: resolve_tables(space, devices=devices, tables=tables, drift=drift, progress=progress)
-            )
-            if devices or tables
-            else []
-        )
-        labels = [t.device for t in found]
-        budgets = _budgets(settings.strategy, limits_ms, labels, flops_g, params_m)
-        budget = _loosest(budgets)  # what the search keeps every arch within (None: nsga2 over the whole space)
+        )  # fmt: skip
+        plan = _load(world, run, settings, latency_ms, device, table, flops_g, params_m, latency_stat, drift, progress)
         if measure:  # refused before the search, not after it
-            if not found:
+            if not plan.tables:
                 raise BudgetError("--measure needs --device (or --table): it times the arch with the table's backend")
-            for t in found:
+            for t in plan.tables:
                 require_here(t, "time the winner")
-        predictors = {
-            latency_metric(t.device, first=i == 0): LatencyPredictor(t, space, statistic) for i, t in enumerate(found)
-        }
-        costs = Costs(space, predictors)
-        # every budget asked for is checked before anything is evaluated (the loosest is the search's)
-        checked = {each: check_feasible(Constraints(each, costs)) for each in budgets}
-        constraints = Constraints(budget, costs)
-        feasibility = checked[budget] if budget else Feasibility(space.smallest(), True, {}, {})
-
-        out = Path(out) if out is not None else default_out(trained.dir, budgets, settings, labels)
+        out = Path(out) if out is not None else default_out(plan.run.dir, plan.budgets, settings, plan.labels)
         out.mkdir(parents=True, exist_ok=True)
+        fitness = Fitness(plan.run, device=world.device())
+        evolution, state = _evolve(plan, world, fitness, out, progress, on_generation)
+        if not world.is_main:  # rank 0 scores the winner on the test split and writes the outputs
+            return SearchResult(
+                evolution.best().arch, SearchReport(rank=world.rank), pd.DataFrame(), pd.DataFrame(), out
+            )
+        report = _report(plan, evolution, state, fitness, world.size, time.perf_counter() - began)
+        if measure:
+            measured = _measure(evolution.best().arch, plan.tables, plan.budget, plan.statistic, out, progress)
+            report = replace(report, **measured)
+        return _write(plan, evolution, state, report, out)
+    finally:
+        world.close()
+
+
+@dataclass
+class SearchPlan:
+    """What a search works from, all checked before the first evaluation: the run, the tables and
+    their predictors, the budgets (each feasible) and the one the search keeps every arch within."""
+
+    run: TrainedRun
+    settings: EvolutionSettings
+    tables: list[LatencyTable]
+    latency_stat: str
+    predictors: dict[str, LatencyPredictor]  # by latency metric
+    costs: Costs
+    budgets: list[Budget]
+    budget: Budget | None  # the loosest (None: nsga2 over the whole space)
+    checked: dict[Budget, Feasibility]
+
+    @property
+    def space(self) -> SearchSpace:
+        return self.run.space
+
+    @property
+    def labels(self) -> list[str]:
+        return [t.device for t in self.tables]
+
+    @property
+    def statistic(self) -> str:
+        return STATISTICS[self.latency_stat]
+
+    @property
+    def feasibility(self) -> Feasibility:
+        return self.checked[self.budget] if self.budget else Feasibility(self.space.smallest(), True, {}, {})
+
+    def context(self) -> dict[str, Any]:
+        """What a saved state must have been searched with to be resumed."""
         tables_used = [
             {
                 "fingerprint": p.table.fingerprint,
                 "calibration": p.calibration.to_dict(),
                 "rows_sha256": hashlib.sha256(p.row_ms.tobytes()).hexdigest(),
             }
-            for p in predictors.values()
+            for p in self.predictors.values()
         ]
-        context = {
-            "run": str(trained.dir.resolve()),
-            "weights_sha256": sha256_file(weights),
-            "space": space.ref,
-            "budget": budget.limits() if budget else {},
-            "settings": settings.to_dict(),
-            **({"budgets": [b.limits() for b in budgets]} if len(budgets) > 1 else {}),
+        return {
+            "run": str(self.run.dir.resolve()),
+            "weights_sha256": sha256_file(self.run.dir / WEIGHTS),
+            "space": self.space.ref,
+            "budget": self.budget.limits() if self.budget else {},
+            "settings": self.settings.to_dict(),
+            **({"budgets": [b.limits() for b in self.budgets]} if len(self.budgets) > 1 else {}),
             "table": tables_used[0] if tables_used else None,
             **({"more_tables": tables_used[1:]} if len(tables_used) > 1 else {}),
-            **({"latency_stat": latency_stat} if latency_stat != "p50" else {}),
+            **({"latency_stat": self.latency_stat} if self.latency_stat != "p50" else {}),
         }
-        world.agree(
-            hashlib.sha256(json.dumps(context, sort_keys=True).encode()).hexdigest()[:16],
-            "the search's weights, budget and latency table (pass --drift ignore or fail under torchrun)",
+
+
+def _load(
+    world: World,
+    run: str | Path,
+    settings: EvolutionSettings,
+    latency_ms: float | Sequence[float] | None,
+    device: str | Sequence[str] | None,
+    table: str | Path | LatencyTable | Sequence[str | Path | LatencyTable] | None,
+    flops_g: float | None,
+    params_m: float | None,
+    latency_stat: str,
+    drift: str,
+    progress: bool,
+) -> SearchPlan:
+    """Load the run and the tables, and check every budget against the space (a budget no arch
+    meets fails here, naming the minimum)."""
+    limits_ms, devices, tables = _listed(latency_ms), _listed(device), _listed(table)
+    if latency_stat not in STATISTICS:
+        raise BudgetError(f"unknown --latency-stat {latency_stat!r}; use {' or '.join(STATISTICS)}")
+    if limits_ms and not devices and not tables:
+        raise BudgetError("--latency-ms needs --device (or --table): the latency table to predict with")
+    if settings.strategy == "nsga2" and not devices and not tables:
+        raise BudgetError(
+            "--strategy nsga2 trades accuracy against latency; without --device (or --table) it "
+            "would have a single objective: name the device(s) whose latency to trade"
         )
-        state = _load_state(out, context, trained)
-        fitness = Fitness(trained, device=world.device())
+    trained = TrainedRun(run)
+    if not (trained.dir / WEIGHTS).is_file():
+        raise CheckpointError(
+            f"{trained.dir} has no trained weights ({WEIGHTS}); finish `hwnas train --out {trained.dir}` first"
+        )
+    space = trained.space
+    found = (
+        world.main_first(lambda: resolve_tables(space, devices=devices, tables=tables, drift=drift, progress=progress))
+        if devices or tables
+        else []
+    )
+    budgets = _budgets(settings.strategy, limits_ms, [t.device for t in found], flops_g, params_m)
+    predictors = {
+        latency_metric(t.device, first=i == 0): LatencyPredictor(t, space, STATISTICS[latency_stat])
+        for i, t in enumerate(found)
+    }
+    costs = Costs(space, predictors)
+    # every budget asked for is checked before anything is evaluated (the loosest is the search's)
+    checked = {each: check_feasible(Constraints(each, costs)) for each in budgets}
+    return SearchPlan(trained, settings, found, latency_stat, predictors, costs, budgets, _loosest(budgets), checked)
 
-        def save(current: SearchState) -> None:
-            if world.is_main:
-                atomic_write_json(out / STATE, {"format": STATE_FORMAT, "context": context, "state": current.to_dict()})
 
-        engine = NSGA2Search if settings.strategy == "nsga2" else Evolution
-        if not feasibility.binds and engine is Evolution:
-            assert budget is not None  # a search without a budget is nsga2's
-            largest = space.largest()
-            state.notes = [
-                f"every arch of {space.key} meets {budget.describe()} (costliest: "
-                + ", ".join(f"{feasibility.maximum[m]:.4g} {metric_info(m)[1]}" for m in budget.limits())
-                + "); returned the largest arch"
-            ]
-            if not state.records:
-                first = fitness.score(largest)
-                state.records = [Record(largest, 0, "largest", first.top1, costs.of(largest), first.loss)]
-            state.done = True
-            save(state)
-            evolution = Evolution(space, settings, constraints, costs, feasibility.anchor, lambda a: [], state)
-        else:
-            total = settings.population * settings.generations
-            bar = tqdm(
-                total=total,
-                initial=len(state.records),
-                desc=f"search ({settings.strategy})",
-                unit="arch",
-                disable=not (progress and world.is_main),
-                dynamic_ncols=True,
-            )
+def _evolve(
+    plan: SearchPlan,
+    world: World,
+    fitness: Fitness,
+    out: Path,
+    progress: bool,
+    on_generation: Callable[[SearchState], None] | None,
+) -> tuple[Evolution, SearchState]:
+    """Search (or resume from the state saved after the last finished generation); a budget every
+    arch meets is not searched: the largest arch is the answer."""
+    context = plan.context()
+    world.agree(
+        hashlib.sha256(json.dumps(context, sort_keys=True).encode()).hexdigest()[:16],
+        "the search's weights, budget and latency table (pass --drift ignore or fail under torchrun)",
+    )
+    state = _load_state(out, context, plan.run)
+    space, settings, costs, feasibility = plan.space, plan.settings, plan.costs, plan.feasibility
+    constraints = Constraints(plan.budget, costs)
 
-            def evaluate_one(arch: Arch) -> Score:
-                result = fitness.score(arch)
-                bar.update(world.size)
-                return result
+    def save(current: SearchState) -> None:
+        if world.is_main:
+            atomic_write_json(out / STATE, {"format": STATE_FORMAT, "context": context, "state": current.to_dict()})
 
-            def evaluate(archs: Sequence[Arch]) -> list[Score]:  # under torchrun, shared by the ranks
-                return world.share(archs, evaluate_one)
+    engine = NSGA2Search if settings.strategy == "nsga2" else Evolution
+    if not feasibility.binds and engine is Evolution:
+        assert plan.budget is not None  # a search without a budget is nsga2's
+        largest = space.largest()
+        state.notes = [
+            f"every arch of {space.key} meets {plan.budget.describe()} (costliest: "
+            + ", ".join(f"{feasibility.maximum[m]:.4g} {metric_info(m)[1]}" for m in plan.budget.limits())
+            + "); returned the largest arch"
+        ]
+        if not state.records:
+            first = fitness.score(largest)
+            state.records = [Record(largest, 0, "largest", first.top1, costs.of(largest), first.loss)]
+        state.done = True
+        save(state)
+        return Evolution(space, settings, constraints, costs, feasibility.anchor, lambda a: [], state), state
+    bar = tqdm(
+        total=settings.population * settings.generations,
+        initial=len(state.records),
+        desc=f"search ({settings.strategy})",
+        unit="arch",
+        disable=not (progress and world.is_main),
+        dynamic_ncols=True,
+    )
 
-            def after_generation(current: SearchState) -> None:
-                save(current)
-                if on_generation:
-                    on_generation(current)
+    def evaluate_one(arch: Arch) -> Score:
+        result = fitness.score(arch)
+        bar.update(world.size)
+        return result
 
-            evolution = engine(space, settings, constraints, costs, feasibility.anchor, evaluate, state)
-            if not state.done:
-                evolution.run(after_generation)
-                save(state)
-            bar.close()
+    def after_generation(current: SearchState) -> None:
+        save(current)
+        if on_generation:
+            on_generation(current)
 
-        best = evolution.best()
-        if not world.is_main:  # rank 0 scores the winner on the test split and writes the outputs
-            return SearchResult(best.arch, {"rank": world.rank}, pd.DataFrame(), pd.DataFrame(), out)
-        tables_report = {
-            t.device: {
-                "path": t.name,
-                "fingerprint": t.fingerprint,
-                "calibration": t.calibration(space, statistic).to_dict(),
-                "calibration_source": t.calibration_source(space),
-            }
-            for t in found
+    # under torchrun, the ranks share each generation's evaluations
+    evolution = engine(
+        space, settings, constraints, costs, feasibility.anchor, lambda archs: world.share(archs, evaluate_one), state
+    )
+    if not state.done:
+        evolution.run(after_generation)
+        save(state)
+    bar.close()
+    return evolution, state
+
+
+def _winner(plan: SearchPlan, record: Record, within: Budget | None, fitness: Fitness) -> dict[str, Any]:
+    """What best.json says of the winner within one budget."""
+    predicted = {
+        t.device: {"device": t.device, **p.predict(record.arch).to_dict()}
+        for t, p in zip(plan.tables, plan.predictors.values())
+    }
+    return {
+        "arch": record.arch.to_dict(),
+        "digest": record.arch.digest,
+        "space": plan.space.key,
+        "top1_search_val": record.top1,
+        "loss_search_val": record.loss,
+        "top1_test": fitness.top1(record.arch, TEST),
+        "predicted_latency": predicted.get(plan.labels[0]) if plan.labels else None,
+        "predicted_latency_by_device": predicted,
+        "flops_g": record.arch.macs() / 1e9,
+        "macs": record.arch.macs(),
+        "params": record.arch.params(),
+        "params_m": record.arch.params() / 1e6,
+        "budget": budget_summary(plan.checked[within], within) if within else {},
+    }
+
+
+def _report(
+    plan: SearchPlan, evolution: Evolution, state: SearchState, fitness: Fitness, processes: int, seconds: float
+) -> SearchReport:
+    """best.json: the winner scored on the test split, the tables it was predicted with, the search."""
+    tables = {
+        t.device: {
+            "path": t.name,
+            "fingerprint": t.fingerprint,
+            "calibration": t.calibration(plan.space, plan.statistic).to_dict(),
+            "calibration_source": t.calibration_source(plan.space),
         }
-
-        def winner_report(record: Record, within: Budget | None) -> dict[str, Any]:
-            """What best.json says of the winner within one budget."""
-            predicted = {
-                t.device: {"device": t.device, **p.predict(record.arch).to_dict()}
-                for t, p in zip(found, predictors.values())
-            }
-            summary = budget_summary(checked[within], within) if within else {}
-            return {
-                "arch": record.arch.to_dict(),
-                "digest": record.arch.digest,
-                "space": space.key,
-                "top1_search_val": record.top1,
-                "loss_search_val": record.loss,
-                "top1_test": fitness.top1(record.arch, TEST),
-                "predicted_latency": predicted.get(labels[0]) if labels else None,
-                "predicted_latency_by_device": predicted,
-                "flops_g": record.arch.macs() / 1e9,
-                "macs": record.arch.macs(),
-                "params": record.arch.params(),
-                "params_m": record.arch.params() / 1e6,
-                "budget": summary,
-            }
-
-        report = {
-            **winner_report(best, budget),
-            "budget_binds": feasibility.binds,
-            "table": tables_report.get(labels[0]) if labels else None,
-            "tables_by_device": tables_report,
-            "latency_stat": latency_stat,
-            "strategy": settings.strategy,
-            "seed": settings.seed,
-            "settings": settings.to_dict(),
+        for t in plan.tables
+    }
+    return SearchReport.from_dict(
+        {
+            **_winner(plan, evolution.best(), plan.budget, fitness),
+            "budget_binds": plan.feasibility.binds,
+            "table": tables.get(plan.labels[0]) if plan.labels else None,
+            "tables_by_device": tables,
+            "latency_stat": plan.latency_stat,
+            "strategy": plan.settings.strategy,
+            "seed": plan.settings.seed,
+            "settings": plan.settings.to_dict(),
             "evaluations": len(state.records),
             "generations_run": state.generation,
-            "run": str(trained.dir),
+            "run": plan.run.dir,
             "notes": state.notes,
-            "seconds": round(time.perf_counter() - began, 1),
-            "processes": world.size,
+            "seconds": round(seconds, 1),
+            "processes": processes,
             "rank": 0,
+            "per_budget": _per_budget(plan, evolution, state, fitness) if len(plan.budgets) > 1 else None,
         }
-        if measure:
-            report.update(_measure(best.arch, found, budget, statistic, out, progress))
-        outputs = [BEST, "history.csv", "pareto.csv", "pareto.png", STATE]
-        if len(budgets) > 1:  # nsga2: each budget's winner from the one history, in its own file
-            report["per_budget"] = []
-            for each in budgets:
-                name = f"best-{_budget_name(each)}.json"
-                fits = [r for r in state.records if all(r.costs[m] <= v for m, v in each.limits().items())]
-                entry = (
-                    {**winner_report(min(fits, key=evolution.rank_key), each), "file": name}
-                    if fits
-                    else {
-                        "budget": budget_summary(checked[each], each),
-                        "arch": None,
-                        "file": name,
-                        "note": "no evaluated arch meets this budget",
-                    }
-                )
-                atomic_write_json(out / name, entry)
-                report["per_budget"].append(entry)
-                outputs.append(name)
-        history = history_frame(state.records)
-        axes = list(predictors) or [evolution.primary]
-        pareto = pareto_front(history, axes)
-        write_tables(history, pareto, out)
-        limits = [b.limits() for b in budgets]
-        title = f"{settings.strategy} on {space.key}: {len(history)} archs, " + (
-            "; ".join(b.describe() for b in budgets) or "no budget"
+    )
+
+
+def _per_budget(plan: SearchPlan, evolution: Evolution, state: SearchState, fitness: Fitness) -> list[dict[str, Any]]:
+    """nsga2 with several budgets: each budget's winner from the one history (its own file)."""
+    entries = []
+    for each in plan.budgets:
+        name = f"best-{_budget_name(each)}.json"
+        fits = [r for r in state.records if all(r.costs[m] <= v for m, v in each.limits().items())]
+        entries.append(
+            {**_winner(plan, min(fits, key=evolution.rank_key), each, fitness), "file": name}
+            if fits
+            else {
+                "budget": budget_summary(plan.checked[each], each),
+                "arch": None,
+                "file": name,
+                "note": "no evaluated arch meets this budget",
+            }
         )
-        pareto_plot(history, axes, limits, best.arch.digest, title, out / "pareto.png", labels[0] if labels else None)
-        report["outputs"] = {name: str(out / name) for name in outputs}
-        atomic_write_json(out / BEST, report)
-        return SearchResult(best.arch, report, history, pareto, out)
-    finally:
-        world.close()
+    return entries
+
+
+def _write(plan: SearchPlan, evolution: Evolution, state: SearchState, report: SearchReport, out: Path) -> SearchResult:
+    """best.json (and each budget's best-*.json), history.csv, pareto.csv and pareto.png."""
+    outputs = [BEST, "history.csv", "pareto.csv", "pareto.png", STATE]
+    for entry in report.per_budget or []:
+        atomic_write_json(out / entry["file"], entry)
+        outputs.append(entry["file"])
+    history = history_frame(state.records)
+    axes = list(plan.predictors) or [evolution.primary]
+    pareto = pareto_front(history, axes)
+    write_tables(history, pareto, out)
+    title = f"{plan.settings.strategy} on {plan.space.key}: {len(history)} archs, " + (
+        "; ".join(b.describe() for b in plan.budgets) or "no budget"
+    )
+    best = evolution.best().arch
+    limits = [b.limits() for b in plan.budgets]
+    pareto_plot(history, axes, limits, best.digest, title, out / "pareto.png", plan.labels[0] if plan.labels else None)
+    report = replace(report, outputs={name: str(out / name) for name in outputs})
+    atomic_write_json(out / BEST, report.to_dict())
+    return SearchResult(best, report, history, pareto, out)
 
 
 def _listed(value: Any) -> list[Any]:

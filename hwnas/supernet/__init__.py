@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hwnas.family import get_family
+from hwnas.families.registry import get_family
 from hwnas.spaces import SearchSpace
 from hwnas.supernet.base import Supernet
 

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from types import MappingProxyType
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from hwnas.errors import ArchError, HwnasError
-from hwnas.family import build_model
+from hwnas.families.registry import build_model
 from hwnas.rng import isolated_rng
 from hwnas.spaces import Arch, SearchSpace
 
@@ -29,12 +26,6 @@ class Supernet(nn.Module, ABC):
     # Whether it has BatchNorm layers whose statistics depend on the subnet (trained across subnets,
     # they fit none): scoring and extraction then recalibrate them per subnet (`batchnorm.py`).
     arch_dependent_batchnorm: bool = False
-    # The default share of training draws whose per-block high-level genes are alike in every block
-    # (`SearchSpace.sample_alike`), for families where uniform draws leave such chains untrained.
-    alike_share: float = 0.0
-    # The family's changes to the small-data budget (`TrainConfig.with_defaults`), for families whose
-    # subnets take longer to train there (GLiT: its all-global chain is drawn in a fifth of steps).
-    small_data_budget: Mapping[str, Any] = MappingProxyType({})
 
     def __init__(self, space: SearchSpace):
         super().__init__()

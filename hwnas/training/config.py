@@ -6,13 +6,14 @@ import os
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from hwnas import migrate
 from hwnas.data import IN_MEMORY
 from hwnas.errors import HwnasError
-from hwnas.family import get_family
+from hwnas.families.registry import get_family
 from hwnas.spaces import SearchSpace
 from hwnas.supernet.sharing import SHARINGS
+from hwnas.training.sampling import get_sampling
 
-SAMPLINGS = ("uniform", "distinct", "sandwich", "multi")
 SMALL_DATA = 20_000  # train images at or below this get the small budget (digits: 1,167; ImageNet: 1.28M)
 MAX_WORKERS = 8
 FORMAT = 2  # 1: runs before `sampling distinct` and `no_weight_decay` (their "uniform" drew distinct archs)
@@ -60,8 +61,7 @@ class TrainConfig:
     format: int = FORMAT
 
     def check(self) -> TrainConfig:
-        if self.sampling not in SAMPLINGS:
-            raise HwnasError(f"unknown --sampling {self.sampling!r}; use {' or '.join(SAMPLINGS)}")
+        sampling = get_sampling(self.sampling)  # or a one-line error naming the samplings
         if self.weight_sharing not in SHARINGS:
             raise HwnasError(f"unknown --weight-sharing {self.weight_sharing!r}; use {' or '.join(SHARINGS)}")
         for name in ("epochs", "batch_size", "archs_per_batch", *(["img_size"] if self.img_size is not None else [])):
@@ -75,7 +75,7 @@ class TrainConfig:
             raise HwnasError(f"--alike-share {self.alike_share} is not a share; use a value in [0, 1]")
         if self.lr <= 0 or self.warmup_epochs < 0 or not 0 <= self.drop_path < 1:
             raise HwnasError("--lr must be positive, warm-up epochs at least 0 and drop-path in [0, 1)")
-        if self.sampling == "multi" and self.batch_size % self.archs_per_batch:
+        if sampling.per_example and self.batch_size % self.archs_per_batch:
             raise HwnasError(
                 f"--batch-size {self.batch_size} is not a multiple of --archs-per-batch {self.archs_per_batch} "
                 f"(each subnet gets an equal share of the batch); pick a multiple of {self.archs_per_batch}"
@@ -84,22 +84,17 @@ class TrainConfig:
 
     def with_defaults(self, space: SearchSpace, *, train_images: int = 0) -> TrainConfig:
         """Fill unset fields (`train_images` by default: small data, as the digits). The budget
-        follows the size of the data: up to `SMALL_DATA` train images a few CPU minutes (40
-        epochs, batch 32, no DropPath; a family may change it, `Supernet.small_data_budget`), above
-        it AutoFormer's recipe (per-GPU batch 128, lr 1e-3, 500 epochs, 20 warm-up, DropPath 0.1).
-        The sampler is the space's `default_sampling`, the share of alike draws its family's (the
-        supernet's `alike_share`); flips are on for folders only; workers are the cores here (at
+        follows the size of the data and the family (`Family.small_data`, `Family.large_data`): up
+        to `SMALL_DATA` train images a few CPU minutes (by default 40 epochs, batch 32, no DropPath),
+        above it an ImageNet recipe (by default AutoFormer's: per-GPU batch 128, lr 1e-3, 500
+        epochs, 20 warm-up, DropPath 0.1). The sampler is the space's `default_sampling`, the share
+        of alike draws its family's (`Family.alike_share`); flips are on for folders only; workers are the cores here (at
         most 8) for folders, 0 for data held in memory."""
         small, in_memory = train_images <= SMALL_DATA, self.data in IN_MEMORY
-        budget: dict[str, Any] = (
-            dict(epochs=40, batch_size=32, lr=1e-3, warmup_epochs=3, drop_path=0.0)
-            if small
-            else dict(epochs=500, batch_size=128, lr=1e-3, warmup_epochs=20, drop_path=0.1)
-        )
-        supernet = get_family(space.family).supernet_class()
-        if small:
-            budget.update(supernet.small_data_budget)
-        budget["alike_share"] = supernet.alike_share if space.per_block_high_level_genes() else 0.0
+        family = get_family(space.family)
+        budget: dict[str, Any] = asdict(family.small_data if small else family.large_data)
+        supernet = family.supernet_class()
+        budget["alike_share"] = family.alike_share if space.per_block_high_level_genes() else 0.0
         budget["sampling"] = space.default_sampling
         budget["hflip"] = 0.0 if in_memory else 0.5
         budget["no_weight_decay"] = True
@@ -112,9 +107,9 @@ class TrainConfig:
                 f"--alike-share needs genes that take one high-level value per block (GLiT's "
                 f"global_heads); {space.key} has none: use --alike-share 0"
             )
-        if self.sampling == "multi" and not supernet.per_example_archs:
+        if self.sampling is not None and get_sampling(self.sampling).per_example and not supernet.per_example_archs:
             raise HwnasError(
-                f"--sampling multi needs per-example channel masks, which the {space.family} supernet "
+                f"--sampling {self.sampling} needs per-example channel masks, which the {space.family} supernet "
                 f"({space.key}) does not have; use --sampling uniform or sandwich"
             )
         return replace(self, **unset).check()
@@ -122,7 +117,7 @@ class TrainConfig:
     def describe(self) -> str:
         """The recipe in one line, as `hwnas train` prints it before the first epoch (defaults filled)."""
         sampling = f"sampling {self.sampling}"
-        if self.sampling == "multi":
+        if get_sampling(self.sampling).per_example:
             sampling += f" ({self.archs_per_batch} subnets per batch)"
         if self.alike_share:
             sampling += f", alike share {self.alike_share:g}"
@@ -135,8 +130,9 @@ class TrainConfig:
     def draw_kind(self, space: SearchSpace) -> str:
         """How the random subnets of a step are drawn: as `sampling` says for uniform and distinct;
         for sandwich and multi the space's default (runs of format 1 drew distinct archs)."""
-        if self.sampling in ("uniform", "distinct"):
-            return self.sampling  # type: ignore[return-value]
+        own = get_sampling(self.sampling).draw
+        if own is not None:
+            return own
         return "distinct" if self.format == 1 else space.default_sampling
 
     def shape(self) -> dict[str, int]:
@@ -160,15 +156,5 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in fields(cls)}
-        if "format" not in d:  # runs saved before the format: what their settings meant then
-            d = {
-                "alike_share": 0.0,
-                "hflip": 0.0 if d.get("data") in IN_MEMORY else 0.5,
-                "no_weight_decay": False,
-                "search_val": "15%",
-                **d,
-                "format": 1,
-            }
-            if d.get("sampling") == "uniform":
-                d["sampling"] = "distinct"
+        d = migrate.train_config(d)
         return cls(**{k: v for k, v in d.items() if k in names})

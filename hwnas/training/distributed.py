@@ -11,11 +11,8 @@ from typing import TypeVar
 
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
 
 from hwnas.errors import HwnasError
-from hwnas.spaces import Arch
-from hwnas.supernet import Supernet
 
 T, R = TypeVar("T"), TypeVar("R")
 
@@ -107,19 +104,3 @@ def join_world() -> World:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
     return World(dist.get_rank(), size, int(os.environ.get("LOCAL_RANK", "0")))
-
-
-class MultiArch(nn.Module):
-    """Runs several subnets of one supernet in one forward call, so that DDP sees one forward per
-    backward also for sandwich steps: each on the whole batch, or (`per_example`, multi-architectural
-    sampling) each on its own slice of it, in one masked pass that gives one logits tensor."""
-
-    def __init__(self, supernet: Supernet, per_example: bool = False):
-        super().__init__()
-        self.supernet = supernet
-        self.per_example = per_example
-
-    def forward(self, x: Tensor, archs: list[Arch]) -> list[Tensor]:  # type: ignore[override]
-        if self.per_example:
-            return [self.supernet.forward_multi(x, archs)]
-        return [self.supernet(x, arch) for arch in archs]

@@ -28,14 +28,15 @@ from tqdm import tqdm
 
 from hwnas.data import FAILED
 from hwnas.errors import ArchError, HwnasError
-from hwnas.family import build_model
+from hwnas.families.registry import build_model
 from hwnas.io import atomic_write_bytes, atomic_write_json
-from hwnas.rng import isolated_rng
+from hwnas.rng import isolated_rng, rng_state, seed_everything
 from hwnas.spaces import Arch
-from hwnas.training.checkpoint import CHECKPOINT, CheckpointError, rng_state, save_checkpoint, seed_everything
+from hwnas.training.checkpoint import CHECKPOINT, CheckpointError, save_checkpoint
 from hwnas.training.config import SMALL_DATA, TrainConfig
 from hwnas.training.distributed import World, join_world
-from hwnas.training.evaluate import Score, TrainedRun, score_model, split_loader
+from hwnas.training.evaluate import Score, score_model, split_loader
+from hwnas.training.run import TrainedRun
 from hwnas.training.trainer import (
     CURVE,
     METRICS_CSV,

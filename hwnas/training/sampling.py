@@ -11,6 +11,10 @@ M random subnets in one forward pass, each on its own slice of the batch; their 
 drawn as `draw` says (uniform or distinct). The draw depends only on (seed, step), so every DDP rank
 trains the same arch at every step and a resumed run continues the same sequence.
 
+Each sampling is one `Sampling` in `SAMPLINGS`: its draw, whether its subnets share the batch
+(per-example masks) and whether it distils; the config, the CLI and the trainer read it there, so a
+new sampling is one `register_sampling` call.
+
 `alike_share` of the random draws are alike draws (`SearchSpace.sample_alike`: one G in every
 block in GLiT's spaces). Uniform draws reach the all-global chain once in 4^depth steps, and in
 a supernet whose locality module does the token mixing, its attention stays near uniform
@@ -20,10 +24,74 @@ a supernet whose locality module does the token mixing, its attention stays near
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from dataclasses import dataclass
 
+from hwnas.errors import HwnasError
 from hwnas.spaces import Arch, SearchSpace
 
 DRAWS = ("uniform", "distinct")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """One way to pick the subnets a training step trains."""
+
+    name: str
+    summary: str  # one line for `hwnas train --help`
+    draw: str | None = None  # how it draws its one subnet (uniform, distinct); None: the run's draw kind
+    per_example: bool = False  # its subnets share the batch, one slice each (needs per-example channel masks)
+    distils: bool = False  # the first subnet learns from the labels, the others from its logits
+
+    def archs(
+        self, space: SearchSpace, draw: Callable[[], Arch], sandwich_random: int, archs_per_batch: int
+    ) -> list[Arch]:
+        return [draw()]
+
+
+@dataclass(frozen=True)
+class Sandwich(Sampling):
+    def archs(
+        self, space: SearchSpace, draw: Callable[[], Arch], sandwich_random: int, archs_per_batch: int
+    ) -> list[Arch]:
+        return [space.largest(), space.smallest(), *(draw() for _ in range(sandwich_random))]
+
+
+@dataclass(frozen=True)
+class MultiArchitectural(Sampling):
+    def archs(
+        self, space: SearchSpace, draw: Callable[[], Arch], sandwich_random: int, archs_per_batch: int
+    ) -> list[Arch]:
+        return [draw() for _ in range(archs_per_batch)]
+
+
+SAMPLINGS: dict[str, Sampling] = {}
+
+
+def register_sampling(sampling: Sampling) -> Sampling:
+    """Make a sampling known to the config, the CLI and the trainer by its name."""
+    SAMPLINGS[sampling.name] = sampling
+    return sampling
+
+
+def get_sampling(name: str) -> Sampling:
+    if name not in SAMPLINGS:
+        raise HwnasError(f"unknown --sampling {name!r}; use {' or '.join(SAMPLINGS)}")
+    return SAMPLINGS[name]
+
+
+register_sampling(
+    Sampling("uniform", "one arch per step, each gene drawn uniformly, depth first (AutoFormer)", draw="uniform")
+)
+register_sampling(
+    Sampling("distinct", "one arch per step, uniform over distinct archs (ViTAS's default)", draw="distinct")
+)
+register_sampling(Sandwich("sandwich", "largest + smallest + random, distilled", distils=True))
+register_sampling(
+    MultiArchitectural(
+        "multi", "--archs-per-batch archs per forward pass, per-example masks (ViT-ResNAS)", per_example=True
+    )
+)
 
 
 def step_archs(
@@ -39,14 +107,11 @@ def step_archs(
     """The archs of global step `step`; for sandwich the first is the teacher (the largest); for
     multi, `archs_per_batch` archs that share the batch (one slice of examples each). `draw_kind`
     draws the random subnets of sandwich and multi (uniform and distinct draw as they say)."""
+    chosen = get_sampling(sampling)
     rng = random.Random(f"{seed}/{step}")
-    sample = space.sample_distinct if (sampling if sampling in DRAWS else draw_kind) == "distinct" else space.sample
+    sample = space.sample_distinct if (chosen.draw or draw_kind) == "distinct" else space.sample
 
     def draw() -> Arch:  # no extra random number without alike draws: earlier runs keep their sequence
         return space.sample_alike(rng) if alike_share and rng.random() < alike_share else sample(rng)
 
-    if sampling in DRAWS:
-        return [draw()]
-    if sampling == "multi":
-        return [draw() for _ in range(archs_per_batch)]
-    return [space.largest(), space.smallest(), *(draw() for _ in range(sandwich_random))]
+    return chosen.archs(space, draw, sandwich_random, archs_per_batch)

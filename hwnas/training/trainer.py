@@ -43,31 +43,16 @@ from hwnas.data.split import DataError
 from hwnas.errors import HwnasError
 from hwnas.io import atomic_write_bytes, atomic_write_json
 from hwnas.plots import figure, save_figure
+from hwnas.rng import rng_state, seed_everything, set_rng_state
 from hwnas.spaces import SearchSpace, get_space
 from hwnas.supernet import build_supernet
-from hwnas.training.checkpoint import (
-    CHECKPOINT,
-    CheckpointError,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    save_weights,
-    seed_everything,
-    set_rng_state,
-)
+from hwnas.training.checkpoint import CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint, save_weights
 from hwnas.training.config import TrainConfig
-from hwnas.training.distributed import MultiArch, World, join_world
-from hwnas.training.evaluate import (
-    CONFIG,
-    SPACE,
-    SPLIT,
-    batchnorm_calibration,
-    check_run_space,
-    loader_settings,
-    split_loader,
-    top1,
-)
-from hwnas.training.sampling import step_archs
+from hwnas.training.distributed import World, join_world
+from hwnas.training.evaluate import batchnorm_calibration, loader_settings, split_loader, top1
+from hwnas.training.multi_arch import MultiArch
+from hwnas.training.run import CONFIG, SPACE, SPLIT, check_run_space
+from hwnas.training.sampling import get_sampling, step_archs
 
 METRICS_JSONL, METRICS_CSV, CURVE = "metrics.jsonl", "metrics.csv", "learning_curve.png"
 TOKEN_PARAMETERS = ("pos_embed", "cls_token", "*.pos_embed", "*.cls_token")  # timm patterns of parameter names
@@ -207,7 +192,8 @@ def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress:
     loader, sampler = train_loader(space, config, pool, split, world, device)
     steps = len(loader)
     recipe = build_recipe(supernet, config, steps, space.spec.num_classes)
-    model: torch.nn.Module = MultiArch(supernet, per_example=config.sampling == "multi")
+    sampling = get_sampling(config.sampling)
+    model: torch.nn.Module = MultiArch(supernet, per_example=sampling.per_example)
     if world.distributed:
         model = DistributedDataParallel(model, find_unused_parameters=True)  # skipped layers get no gradient
     val_loader = split_loader(space, config, pool, split, "search_val")
@@ -223,7 +209,7 @@ def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress:
 
     draw_kind = config.draw_kind(space)
     # timm's Mixup pairs a batch with its reverse; multi-architectural sampling slices it per subnet
-    batch_multiple = math.lcm(2 if recipe.mixup else 1, config.archs_per_batch if config.sampling == "multi" else 1)
+    batch_multiple = math.lcm(2 if recipe.mixup else 1, config.archs_per_batch if sampling.per_example else 1)
     for epoch in range(start_epoch, config.epochs):
         began = time.perf_counter()
         model.train()
@@ -251,10 +237,10 @@ def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress:
             )
             trained.update("".join(a.digest for a in archs).encode())
             with torch.autocast(device.type, enabled=amp):
-                teacher, *students = model(x, archs)
-                loss = recipe.criterion(teacher, y)
-                for student in students:
-                    loss = loss + distill(student, teacher)
+                logits = model(x, archs)  # one tensor per subnet, or one for all that share the batch
+                loss = recipe.criterion(logits[0], y)
+                for other in logits[1:]:  # students learn from the first subnet's logits, or all from the labels
+                    loss = loss + (distill(other, logits[0]) if sampling.distils else recipe.criterion(other, y))
             recipe.step(loss, scaler, global_step)
             losses.append(float(loss.detach()))
         archs_sha = trained.hexdigest()[:16]

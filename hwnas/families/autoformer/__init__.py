@@ -1,12 +1,13 @@
 """AutoFormer (Chen et al., 2021): a single-stage ViT space with weight entanglement.
 
-space.py (genes, blocks), blocks.py (block kinds), model.py (static network), supernet.py
-(weight-sharing supernet), configs/ (shipped spaces). Importing this registers the family.
+space.py (genes, blocks), model.py (static network), supernet.py (weight-sharing supernet),
+configs/ (shipped spaces); its layers and block kinds are the shared ones (`hwnas.layers`).
+Importing this registers the family.
 """
 
-from hwnas.families.autoformer import blocks  # noqa: F401  (registers the block kinds)
+import hwnas.layers  # noqa: F401  (registers the block kinds)
 from hwnas.families.autoformer.space import AutoFormerSpace
-from hwnas.family import Family, register_family
+from hwnas.families.registry import Family, register_family
 from hwnas.io import package_data
 
 FAMILY = register_family(

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
-from hwnas.families.autoformer.model import vit_block
 from hwnas.families.glit.space import GLiTSpace, Layer
+from hwnas.layers.vit import vit_block
 from hwnas.spaces import Arch
 
 

@@ -16,8 +16,6 @@ pass writes the active subnet's statistics into the leading channels.
 
 from __future__ import annotations
 
-from types import MappingProxyType
-
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath, trunc_normal_
@@ -153,11 +151,6 @@ class GLiTSupernet(Supernet):
 
     space: GLiTSpace
     arch_dependent_batchnorm = True
-    # Three draws in four take one G in every block: see `hwnas.training.sampling` and the README.
-    alike_share = 0.75
-    # On small data 4x the epochs at 3x the learning rate: the all-global chain, drawn in about a
-    # fifth of the steps, reaches 90% on digits only then (36% with the plain budget; README, Results).
-    small_data_budget = MappingProxyType({"epochs": 160, "lr": 3e-3})
 
     def __init__(self, space: GLiTSpace, drop_path_rate: float = 0.0, weight_sharing: str = "prefix"):
         super().__init__(space)

@@ -5,9 +5,10 @@ space.py (genes, blocks), blocks.py (its own block kinds), model.py (static netw
 supernet.py (sliced and masked supernet), configs/ (shipped spaces). Importing this registers it.
 """
 
+import hwnas.layers  # noqa: F401  (registers the shared block kinds)
+from hwnas.families.registry import Family, register_family
 from hwnas.families.resnas import blocks  # noqa: F401  (registers the block kinds)
 from hwnas.families.resnas.space import ResNASSpace
-from hwnas.family import Family, register_family
 from hwnas.io import package_data
 
 FAMILY = register_family(

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
-from hwnas.families.autoformer.model import Head, Stem, vit_block
 from hwnas.families.resnas.space import ResNASSpace
+from hwnas.layers.vit import Head, Stem, vit_block
 from hwnas.spaces import Arch
 
 NORM_EPS = 1e-6  # the released `MaskedLayerNorm`'s eps (timm's `Block` and our `Head` use it too)

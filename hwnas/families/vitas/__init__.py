@@ -4,8 +4,8 @@ shifting), trained with cyclic token-embedding channels and weak augmentation.
 Its networks are AutoFormer's (same blocks, static model and supernet); only the space differs.
 """
 
+from hwnas.families.registry import Family, register_family
 from hwnas.families.vitas.space import ViTASSpace
-from hwnas.family import Family, register_family
 from hwnas.io import package_data
 
 FAMILY = register_family(

@@ -1,4 +1,5 @@
-"""The block kinds of a single-stage ViT (timm's `VisionTransformer`): stem, encoder block, head.
+"""The block kinds of a single-stage ViT (timm's `VisionTransformer`): stem, encoder block, head,
+shared by every family (ViT-ResNAS's stages and GLiT's global blocks are made of them).
 
 Their fields and keys are those of the latency tables measured since the first table format, so
 every shipped row keeps its key. Counts follow `hwnas.spaces.blocks.BlockKind.macs`.
@@ -36,7 +37,7 @@ class PatchEmbedKind(BlockKind):
         return (batch_size, cfg.in_chans, side, side)
 
     def module(self, cfg: BlockConfig) -> nn.Module:
-        from hwnas.families.autoformer.model import Stem
+        from hwnas.layers.vit import Stem
 
         return Stem(cfg.in_chans, cfg.out_dim, cfg.patch_size, cfg.tokens)
 
@@ -64,7 +65,7 @@ class EncoderKind(BlockKind):
         return (batch_size, cfg.tokens, cfg.in_dim)
 
     def module(self, cfg: BlockConfig) -> nn.Module:
-        from hwnas.families.autoformer.model import vit_block
+        from hwnas.layers.vit import vit_block
 
         return vit_block(cfg.in_dim, cfg.num_heads, cfg.qkv_dim // cfg.num_heads, cfg.mlp_hidden)
 
@@ -85,7 +86,7 @@ class HeadKind(BlockKind):
         return (batch_size, cfg.tokens, cfg.in_dim)
 
     def module(self, cfg: BlockConfig) -> nn.Module:
-        from hwnas.families.autoformer.model import Head
+        from hwnas.layers.vit import Head
 
         return Head(cfg.in_dim, cfg.num_classes)
 

@@ -8,8 +8,10 @@ YAML files. It registers its block kinds beside it (`hwnas.spaces.blocks.registe
 Nothing outside a family's folder branches on its name: every stage asks this registry.
 
 The supernet, builder and timm mapping may be given as "module:attribute" strings, imported on
-first use, so that listing spaces does not import torch. Families of other packages register
-through the `hwnas.families` entry-point group (each entry point names a module to import).
+first use, so that listing spaces does not import torch. Every family, built-in or of
+another package, is declared under the `hwnas.families` entry-point group (each entry point names
+the module that registers it; the built-in ones in hwnas's own pyproject.toml), so this registry
+imports no family by name.
 """
 
 from __future__ import annotations
@@ -41,6 +43,23 @@ def _resolve(target: Lazy) -> Any:
 
 
 @dataclass(frozen=True)
+class TrainingBudget:
+    """A training recipe's defaults (`hwnas train` fills from it what the command leaves unset)."""
+
+    epochs: int
+    batch_size: int  # per process
+    lr: float
+    warmup_epochs: int
+    drop_path: float
+
+
+# Up to `hwnas.training.config.SMALL_DATA` train images: a few CPU minutes (the embedded digits).
+SMALL_DATA = TrainingBudget(epochs=40, batch_size=32, lr=1e-3, warmup_epochs=3, drop_path=0.0)
+# Above it: AutoFormer's ImageNet recipe (per-GPU batch 128 on 8 GPUs).
+LARGE_DATA = TrainingBudget(epochs=500, batch_size=128, lr=1e-3, warmup_epochs=20, drop_path=0.1)
+
+
+@dataclass(frozen=True)
 class Family:
     """Everything hwnas needs to know about one family, in one record."""
 
@@ -50,6 +69,11 @@ class Family:
     model: Lazy  # build_model(arch) -> nn.Module: the static network, freshly initialised
     timm: Lazy | None = None  # timm_kwargs(arch) -> dict | None: `timm.create_model` arguments of plain archs
     configs: Path | None = None  # the folder of the family's shipped space YAML files
+    small_data: TrainingBudget = SMALL_DATA  # the training defaults on small data
+    large_data: TrainingBudget = LARGE_DATA  # and on ImageNet-scale data
+    # The default share of training draws whose per-block high-level genes are alike in every block
+    # (`SearchSpace.sample_alike`), for families where uniform draws leave such chains untrained.
+    alike_share: float = 0.0
 
     def supernet_class(self) -> type[Supernet]:
         return _resolve(self.supernet)
@@ -87,13 +111,19 @@ def register_family(family: Family) -> Family:
 
 
 def load_families() -> None:
-    """Import the built-in families and those other packages declare as entry points (once)."""
+    """Import every family declared under the `hwnas.families` entry points (once): hwnas's own
+    and those of other packages."""
     global _LOADED
     if _LOADED:
         return
     _LOADED = True
-    import_module("hwnas.families")
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
+    found = entry_points(group=ENTRY_POINT_GROUP)
+    if not found:
+        raise HwnasError(
+            "no search-space family is declared (entry points `hwnas.families`): hwnas is not installed; "
+            "install it with `pip install -e .` (or `make install`) in the checkout"
+        )
+    for entry in found:
         import_module(entry.value.partition(":")[0])
 
 
