@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import random
 import tempfile
 import time
 from pathlib import Path
@@ -188,7 +187,6 @@ def main() -> None:
     args = parser.parse_args()
     source = LatencyTable.load(args.source)
     settings = ProfileSettings(device="cpu", threads=1)
-    random.seed(0)
     results = []
     with tempfile.TemporaryDirectory(prefix="hwnas-transfer-") as work:
         for name in args.spaces:
