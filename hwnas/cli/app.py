@@ -74,8 +74,9 @@ def reports(
                 emit_json(report.to_dict() if hasattr(report, "to_dict") else report)
             else:
                 text(report, **shown)
-            if exit_code is not None and exit_code(report):
-                sys.exit(exit_code(report))
+            status = exit_code(report) if exit_code is not None else 0
+            if status:
+                sys.exit(status)
 
         return reporting  # type: ignore[return-value]
 

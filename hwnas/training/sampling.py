@@ -30,8 +30,6 @@ from dataclasses import dataclass
 from hwnas.errors import HwnasError
 from hwnas.spaces import Arch, SearchSpace
 
-DRAWS = ("uniform", "distinct")
-
 
 @dataclass(frozen=True)
 class Sampling:
