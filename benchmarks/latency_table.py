@@ -89,6 +89,15 @@ def per_kind(table: LatencyTable, plot: Path) -> dict[str, dict[str, float]]:
     }
 
 
+def _since_profiling(v: dict) -> str:
+    """The calibration subnets' drift since profiling and the recalibrated prediction's MAPE / tau."""
+    if not v.get("calibration_remeasured"):
+        return "not measured | not measured"
+    drift = max(v["calibration_remeasured"]["drift_pct"], key=abs)
+    r = worst(v["recalibrated_now"])
+    return f"{drift:+.1f}% | {r['mape_pct']:.1f}% / {r['kendall_tau']:.3f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", type=Path, default=Path("runs/bench/cpu_onnxruntime_fp32_bs1_t1.csv"))
@@ -170,6 +179,8 @@ def main() -> None:
                         "macs_only",
                         "macs_line",
                         "floor_process_vs_process",
+                        "calibration_remeasured",
+                        "recalibrated_now",
                         "calibration",
                     )
                 },
@@ -197,9 +208,9 @@ def main() -> None:
     print(
         "| space | blocks + calib. subnets | profile time | predictions/s | n | measured ms | "
         "MAPE | within ±5% / ±10% | Kendall τ | floor: MAPE / within ±5% / ±10% / τ | MACs only: MAPE / τ | "
-        "uncalibrated MAPE |"
+        "uncalibrated MAPE | machine since profiling | recalibrated now: MAPE / τ |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         v = r["validation"]
         c, f, u = (worst(v[k]) for k in ("calibrated", "floor_process_vs_process", "uncalibrated_sum"))
@@ -211,7 +222,7 @@ def main() -> None:
             f"{r['predictions_per_s']:,} | {v['n']} | {lo:.2f}–{hi:.2f} | {c['mape_pct']:.1f}% | "
             f"{c['within_5pct']:.0f}% / {c['within_10pct']:.0f}% | {c['kendall_tau']:.3f} | {f['mape_pct']:.1f}% / "
             f"{f['within_5pct']:.0f}% / {f['within_10pct']:.0f}% / {f['kendall_tau']:.3f} | {macs} | "
-            f"{u['mape_pct']:.1f}% |"
+            f"{u['mape_pct']:.1f}% | {_since_profiling(v)} |"
         )
     print("\nprediction against each of two processes and process against process: the worse value of each.\n")
     print("| block kind | rows | MACs (M) | median µs per million MACs |")

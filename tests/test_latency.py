@@ -28,7 +28,7 @@ from hwnas.latency.profile import ProfileSettings, profile_space
 from hwnas.latency.resolve import select_table
 from hwnas.latency.table import SHIPPED_DIR, Calibration, LatencyTable, TableError, find_table, round_to_resolution
 from hwnas.latency.validate import agreement, validate_table
-from hwnas.profilers.protocol import STAT_COLUMNS, Protocol, Stats
+from hwnas.profilers.protocol import Protocol, Stats
 from hwnas.spaces import Arch, get_space
 from tests.helpers import assert_one_line_error, hwnas, toy_space_yaml
 
@@ -98,41 +98,13 @@ def test_building_what_is_measured_leaves_the_callers_rng_alone(toy):
     assert all(torch.equal(p, q) for p, q in zip(first.parameters(), second.parameters()))  # and reproducibly so
 
 
-def test_format_1_tables_load_and_predict_exactly_as_before(tmp_path):
-    """Format 1 spelled the first three kinds' fields as columns and keyed calibrations by space name."""
+def test_a_table_of_a_newer_format_is_refused(tmp_path):
     shipped_path = SHIPPED_DIR / "cpu_onnxruntime_fp32_bs1_t1.csv"
-    shipped = LatencyTable.load(shipped_path)
-    legacy = [
-        "tokens",
-        "in_dim",
-        "out_dim",
-        "num_heads",
-        "qkv_dim",
-        "mlp_hidden",
-        "patch_size",
-        "in_chans",
-        "num_classes",
-    ]
-    old = shipped.expanded().reset_index()[["key", "kind", *legacy, *STAT_COLUMNS]]
-    old.to_csv(tmp_path / "old.csv", index=False)
+    shutil.copyfile(shipped_path, tmp_path / "new.csv")
     side = json.loads(shipped_path.with_suffix(".json").read_text())
-    side["format"], side["calibration"] = 1, {k.split("@")[0]: v for k, v in side["calibration"].items()}
-    (tmp_path / "old.json").write_text(json.dumps(side))
-    migrated = LatencyTable.load(tmp_path / "old.csv")
-    for name in ("autoformer-digits", "autoformer-tiny"):
-        space = get_space(name)
-        archs = [space.sample(i) for i in range(50)]
-        assert np.array_equal(
-            LatencyPredictor(migrated, space).predict_many(archs), LatencyPredictor(shipped, space).predict_many(archs)
-        )
-    migrated.save()
-    assert json.loads((tmp_path / "old.json").read_text())["format"] == 3  # written as the current format
-    assert list(pd.read_csv(tmp_path / "old.csv").columns) == ["key", "kind", *STAT_COLUMNS, "source", "fit_error_pct"]
-    assert set(LatencyTable.load(tmp_path / "old.csv").rows["source"]) == {"measured"}
-    side["format"] = 99
-    (tmp_path / "old.json").write_text(json.dumps(side))
+    (tmp_path / "new.json").write_text(json.dumps({**side, "format": 99}))
     with pytest.raises(TableError, match="has format 99, newer than this hwnas reads"):
-        LatencyTable.load(tmp_path / "old.csv")
+        LatencyTable.load(tmp_path / "new.csv")
 
 
 def test_encoder_block_module_is_the_extracted_block(toy):
@@ -430,6 +402,15 @@ def test_validate_table_measures_in_separate_processes(toy, toy_table, tmp_path,
     mmacs = np.array([Arch.from_dict(json.loads(a), toy).macs() / 1e6 for a in df["arch"]])
     assert report["macs_only"][1] == agreement(line["a"] * mmacs + line["b"], df["process2_ms"].to_numpy())
     assert all(0 <= m["within_5pct"] <= m["within_10pct"] for m in report["calibrated"] + report["macs_only"])
+    # the calibration subnets measured again in both processes: how far the machine moved since profiling,
+    # and the calibration refitted on them now, applied to the same sums of rows
+    again = report["calibration_remeasured"]
+    assert again["then_ms"] == [p[1] for p in calibration.points] and len(again["now_ms"]) == 2
+    now = np.array(again["now_ms"])
+    assert (now > 0).all() and again["drift_pct"][1] == pytest.approx(100 * np.median(now[1] / again["then_ms"] - 1))
+    refit = Calibration.fit([p[0] for p in calibration.points], now.mean(axis=0))
+    expected = agreement(refit(df["sum_ms"].to_numpy()), df["process1_ms"].to_numpy())
+    assert report["recalibrated_now"][0] == pytest.approx(expected, rel=1e-6)
     assert Path(report["plot"]).read_bytes()[:4] == b"\x89PNG"
     assert json.loads(Path(report["json"]).read_text())["n"] == 4
     assert not (tmp_path / "val" / "work").exists()

@@ -133,6 +133,7 @@ def _validate_text(report: dict[str, Any], space_key: str, latency_stat: str, de
     rows = [(f"calibrated, vs process {i + 1}", m) for i, m in enumerate(report["calibrated"])]
     rows += [(f"MACs only, vs process {i + 1}", m) for i, m in enumerate(report["macs_only"] or [])]
     rows += [(f"sum of rows, vs process {i + 1}", m) for i, m in enumerate(report["uncalibrated_sum"])]
+    rows += [(f"recalibrated now, vs process {i + 1}", m) for i, m in enumerate(report["recalibrated_now"] or [])]
     rows += [
         (f"floor: process {j + 1} vs {i + 1}", m)
         for (i, j), m in zip(itertools.combinations(range(processes), 2), report["floor_process_vs_process"])
@@ -141,6 +142,12 @@ def _validate_text(report: dict[str, Any], space_key: str, latency_stat: str, de
         click.echo(
             f"{label:<34} {m['mape_pct']:>7.2f} {m['within_5pct']:>9.0f}% {m['within_10pct']:>10.0f}% "
             f"{m['kendall_tau']:>12.3f}"
+        )
+    if report["calibration_remeasured"]:
+        drift = ", ".join(f"{d:+.1f}%" for d in report["calibration_remeasured"]["drift_pct"])
+        click.echo(
+            f"this machine since profiling: the calibration subnets measure {drift} (median, per process); "
+            f"`recalibrated now` refits the calibration on them"
         )
     if report["fitted_rows"]:
         click.echo(f"the table's prediction sums {report['fitted_rows']} fitted rows of {space_key} (not measured)")

@@ -23,8 +23,6 @@ meantime: the refit keeps the table's ranking, a > 0, and is the best the measur
 from __future__ import annotations
 
 import random
-import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -42,7 +40,7 @@ from hwnas.latency.bundle import block_plans, network_plans, sample_archs
 from hwnas.latency.local import LocalCalibration, LocalCalibrations, describe_outcome, direction, table_digest
 from hwnas.latency.measure import (
     measure_archs,
-    measurement_info,
+    measure_here,
     require_here,
     setup_of,
     statistic_by_plan,
@@ -50,7 +48,7 @@ from hwnas.latency.measure import (
     why_not_here,
 )
 from hwnas.latency.predict import LatencyPredictor
-from hwnas.latency.profile import CALIBRATION_SEED, measure_plans
+from hwnas.latency.profile import CALIBRATION_SEED
 from hwnas.latency.table import (
     LATENCY_FIELDS,
     Calibration,
@@ -156,12 +154,7 @@ def spot_check(
     """Measure the first `policy.archs` calibration subnets of `space` here and compare them with `table`."""
     n = min(policy.archs, table.calibration(space).n)
     archs = sample_archs(space, n, CALIBRATION_SEED, extremes=True)
-    work = Path(tempfile.mkdtemp(prefix="hwnas-spot-check-"))
-    try:
-        measured = measure_archs(space, table, archs, work, policy.protocol, progress)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return compare(table, space, archs, measured)
+    return compare(table, space, archs, measure_archs(space, table, archs, None, policy.protocol, progress))
 
 
 def check_drift(
@@ -267,19 +260,7 @@ def recalibrate(
     plans = block_plans(blocks, settings.batch_size, settings.precision) + network_plans(
         archs, settings.batch_size, settings.precision
     )
-    work = Path(tempfile.mkdtemp(prefix="hwnas-recalibrate-"))
-    try:
-        measured = measure_plans(
-            plans,
-            str(settings.backend),
-            settings,
-            work,
-            measurement_info(space, settings),
-            f"recalibrate {space.key}" if progress else None,
-            out=work / "measured.csv",
-        )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    measured = measure_here(space, settings, plans, f"recalibrate {space.key}" if progress else None)
     now = statistic_by_plan(plans, measured)
     comparison = compare(table, space, archs, now[len(blocks) :])
     then = table.latencies(blocks, space.key)

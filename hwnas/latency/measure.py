@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -110,29 +111,40 @@ def measure_archs(
     space: SearchSpace,
     table: LatencyTable,
     archs: Sequence[Arch],
-    work: Path,
+    work: Path | None = None,
     protocol: Protocol | None = None,
     progress: bool = True,
     statistic: str = LATENCY,
 ) -> np.ndarray:
     """The latency (ms; `statistic`, p50 by default) of each arch, measured end to end in this process
-    with `table`'s setup. `work` holds the exported models and the rows until all are measured (a
-    rerun resumes)."""
+    with `table`'s setup. `work` (a scratch folder by default) holds the exported models and the
+    rows until all are measured (a rerun resumes)."""
     require_here(table, "measure subnets")
     settings = table_settings(table, protocol)
     plans = network_plans(archs, settings.batch_size, settings.precision)
     label = f"measure {len(archs)} {space.key} subnets" if progress else None
-    rows = measure_plans(
-        plans,
-        str(settings.backend),
-        settings,
-        work,
-        measurement_info(space, settings),
-        label,
-        out=work / "measured.csv",
-    )
-    shutil.rmtree(work, ignore_errors=True)
-    return statistic_by_plan(plans, rows, statistic)
+    return statistic_by_plan(plans, measure_here(space, settings, plans, label, work), statistic)
+
+
+def measure_here(
+    space: SearchSpace, settings: ProfileSettings, plans: Sequence[Plan], label: str | None, work: Path | None = None
+) -> list[dict[str, Any]]:
+    """Measure `plans` in this process with `settings` (their rows, in no set order). `work` (a
+    scratch folder by default) holds the models and the rows until all are measured, so a rerun
+    with the same `work` resumes; it is removed afterwards."""
+    work = work or Path(tempfile.mkdtemp(prefix="hwnas-measure-"))
+    try:
+        return measure_plans(
+            plans,
+            str(settings.backend),
+            settings,
+            work,
+            measurement_info(space, settings),
+            label,
+            out=work / "measured.csv",
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def measure_archs_apart(

@@ -13,8 +13,6 @@ no measured row to anchor on, rows are fitted instead (`hwnas.latency.rowfit.fil
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,8 +22,7 @@ import numpy as np
 
 from hwnas.latency.bundle import block_plans
 from hwnas.latency.local import LocalCalibrations
-from hwnas.latency.measure import measurement_info, setup_of, table_settings, why_not_here
-from hwnas.latency.profile import measure_plans
+from hwnas.latency.measure import measure_here, setup_of, table_settings, why_not_here
 from hwnas.latency.rowfit import TIMINGS, costs
 from hwnas.latency.table import LATENCY, LATENCY_FIELDS, LatencyTable
 from hwnas.profilers.protocol import STAT_COLUMNS
@@ -121,19 +118,9 @@ def _measure(
     settings = table_settings(table)
     wanted = list(dict.fromkeys([*blocks, *(BlockConfig.from_key(a) for a in anchors.values() if a)]))
     plans = block_plans(wanted, settings.batch_size, settings.precision)
-    work = Path(tempfile.mkdtemp(prefix="hwnas-missing-rows-"))
-    try:
-        rows = measure_plans(
-            plans,
-            str(settings.backend),
-            settings,
-            work,
-            measurement_info(space, settings),
-            f"measure {len(blocks)} missing row(s) of {space.key}" if progress else None,
-            out=work / "measured.csv",
-        )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    rows = measure_here(
+        space, settings, plans, f"measure {len(blocks)} missing row(s) of {space.key}" if progress else None
+    )
     by_file = {r["file"]: r for r in rows}
     here = {p.entry.key: by_file[p.entry.file] for p in plans}
     out = {}

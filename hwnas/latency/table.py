@@ -9,7 +9,7 @@ Format 3 (this one) keys a row by its block key alone (`kind`, key, statistics):
 live in its key, so a new field or block kind never changes the columns; each row says whether it
 was measured or fitted (`source`, `fit_error_pct`). Format 2 had no source (every row measured);
 format 1 also spelled the fields of the first three kinds as columns and keyed calibrations by
-space name. Both load as format 3 and are written as format 3 when saved.
+space name. Both load as format 3 (`hwnas.migrate`) and are written as format 3 when saved.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hwnas import migrate
 from hwnas.errors import HwnasError
 from hwnas.io import atomic_write_bytes, atomic_write_json, package_data
 from hwnas.profilers.protocol import STAT_COLUMNS
@@ -164,7 +165,7 @@ class LatencyTable:
         if not side.is_file():
             raise TableError(f"latency table {path} has no sidecar {side.name} (its fingerprint); {rebuild}")
         try:
-            meta = json.loads(side.read_text())
+            meta = migrate.latency_table_sidecar(json.loads(side.read_text()))
             fingerprint = dict(meta["fingerprint"])
             calibrations = {k: Calibration.from_dict(v) for k, v in meta.get("calibration", {}).items()}
             tails = {
@@ -179,8 +180,6 @@ class LatencyTable:
                 f"latency table {path} has format {version}, newer than this hwnas reads ({TABLE_FORMAT}); "
                 f"upgrade hwnas (pip install -U hwnas)"
             )
-        if version == 1:
-            calibrations = {_migrated_space_key(k): c for k, c in calibrations.items()}
         try:
             df = pd.read_csv(path, dtype={"key": str, "kind": str})
         except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -188,8 +187,7 @@ class LatencyTable:
         problem = cls._problem(df)
         if problem:
             raise TableError(f"latency table {path} is corrupted ({problem}); {rebuild}")
-        if "source" not in df.columns:  # format 2 and before: every row was measured
-            df["source"], df["fit_error_pct"] = MEASURED, np.nan
+        df = migrate.latency_table_rows(df)
         return cls(df[list(COLUMNS)].set_index("key"), fingerprint, calibrations, path, tail_calibrations=tails)
 
     @staticmethod
@@ -508,15 +506,6 @@ def find_table(device: str, space: SearchSpace | None = None) -> LatencyTable:
         f"no latency table for device {device!r} in {where}; build one with "
         f"`hwnas profile --device {device} --space SPACE` or pass --table"
     )
-
-
-def _migrated_space_key(name: str) -> str:
-    """A format-1 calibration key (a space name) as format 2 keys it: the shipped space of that name
-    by its ref (its content is the one the table was profiled for); any other name stays as it
-    was and is matched by name (`LatencyTable.calibration_key`)."""
-    from hwnas.spaces import get_space, list_spaces
-
-    return get_space(name).ref if name in list_spaces() else name
 
 
 def stats_from_row(row: Mapping[str, Any]) -> dict[str, float]:

@@ -6,12 +6,19 @@ other. The prediction is compared with each process's measurement on its own (MA
 +-10%, Kendall tau), never with their mean. The noise floor is one process against another, the
 disagreement any single measurement shows; a table scoring better than the floor is no more
 accurate, it is as noisy as one process.
+
+The same processes measure the table's calibration subnets again. A shared machine (a cloud VM)
+can run a few percent faster or slower for minutes to hours, which no table can predict: the
+calibration subnets measured now against their measurement at profile time say how far the machine
+moved, and the calibration refitted on them now (what `hwnas profile --recalibrate` does) says how
+well the table's rows alone predict.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +35,7 @@ from hwnas.latency.profile import CALIBRATION_SEED
 from hwnas.latency.table import LATENCY, Calibration, LatencyTable
 from hwnas.plots import figure, save_figure
 from hwnas.profilers.protocol import Protocol
-from hwnas.spaces import SearchSpace
+from hwnas.spaces import Arch, SearchSpace
 
 
 def validate_table(
@@ -52,15 +59,20 @@ def validate_table(
             f"--processes must be at least 2: the floor compares one process with another, got {processes}"
         )
     predictor = LatencyPredictor(table, space, statistic)
-    calibration = {a.digest for a in sample_archs(space, predictor.calibration.n, CALIBRATION_SEED, extremes=True)}
-    archs = [a for a in sample_archs(space, n + len(calibration), seed) if a.digest not in calibration][:n]
+    calibrated_on, then = calibration_pairs(space, predictor)
+    taken = {a.digest for a in sample_archs(space, predictor.calibration.n, CALIBRATION_SEED, extremes=True)}
+    archs = [a for a in sample_archs(space, n + len(taken), seed) if a.digest not in taken][:n]
     out = Path(out or Path("runs") / "validate" / f"{table.device}_{space.key}")
     protocol = table_settings(table, protocol).protocol  # the table's statistic, at `protocol`'s effort
-    measured = measure_archs_apart(space, table, archs, out / "work", [protocol] * processes, progress, statistic)
+    both = measure_archs_apart(
+        space, table, archs + calibrated_on, out / "work", [protocol] * processes, progress, statistic
+    )
+    measured, now = [m[: len(archs)] for m in both], [m[len(archs) :] for m in both]
     sums = predictor.sum_many(archs)
     predicted = predictor.calibration(sums)
-    line = macs_line(space, predictor)
+    line = macs_line(calibrated_on, then)
     by_macs = line(np.array([a.macs() / 1e6 for a in archs])) if line else None
+    refit = Calibration.fit(predictor.sum_many(calibrated_on), np.mean(now, axis=0)) if len(calibrated_on) else None
 
     report = {
         "space": space.key,
@@ -83,6 +95,17 @@ def validate_table(
         "floor_process_vs_process": [
             agreement(measured[j], measured[i]) for i, j in itertools.combinations(range(processes), 2)
         ],
+        # how far this machine moved since profiling: the calibration subnets, then against now
+        "calibration_remeasured": {
+            "then_ms": then.tolist(),
+            "now_ms": [m.tolist() for m in now],
+            "then_vs_now": [agreement(then, m) for m in now],
+            "drift_pct": [float(100 * np.median(m / then - 1)) for m in now],
+        }
+        if len(then)
+        else None,
+        # the table's rows with the calibration refitted on those subnets now (`--recalibrate`)
+        "recalibrated_now": [agreement(refit(sums), m) for m in measured] if refit else None,
         "measured_ms_range": [float(np.min(measured)), float(np.max(measured))],
         "fingerprint": table.fingerprint,
     }
@@ -103,21 +126,26 @@ def validate_table(
     return report
 
 
-def macs_line(space: SearchSpace, predictor: LatencyPredictor) -> Calibration | None:
-    """A MACs-only predictor, `measured = a x MMACs + b` (millions of MACs), fitted on the subnets the
-    table's calibration was fitted on (their measurements are its points, found by their sums of
-    rows); None when fewer than two of them are found."""
+def calibration_pairs(space: SearchSpace, predictor: LatencyPredictor) -> tuple[list[Arch], np.ndarray]:
+    """The subnets the table's calibration was fitted on and their measurements then (its points,
+    found by their sums of rows); those whose sum no longer matches (a row re-measured) are left out."""
     points = predictor.calibration.points
     archs = sample_archs(space, max(len(points), 2), CALIBRATION_SEED, extremes=True)
     sums = predictor.sum_many(archs)
-    pairs = []
+    found: dict[int, float] = {}
     for total, measured in points:
         i = int(np.argmin(np.abs(sums - total)))
         if abs(sums[i] - total) <= 1e-4 * abs(total):
-            pairs.append((archs[i].macs() / 1e6, measured))
-    if len(pairs) < 2:
+            found.setdefault(i, measured)
+    return [archs[i] for i in found], np.array(list(found.values()), dtype=float)
+
+
+def macs_line(archs: Sequence[Arch], measured: np.ndarray) -> Calibration | None:
+    """A MACs-only predictor, `measured = a x MMACs + b` (millions of MACs), fitted on the table's
+    calibration subnets; None for fewer than two."""
+    if len(archs) < 2:
         return None
-    return Calibration.fit(*zip(*pairs))
+    return Calibration.fit([a.macs() / 1e6 for a in archs], measured)
 
 
 def scatter_plot(df: pd.DataFrame, report: dict[str, Any], path: Path) -> Path:
