@@ -2,14 +2,14 @@
 file kind, so that no loader branches on a format. A step takes the parsed JSON and returns what
 today's loader reads; a file already current passes unchanged. Each step is tested on a committed
 file of the old format (`tests/fixtures/old_formats/`).
-
-The latency table's formats 1 and 2 (CSV plus sidecar) are read as format 3 by
-`hwnas.latency.table.LatencyTable.load` itself, which holds both files.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
+import pandas as pd
 
 
 def train_config(d: dict[str, Any]) -> dict[str, Any]:
@@ -36,3 +36,26 @@ def train_config(d: dict[str, Any]) -> dict[str, Any]:
 def split(d: dict[str, Any]) -> dict[str, Any]:
     """A run's split.json. Splits saved before `--search-val` was a setting were all 15%."""
     return d if "search_val_rule" in d else {**d, "search_val_rule": "15%"}
+
+
+def latency_table_sidecar(d: dict[str, Any]) -> dict[str, Any]:
+    """A latency table's sidecar. Format 1 keyed calibrations by space name: a shipped space's name
+    becomes its ref (its content is the one the table was profiled for); any other name stays and
+    is matched by name (`LatencyTable.calibration_key`)."""
+    if int(d.get("format", 1)) != 1:
+        return d
+    from hwnas.spaces import get_space, list_spaces
+
+    shipped = set(list_spaces())
+    calibrations = {(get_space(k).ref if k in shipped else k): c for k, c in d.get("calibration", {}).items()}
+    return {**d, "calibration": calibrations, "format": 2}
+
+
+def latency_table_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """A latency table's CSV. Formats 1 and 2 had no `source`: every row was measured (format 1's
+    field columns are left for the loader to drop: a row's fields live in its key)."""
+    if "source" in df.columns:
+        return df
+    from hwnas.latency.table import MEASURED
+
+    return df.assign(source=MEASURED, fit_error_pct=np.nan)
