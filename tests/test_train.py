@@ -211,6 +211,11 @@ def test_the_budget_follows_the_size_of_the_data():
         get_space("autoformer-tiny"), train_images=5000
     )
     assert (small.epochs, small.batch_size) == (40, 32)
+    # ViT-ResNAS's ImageNet recipe is its release's, with DropPath by size (scripts/vit-sr-nas/super_net/*.sh)
+    for name, drop_path in (("resnas-tiny", 0.2), ("resnas-small", 0.3), ("resnas-digits", 0.2)):
+        on_imagenet = TrainConfig(space=name, data="/data/imagenet").with_defaults(get_space(name), train_images=10**6)
+        assert (on_imagenet.epochs, on_imagenet.warmup_epochs, on_imagenet.drop_path) == (120, 5, drop_path)
+        assert (on_imagenet.batch_size, on_imagenet.lr) == (128, 1e-3)
     with pytest.raises(HwnasError, match="unknown --weight-sharing 'suffix'; use prefix or cyclic"):
         replace(cfg, weight_sharing="suffix").check()
 

@@ -16,7 +16,8 @@ imports no family by name.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import import_module
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -71,9 +72,15 @@ class Family:
     configs: Path | None = None  # the folder of the family's shipped space YAML files
     small_data: TrainingBudget = SMALL_DATA  # the training defaults on small data
     large_data: TrainingBudget = LARGE_DATA  # and on ImageNet-scale data
+    # A shipped space whose release trains it otherwise on ImageNet (space name -> its budget).
+    large_data_by_space: Mapping[str, TrainingBudget] = field(default_factory=dict)
     # The default share of training draws whose per-block high-level genes are alike in every block
     # (`SearchSpace.sample_alike`), for families where uniform draws leave such chains untrained.
     alike_share: float = 0.0
+
+    def training_budget(self, space: SearchSpace, small: bool) -> TrainingBudget:
+        """The training defaults for `space` on small or ImageNet-scale data."""
+        return self.small_data if small else self.large_data_by_space.get(space.name, self.large_data)
 
     def supernet_class(self) -> type[Supernet]:
         return _resolve(self.supernet)

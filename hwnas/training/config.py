@@ -86,13 +86,13 @@ class TrainConfig:
         """Fill unset fields (`train_images` by default: small data, as the digits). The budget
         follows the size of the data and the family (`Family.small_data`, `Family.large_data`): up
         to `SMALL_DATA` train images a few CPU minutes (by default 40 epochs, batch 32, no DropPath),
-        above it an ImageNet recipe (by default AutoFormer's: per-GPU batch 128, lr 1e-3, 500
-        epochs, 20 warm-up, DropPath 0.1). The sampler is the space's `default_sampling`, the share
+        above it the family's ImageNet recipe as released (AutoFormer's: per-GPU batch 128, lr 1e-3,
+        500 epochs, 20 warm-up, DropPath 0.1). The sampler is the space's `default_sampling`, the share
         of alike draws its family's (`Family.alike_share`); flips are on for folders only; workers are the cores here (at
         most 8) for folders, 0 for data held in memory."""
         small, in_memory = train_images <= SMALL_DATA, self.data in IN_MEMORY
         family = get_family(space.family)
-        budget: dict[str, Any] = asdict(family.small_data if small else family.large_data)
+        budget: dict[str, Any] = asdict(family.training_budget(space, small))
         supernet = family.supernet_class()
         budget["alike_share"] = family.alike_share if space.per_block_high_level_genes() else 0.0
         budget["sampling"] = space.default_sampling
