@@ -7,6 +7,7 @@ writes JSON and a PNG. The JSON is rewritten after each arch (`archs_done`), and
 every finished (or resumes an unfinished) training under `--run`/ranking.
 
     .venv/bin/python benchmarks/ranking.py [--run runs/bench_samplers/uniform-seed0] [--archs 10]
+    .venv/bin/python benchmarks/ranking.py --rescore   # the summary taus again from the JSON's archs
 """
 
 from __future__ import annotations
@@ -59,6 +60,34 @@ def spread_archs(space: hwnas.SearchSpace, predictor: LatencyPredictor, n: int) 
     return [(float(ms[i]), archs[i]) for i in picks]
 
 
+def taus(rows: list[dict]) -> dict[str, float | None]:
+    """Kendall tau against standalone top-1 (mean of the seeds) of the inherited top-1 and, the
+    baseline a proxy must beat, of the parameter count; and the seeds against each other (the floor)."""
+    standalone = [statistics.mean(r["standalone_test_top1"].values()) for r in rows]
+    seeds = [[r["standalone_test_top1"][s] for r in rows] for s in rows[0]["standalone_test_top1"]] if rows else []
+    enough = len(rows) > 2
+    return {
+        "kendall_tau_inherited_vs_standalone": (
+            kendalltau([r["inherited_test_top1"] for r in rows], standalone).statistic if enough else None
+        ),
+        "kendall_tau_params_vs_standalone": kendalltau([r["params"] for r in rows], standalone).statistic
+        if enough
+        else None,
+        "kendall_tau_standalone_seed_vs_seed": kendalltau(seeds[0], seeds[1]).statistic
+        if len(seeds) > 1 and enough
+        else None,
+    }
+
+
+def rescore(out: Path) -> None:
+    """Recompute the summary taus (and the plot) of a finished `out` from its archs (no training)."""
+    result = json.loads(out.read_text())
+    result.update(taus(result["archs"]))
+    result["plot"] = str(plot(result["archs"], out.with_suffix(".png")))
+    atomic_write_json(out, {**result, "provenance_rescore": provenance()})
+    print({k: v for k, v in result.items() if k.startswith("kendall_tau")})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -77,7 +106,13 @@ def main() -> None:
         default=1,
         help="standalone trainings run at once, one thread each (the machine's cores: 2 here)",
     )
+    parser.add_argument(
+        "--rescore", action="store_true", help="only recompute the summary taus of --out from its archs"
+    )
     args = parser.parse_args()
+    if args.rescore:
+        rescore(args.out)
+        return
     run = trained(TrainConfig(space="autoformer-digits", data="digits"), args.run)
     space, net = run.space, run.supernet()
     table = resolve_table(space, device="cpu", progress=False)
@@ -166,40 +201,32 @@ def main() -> None:
             f"arch {k + 1}/{args.archs} ({ms:.3f} ms): inherited {row['inherited_test_top1']:.1f}%, standalone "
             + ", ".join(f"{v:.1f}%" for v in row["standalone_test_top1"].values())
         )
-        inherited = [r["inherited_test_top1"] for r in rows]
-        standalone = [statistics.mean(r["standalone_test_top1"].values()) for r in rows]
-        seeds = [[r["standalone_test_top1"][str(s)] for r in rows] for s in args.standalone_seeds]
-        tau = kendalltau(inherited, standalone).statistic if len(rows) > 2 else None
-        floor = kendalltau(seeds[0], seeds[1]).statistic if len(seeds) > 1 and len(rows) > 2 else None
-        result.update(
-            {
-                "archs_done": len(rows),
-                "archs_planned": args.archs,
-                "archs": rows,
-                "kendall_tau_inherited_vs_standalone": tau,
-                "kendall_tau_standalone_seed_vs_seed": floor,
-            }
-        )
-        if tau is not None:
-            result["plot"] = str(plot(rows, inherited, standalone, tau, floor, args.out.with_suffix(".png")))
+        result.update({"archs_done": len(rows), "archs_planned": args.archs, "archs": rows, **taus(rows)})
+        if result["kendall_tau_inherited_vs_standalone"] is not None:
+            result["plot"] = str(plot(rows, args.out.with_suffix(".png")))
         atomic_write_json(args.out, {**result, "provenance": provenance()})
     print(
         f"\nKendall tau, inherited vs standalone (mean of {len(args.standalone_seeds)} seeds): "
-        f"{result['kendall_tau_inherited_vs_standalone']}; standalone seed vs seed: "
+        f"{result['kendall_tau_inherited_vs_standalone']}; #params vs standalone: "
+        f"{result['kendall_tau_params_vs_standalone']} (the baseline); standalone seed vs seed: "
         f"{result['kendall_tau_standalone_seed_vs_seed']} (the noise floor)\nwrote {args.out}"
     )
 
 
-def plot(
-    rows: list[dict], inherited: list[float], standalone: list[float], tau: float, floor: float | None, path: Path
-) -> Path:
+def plot(rows: list[dict], path: Path) -> Path:
+    t = taus(rows)
+    tau, floor, params = (
+        t[f"kendall_tau_{k}"] for k in ("inherited_vs_standalone", "standalone_seed_vs_seed", "params_vs_standalone")
+    )
     fig, ax = figure(6, 4.5)
     ms = [r["predicted_ms"] for r in rows]
-    points = ax.scatter(inherited, standalone, c=ms, cmap="viridis")
+    standalone = [statistics.mean(r["standalone_test_top1"].values()) for r in rows]
+    points = ax.scatter([r["inherited_test_top1"] for r in rows], standalone, c=ms, cmap="viridis")
     fig.colorbar(points, ax=ax, label="predicted CPU latency (ms)")
     ax.set_xlabel("inherited test top-1 (%)")
     ax.set_ylabel("standalone test top-1 (%), mean of seeds")
-    ax.set_title(f"Kendall tau {tau:.2f} (seed vs seed {floor:.2f})" if floor is not None else f"Kendall tau {tau:.2f}")
+    seeds = f", seed vs seed {floor:.2f}" if floor is not None else ""
+    ax.set_title(f"Kendall tau {tau:.2f} (#params: {params:.2f}{seeds})")
     return save_figure(fig, path)
 
 

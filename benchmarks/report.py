@@ -1004,7 +1004,8 @@ def ranking_section(src: Source) -> Section:
         body += [
             "",
             f"Kendall τ, inherited against standalone (mean of the seeds): "
-            f"{tau(d.get('kendall_tau_inherited_vs_standalone'))}; standalone seed against seed: "
+            f"{tau(d.get('kendall_tau_inherited_vs_standalone'))}; the parameter count against standalone, the "
+            f"baseline a proxy must beat: {tau(d.get('kendall_tau_params_vs_standalone'))}; standalone seed against seed: "
             f"{tau(d.get('kendall_tau_standalone_seed_vs_seed'))}; goal τ ≥ {d['goal_tau']:g}. "
             f"{d.get('archs_done', len(archs))} of {d.get('archs_planned', len(archs))} archs done.",
         ]
