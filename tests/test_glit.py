@@ -1,9 +1,10 @@
 """GLiT: the global/local space, the locality module, the supernet (sharing across G, expansions and
-kernels), per-subnet BatchNorm recalibration, counts against the release, the two-level search,
-and the pipeline."""
+kernels), per-subnet BatchNorm recalibration, counts against the release, loading the release's
+checkpoints by its parameter names, the two-level search, and the pipeline."""
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import random
@@ -13,12 +14,14 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+import torch.nn.functional as F
 
 import hwnas
 from hwnas.cost import count_flops
 from hwnas.deploy import export
 from hwnas.errors import ArchError, SpaceError
 from hwnas.families.glit.model import GlobalLocalMixer, LocalBranch
+from hwnas.families.glit.release_keys import from_release, to_release
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.profile import ProfileSettings, profile_space
 from hwnas.latency.table import LatencyTable
@@ -29,6 +32,7 @@ from hwnas.supernet import build_supernet
 from hwnas.supernet.batchnorm import BatchNormCalibration, batchnorm_state
 from hwnas.training import TrainConfig, TrainedRun, train
 from hwnas.training.sampling import step_archs
+from hwnas.weights import WeightsError
 from tests.helpers import assert_one_line_error
 from tests.helpers import hwnas as run_cli
 from tests.test_search import engine
@@ -177,6 +181,185 @@ def test_costs_are_not_monotone_and_the_extremes_are_exact(tmp_path):
     assert total[space.extreme_arch(cost.__getitem__, costliest=True)] == max(total.values())
     macs = {g: get_space("glit-tiny").uniform(g, 8).macs() for g in range(4)}  # the largest choice of each G
     assert not (macs[0] <= macs[1] <= macs[2] <= macs[3] or macs[0] >= macs[1] >= macs[2] >= macs[3])
+
+
+# ---- the release's checkpoints -----------------------------------------------------------------------------
+def release_shapes(space, base_arch, arch) -> dict[str, tuple[int, ...]]:
+    """The names and shapes of the release's `RetrainTransformer.state_dict()`, written down from its
+    code (bychen515/GLiT at 0981299), not from hwnas's map:
+
+    - glit_models.py `RetrainTransformer.__init__` (lines 59-134): `patch_embed` (timm 0.3.2's
+      `PatchEmbed`, its conv `proj`), `cls_token`, `pos_embed`, `blocks[i]` an `nn.ModuleList` of the
+      one candidate its nested option loops pick (lines 87-127, hence `blocks.{i}.0.`), `norm`, `head`;
+    - glit_models.py `Block_mix` (lines 32-51): `norm1`, `attn`, `norm2`, `mlp` (timm's `Mlp`: `fc1`,
+      `fc2`); a pure-local block's MLP ratio is the model's `mlp_ratio` (4 in `glit_tiny_patch16_224`);
+    - mix_attention.py `Vit_Attention` (lines 94-103), `Mix_Attention` (36-69), `Conv_Attention`
+      (119-137): `qkv` Linear(dim_v, 3 * dim_v * e_v), `proj` back to dim_v; `net` = Sequential(Rearrange,
+      Conv1d(dim_c, 2 * inner, 1), GLU, DepthWiseConv1d (its Conv1d as `conv`, line 30), BatchNorm1d,
+      Swish, Conv1d(inner, dim_c, 1), Rearrange), inner = dim_c * e_c.
+    """
+    o, dim, heads = space.spec.options, space.embed_dim, space.num_heads
+    kernels, e_cs, e_vs, ratios = (
+        sorted(o[k]) for k in ("local_kernel", "local_expansion", "attn_expansion", "mlp_ratio")
+    )
+    patch, tokens = space.spec.patch_size, (space.spec.img_size // space.spec.patch_size) ** 2 + 1
+    shapes = {
+        "cls_token": (1, 1, dim),
+        "pos_embed": (1, tokens, dim),
+        "patch_embed.proj.weight": (dim, space.spec.in_chans, patch, patch),
+        "patch_embed.proj.bias": (dim,),
+    }
+    for i, (g, low) in enumerate(zip(base_arch, arch)):
+        first, second = divmod(low, 3)
+        if g == 0:
+            e_v, e_c, k, ratio = 1, e_cs[second], kernels[first], o["local_mlp_ratio"]
+        elif g == 3:
+            e_v, e_c, k, ratio = e_vs[first], 0, 0, ratios[second]
+        else:
+            e_v, e_c, k, ratio = 1, e_cs[first], o["mixed_kernel"], ratios[second]
+        dim_v = int(dim * int(g / 3 * heads) / heads)  # Mix_Attention: v_head = int(v_head / 3 * num_heads)
+        dim_c, qkv, hidden = dim - dim_v, int(dim_v * e_v), int(dim * ratio)
+        inner = dim_c * e_c
+        block = {"norm1.weight": (dim,), "norm1.bias": (dim,)}
+        if g:
+            block |= {
+                "attn.qkv.weight": (3 * qkv, dim_v),
+                "attn.qkv.bias": (3 * qkv,),
+                "attn.proj.weight": (dim_v, qkv),
+                "attn.proj.bias": (dim_v,),
+            }
+        if g < 3:
+            block |= {
+                "attn.net.1.weight": (2 * inner, dim_c, 1),
+                "attn.net.1.bias": (2 * inner,),
+                "attn.net.3.conv.weight": (inner, 1, k),
+                "attn.net.3.conv.bias": (inner,),
+                **{f"attn.net.4.{b}": (inner,) for b in ("weight", "bias", "running_mean", "running_var")},
+                "attn.net.4.num_batches_tracked": (),
+                "attn.net.6.weight": (dim_c, inner, 1),
+                "attn.net.6.bias": (dim_c,),
+            }
+        block |= {
+            "norm2.weight": (dim,),
+            "norm2.bias": (dim,),
+            "mlp.fc1.weight": (hidden, dim),
+            "mlp.fc1.bias": (hidden,),
+            "mlp.fc2.weight": (dim, hidden),
+            "mlp.fc2.bias": (dim,),
+        }
+        shapes |= {f"blocks.{i}.0.{name}": shape for name, shape in block.items()}
+    return shapes | {
+        "norm.weight": (dim,),
+        "norm.bias": (dim,),
+        "head.weight": (space.spec.num_classes, dim),
+        "head.bias": (space.spec.num_classes,),
+    }
+
+
+def release_state(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    """Random tensors in the release's layout (BatchNorm variances positive, its counter an int64)."""
+    gen = torch.Generator().manual_seed(0)
+    state = {}
+    for name, shape in shapes.items():
+        if name.endswith("num_batches_tracked"):
+            state[name] = torch.tensor(7)
+        elif name.endswith("running_var"):
+            state[name] = torch.rand(shape, generator=gen) + 0.5
+        else:
+            state[name] = torch.randn(shape, generator=gen) * 0.1
+    return state
+
+
+def release_mixer(state: dict[str, torch.Tensor], prefix: str, x: torch.Tensor, v_heads: int) -> torch.Tensor:
+    """What the release's `Mix_Attention.forward` (mix_attention.py lines 72-92) computes, as
+    functional calls on its own names: attention on the first channels, `net` on the rest."""
+    w = {name[len(prefix) :]: t for name, t in state.items() if name.startswith(prefix)}
+    B, N, _ = x.shape
+    x_v, x_c = x[..., : w["qkv.weight"].shape[1]], x[..., w["qkv.weight"].shape[1] :]
+    q, k, v = F.linear(x_v, w["qkv.weight"], w["qkv.bias"]).reshape(B, N, 3, v_heads, -1).permute(2, 0, 3, 1, 4)
+    attn = (q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5).softmax(dim=-1)
+    x_v = F.linear((attn @ v).transpose(1, 2).reshape(B, N, -1), w["proj.weight"], w["proj.bias"])
+    out, gate = F.conv1d(x_c.transpose(1, 2), w["net.1.weight"], w["net.1.bias"]).chunk(2, dim=1)
+    y, taps = out * gate.sigmoid(), w["net.3.conv.weight"].shape[-1]
+    y = F.conv1d(F.pad(y, (taps // 2, taps // 2)), w["net.3.conv.weight"], w["net.3.conv.bias"], groups=y.shape[1])
+    bn = [w[f"net.4.{b}"] for b in ("running_mean", "running_var", "weight", "bias")]
+    y = F.batch_norm(y, *bn, training=False)
+    y = F.conv1d(y * y.sigmoid(), w["net.6.weight"], w["net.6.bias"]).transpose(1, 2)
+    return torch.cat([x_v, y], dim=2)
+
+
+def test_the_key_map_gives_the_release_layout_for_every_block_kind(digits):
+    tiny = get_space("glit-tiny")
+    shapes = release_shapes(tiny, **GLIT_TINY)
+    # spot checks of the write-down, by hand from the release's code (192 channels, 3 heads)
+    assert shapes["blocks.0.0.attn.qkv.weight"] == (288, 192)  # G = 3, e_v = 0.5
+    assert shapes["blocks.1.0.attn.net.3.conv.weight"] == (384, 1, 31)  # G = 0, kernel 31, e_c = 2
+    assert shapes["blocks.2.0.attn.net.1.weight"] == (1024, 128, 1)  # G = 1: 128 local channels, e_c = 4
+    assert shapes["blocks.2.0.attn.proj.weight"] == (64, 64) and shapes["blocks.2.0.mlp.fc1.weight"] == (1152, 192)
+    assert len(shapes) == 4 + 5 * 12 + 4 * 19 + 3 * 23 + 4  # stem; five G = 3, four G = 0, three G = 1; norm, head
+    ours = hwnas.build_model(tiny.arch(**GLIT_TINY)).state_dict()
+    assert {k: tuple(v.shape) for k, v in to_release(ours).items()} == shapes
+    assert list(from_release(to_release(ours))) == list(ours)
+    for arch in edge_archs(digits):  # G = 2 blocks too
+        genes = {"base_arch": list(arch.global_heads), "arch": list(arch.low_level)}
+        state = hwnas.build_model(arch).state_dict()
+        assert {k: tuple(v.shape) for k, v in to_release(state).items()} == release_shapes(digits, **genes), arch
+
+
+def test_a_release_checkpoint_loads_and_computes_what_the_release_computes(tmp_path):
+    tiny = get_space("glit-tiny").arch(**GLIT_TINY)
+    state = release_state(release_shapes(tiny.space, **GLIT_TINY))
+    path = tmp_path / "glit_tiny.pth.tar"
+    # as the release's main.py saves it (lines 387-394), options included
+    options = argparse.Namespace(model="glit_tiny_patch16_224", lr=5e-4)
+    torch.save({"model": state, "optimizer": {"state": {}}, "epoch": 299, "args": options}, path)
+    model = hwnas.load_model(path, arch=tiny)
+    local = model.blocks[2].attn.local
+    assert torch.equal(local.pw1.weight, state["blocks.2.0.attn.net.1.weight"])
+    assert torch.equal(local.dw.weight, state["blocks.2.0.attn.net.3.conv.weight"])
+    assert torch.equal(local.bn.running_var, state["blocks.2.0.attn.net.4.running_var"])
+    assert local.bn.num_batches_tracked.dtype == torch.int64 and int(local.bn.num_batches_tracked) == 7
+    assert torch.equal(local.pw2.weight, state["blocks.2.0.attn.net.6.weight"])
+    assert torch.equal(model.blocks[0].attn.qkv.weight, state["blocks.0.0.attn.qkv.weight"])
+    x = torch.randn(2, 197, 192)
+    with torch.no_grad():  # block 2 is G = 1: one global head on 64 channels, the locality module on 128
+        assert (model.blocks[2].attn(x) - release_mixer(state, "blocks.2.0.attn.", x, v_heads=1)).abs().max() < 1e-5
+        shuffled = model.blocks[2].attn(x[..., torch.randperm(192)])
+        assert (shuffled - release_mixer(state, "blocks.2.0.attn.", x, v_heads=1)).abs().max() > 1e-3
+
+
+def test_round_trip_through_the_release_names_keeps_the_outputs(digits):
+    x = torch.randn(2, 3, 32, 32)
+    for arch in (digits.uniform(2, 4), digits.sample(3)):
+        ours = perturbed(hwnas.build_model(arch))
+        release = to_release(ours.state_dict())
+        assert not any(".local." in k for k in release) and "blocks.0.0.norm1.weight" in release
+        back = hwnas.load_model(release, arch=arch)
+        with torch.no_grad():
+            assert torch.equal(back(x), ours(x)), arch
+        assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), ours.state_dict().values()))
+
+
+def test_a_release_checkpoint_of_another_arch_names_the_first_key_that_differs(tmp_path):
+    tiny = get_space("glit-tiny")
+    state = release_state(release_shapes(tiny, **GLIT_TINY))
+    path = tmp_path / "glit_tiny.pth"
+    torch.save({"model": state}, path)
+    other = {"base_arch": GLIT_TINY["base_arch"], "arch": [1, 4, 7, *GLIT_TINY["arch"][3:]]}  # block 2: MLP ratio 4
+    with pytest.raises(WeightsError) as error:
+        hwnas.load_model(path, arch=tiny.arch(**other))
+    message = str(error.value)
+    assert isinstance(error.value, hwnas.HwnasError) and "\n" not in message
+    assert "'blocks.2.0.mlp.fc1.weight' has shape (1152, 192) where the arch's model has (768, 192)" in message
+    assert str(path) in message
+    with pytest.raises(WeightsError, match=r"'blocks\.0\.0\.attn\.qkv\.weight' \(shape \(288, 192\)\) is not in"):
+        hwnas.load_model(state, arch=tiny.arch(base_arch=[0, *GLIT_TINY["base_arch"][1:]], arch=GLIT_TINY["arch"]))
+    ours = hwnas.build_model(tiny.arch(**GLIT_TINY)).state_dict()
+    with pytest.raises(WeightsError, match=r"'blocks\.2\.mlp\.fc1\.weight' has shape \(1152, 192\) where"):
+        hwnas.load_model(ours, arch=tiny.arch(**other))  # hwnas's names: the same one-line refusal
+    torch.save({"model": state, "hook": LocalBranch}, path)  # a pickled class is not unpickled
+    with pytest.raises(WeightsError, match="pickles hwnas.families.glit.model.LocalBranch"):
+        hwnas.load_model(path, arch=tiny.arch(**GLIT_TINY))
 
 
 # ---- the supernet -----------------------------------------------------------------------------------------

@@ -7,11 +7,14 @@ model builder (`build_model(arch)`, after OFA's `build_from_config`), optionally
 YAML files. It registers its block kinds beside it (`hwnas.spaces.blocks.register_kind`).
 Nothing outside a family's folder branches on its name: every stage asks this registry.
 
-The supernet, builder and timm mapping may be given as "module:attribute" strings, imported on
-first use, so that listing spaces does not import torch. Every family, built-in or of
-another package, is declared under the `hwnas.families` entry-point group (each entry point names
-the module that registers it; the built-in ones in hwnas's own pyproject.toml), so this registry
-imports no family by name.
+A family whose paper released checkpoints under other parameter names may give `foreign_weights`:
+`hwnas.load_model` hands it every state dict it is given, and loads what it returns.
+
+The supernet, builder, timm mapping and foreign-weights hook may be given as "module:attribute"
+strings, imported on first use, so that listing spaces does not import torch. Every family,
+built-in or of another package, is declared under the `hwnas.families` entry-point group (each
+entry point names the module that registers it; the built-in ones in hwnas's own pyproject.toml),
+so this registry imports no family by name.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from hwnas.errors import HwnasError
 
 if TYPE_CHECKING:
-    from torch import nn
+    from torch import Tensor, nn
 
     from hwnas.spaces.arch import Arch
     from hwnas.spaces.space import SearchSpace
@@ -77,6 +80,10 @@ class Family:
     # The default share of training draws whose per-block high-level genes are alike in every block
     # (`SearchSpace.sample_alike`), for families where uniform draws leave such chains untrained.
     alike_share: float = 0.0
+    # foreign_weights(state_dict, model) -> dict | None: a state dict in another codebase's names (the
+    # paper's release) renamed to those of `model` (the static model of its arch), after checking it
+    # fits; None where the state dict is not in a layout the family knows.
+    foreign_weights: Lazy | None = None
 
     def training_budget(self, space: SearchSpace, small: bool) -> TrainingBudget:
         """The training defaults for `space` on small or ImageNet-scale data."""
@@ -90,6 +97,14 @@ class Family:
 
     def timm_kwargs(self, arch: Arch) -> dict[str, Any] | None:
         return None if self.timm is None else _resolve(self.timm)(arch)
+
+    def native_weights(self, state_dict: Mapping[str, Tensor], model: nn.Module) -> Mapping[str, Tensor]:
+        """`state_dict` in the names of `model`: converted where it is in a foreign layout the family
+        knows, else as given."""
+        if self.foreign_weights is None:
+            return state_dict
+        converted = _resolve(self.foreign_weights)(state_dict, model)
+        return state_dict if converted is None else converted
 
     def shipped_spaces(self) -> dict[str, Path]:
         if self.configs is None or not self.configs.is_dir():

@@ -3,7 +3,8 @@ and a convolutional locality module, searched by a two-level (global/local, then
 hierarchical evolution.
 
 space.py (genes, blocks), blocks.py (its block kind), model.py (static network), supernet.py
-(weight-sharing supernet with per-subnet BatchNorm statistics), configs/ (shipped spaces).
+(weight-sharing supernet with per-subnet BatchNorm statistics), release_keys.py (the release's
+parameter names, so its checkpoints load), configs/ (shipped spaces).
 Importing this registers it.
 """
 
@@ -27,5 +28,6 @@ FAMILY = register_family(
         small_data=replace(SMALL_DATA, epochs=160, lr=3e-3),
         # Three draws in four take one G in every block: see `hwnas.training.sampling`.
         alike_share=0.75,
+        foreign_weights="hwnas.families.glit.release_keys:release_weights",
     )
 )

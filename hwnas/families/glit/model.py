@@ -73,8 +73,9 @@ def glit_block(dim: int, layer: Layer) -> nn.Module:
 
 
 def build_model(arch: Arch) -> VisionTransformer:
-    """The arch's network. Its parameter names follow timm's ViT with `blocks.{i}.attn.local.*` for the locality
-    module: not the names of the release's `RetrainTransformer`, whose checkpoints do not load here."""
+    """The arch's network. Its parameter names follow timm's ViT with `blocks.{i}.attn.local.*` for the
+    locality module, not the names of the release's `RetrainTransformer`: `release_keys` maps the two
+    both ways, and `hwnas.load_model(checkpoint, arch=arch)` loads a release checkpoint through it."""
     space: GLiTSpace = arch.space  # type: ignore[assignment]
     s = space.spec
     vit = VisionTransformer(
