@@ -1356,6 +1356,74 @@ def missing_rows_section(src: Source) -> Section:
     )
 
 
+def search_vs_manual_section(src: Source) -> Section:
+    d = src.data
+    body = [
+        "Per digits supernet, latency budgets at "
+        + ", ".join(f"{f:.0%}" for f in d["fractions"])
+        + " of the way from the fastest to the slowest subnet (predicted CPU latency); per budget, "
+        f"{len(d['seeds'])} seeds of search against the best DeiT-style uniform arch that fits (every layer alike, "
+        "best by inherited search-val top-1 among all uniform archs within the budget). Each pick is fine-tuned the "
+        "same way (`hwnas finetune` defaults) and scored on the same test images (95% Wilson interval); an exact "
+        f"McNemar test on the images one gets right and the other wrong decides a win or loss at p < "
+        f"{d['significance']:g}, anything else is a tie. Latency: every pick measured end to end in fresh processes "
+        "(mean of them).",
+        "",
+    ]
+    for s in d["spaces"]:
+        ft = s.get("finetune") or {}
+        body += [
+            f"**{s['space']}** (fine-tuned {ft.get('epochs')} epochs at lr {ft.get('lr')}):",
+            "",
+        ]
+        rows = []
+        for r in s["rows"]:
+            a, u, m = r["searched"], r["uniform"], r["mcnemar"]
+            rows.append(
+                [
+                    r["preset"],
+                    f"{ms(r['budget_ms'])} ({r['fraction']:.0%})",
+                    str(r["seed"]),
+                    f"{pct(a['test_top1'], 2)} ({a['test_top1_95ci'][0]:.1f}–{a['test_top1_95ci'][1]:.1f})",
+                    ms(statistics.mean(a["measured_ms"])) if a.get("measured_ms") else "-",
+                    f"{pct(u['test_top1'], 2)} ({u['test_top1_95ci'][0]:.1f}–{u['test_top1_95ci'][1]:.1f})",
+                    ms(statistics.mean(u["measured_ms"])) if u.get("measured_ms") else "-",
+                    f"{m['searched_only']} / {m['uniform_only']}",
+                    f"{m['p_value']:.3f}",
+                    m["verdict"],
+                ]
+            )
+        body += table(
+            [
+                "preset",
+                "budget (ms)",
+                "seed",
+                "searched: test top-1 (95% CI)",
+                "measured ms",
+                "uniform: test top-1 (95% CI)",
+                "measured ms",
+                "images only searched / only uniform right",
+                "McNemar p",
+                "verdict",
+            ],
+            rows,
+            "lrrrrrrrrl",
+        )
+        body += [""]
+    tally = "; ".join(f"{k}: {v['win']} wins, {v['tie']} ties, {v['loss']} losses" for k, v in d["tally"].items())
+    body += [f"Searched against uniform, {tally}. The whole benchmark took {d['seconds'] / 60:.0f} min."]
+    png = src.path.with_suffix(".png")
+    return Section(
+        "search",
+        0,
+        "Does search beat a hand-designed ViT?",
+        body,
+        provenance_of(src, "search_vs_manual", default_out="benchmarks/results/search_vs_manual.json"),
+        [(png, "Test top-1 after fine-tuning against measured latency")] if png.exists() else [],
+        f"searched against hand-designed uniform ViTs under the same latency budget: {tally}",
+    )
+
+
 # script name: renderer; a JSON belongs to the longest script name its file name starts with
 RENDERERS: dict[str, Callable[[Source], Section]] = {
     "cost_counting": cost_counting_section,
@@ -1370,6 +1438,7 @@ RENDERERS: dict[str, Callable[[Source], Section]] = {
     "operator_rows": operator_rows_section,
     "ranking": ranking_section,
     "samplers": samplers_section,
+    "search_vs_manual": search_vs_manual_section,
     "transfer": transfer_section,
 }
 
