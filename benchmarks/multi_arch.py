@@ -7,16 +7,29 @@ Prints a table, writes JSON and a bar plot.
 
 The budget is the wall time of the space's default digits budget (40 epochs) under uniform
 sampling; every other sampling trains for as many whole epochs as its measured step time fits in it.
+
+With `--processes N` (N > 1) it measures data-parallel multi steps instead: N gloo processes on
+this CPU run `--steps` optimiser steps of the trainer's step model (DDP over the masked pass, the
+digits batch per process, AdamW), each rank logging the subnets it trained; per M of `--archs`,
+with every process drawing its own subnets (the default) and with `--shared-draws`. It counts the
+distinct subnets of every optimiser step across the ranks' logs (M x N when each draws its own),
+times the steps (images per second over all processes) and checks that the replicas stay equal.
+
+    .venv/bin/python benchmarks/multi_arch.py --processes 2 --archs 4 [--steps 30] [--out benchmarks/results/multi_arch_ddp.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
 import shutil
 import statistics
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +41,10 @@ from hwnas.profilers.protocol import cpu_model
 from hwnas.spaces import get_space
 from hwnas.supernet import build_supernet
 from hwnas.training import TrainConfig, TrainedRun, train
+from hwnas.training.multi_arch import step_model
 from hwnas.training.sampling import step_archs
+
+WARMUP_STEPS = 2  # steps before the timed ones (allocations, DDP's first buckets)
 
 
 def step_seconds(space, sampling: str, archs_per_batch: int, batch: int, repeats: int = 12) -> float:
@@ -54,13 +70,128 @@ def step_seconds(space, sampling: str, archs_per_batch: int, batch: int, repeats
     return statistics.median(times)
 
 
+def ddp_rank(rank: int, processes: int, folder: str, space_name: str, archs: int, shared: bool, steps: int) -> None:
+    """One rank of the data-parallel measurement: `steps` timed multi steps (after `WARMUP_STEPS`)
+    through the trainer's step model; writes the digests of the subnets it trained per step, its
+    step times and a checksum of its weights to `folder`/rank{rank}.json."""
+    import torch.distributed as dist
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // processes))
+    dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank, world_size=processes)
+    space = get_space(space_name)
+    config = TrainConfig(
+        space=space_name, data="digits", sampling="multi", archs_per_batch=archs, shared_draws=shared
+    ).with_defaults(space)
+    torch.manual_seed(config.seed)
+    supernet = build_supernet(space).train()
+    model = step_model(supernet, per_example=True, distributed=True)
+    opt = torch.optim.AdamW(supernet.parameters(), lr=1e-4)
+    data = torch.Generator().manual_seed(rank)
+    size = space.spec.img_size
+    x = torch.randn(config.batch_size, space.spec.in_chans, size, size, generator=data)
+    y = torch.randint(0, space.spec.num_classes, (config.batch_size,), generator=data)
+    trained, seconds = [], []
+    for step in range(WARMUP_STEPS + steps):
+        began = time.perf_counter()
+        subnets = step_archs(
+            space, "multi", config.seed, step, archs_per_batch=archs, rank=config.draw_rank(rank), spread=config.spreads
+        )
+        loss = F.cross_entropy(model(x, subnets)[0], y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()  # DDP all-reduces here: every rank leaves with the mean gradient
+        opt.step()
+        if step >= WARMUP_STEPS:
+            seconds.append(time.perf_counter() - began)
+            trained.append([a.digest for a in subnets])
+    checksum = float(sum(p.detach().double().sum() for p in supernet.parameters()))
+    dist.destroy_process_group()
+    Path(folder, f"rank{rank}.json").write_text(
+        json.dumps({"archs": trained, "seconds": seconds, "checksum": checksum, "batch_size": config.batch_size})
+    )
+
+
+def data_parallel(space_name: str, archs: int, shared: bool, processes: int, steps: int) -> dict[str, Any]:
+    """The ranks' logs of one data-parallel run, summed up: distinct subnets per optimiser step and
+    images per second (every rank's step time is the step's: DDP waits for the slowest)."""
+    with tempfile.TemporaryDirectory() as folder:
+        torch.multiprocessing.spawn(
+            ddp_rank, args=(processes, folder, space_name, archs, shared, steps), nprocs=processes
+        )
+        ranks = [json.loads(Path(folder, f"rank{r}.json").read_text()) for r in range(processes)]
+    distinct = [len({d for rank in ranks for d in rank["archs"][i]}) for i in range(steps)]
+    step_s = statistics.median(max(rank["seconds"][i] for rank in ranks) for i in range(steps))
+    batch = ranks[0]["batch_size"]
+    return {
+        "archs_per_batch": archs,
+        "draws": "shared" if shared else "per process",
+        "subnets_per_step": archs * processes,
+        "distinct_subnets_per_step": {
+            "mean": statistics.mean(distinct),
+            "min": min(distinct),
+            "max": max(distinct),
+        },
+        "step_seconds": step_s,
+        "images_per_second": processes * batch / step_s,
+        "distinct_subnets_per_second": statistics.mean(distinct) / step_s,
+        "replicas_equal": len({rank["checksum"] for rank in ranks}) == 1,
+    }
+
+
+def main_data_parallel(args: argparse.Namespace) -> None:
+    space = get_space(args.space)
+    batch = TrainConfig(space=args.space, data="digits").with_defaults(space).batch_size
+    rows = [
+        data_parallel(args.space, m, shared, args.processes, args.steps) for m in args.archs for shared in (False, True)
+    ]
+    result = {
+        "space": args.space,
+        "processes": args.processes,
+        "batch_size_per_process": batch,
+        "steps": args.steps,
+        "rows": rows,
+        "machine": {"cpu_model": cpu_model(), "threads_per_process": max(1, (os.cpu_count() or 1) // args.processes)},
+    }
+    fig, (ax_distinct, ax_rate) = figure(11, 4, ncols=2)
+    names = [f"M={r['archs_per_batch']} {r['draws']}" for r in rows]
+    ax_distinct.bar(names, [r["distinct_subnets_per_step"]["mean"] for r in rows])
+    ax_distinct.set_ylabel(f"distinct subnets per optimiser step ({args.processes} processes)")
+    ax_rate.bar(names, [r["images_per_second"] for r in rows])
+    ax_rate.set_ylabel("images per second, all processes")
+    for ax in (ax_distinct, ax_rate):
+        ax.tick_params(axis="x", labelrotation=30)
+    out = args.out or Path("benchmarks/results/multi_arch_ddp.json")
+    plot = out.with_suffix(".png")
+    save_figure(fig, plot)
+    result["plot"] = str(plot)
+    atomic_write_json(out, {**result, "provenance": provenance()})
+    print(f"{args.space}, {args.processes} processes, batch {batch} per process, {args.steps} steps, {cpu_model()}")
+    print(f"{'M':>3} {'draws':<12} {'subnets':>7} {'distinct':>8} {'min':>4} {'step ms':>8} {'img/s':>7} {'equal':>6}")
+    for r in rows:
+        d = r["distinct_subnets_per_step"]
+        print(
+            f"{r['archs_per_batch']:>3} {r['draws']:<12} {r['subnets_per_step']:>7} {d['mean']:>8.2f} {d['min']:>4} "
+            f"{1e3 * r['step_seconds']:>8.1f} {r['images_per_second']:>7.0f} {str(r['replicas_equal']):>6}"
+        )
+    print(f"wrote {out} and {plot}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--space", default="resnas-digits")
     parser.add_argument("--archs", type=int, nargs="+", default=[2, 4, 8])
     parser.add_argument("--runs", type=Path, default=Path("runs/bench_multi_arch"))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/multi_arch.json"))
+    parser.add_argument(
+        "--out", type=Path, default=None, help="default: benchmarks/results/multi_arch.json (multi_arch_ddp.json)"
+    )
+    parser.add_argument(
+        "--processes", type=int, default=1, help="> 1: data-parallel multi steps in that many processes"
+    )
+    parser.add_argument("--steps", type=int, default=30, help="--processes: timed optimiser steps per run")
     args = parser.parse_args()
+    if args.processes > 1:
+        main_data_parallel(args)
+        return
+    args.out = args.out or Path("benchmarks/results/multi_arch.json")
     space = get_space(args.space)
     base = TrainConfig(space=args.space, data="digits").with_defaults(space)
     batch = base.batch_size

@@ -32,6 +32,21 @@ def hwnas_in_process(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess(["hwnas", *args], code, out.getvalue(), err.getvalue())
 
 
+def torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess[str]:
+    """`torchrun --standalone --nproc_per_node NPROC ARGS` (say `-m hwnas train ...` or a script and
+    its arguments) on the CPU with gloo, also on a GPU machine; one thread per process."""
+    import os
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
     assert result.returncode == 2, result
     assert result.stdout == ""

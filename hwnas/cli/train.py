@@ -84,6 +84,13 @@ def _eval_text(report: InheritedTop1) -> None:
     help="With --sampling multi: subnets per batch, each on an equal share of it (M must divide the batch size).",
 )
 @click.option(
+    "--shared-draws",
+    is_flag=True,
+    default=None,
+    help="With --sampling multi under torchrun: every process trains the same M subnets (drawn from the seed "
+    "and step) instead of its own, M instead of M x processes subnets per step; for comparison.",
+)
+@click.option(
     "--alike-share",
     type=float,
     default=None,
@@ -149,6 +156,7 @@ def train_cmd(
     lr: float | None,
     sampling: str | None,
     archs_per_batch: int,
+    shared_draws: bool | None,
     alike_share: float | None,
     weight_sharing: str,
     aug: str,
@@ -176,6 +184,7 @@ def train_cmd(
         lr=lr,
         sampling=sampling,
         archs_per_batch=archs_per_batch,
+        shared_draws=shared_draws,
         alike_share=alike_share,
         weight_sharing=weight_sharing,
         aug=aug,

@@ -31,6 +31,7 @@ Seed = int | random.Random | None
 # Parameters of a space instance that a user may override (`get_space(name, img_size=384)`).
 SHAPE_FIELDS = ("img_size", "patch_size", "in_chans", "num_classes")
 SAMPLE_TRIES = 1000  # draws `sample` makes before a family's rules refusing every one is an error
+SPREAD_TRIES = 32  # draws `sample_spread` makes from the values left before drawing from all choices
 
 
 @dataclass(frozen=True)
@@ -320,6 +321,51 @@ class SearchSpace(ABC):
         family's rules refuse (too few active layers, shrinking stage widths) is drawn again."""
         rng = seed if isinstance(seed, random.Random) else random.Random(seed)
         return self._redraw_refused(lambda: self._build(lambda gene: rng.choice(gene.choices)))
+
+    def sample_spread(self, count: int, seed: Seed = None) -> list[Arch]:
+        """`count` archs drawn one after the other, each as `sample` draws one but from the values
+        the archs before it left: at every gene (every layer's value) they take distinct values while
+        `count` is at most the number of choices, and otherwise each value `count // n` or
+        `count // n + 1` times (a value returns once all have been taken). Independent draws would
+        train a width twice in a step while another waits (ViT-ResNAS gives one GPU's subnets
+        distinct widths the same way). The first arch is a plain `sample`; an arch the family's
+        rules refuse `SPREAD_TRIES` times from the values left (shrinking stage widths, say) is
+        drawn from all choices instead."""
+        rng = seed if isinstance(seed, random.Random) else random.Random(seed)
+        left: dict[tuple[str, int], list[Choice]] = {}  # each (gene, layer)'s values not taken in this round
+
+        def draw(spread: bool) -> tuple[Arch, dict[tuple[str, int], Choice]]:
+            genes: dict[str, GeneValue] = {}
+            drawn: dict[tuple[str, int], Choice] = {}
+            for gene in self.genes:
+                values = []
+                for i in range(self._length(gene, genes)):
+                    drawn[gene.name, i] = rng.choice((left.get((gene.name, i)) if spread else None) or gene.choices)
+                    values.append(drawn[gene.name, i])
+                genes[gene.name] = tuple(values) if gene.is_list else values[0]
+            return self.arch(**genes), drawn
+
+        def accepted(spread: bool, tries: int) -> tuple[Arch, dict[tuple[str, int], Choice]]:
+            for _ in range(tries - 1):
+                try:
+                    return draw(spread)
+                except ArchError:
+                    continue
+            return draw(spread)  # its refusal says why
+
+        archs = []
+        for _ in range(count):
+            try:
+                arch, drawn = accepted(True, SPREAD_TRIES)
+            except ArchError:
+                arch, drawn = accepted(False, SAMPLE_TRIES)
+            for (name, i), value in drawn.items():  # taken: out of its round (one drawn from all may be out already)
+                pool = list(left.get((name, i)) or self._genes_by_name[name].choices)
+                if value in pool:
+                    pool.remove(value)
+                left[name, i] = pool
+            archs.append(arch)
+        return archs
 
     @staticmethod
     def _redraw_refused(draw: Callable[[], Arch]) -> Arch:

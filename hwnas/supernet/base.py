@@ -57,7 +57,8 @@ class Supernet(nn.Module, ABC):
         """The subnet's weights, named as the parameters of `hwnas.build_model(arch)`."""
 
     def forward_multi(self, x: Tensor, archs: list[Arch]) -> Tensor:
-        """Logits of every example under its own subnet: example i runs `archs[i // (B / M)]`."""
+        """Logits of every example under its own subnet: example i runs `archs[i // (B / M)]`. Every
+        parameter takes part, whatever the archs (data-parallel training relies on it)."""
         raise ArchError(
             f"the {self.space.family} supernet has no per-example channel masks; use --sampling uniform or sandwich"
         )

@@ -12,11 +12,13 @@ from hwnas.errors import HwnasError
 from hwnas.families.registry import get_family
 from hwnas.spaces import SearchSpace
 from hwnas.supernet.sharing import SHARINGS
-from hwnas.training.sampling import get_sampling
+from hwnas.training.sampling import SAMPLINGS, get_sampling
 
 SMALL_DATA = 20_000  # train images at or below this get the small budget (digits: 1,167; ImageNet: 1.28M)
 MAX_WORKERS = 8
-FORMAT = 2  # 1: runs before `sampling distinct` and `no_weight_decay` (their "uniform" drew distinct archs)
+# 1: runs before `sampling distinct` and `no_weight_decay` (their "uniform" drew distinct archs);
+# 2: runs whose `multi` subnets were drawn independently and shared by every process
+FORMAT = 3
 
 
 def available_cores() -> int:
@@ -47,6 +49,8 @@ class TrainConfig:
     sampling: str | None = None  # None: the space's (`SearchSpace.default_sampling`)
     sandwich_random: int = 2  # random subnets per sandwich step, besides the smallest
     archs_per_batch: int = 2  # multi: subnets per batch, each on batch_size / archs_per_batch examples
+    # multi: every process trains the same subnets, drawn from (seed, step), instead of its own (None: no)
+    shared_draws: bool | None = None
     alike_share: float | None = None  # share of random draws alike across blocks (None: the family's default)
     weight_sharing: str = "prefix"
     aug: str = "weak"
@@ -75,6 +79,12 @@ class TrainConfig:
             raise HwnasError(f"--alike-share {self.alike_share} is not a share; use a value in [0, 1]")
         if self.lr <= 0 or self.warmup_epochs < 0 or not 0 <= self.drop_path < 1:
             raise HwnasError("--lr must be positive, warm-up epochs at least 0 and drop-path in [0, 1)")
+        if self.shared_draws and not sampling.per_rank:
+            raise HwnasError(
+                f"--shared-draws is for samplings whose processes draw their own subnets "
+                f"({', '.join(s.name for s in SAMPLINGS.values() if s.per_rank)}); under --sampling "
+                f"{self.sampling} every process trains the same ones already: leave it out"
+            )
         if sampling.per_example and self.batch_size % self.archs_per_batch:
             raise HwnasError(
                 f"--batch-size {self.batch_size} is not a multiple of --archs-per-batch {self.archs_per_batch} "
@@ -98,6 +108,7 @@ class TrainConfig:
         budget["sampling"] = space.default_sampling
         budget["hflip"] = 0.0 if in_memory else 0.5
         budget["no_weight_decay"] = True
+        budget["shared_draws"] = False
         budget["workers"] = local_workers(self.data)
         unset = {k: v for k, v in budget.items() if getattr(self, k) is None}
         if in_memory:
@@ -117,8 +128,11 @@ class TrainConfig:
     def describe(self) -> str:
         """The recipe in one line, as `hwnas train` prints it before the first epoch (defaults filled)."""
         sampling = f"sampling {self.sampling}"
-        if get_sampling(self.sampling).per_example:
+        chosen = get_sampling(self.sampling)
+        if chosen.per_example:
             sampling += f" ({self.archs_per_batch} subnets per batch)"
+        if chosen.per_rank:
+            sampling += ", drawn per process" if self.draw_rank(0) is not None else ", the same on every process"
         if self.alike_share:
             sampling += f", alike share {self.alike_share:g}"
         return (
@@ -134,6 +148,20 @@ class TrainConfig:
         if own is not None:
             return own
         return "distinct" if self.format == 1 else space.default_sampling
+
+    def draw_rank(self, rank: int) -> int | None:
+        """The rank that keys this process's random subnets (`step_archs`): its own under a sampling
+        that draws per rank (multi), so that a step trains different subnets on every process;
+        None, the draw every rank shares, otherwise, with `shared_draws`, and in runs of formats 1
+        and 2 (whose processes all drew the same subnets: a resume continues their sequence)."""
+        own = get_sampling(self.sampling).per_rank and not self.shared_draws and self.format >= 3
+        return rank if own else None
+
+    @property
+    def spreads(self) -> bool:
+        """Whether a step's several random subnets are spread over the choices (`Draw.several`);
+        runs of formats 1 and 2 drew them independently."""
+        return self.format >= 3
 
     def shape(self) -> dict[str, int]:
         """The space options this run sets (`get_space(name, **shape)`)."""

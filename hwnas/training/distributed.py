@@ -1,6 +1,7 @@
-"""Work under `torchrun`: data-parallel training, where every rank trains the same arch at every
-step (the draw depends only on (seed, step)) on its own shard of the data, and searches, where the
-ranks share each generation's evaluations; rank 0 writes the run folder."""
+"""Work under `torchrun`: data-parallel training, where every rank trains the same archs at every
+step (the draw depends only on (seed, step)), or under a sampling that draws per rank (multi) its
+own (drawn from (seed, step, rank)), on its own shard of the data; and searches, where the ranks
+share each generation's evaluations. Rank 0 writes the run folder."""
 
 from __future__ import annotations
 
@@ -78,6 +79,14 @@ class World:
         for rank, part in enumerate(gathered):
             results[rank :: self.size] = part  # type: ignore[assignment]
         return results
+
+    def gather(self, value: T) -> list[T]:
+        """Every rank's `value`, in rank order (a list of one outside torchrun)."""
+        if not self.distributed:
+            return [value]
+        values: list[T | None] = [None] * self.size
+        dist.all_gather_object(values, value)
+        return values  # type: ignore[return-value]
 
     def total(self, count: int) -> int:
         """`count` summed over the ranks."""

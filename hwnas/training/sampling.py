@@ -7,13 +7,16 @@ which starves the shallow subnets tight budgets pick; under ViTAS's identity shi
 right draw, and its default). `sandwich`
 (BigNAS/NASViT) trains the largest on the labels and the smallest plus k random subnets on the
 largest's logits, in one optimiser step; `multi` (ViT-ResNAS's multi-architectural sampling) trains
-M random subnets in one forward pass, each on its own slice of the batch; their random subnets are
+M random subnets in one forward pass, each on its own slice of the batch, spread over the choices
+(`space.sample_spread`: no two share a width where the choices allow it); their random subnets are
 drawn as `draw` says (uniform or distinct). The draw depends only on (seed, step), so every DDP rank
-trains the same arch at every step and a resumed run continues the same sequence.
+trains the same archs at every step and a resumed run continues the same sequence; a sampling that
+draws per rank (`multi`, as ViT-ResNAS gives every GPU its own subnets) keys it by (seed, step,
+rank) instead, so a step trains M x processes subnets.
 
 Each sampling is one `Sampling` in `SAMPLINGS`: its draw, whether its subnets share the batch
-(per-example masks) and whether it distils; the config, the CLI and the trainer read it there, so a
-new sampling is one `register_sampling` call.
+(per-example masks), whether every rank draws its own and whether it distils; the config, the CLI
+and the trainer read it there, so a new sampling is one `register_sampling` call.
 
 `alike_share` of the random draws are alike draws (`SearchSpace.sample_alike`: one G in every
 block in GLiT's spaces). Uniform draws reach the all-global chain once in 4^depth steps, and in
@@ -24,11 +27,35 @@ a supernet whose locality module does the token mixing, its attention stays near
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from hwnas.errors import HwnasError
 from hwnas.spaces import Arch, SearchSpace
+
+
+@dataclass(frozen=True)
+class Draw:
+    """The random subnets of one step, all from one explicit generator (no global random state):
+    `draw()` gives one, `draw.several(n)` n drawn together."""
+
+    space: SearchSpace
+    rng: random.Random
+    kind: str = "uniform"  # uniform: per gene (`space.sample`); distinct: over distinct archs
+    alike_share: float = 0.0
+    spread: bool = True  # several() spreads uniform draws over the choices (runs of formats 1 and 2 did not)
+
+    def __call__(self) -> Arch:  # no extra random number without alike draws: earlier runs keep their sequence
+        if self.alike_share and self.rng.random() < self.alike_share:
+            return self.space.sample_alike(self.rng)
+        return self.space.sample_distinct(self.rng) if self.kind == "distinct" else self.space.sample(self.rng)
+
+    def several(self, count: int) -> list[Arch]:
+        """`count` subnets of one step. Uniform draws are spread (`SearchSpace.sample_spread`: no
+        two share a gene's value where the choices allow it); distinct and alike draws weight whole
+        archs, which a spread per gene would undo, so they are drawn one by one."""
+        if self.spread and self.kind == "uniform" and not self.alike_share:
+            return self.space.sample_spread(count, self.rng)
+        return [self() for _ in range(count)]
 
 
 @dataclass(frozen=True)
@@ -40,27 +67,24 @@ class Sampling:
     draw: str | None = None  # how it draws its one subnet (uniform, distinct); None: the run's draw kind
     per_example: bool = False  # its subnets share the batch, one slice each (needs per-example channel masks)
     distils: bool = False  # the first subnet learns from the labels, the others from its logits
+    # every DDP rank draws its own subnets, keyed by its rank (DDP averages the gradients of them all);
+    # otherwise every rank trains the same ones, and the trainer checks that the ranks agree on them
+    per_rank: bool = False
 
-    def archs(
-        self, space: SearchSpace, draw: Callable[[], Arch], sandwich_random: int, archs_per_batch: int
-    ) -> list[Arch]:
+    def archs(self, space: SearchSpace, draw: Draw, sandwich_random: int, archs_per_batch: int) -> list[Arch]:
         return [draw()]
 
 
 @dataclass(frozen=True)
 class Sandwich(Sampling):
-    def archs(
-        self, space: SearchSpace, draw: Callable[[], Arch], sandwich_random: int, archs_per_batch: int
-    ) -> list[Arch]:
+    def archs(self, space: SearchSpace, draw: Draw, sandwich_random: int, archs_per_batch: int) -> list[Arch]:
         return [space.largest(), space.smallest(), *(draw() for _ in range(sandwich_random))]
 
 
 @dataclass(frozen=True)
 class MultiArchitectural(Sampling):
-    def archs(
-        self, space: SearchSpace, draw: Callable[[], Arch], sandwich_random: int, archs_per_batch: int
-    ) -> list[Arch]:
-        return [draw() for _ in range(archs_per_batch)]
+    def archs(self, space: SearchSpace, draw: Draw, sandwich_random: int, archs_per_batch: int) -> list[Arch]:
+        return draw.several(archs_per_batch)
 
 
 SAMPLINGS: dict[str, Sampling] = {}
@@ -87,7 +111,10 @@ register_sampling(
 register_sampling(Sandwich("sandwich", "largest + smallest + random, distilled", distils=True))
 register_sampling(
     MultiArchitectural(
-        "multi", "--archs-per-batch archs per forward pass, per-example masks (ViT-ResNAS)", per_example=True
+        "multi",
+        "--archs-per-batch archs per forward pass and process, per-example masks (ViT-ResNAS)",
+        per_example=True,
+        per_rank=True,
     )
 )
 
@@ -101,15 +128,16 @@ def step_archs(
     archs_per_batch: int = 2,
     alike_share: float = 0.0,
     draw_kind: str = "uniform",
+    rank: int | None = None,
+    spread: bool = True,
 ) -> list[Arch]:
     """The archs of global step `step`; for sandwich the first is the teacher (the largest); for
     multi, `archs_per_batch` archs that share the batch (one slice of examples each). `draw_kind`
-    draws the random subnets of sandwich and multi (uniform and distinct draw as they say)."""
+    draws the random subnets of sandwich and multi (uniform and distinct draw as they say). `rank`
+    None: the draw every rank shares, from (seed, step); a rank: that rank's own, from (seed, step,
+    rank) (`TrainConfig.draw_rank` says which). `spread` False: multi's subnets drawn independently,
+    as runs of formats 1 and 2 drew them."""
     chosen = get_sampling(sampling)
-    rng = random.Random(f"{seed}/{step}")
-    sample = space.sample_distinct if (chosen.draw or draw_kind) == "distinct" else space.sample
-
-    def draw() -> Arch:  # no extra random number without alike draws: earlier runs keep their sequence
-        return space.sample_alike(rng) if alike_share and rng.random() < alike_share else sample(rng)
-
+    rng = random.Random(f"{seed}/{step}" if rank is None else f"{seed}/{step}/{rank}")
+    draw = Draw(space, rng, chosen.draw or draw_kind, alike_share, spread)
     return chosen.archs(space, draw, sandwich_random, archs_per_batch)

@@ -12,6 +12,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,6 @@ from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2, param_groups_weight_decay
 from timm.scheduler import CosineLRScheduler
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
@@ -44,13 +44,13 @@ from hwnas.errors import HwnasError
 from hwnas.io import atomic_write_bytes, atomic_write_json
 from hwnas.plots import figure, save_figure
 from hwnas.rng import rng_state, seed_everything, set_rng_state
-from hwnas.spaces import SearchSpace, get_space
+from hwnas.spaces import Arch, SearchSpace, get_space
 from hwnas.supernet import build_supernet
 from hwnas.training.checkpoint import CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint, save_weights
 from hwnas.training.config import TrainConfig
 from hwnas.training.distributed import World, join_world
 from hwnas.training.evaluate import batchnorm_calibration, loader_settings, split_loader, top1
-from hwnas.training.multi_arch import MultiArch
+from hwnas.training.multi_arch import step_model
 from hwnas.training.run import CONFIG, SPACE, SPLIT, check_run_space
 from hwnas.training.sampling import get_sampling, step_archs
 
@@ -193,21 +193,35 @@ def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress:
     steps = len(loader)
     recipe = build_recipe(supernet, config, steps, space.spec.num_classes)
     sampling = get_sampling(config.sampling)
-    model: torch.nn.Module = MultiArch(supernet, per_example=sampling.per_example)
-    if world.distributed:
-        model = DistributedDataParallel(model, find_unused_parameters=True)  # skipped layers get no gradient
+    model = step_model(supernet, sampling.per_example, world.distributed)
     val_loader = split_loader(space, config, pool, split, "search_val")
     amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    draw_rank = config.draw_rank(world.rank)  # None: every rank draws the same subnets
     metrics: list[dict[str, Any]] = []
     start_epoch = 0
     if state is not None:
-        metrics, start_epoch = restore(state, supernet, recipe, scaler, world.size)
+        metrics, start_epoch = restore(state, supernet, recipe, scaler, world.size, draw_rank is not None)
     probes = {"largest": space.largest(), "smallest": space.smallest(), "middle": space.middle()}
     # decoded once, kept in host memory (not beside the training on the GPU); moved per batch when used
     calibration = batchnorm_calibration(space, config, pool, split) if world.is_main else None
 
     draw_kind = config.draw_kind(space)
+
+    def archs_of(step: int, rank: int | None) -> list[Arch]:
+        return step_archs(
+            space,
+            config.sampling,
+            config.seed,
+            step,
+            config.sandwich_random,
+            config.archs_per_batch,
+            config.alike_share,
+            draw_kind,
+            rank,
+            config.spreads,
+        )
+
     # timm's Mixup pairs a batch with its reverse; multi-architectural sampling slices it per subnet
     batch_multiple = math.lcm(2 if recipe.mixup else 1, config.archs_per_batch if sampling.per_example else 1)
     for epoch in range(start_epoch, config.epochs):
@@ -225,16 +239,7 @@ def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if recipe.mixup:
                 x, y = recipe.mixup(x, y)
-            archs = step_archs(
-                space,
-                config.sampling,
-                config.seed,
-                global_step,
-                config.sandwich_random,
-                config.archs_per_batch,
-                config.alike_share,
-                draw_kind,
-            )
+            archs = archs_of(global_step, draw_rank)
             trained.update("".join(a.digest for a in archs).encode())
             with torch.autocast(device.type, enabled=amp):
                 logits = model(x, archs)  # one tensor per subnet, or one for all that share the batch
@@ -244,7 +249,12 @@ def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress:
             recipe.step(loss, scaler, global_step)
             losses.append(float(loss.detach()))
         archs_sha = trained.hexdigest()[:16]
-        world.agree(archs_sha, f"the archs trained in epoch {epoch + 1}")
+        if draw_rank is None:
+            world.agree(archs_sha, f"the archs trained in epoch {epoch + 1}")
+        else:  # each rank trained its own: the ranks agree on what every rank draws, and the row holds all
+            first = [archs_of(epoch * steps, r) for r in range(world.size)]
+            world.agree(digest(a.digest for archs in first for a in archs), f"the archs drawn in epoch {epoch + 1}")
+            archs_sha = digest(world.gather(archs_sha))
         failed = world.total(failed)
         if world.is_main:
             scoring = calibration.for_new_weights() if calibration else None  # this epoch's weights
@@ -326,15 +336,24 @@ def train_loader(
 
 
 def restore(
-    state: dict[str, Any], model: torch.nn.Module, recipe: Recipe, scaler: torch.amp.GradScaler, processes: int
+    state: dict[str, Any],
+    model: torch.nn.Module,
+    recipe: Recipe,
+    scaler: torch.amp.GradScaler,
+    processes: int,
+    per_rank: bool = False,
 ) -> tuple[list[dict[str, Any]], int]:
     """Load a checkpoint's model, optimiser, scheduler, scaler and RNG; its metrics and next epoch.
-    Refused on another number of processes: the global batch and the schedule's steps would change."""
+    Refused on another number of processes: the global batch and the schedule's steps would change,
+    and where every rank draws its own subnets (`per_rank`) the subnets of every step."""
     saved = state.get("processes")  # not recorded in older checkpoints
     if saved is not None and int(saved) != processes:
+        changes = "global batch and learning-rate schedule"
+        if per_rank:
+            changes = "global batch, learning-rate schedule and subnets of every step"
         raise HwnasError(
             f"the checkpoint was written by {saved} process(es) and this resume runs {processes}; the "
-            f"global batch and learning-rate schedule would change: resume with --nproc_per_node {saved}"
+            f"{changes} would change: resume with --nproc_per_node {saved}"
         )
     model.load_state_dict(state["model"])
     recipe.optimizer.load_state_dict(state["optimizer"])
@@ -342,6 +361,11 @@ def restore(
     scaler.load_state_dict(state["scaler"])
     set_rng_state(state["rng"])
     return list(state["metrics"]), int(state["epoch"]) + 1
+
+
+def digest(parts: Iterable[str]) -> str:
+    """16 hex digits of sha256 over `parts` in order (an epoch's archs, the ranks' digests)."""
+    return hashlib.sha256("".join(parts).encode()).hexdigest()[:16]
 
 
 def without_failed(x: torch.Tensor, y: torch.Tensor, multiple: int) -> tuple[torch.Tensor, torch.Tensor]:
