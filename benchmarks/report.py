@@ -1356,6 +1356,52 @@ def missing_rows_section(src: Source) -> Section:
     )
 
 
+def multi_arch_section(src: Source) -> Section:
+    """Data-parallel multi-architectural sampling (`multi_arch.py --processes N`)."""
+    d = src.data
+    body = [
+        f"`{d['space']}`, {d['processes']} gloo processes on this CPU ({d['machine']['threads_per_process']} thread(s) "
+        f"each), batch {d['batch_size_per_process']} per process, {d['steps']} optimiser steps of the trainer's step "
+        "model per row. Each rank logs the subnets it trained; distinct subnets are counted per optimiser step across "
+        "the ranks. *per process* is `--sampling multi` (each process draws its own M subnets), *shared* the same "
+        "with `--shared-draws` (every process the same M).",
+        "",
+    ]
+    body += table(
+        [
+            "M per process",
+            "draws",
+            "subnets per step",
+            "distinct per step (min)",
+            "step (ms)",
+            "images/s",
+            "replicas equal",
+        ],
+        [
+            [
+                str(r["archs_per_batch"]),
+                r["draws"],
+                str(r["subnets_per_step"]),
+                f"{r['distinct_subnets_per_step']['mean']:.2f} ({r['distinct_subnets_per_step']['min']})",
+                f"{1e3 * r['step_seconds']:.1f}",
+                num(r["images_per_second"]),
+                "yes" if r["replicas_equal"] else "no",
+            ]
+            for r in d["rows"]
+        ],
+        "rlrrrrl",
+    )
+    png = src.path.with_suffix(".png")
+    return Section(
+        "supernet",
+        3,
+        f"Multi-architectural sampling on {d['processes']} processes",
+        body,
+        provenance_of(src, "multi_arch", default_out="benchmarks/results/multi_arch_ddp.json"),
+        [(png, "Distinct subnets per step and images per second")] if png.exists() else [],
+    )
+
+
 def search_vs_manual_section(src: Source) -> Section:
     d = src.data
     body = [
@@ -1433,6 +1479,7 @@ RENDERERS: dict[str, Callable[[Source], Section]] = {
     "hflip": hflip_section,
     "latency_table": latency_table_section,
     "missing_rows": missing_rows_section,
+    "multi_arch": multi_arch_section,
     "multi_device": multi_device_section,
     "noise_floor": noise_floor_section,
     "operator_rows": operator_rows_section,

@@ -10,6 +10,7 @@ The JSON is rewritten after each fine-tuning; a rerun reuses every finished trai
 fine-tuning under `--run`.
 
     .venv/bin/python benchmarks/search_vs_manual.py [--run runs/bench_search_vs_manual]
+    .venv/bin/python benchmarks/search_vs_manual.py --spaces resnas-digits --append   # one space more
 """
 
 from __future__ import annotations
@@ -121,10 +122,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="supernet epochs (default: the family's budget)")
     parser.add_argument("--processes", type=int, default=2, help="fresh processes that measure every pick")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/search_vs_manual.json"))
+    parser.add_argument("--append", action="store_true", help="keep --out's other spaces (a run per space, one JSON)")
     args = parser.parse_args()
     began = time.perf_counter()
     result: dict[str, Any] = {"fractions": args.fractions, "seeds": args.seeds, "significance": SIGNIFICANCE}
-    spaces = []
+    spaces, earlier = [], {}
+    if args.append and args.out.is_file():
+        previous = json.loads(args.out.read_text())
+        spaces = [s for s in previous["spaces"] if s["space"] not in args.spaces]
+        earlier = {"earlier_commands": [*previous.get("earlier_commands", []), previous["provenance"]["command"]]}
+        began -= previous["seconds"]
     for name in args.spaces:
         start = time.perf_counter()
         run = trained(TrainConfig(space=name, data="digits", epochs=args.epochs), args.run / name)
@@ -217,7 +224,7 @@ def main() -> None:
     }
     result.update({"spaces": spaces, "tally": tally, "seconds": round(time.perf_counter() - began, 1)})
     result["plot"] = str(plot(spaces, args.out.with_suffix(".png")))
-    atomic_write_json(args.out, {**result, "complete": True, "provenance": provenance()})
+    atomic_write_json(args.out, {**result, **earlier, "complete": True, "provenance": provenance()})
     print(
         "| space | preset | budget | seed | searched: test top-1 (95% CI) | uniform: test top-1 | McNemar p | verdict |"
     )
