@@ -222,6 +222,8 @@ class SearchReport(Report):
     tables_by_device: dict[str, Any] = field(default_factory=dict)
     latency_stat: str | None = None
     strategy: str | None = None
+    preset: str | None = None  # the search preset: default, or a family's (paper)
+    min_fraction: float | None = None  # the lower window: every evaluated arch within min_fraction..1 x the budget
     seed: int | None = None
     settings: dict[str, Any] | None = None
     evaluations: int | None = None
@@ -236,7 +238,14 @@ class SearchReport(Report):
     measured_by_device: dict[str, Any] | None = None
     outputs: dict[str, str] | None = None  # the files written (best.json, history.csv, ...)
 
-    OPTIONAL = ("per_budget", "measured_latency_ms", "measured_over_budget_pct", "measured_by_device", "outputs")
+    OPTIONAL = (
+        "per_budget",
+        "measured_latency_ms",
+        "measured_over_budget_pct",
+        "measured_by_device",
+        "outputs",
+        "min_fraction",
+    )
 
     def to_dict(self) -> dict[str, Any]:
         if self.arch is None and self.rank != 0:

@@ -320,6 +320,8 @@ def _search(folder: Path) -> FolderSummary:
             {
                 "space": best.get("space"),
                 "strategy": best.get("strategy"),
+                "preset": best.get("preset") if best.get("preset") not in (None, "default") else None,
+                "window": f"{best['min_fraction']:g}-1 x the budget" if best.get("min_fraction") else None,
                 "seed": best.get("seed"),
                 "budget": _budget_text(best.get("budget") or {}),
                 "budgets": [_per_budget(e) for e in best.get("per_budget") or []] or None,

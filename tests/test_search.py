@@ -33,6 +33,7 @@ from hwnas.subnet_search import (
 from hwnas.subnet_search.evolution import Evolution
 from hwnas.subnet_search.nsga2 import NSGA2Search
 from hwnas.subnet_search.operators import Operators
+from hwnas.subnet_search.runner import default_out
 from hwnas.training import TrainConfig, TrainedRun, train
 from hwnas.training.evaluate import Score
 from tests.helpers import assert_one_line_error, hwnas_in_process, toy_space_yaml
@@ -819,3 +820,26 @@ def test_parents_follow_the_population_unless_given():
     assert EvolutionSettings(population=8, parents=5).parents == 5
     with pytest.raises(hwnas.HwnasError, match="--parents must be between 1 and --population"):
         EvolutionSettings(population=8, parents=9)
+
+
+def test_paper_preset_and_min_fraction_on_a_trained_run(run_dir, toy, tmp_path):
+    params = sorted(a.params() / 1e6 for a in all_archs(toy))
+    budget = round(params[int(0.8 * len(params))], 4)  # AutoFormer's window, 18/23..1 x it, holds many archs
+    args = ["search", "--run", str(run_dir), "--params-m", f"{budget:g}", "--population", "6", "--generations", "2"]
+    report = json.loads(hwnas_in_process(*args, "--preset", "paper", "--out", str(tmp_path / "p"), "--json").stdout)
+    assert report["preset"] == "paper" and report["min_fraction"] == 18 / 23 and report["evaluations"] == 12
+    assert report["settings"]["preset"] == "paper" and report["settings"]["min_fraction"] == 18 / 23
+    history = pd.read_csv(tmp_path / "p" / "history.csv")
+    assert len(history) == 12 and history["params_m"].between(18 / 23 * budget, budget).all()
+    with pytest.raises(BudgetError, match="holds a search with another settings"):  # resuming checks the preset
+        hwnas.search(run_dir, params_m=budget, population=6, generations=2, out=tmp_path / "p", progress=False)
+    assert default_out(run_dir, [Budget(params_m=budget)], EvolutionSettings(preset="paper"), []).name == (
+        f"evolution-paper-params{budget:g}-seed0"
+    )
+    assert_one_line_error(hwnas_in_process(*args, "--preset", "fast"), "no search preset 'fast'; use default, paper")
+    assert_one_line_error(
+        hwnas_in_process(*args[:4], "100", "--min-fraction", "0.5"),
+        "--min-fraction 0.5",
+        "costliest arch of search-toy",
+    )
+    assert not (run_dir / "search").exists()

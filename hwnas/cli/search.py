@@ -17,8 +17,11 @@ def _search_text(result: SearchResult) -> None:
     from hwnas.subnet_search.constraints import is_latency, metric_device
 
     r = result.to_dict()
+    preset = f", preset {r['preset']}" if r.get("preset", "default") != "default" else ""
+    window = f", within {r['min_fraction']:g}-1 x the budget" if r.get("min_fraction") is not None else ""
     click.echo(
-        f"best of {r['evaluations']} archs ({r['strategy']}, seed {r['seed']}, {r['seconds']:.0f} s): {result.best!r}"
+        f"best of {r['evaluations']} archs ({r['strategy']}{preset}{window}, seed {r['seed']}, {r['seconds']:.0f} s): "
+        f"{result.best!r}"
     )
     click.echo(f"top-1: search-val {r['top1_search_val']:.2f}%, test {r['top1_test']:.2f}%")
     devices = list(r["predicted_latency_by_device"] or {})
@@ -86,36 +89,64 @@ def _search_text(result: SearchResult) -> None:
     "--params-m", type=click.FloatRange(min=0, min_open=True), default=None, help="Parameter budget in millions."
 )
 @click.option(
-    "--strategy",
-    type=click.Choice(["evolution", "random", "hierarchical", "nsga2"]),
-    default="evolution",
+    "--preset",
+    default="default",
     show_default=True,
     metavar="NAME",
-    help="evolution (AutoFormer), random (baseline, same evaluations), hierarchical (GLiT) or nsga2 (the "
-    "whole accuracy-latency front in one run; with one --device, --latency-ms may repeat: one "
-    "best-<budget>.json each; no budget at all is allowed).",
+    help="Search settings: default (AutoFormer's evolution, 50 archs x 20 generations, for every family) or "
+    "paper (the search as the family's release runs it; ViT-ResNAS: 500 initial archs, then 19 generations of "
+    "75 mutations + 75 crossovers within 0.975-1 x the budget). The options below override single settings.",
 )
-@click.option("--population", type=click.IntRange(min=2), default=50, show_default=True, help="Archs per generation.")
-@click.option("--generations", type=click.IntRange(min=1), default=20, show_default=True, help="Generations.")
+@click.option(
+    "--strategy",
+    type=click.Choice(["evolution", "random", "hierarchical", "nsga2"]),
+    default=None,
+    metavar="NAME",
+    help="evolution (AutoFormer; the default preset's), random (baseline, same evaluations), hierarchical "
+    "(GLiT) or nsga2 (the whole accuracy-latency front in one run; with one --device, --latency-ms may repeat: "
+    "one best-<budget>.json each; no budget at all is allowed).",
+)
+@click.option(
+    "--population", type=click.IntRange(min=2), default=None, help="Archs per generation (default preset: 50)."
+)
+@click.option(
+    "--generations",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Generations, the first included (default preset: 20).",
+)
+@click.option(
+    "--initial",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Archs of the first generation (default: the population; ViT-ResNAS's paper preset: 500).",
+)
 @click.option(
     "--parents",
     type=click.IntRange(min=1),
     default=None,
-    help="Top archs bred from (default: a fifth of the population, at least 2; AutoFormer's 10 of 50).",
+    help="Top archs bred from (default preset: a fifth of the population, at least 2; AutoFormer's 10 of 50).",
 )
 @click.option(
     "--mutation-prob",
     type=click.FloatRange(0, 1),
-    default=0.2,
-    show_default=True,
-    help="Chance each layer's heads and MLP ratio are redrawn in a mutation.",
+    default=None,
+    help="Chance each layer's values are redrawn in a mutation (default preset: 0.2).",
 )
 @click.option(
     "--resample-prob",
     type=click.FloatRange(0, 1),
-    default=0.4,
-    show_default=True,
-    help="Chance the depth and the embed width are redrawn in a mutation.",
+    default=None,
+    help="Chance the depth and the embed width are redrawn in a mutation (default preset: 0.4).",
+)
+@click.option(
+    "--min-fraction",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    metavar="F",
+    help="Evaluate only archs within F..1 x each budget (latency, FLOPs or params), as ViT-ResNAS (0.975) and "
+    "AutoFormer (a parameter window) do; children below are redrawn, then grown into the window. Default: "
+    "the preset's (none for the default preset).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed: the same seed gives the same search.")
 @click.option(
@@ -143,12 +174,15 @@ def search_cmd(
     table: tuple[Path, ...],
     flops_g: float | None,
     params_m: float | None,
-    strategy: str,
-    population: int,
-    generations: int,
+    preset: str,
+    strategy: str | None,
+    population: int | None,
+    generations: int | None,
+    initial: int | None,
     parents: int | None,
-    mutation_prob: float,
-    resample_prob: float,
+    mutation_prob: float | None,
+    resample_prob: float | None,
+    min_fraction: float | None,
     seed: int,
     high_level_share: float,
     out: Path | None,
@@ -160,7 +194,8 @@ def search_cmd(
     """Find the most accurate subnet of a trained supernet within a latency, FLOPs or params budget.
 
     Fitness is top-1 with inherited weights on the run's search-val split; the winner is scored once
-    on the test split. State is saved every generation: rerunning the same command resumes."""
+    on the test split. State is saved every generation: rerunning the same command resumes. --preset
+    picks the search settings; the options given override single ones."""
     from hwnas.api import search
 
     result = search(
@@ -178,6 +213,9 @@ def search_cmd(
         resample_prob=resample_prob,
         seed=seed,
         high_level_share=high_level_share,
+        preset=preset,
+        initial=initial,
+        min_fraction=min_fraction,
         out=out,
         measure=measure,
         latency_stat=latency_stat,

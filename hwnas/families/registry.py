@@ -62,6 +62,50 @@ SMALL_DATA = TrainingBudget(epochs=40, batch_size=32, lr=1e-3, warmup_epochs=3, 
 # Above it: AutoFormer's ImageNet recipe (per-GPU batch 128 on 8 GPUs).
 LARGE_DATA = TrainingBudget(epochs=500, batch_size=128, lr=1e-3, warmup_epochs=20, drop_path=0.1)
 
+INITIAL_SAMPLINGS = ("uniform", "pruned")
+
+
+@dataclass(frozen=True)
+class SearchPreset:
+    """A search's settings as one release runs them (`hwnas search --preset NAME`); options given
+    to the search override single fields. Counts left None follow the population as the default
+    search does, so the `default` preset (every field at its default) is the search hwnas always ran:
+    AutoFormer's numbers without its parameter window."""
+
+    strategy: str = "evolution"
+    population: int = 50  # archs per generation after the first
+    generations: int = 20  # including the first
+    initial: int | None = None  # archs of generation 0 (None: the population)
+    parents: int | None = None  # the top archs bred from (None: a fifth of the population, at least 2)
+    mutations: int | None = None  # children by mutation per generation (None: half); the rest by crossover
+    mutation_prob: float = 0.2  # each per-layer value redrawn
+    resample_prob: float = 0.4  # each single value (depth, a width) redrawn
+    # Prefixes of gene names whose values a mutation flips to another choice instead of redrawing
+    # (ViT-ResNAS toggles its skip flags; a redraw of a 0/1 flag changes it only half the time).
+    toggled: tuple[str, ...] = ()
+    # uniform: every gene drawn uniformly. pruned: single values and toggled flags drawn, per-layer
+    # values at their largest choice, then one random per-layer value at a time stepped down to
+    # the next smaller choice until within the budget (ViT-ResNAS's initial population).
+    initial_sampling: str = "uniform"
+    min_fraction: float | None = None  # every evaluated arch within min_fraction..1 x the budget
+    retries: int = 10  # draws per child before the last one is repaired into the budget (window)
+
+    def __post_init__(self) -> None:
+        if self.initial_sampling not in INITIAL_SAMPLINGS:
+            raise HwnasError(f"initial_sampling {self.initial_sampling!r} is not one of {', '.join(INITIAL_SAMPLINGS)}")
+        if self.min_fraction is not None and not 0 < self.min_fraction <= 1:
+            raise HwnasError(f"min_fraction must be in (0, 1], got {self.min_fraction}")
+
+
+DEFAULT_PRESET = "default"
+DEFAULT_SEARCH = SearchPreset()
+# AutoFormer's released evolution (microsoft/Cream `AutoFormer/evolution.py`, `EvolutionSearcher` and
+# its argument defaults): 50 archs x 20 generations, the top 10 of all evaluated as parents, 25
+# mutations + 25 crossovers, mutation probabilities 0.2 (per layer) and 0.4 (depth, embedding width),
+# and only archs within a parameter window evaluated (`is_legal`: 18 to 23 M by default, 0.78 of the
+# upper bound).
+AUTOFORMER_SEARCH = SearchPreset(parents=10, mutations=25, min_fraction=18 / 23)
+
 
 @dataclass(frozen=True)
 class Family:
@@ -84,6 +128,17 @@ class Family:
     # paper's release) renamed to those of `model` (the static model of its arch), after checking it
     # fits; None where the state dict is not in a layout the family knows.
     foreign_weights: Lazy | None = None
+    # Search presets beside `default` (name -> settings), e.g. `paper`: the search as the release runs it.
+    search_presets: Mapping[str, SearchPreset] = field(default_factory=dict)
+
+    def search_preset(self, name: str) -> SearchPreset:
+        """The preset `name`: `default` is the same for every family, the others are the family's."""
+        if name == DEFAULT_PRESET:
+            return DEFAULT_SEARCH
+        if name not in self.search_presets:
+            known = ", ".join([DEFAULT_PRESET, *self.search_presets])
+            raise HwnasError(f"family {self.name!r} has no search preset {name!r}; use {known}")
+        return self.search_presets[name]
 
     def training_budget(self, space: SearchSpace, small: bool) -> TrainingBudget:
         """The training defaults for `space` on small or ImageNet-scale data."""
@@ -122,6 +177,10 @@ def register_family(family: Family) -> Family:
         raise HwnasError(
             f"family {family.name!r}: its space class {family.space.__name__} says family "
             f"{family.space.family!r}; set `family = {family.name!r}` on it"
+        )
+    if DEFAULT_PRESET in family.search_presets:
+        raise HwnasError(
+            f"family {family.name!r}: the {DEFAULT_PRESET!r} search preset is hwnas's own; name the family's otherwise"
         )
     known = _FAMILIES.get(family.name)
     if known is not None and known != family:

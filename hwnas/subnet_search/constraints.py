@@ -170,12 +170,14 @@ class Costs:
 
 
 class Constraints:
-    """A budget applied to archs: how far each is over it (0 when it fits). No budget (None): every
+    """A budget applied to archs: how far each is over it (0 when it fits) and, with `min_fraction`,
+    how far below its lower window (`min_fraction` x each limit) it falls. No budget (None): every
     arch fits (NSGA-II over the whole front)."""
 
-    def __init__(self, budget: Budget | None, costs: Costs):
+    def __init__(self, budget: Budget | None, costs: Costs, min_fraction: float | None = None):
         self.budget, self.costs = budget, costs
         self.limits = budget.limits() if budget else {}
+        self.min_fraction = min_fraction if self.limits else None
         costs.many([costs.space.smallest()], list(self.limits))  # fails now if latency has no predictor
 
     def violation(self, archs: Sequence[Arch]) -> np.ndarray:
@@ -191,6 +193,21 @@ class Constraints:
 
     def fits(self, arch: Arch) -> bool:
         return bool(self.violation([arch])[0] == 0)
+
+    def shortfall(self, archs: Sequence[Arch]) -> np.ndarray:
+        """Sum over constraints of the relative shortfall below the window, max(0, 1 - cost /
+        (min_fraction x limit)); 0 means within it (always, without a window)."""
+        if self.min_fraction is None:
+            return np.zeros(len(archs))
+        costs = self.costs.many(archs, list(self.limits))
+        return sum(
+            (np.maximum(0.0, 1.0 - costs[m] / (self.min_fraction * limit)) for m, limit in self.limits.items()),
+            np.zeros(len(archs)),
+        )
+
+    def admits(self, arch: Arch) -> bool:
+        """Within the budget and its lower window: an arch the search may evaluate."""
+        return self.fits(arch) and (self.min_fraction is None or bool(self.shortfall([arch])[0] == 0))
 
 
 @dataclass(frozen=True)
@@ -229,6 +246,22 @@ def check_feasible(constraints: Constraints) -> Feasibility:
         raise BudgetError(_conflict_message(constraints, cheapest))
     binds = any(limit < maximum[m] for m, limit in limits.items())
     return Feasibility(anchor, binds, minimum, maximum)
+
+
+def check_window(constraints: Constraints, feasibility: Feasibility) -> None:
+    """Refuse a lower window (`min_fraction`) above the costliest arch under some constraint: no
+    arch could be evaluated. Exact, from the costliest archs `check_feasible` found."""
+    fraction, space = constraints.min_fraction, constraints.costs.space
+    if fraction is None:
+        return
+    for metric, limit in constraints.limits.items():
+        if fraction * limit > feasibility.maximum[metric]:
+            option, unit = metric_info(metric)
+            raise BudgetError(
+                f"--min-fraction {fraction:g} keeps archs of at least {fraction * limit:.4g} {unit} ({fraction:g} x "
+                f"{option} {limit:g}), but the costliest arch of {space.key} has {feasibility.maximum[metric]:.4g} "
+                f"{unit}: lower --min-fraction or the budget"
+            )
 
 
 def _within_all(constraints: Constraints, metrics: Sequence[str]) -> Arch | None:

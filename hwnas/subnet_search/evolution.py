@@ -1,12 +1,14 @@
 """The search loop: evolution (AutoFormer), random search (the baseline) and hierarchical (GLiT);
 NSGA-II, the fourth strategy, reuses its records and state (`hwnas.subnet_search.nsga2`).
 
-All three run generations of `population` new archs each, so they spend the same number of
-evaluations. Generation 0 (and every generation of random search) draws archs at random; later
-evolution generations take the top `parents` archs evaluated so far and make half the population
-by mutation and half by crossover, topped up at random. Every arch is feasible before it is
-evaluated: a draw that breaks the budget is retried a bounded number of times, then repaired toward
-cheaper choices; nothing loops unboundedly. An arch already evaluated is never evaluated again.
+All three run generations of `population` new archs each (generation 0 `initial` of them where a
+preset says so), so they spend the same number of evaluations. Generation 0 (and every generation of
+random search) draws archs at random; later evolution generations take the top `parents` archs
+evaluated so far and make `mutations` children by mutation (half the population by default) and the
+rest by crossover, topped up at random. Every arch is feasible before it is evaluated: a draw that
+breaks the budget (or falls below its lower window, `min_fraction`) is retried a bounded number of
+times, then repaired toward the budget; nothing loops unboundedly. An arch already evaluated is
+never evaluated again.
 
 Hierarchical search splits the generations: first the space's high-level genes evolve with the
 per-layer ones fixed at their middle choice (for `high_level_share` of the generations, half by
@@ -19,23 +21,28 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from hwnas.errors import HwnasError
+from hwnas.families.registry import DEFAULT_PRESET, INITIAL_SAMPLINGS, SearchPreset
 from hwnas.spaces import Arch, SearchSpace
 from hwnas.subnet_search.constraints import Constraints, Costs
 from hwnas.subnet_search.operators import Operators
 from hwnas.training.evaluate import Score
 
 STRATEGIES = ("evolution", "random", "hierarchical", "nsga2")
+# Settings a preset adds; at their defaults they stay out of `to_dict()` (saved states still resume).
+PRESET_FIELDS = ("preset", "initial", "mutations", "toggled", "initial_sampling", "min_fraction")
 
 
 @dataclass(frozen=True)
 class EvolutionSettings:
     """Defaults are AutoFormer's: 50 archs x 20 generations, top 10 parents, 25 mutations + 25
     crossovers per generation, per-layer mutation probability 0.2, depth/width resampling 0.4.
-    Parents left unset follow the population: a fifth of it (AutoFormer's 10 of 50), at least 2."""
+    Parents left unset follow the population: a fifth of it (AutoFormer's 10 of 50), at least 2.
+    The fields after `high_level_share` come from a search preset (`SearchPreset`); at their
+    defaults they are left out of `to_dict()`, so a default search records what it always did."""
 
     strategy: str = "evolution"
     population: int = 50
@@ -46,6 +53,12 @@ class EvolutionSettings:
     seed: int = 0
     retries: int = 10  # draws per child before repairing the last one
     high_level_share: float = 0.5  # hierarchical: the share of generations the high-level stage gets
+    preset: str = DEFAULT_PRESET
+    initial: int | None = None  # archs of generation 0 (None: the population)
+    mutations: int | None = None  # mutations per generation (None: half the population); the rest crossovers
+    toggled: tuple[str, ...] = ()  # gene-name prefixes whose values a mutation flips
+    initial_sampling: str = "uniform"
+    min_fraction: float | None = None  # every evaluated arch within min_fraction..1 x the budget
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -61,9 +74,73 @@ class EvolutionSettings:
         for name in ("mutation_prob", "resample_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise HwnasError(f"--{name.replace('_', '-')} must be a probability in [0, 1]")
+        if self.initial is not None and self.initial < 1:
+            raise HwnasError(f"--initial must be at least 1, got {self.initial}")
+        if self.mutations is not None and not 0 <= self.mutations <= self.population:
+            raise HwnasError(f"mutations must be between 0 and --population ({self.population}), got {self.mutations}")
+        if self.initial_sampling not in INITIAL_SAMPLINGS:
+            raise HwnasError(f"initial sampling {self.initial_sampling!r} is not one of {', '.join(INITIAL_SAMPLINGS)}")
+        if self.min_fraction is not None and not 0 < self.min_fraction <= 1:
+            raise HwnasError(f"--min-fraction must be in (0, 1], got {self.min_fraction:g}")
+        object.__setattr__(self, "toggled", tuple(self.toggled))
+
+    @classmethod
+    def from_preset(cls, name: str, preset: SearchPreset, **given: Any) -> EvolutionSettings:
+        """The preset's settings with the fields in `given` that are not None instead. A preset's
+        parents, mutations and initial pool keep their share of a population given in its place
+        (ViT-ResNAS's 75 parents of 150 stay half of it), unless given too."""
+        given = {k: v for k, v in given.items() if v is not None}
+        population = given.get("population", preset.population)
+        scale = population / preset.population
+
+        def scaled(field_name: str) -> int | None:
+            value = getattr(preset, field_name)
+            if field_name in given or value is None or scale == 1:
+                return given.get(field_name, value)
+            least, most = {"parents": (2, population), "mutations": (0, population)}.get(field_name, (1, None))
+            count = max(least, round(value * scale))
+            return count if most is None else min(count, most)
+
+        values = {
+            "strategy": preset.strategy,
+            "population": population,
+            "generations": preset.generations,
+            "parents": scaled("parents"),
+            "mutation_prob": preset.mutation_prob,
+            "resample_prob": preset.resample_prob,
+            "retries": preset.retries,
+            "preset": name,
+            "initial": scaled("initial"),
+            "mutations": scaled("mutations"),
+            "toggled": preset.toggled,
+            "initial_sampling": preset.initial_sampling,
+            "min_fraction": preset.min_fraction,
+        }
+        return cls(**{**values, **{k: v for k, v in given.items() if k not in ("parents", "initial", "mutations")}})
+
+    @property
+    def initial_size(self) -> int:
+        """Archs in generation 0."""
+        return self.population if self.initial is None else self.initial
+
+    @property
+    def mutation_count(self) -> int:
+        """Children by mutation per evolving generation; the rest of the population by crossover."""
+        return self.population // 2 if self.mutations is None else self.mutations
+
+    @property
+    def planned(self) -> int:
+        """Evaluations when every generation finds its archs."""
+        return self.initial_size + self.population * (self.generations - 1)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        for f in fields(self):
+            if f.name in PRESET_FIELDS and out[f.name] == f.default:
+                del out[f.name]
+        if "toggled" in out:
+            out["toggled"] = list(out["toggled"])
+        return out
 
 
 @dataclass
@@ -252,7 +329,7 @@ class Evolution:
             state.rng = self.rng.getstate()
             if on_generation:
                 on_generation(state)
-        planned = self.settings.population * self.settings.generations
+        planned = self.settings.planned
         if len(state.records) < planned:
             self._note(
                 f"evaluated {len(state.records)} archs, not {planned}: generations found fewer new feasible "
@@ -268,7 +345,7 @@ class Evolution:
     def breed(self, stage: Stage, generation: int) -> list[tuple[Arch, str]]:
         """The new feasible, never-evaluated archs of one generation."""
         s = self.settings
-        ops = Operators(self.space, self.rng, stage.mutable, s.mutation_prob, s.resample_prob, stage.frozen)
+        ops = Operators(self.space, self.rng, stage.mutable, s.mutation_prob, s.resample_prob, stage.frozen, s.toggled)
         base = stage.base
         seen = {r.arch.digest for r in self.state.records}
         children: list[tuple[Arch, str]] = []
@@ -292,30 +369,39 @@ class Evolution:
                 )
             ]
             parents = [r.arch for r in sorted(pool, key=self.rank_key)[: s.parents]]
-            for _ in range(s.population // 2):
+            for _ in range(s.mutation_count):
                 add(lambda: ops.mutate(self.rng.choice(parents)), "mutation")
             if len(parents) > 1:
-                for _ in range(s.population - s.population // 2):
+                for _ in range(s.population - s.mutation_count):
                     add(lambda: ops.crossover(*self.rng.sample(parents, 2)), "crossover")
+        size = s.initial_size if generation == 0 else s.population
+        draw = (
+            (lambda: ops.pruned_sample(base, self.constraints))
+            if s.initial_sampling == "pruned"
+            else (lambda: ops.sample(base))
+        )
         misses = 0
-        while len(children) < s.population and misses < s.retries:  # misses: the subspace is (nearly) exhausted
+        while len(children) < size and misses < s.retries:  # misses: the subspace is (nearly) exhausted
             before = len(children)
-            add(lambda: ops.sample(base), "random")
+            add(draw, "random")
             misses += len(children) == before
         return children
 
     def _feasible(self, make: Callable[[], Arch | None], seen: set[str], ops: Operators) -> tuple[Arch, bool] | None:
-        """A new arch within the budget: up to `retries` draws, then the last draw repaired."""
+        """A new arch within the budget (and its lower window): up to `retries` draws, then the last
+        draw repaired: moved into the budget, then grown into the window."""
         last = None
         for _ in range(self.settings.retries):
             child = make()
             if child is None or child.digest in seen:
                 continue
-            if self.constraints.fits(child):
+            if self.constraints.admits(child):
                 return child, False
             last = child
         if last is not None:
             fixed = ops.repair(last, self.constraints)
+            if fixed is not None and self.constraints.shortfall([fixed])[0] > 0:
+                fixed = ops.grow(fixed, self.constraints)
             if fixed is not None and fixed.digest not in seen:
                 return fixed, True
         return None

@@ -72,7 +72,7 @@ class NSGA2Search(Evolution):
 
         def operators(random_state: np.random.Generator) -> Operators:
             rng = random.Random(int(random_state.integers(2**62)))
-            return Operators(self.space, rng, genes, s.mutation_prob, s.resample_prob)
+            return Operators(self.space, rng, genes, s.mutation_prob, s.resample_prob, toggled=s.toggled)
 
         def feasible(
             make: Callable[[Operators], Arch | None], random_state: np.random.Generator, taken: set[str]

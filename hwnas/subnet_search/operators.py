@@ -23,7 +23,9 @@ from hwnas.subnet_search.constraints import Constraints
 class Operators:
     """AutoFormer's variation: each scalar gene (embed width, depth) is redrawn with
     `resample_prob`, each per-layer value with `mutation_prob`; crossover picks every value from
-    either parent, and parents may differ in depth (a layer only one parent has comes from it)."""
+    either parent, and parents may differ in depth (a layer only one parent has comes from it).
+    Genes named by a `toggled` prefix (ViT-ResNAS's skip flags) are flipped to another choice by a
+    mutation instead of redrawn, as ViT-ResNAS's evolution does."""
 
     def __init__(
         self,
@@ -33,6 +35,7 @@ class Operators:
         mutation_prob: float = 0.2,
         resample_prob: float = 0.4,
         frozen: Mapping[str, Choice] | None = None,
+        toggled: Collection[str] = (),
     ):
         self.space, self.rng = space, rng
         self.mutable = set(mutable)
@@ -40,6 +43,7 @@ class Operators:
         self.frozen = dict(frozen or {})
         self.by_name = {g.name: g for g in space.genes}
         self.sized_by = {g.name: [o for o in space.genes if o.length == g.name] for g in space.genes}
+        self.toggled = {g.name for g in space.genes if any(g.name.startswith(p) for p in toggled)}
 
     def _arch(self, genes: dict[str, Any]) -> Arch | None:
         try:
@@ -58,31 +62,97 @@ class Operators:
             genes[gene.name] = values + [self._fill(gene) for _ in range(int(value) - len(values))]
 
     # ---- variation --------------------------------------------------------------------------------
+    def _flip(self, gene: Gene, value: Choice) -> Choice:
+        others = [c for c in gene.choices if c != value]
+        return self.rng.choice(others) if others else value
+
     def sample(self, base: Arch) -> Arch | None:
         """Every mutable gene redrawn uniformly: AutoFormer's per-gene sampler within `mutable`."""
-        return self.mutate(base, mutation_prob=1.0, resample_prob=1.0)
+        return self.mutate(base, mutation_prob=1.0, resample_prob=1.0, toggle=False)
 
     def mutate(
-        self, parent: Arch, mutation_prob: float | None = None, resample_prob: float | None = None
+        self,
+        parent: Arch,
+        mutation_prob: float | None = None,
+        resample_prob: float | None = None,
+        toggle: bool = True,
     ) -> Arch | None:
+        """Each scalar gene redrawn with `resample_prob`, each per-layer value with `mutation_prob`
+        (a toggled gene's value flipped instead, unless `toggle` is False: a uniform draw)."""
         p_layer = self.mutation_prob if mutation_prob is None else mutation_prob
         p_scalar = self.resample_prob if resample_prob is None else resample_prob
         genes: dict[str, Any] = parent.genes
         for gene in self.space.genes:
             if gene.name not in self.mutable:
                 continue
+            flip = toggle and gene.name in self.toggled
             if not gene.is_list:
                 if self.rng.random() < p_scalar:
-                    value = self.rng.choice(gene.choices)
+                    value = self._flip(gene, genes[gene.name]) if flip else self.rng.choice(gene.choices)
                     if self.sized_by[gene.name]:
                         self._resize(genes, gene, value)
                     else:
                         genes[gene.name] = value
                 continue
+            if flip:
+                genes[gene.name] = [self._flip(gene, v) if self.rng.random() < p_layer else v for v in genes[gene.name]]
+                continue
             genes[gene.name] = [
                 self.rng.choice(gene.choices) if self.rng.random() < p_layer else v for v in genes[gene.name]
             ]
         return self._arch(genes)
+
+    def _prunable(self) -> list[Gene]:
+        """The per-layer genes pruning steps down: mutable, not toggled, not frozen."""
+        return [
+            g
+            for g in self.space.genes
+            if g.is_list and g.name in self.mutable and g.name not in self.toggled and g.name not in self.frozen
+        ]
+
+    @staticmethod
+    def _ordered(gene: Gene) -> list[Choice]:
+        """A gene's choices from the smallest (as declared where they do not compare)."""
+        try:
+            return sorted(gene.choices)  # type: ignore[type-var]
+        except TypeError:
+            return list(gene.choices)
+
+    def pruned_sample(self, base: Arch, constraints: Constraints) -> Arch | None:
+        """ViT-ResNAS's initial draw (`gen_random_network_def`): the single values (widths, depth)
+        and the toggled flags drawn uniformly, every other per-layer value at its largest choice,
+        then pruned into the budget (`prune`)."""
+        drawn = self.sample(base)
+        if drawn is None:
+            return None
+        genes: dict[str, Any] = drawn.genes
+        for gene in self._prunable():
+            genes[gene.name] = [self._ordered(gene)[-1]] * len(genes[gene.name])
+        top = self._arch(genes)
+        return None if top is None else self.prune(top, constraints)
+
+    def prune(self, arch: Arch, constraints: Constraints) -> Arch | None:
+        """ViT-ResNAS's pruning (`reduce_constraint`): one random per-layer value at a time stepped
+        down to the next smaller choice until the arch is within the budget. Every step lowers a
+        value, so it ends; once no per-layer value can step down, `repair` takes over (it may move
+        the single values and flags too, as the release does after 100 steps)."""
+        order = {g.name: self._ordered(g) for g in self._prunable()}
+        while not constraints.fits(arch):
+            genes: dict[str, Any] = arch.genes
+            steps = [
+                (name, i) for name, ranked in order.items() for i, v in enumerate(genes[name]) if ranked.index(v) > 0
+            ]
+            self.rng.shuffle(steps)
+            for name, i in steps:
+                values = list(genes[name])
+                values[i] = order[name][order[name].index(values[i]) - 1]
+                child = self._arch({**genes, name: values})
+                if child is not None and child != arch:
+                    arch = child
+                    break
+            else:
+                return self.repair(arch, constraints)
+        return arch
 
     def crossover(self, a: Arch, b: Arch) -> Arch | None:
         genes: dict[str, Any] = a.genes
@@ -149,3 +219,42 @@ class Operators:
             pick = int(top[self.rng.randrange(len(top))])
             arch, load = moves[pick], float(load - saved[pick])
         return arch
+
+    def grow(self, arch: Arch, constraints: Constraints) -> Arch | None:
+        """Walk up into the budget's lower window (`min_fraction`), the mirror of `repair`: each
+        step is a single-value move that stays within the budget and lowers the shortfall; while
+        no move reaches the window, one of those that lower it most, then one of those inside that
+        add the least. Every step lowers the shortfall, so it ends; None when stuck below."""
+        short = float(constraints.shortfall([arch])[0])
+        while short > 0:
+            moves = list(self.neighbours(arch))
+            if not moves:
+                return None
+            after = constraints.shortfall(moves)
+            better = np.flatnonzero((constraints.violation(moves) == 0) & (after < short))
+            if better.size == 0:
+                return None
+            inside = better[after[better] == 0]
+            if inside.size:
+                pool = inside[np.argsort(constraints.load([moves[i] for i in inside]), kind="stable")]
+            else:
+                pool = better[np.argsort(after[better], kind="stable")]
+            top = pool[: max(1, len(pool) // 4)]
+            pick = int(top[self.rng.randrange(len(top))])
+            arch, short = moves[pick], float(after[pick])
+        return arch
+
+
+def window_witness(space: SearchSpace, constraints: Constraints, tries: int = 20) -> Arch | None:
+    """An arch within the budget and its lower window, or None when `tries` walks found none: the
+    largest arch and random ones pruned down to the budget, then grown into the window."""
+    ops = Operators(space, random.Random(0), [g.name for g in space.genes])
+    start: Arch | None = space.largest()
+    for _ in range(tries):
+        arch = None if start is None else ops.prune(start, constraints)
+        if arch is not None and constraints.shortfall([arch])[0] > 0:
+            arch = ops.grow(arch, constraints)
+        if arch is not None and constraints.admits(arch):
+            return arch
+        start = ops.sample(space.largest())
+    return None

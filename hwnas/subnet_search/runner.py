@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
+from hwnas.families.registry import DEFAULT_PRESET, get_family
 from hwnas.io import atomic_write_json, sha256_file
 from hwnas.latency.measure import measure_archs_apart, require_here
 from hwnas.latency.predict import LatencyPredictor
@@ -33,12 +34,14 @@ from hwnas.subnet_search.constraints import (
     Feasibility,
     budget_summary,
     check_feasible,
+    check_window,
     latency_metric,
     metric_info,
 )
 from hwnas.subnet_search.evolution import Evolution, EvolutionSettings, Record, SearchState
 from hwnas.subnet_search.fitness import TEST, Fitness
 from hwnas.subnet_search.nsga2 import NSGA2Search
+from hwnas.subnet_search.operators import window_witness
 from hwnas.subnet_search.report import history_frame, pareto_front, pareto_plot, write_tables
 from hwnas.training.checkpoint import WEIGHTS, CheckpointError
 from hwnas.training.distributed import World, join_world
@@ -79,7 +82,8 @@ def _budget_name(budget: Budget) -> str:
 
 def default_out(run: Path, budgets: Sequence[Budget], settings: EvolutionSettings, devices: Sequence[str]) -> Path:
     parts = [_budget_name(b) for b in budgets] or ["front"]
-    return run / "search" / "-".join([settings.strategy, *parts, *devices, f"seed{settings.seed}"])
+    preset = [settings.preset] if settings.preset != DEFAULT_PRESET else []
+    return run / "search" / "-".join([settings.strategy, *preset, *parts, *devices, f"seed{settings.seed}"])
 
 
 def _budgets(
@@ -129,14 +133,17 @@ def search(
     table: str | Path | LatencyTable | Sequence[str | Path | LatencyTable] | None = None,
     flops_g: float | None = None,
     params_m: float | None = None,
-    strategy: str = "evolution",
-    population: int = 50,
-    generations: int = 20,
+    strategy: str | None = None,
+    population: int | None = None,
+    generations: int | None = None,
     parents: int | None = None,
-    mutation_prob: float = 0.2,
-    resample_prob: float = 0.4,
+    mutation_prob: float | None = None,
+    resample_prob: float | None = None,
     seed: int = 0,
     high_level_share: float = 0.5,
+    preset: str = DEFAULT_PRESET,
+    initial: int | None = None,
+    min_fraction: float | None = None,
     out: str | Path | None = None,
     measure: bool = False,
     latency_stat: str = "p50",
@@ -155,7 +162,15 @@ def search(
     rows and calibration of that statistic). `measure` also times the
     winner end to end with each table's backend and settings on this machine. Under `torchrun` the
     ranks share each generation's evaluations (one GPU each) and give the result one process gives;
-    rank 0 writes the outputs. `parents` left at None is a fifth of the population (at least 2).
+    rank 0 writes the outputs.
+
+    `preset` names the search settings: `default` (AutoFormer's evolution, 50 archs x 20
+    generations; the same for every family) or a family's own, e.g. `paper` (the search as its
+    release runs it). The settings given here that are not None override the preset's: `strategy`,
+    `population`, `generations`, `parents` (default preset: a fifth of the population, at least 2),
+    `mutation_prob`, `resample_prob`, `initial` (the archs of generation 0) and `min_fraction`
+    (every evaluated arch within `min_fraction`..1 x each budget; a window no arch reaches is
+    refused before any evaluation).
 
     Example:
         ```python
@@ -169,11 +184,22 @@ def search(
     world = join_world()
     try:
         began = time.perf_counter()
-        settings = EvolutionSettings(
-            strategy, population, generations, parents, mutation_prob, resample_prob, seed,
-            high_level_share=high_level_share,
+        if min_fraction is not None and not 0 < min_fraction <= 1:
+            raise BudgetError(f"--min-fraction must be in (0, 1], got {min_fraction:g}")
+        if min_fraction is not None and not _listed(latency_ms) and flops_g is None and params_m is None:
+            raise BudgetError(
+                f"--min-fraction {min_fraction:g} needs a budget (--latency-ms, --flops-g or --params-m): "
+                "it keeps every evaluated arch within that fraction of the budget and the budget"
+            )
+        given = dict(
+            strategy=strategy, population=population, generations=generations, parents=parents,
+            mutation_prob=mutation_prob, resample_prob=resample_prob, seed=seed,
+            high_level_share=high_level_share, initial=initial, min_fraction=min_fraction,
         )  # fmt: skip
-        plan = _load(world, run, settings, latency_ms, device, table, flops_g, params_m, latency_stat, drift, progress)
+        plan = _load(
+            world, run, preset, given, latency_ms, device, table, flops_g, params_m, latency_stat, drift, progress
+        )
+        settings = plan.settings
         if measure:  # refused before the search, not after it
             if not plan.tables:
                 raise BudgetError("--measure needs --device (or --table): it times the arch with the table's backend")
@@ -253,7 +279,8 @@ class SearchPlan:
 def _load(
     world: World,
     run: str | Path,
-    settings: EvolutionSettings,
+    preset: str,
+    given: dict[str, Any],
     latency_ms: float | Sequence[float] | None,
     device: str | Sequence[str] | None,
     table: str | Path | LatencyTable | Sequence[str | Path | LatencyTable] | None,
@@ -263,19 +290,20 @@ def _load(
     drift: str,
     progress: bool,
 ) -> SearchPlan:
-    """Load the run and the tables, and check every budget against the space (a budget no arch
-    meets fails here, naming the minimum)."""
+    """Load the run, its family's search preset and the tables, and check every budget against the
+    space (a budget no arch meets fails here, naming the minimum; so does a window no arch reaches)."""
     limits_ms, devices, tables = _listed(latency_ms), _listed(device), _listed(table)
     if latency_stat not in STATISTICS:
         raise BudgetError(f"unknown --latency-stat {latency_stat!r}; use {' or '.join(STATISTICS)}")
     if limits_ms and not devices and not tables:
         raise BudgetError("--latency-ms needs --device (or --table): the latency table to predict with")
+    trained = TrainedRun(run)  # its family holds the preset
+    settings = EvolutionSettings.from_preset(preset, get_family(trained.space.family).search_preset(preset), **given)
     if settings.strategy == "nsga2" and not devices and not tables:
         raise BudgetError(
             "--strategy nsga2 trades accuracy against latency; without --device (or --table) it "
             "would have a single objective: name the device(s) whose latency to trade"
         )
-    trained = TrainedRun(run)
     if not (trained.dir / WEIGHTS).is_file():
         raise CheckpointError(
             f"{trained.dir} has no trained weights ({WEIGHTS}); finish `hwnas train --out {trained.dir}` first"
@@ -294,7 +322,22 @@ def _load(
     costs = Costs(space, predictors)
     # every budget asked for is checked before anything is evaluated (the loosest is the search's)
     checked = {each: check_feasible(Constraints(each, costs)) for each in budgets}
-    return SearchPlan(trained, settings, found, latency_stat, predictors, costs, budgets, _loosest(budgets), checked)
+    loosest = _loosest(budgets)
+    if settings.min_fraction is not None and loosest is not None:
+        if len(budgets) > 1:
+            raise BudgetError(
+                f"a lower window (--min-fraction {settings.min_fraction:g}, given or the preset's) keeps archs near "
+                "one budget; with several --latency-ms budgets the tighter ones would lie below it: give one budget"
+            )
+        window = Constraints(loosest, costs, settings.min_fraction)
+        check_window(window, checked[loosest])
+        if checked[loosest].binds and window_witness(space, window) is None:
+            raise BudgetError(
+                f"found no arch of {space.key} within {settings.min_fraction:g}-1 x {loosest.describe()} "
+                f"(--min-fraction {settings.min_fraction:g}) from the largest arch and random ones, each pruned into "
+                "the budget and grown into the window: lower --min-fraction"
+            )
+    return SearchPlan(trained, settings, found, latency_stat, predictors, costs, budgets, loosest, checked)
 
 
 def _evolve(
@@ -314,7 +357,7 @@ def _evolve(
     )
     state = _load_state(out, context, plan.run)
     space, settings, costs, feasibility = plan.space, plan.settings, plan.costs, plan.feasibility
-    constraints = Constraints(plan.budget, costs)
+    constraints = Constraints(plan.budget, costs, settings.min_fraction)
 
     def save(current: SearchState) -> None:
         if world.is_main:
@@ -336,7 +379,7 @@ def _evolve(
         save(state)
         return Evolution(space, settings, constraints, costs, feasibility.anchor, lambda a: [], state), state
     bar = tqdm(
-        total=settings.population * settings.generations,
+        total=settings.population * settings.generations if engine is NSGA2Search else settings.planned,
         initial=len(state.records),
         desc=f"search ({settings.strategy})",
         unit="arch",
@@ -409,6 +452,8 @@ def _report(
             "tables_by_device": tables,
             "latency_stat": plan.latency_stat,
             "strategy": plan.settings.strategy,
+            "preset": plan.settings.preset,
+            "min_fraction": plan.settings.min_fraction if plan.budget else None,
             "seed": plan.settings.seed,
             "settings": plan.settings.to_dict(),
             "evaluations": len(state.records),

@@ -7,7 +7,7 @@ Importing this registers the family.
 
 import hwnas.layers  # noqa: F401  (registers the block kinds)
 from hwnas.families.autoformer.space import AutoFormerSpace
-from hwnas.families.registry import Family, register_family
+from hwnas.families.registry import AUTOFORMER_SEARCH, Family, register_family
 from hwnas.io import package_data
 
 FAMILY = register_family(
@@ -18,5 +18,6 @@ FAMILY = register_family(
         model="hwnas.families.autoformer.model:build_model",
         timm="hwnas.families.autoformer.model:timm_kwargs",
         configs=package_data(__name__, "configs"),
+        search_presets={"paper": AUTOFORMER_SEARCH},
     )
 )

@@ -13,8 +13,13 @@ from dataclasses import replace
 import hwnas.layers  # noqa: F401  (registers the shared block kinds)
 from hwnas.families.glit import blocks  # noqa: F401  (registers the block kind)
 from hwnas.families.glit.space import GLiTSpace
-from hwnas.families.registry import SMALL_DATA, Family, register_family
+from hwnas.families.registry import AUTOFORMER_SEARCH, SMALL_DATA, Family, register_family
 from hwnas.io import package_data
+
+# bychen515/GLiT releases no search code (only the retraining of its searched GLiT-Tiny), so its
+# `paper` search is the paper's hierarchical strategy with AutoFormer's released settings
+# (`AUTOFORMER_SEARCH`): the numbers are AutoFormer's, not GLiT's.
+PAPER_SEARCH = replace(AUTOFORMER_SEARCH, strategy="hierarchical")
 
 FAMILY = register_family(
     Family(
@@ -29,5 +34,6 @@ FAMILY = register_family(
         # Three draws in four take one G in every block: see `hwnas.training.sampling`.
         alike_share=0.75,
         foreign_weights="hwnas.families.glit.release_keys:release_weights",
+        search_presets={"paper": PAPER_SEARCH},
     )
 )
