@@ -212,6 +212,8 @@ def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress:
     batch_multiple = math.lcm(2 if recipe.mixup else 1, config.archs_per_batch if sampling.per_example else 1)
     for epoch in range(start_epoch, config.epochs):
         began = time.perf_counter()
+        # the family's warm-up (ViT-ResNAS: rewired weights, the largest choices first); from the epoch and weights alone
+        draws = supernet.on_epoch(epoch, config.epochs, recipe.optimizer) if config.warmup_choices else space
         model.train()
         sampler.set_epoch(epoch)
         losses, trained, failed = [], hashlib.sha256(), 0
@@ -226,7 +228,7 @@ def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress:
             if recipe.mixup:
                 x, y = recipe.mixup(x, y)
             archs = step_archs(
-                space,
+                draws,
                 config.sampling,
                 config.seed,
                 global_step,
