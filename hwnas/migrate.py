@@ -15,22 +15,24 @@ import pandas as pd
 def train_config(d: dict[str, Any]) -> dict[str, Any]:
     """A run's config.json. Runs saved before the format field (format 1) had no alike draws, flips
     on folders only, weight decay on position embeddings, a 15% search-val split, and their
-    `uniform` drew distinct archs (today's `distinct`)."""
-    if "format" in d:
+    `uniform` drew distinct archs (today's `distinct`). Runs before format 3 had no warm-up of
+    choices. The format stays the run's: it says what its settings meant."""
+    if int(d.get("format", 1)) >= 3:
         return d
-    from hwnas.data.sources import IN_MEMORY
+    if "format" not in d:
+        from hwnas.data.sources import IN_MEMORY
 
-    migrated = {
-        "alike_share": 0.0,
-        "hflip": 0.0 if d.get("data") in IN_MEMORY else 0.5,
-        "no_weight_decay": False,
-        "search_val": "15%",
-        **d,
-        "format": 1,
-    }
-    if migrated.get("sampling") == "uniform":
-        migrated["sampling"] = "distinct"
-    return migrated
+        d = {
+            "alike_share": 0.0,
+            "hflip": 0.0 if d.get("data") in IN_MEMORY else 0.5,
+            "no_weight_decay": False,
+            "search_val": "15%",
+            **d,
+            "format": 1,
+        }
+        if d.get("sampling") == "uniform":
+            d["sampling"] = "distinct"
+    return {"warmup_choices": False, **d}
 
 
 def split(d: dict[str, Any]) -> dict[str, Any]:

@@ -193,7 +193,8 @@ def test_torchrun_ranks_train_their_own_subnets_and_resume_them(tmp_path):
     continues each rank's sequence, and a resume on another number of processes is refused."""
     space_yaml, out = small_yaml(tmp_path), tmp_path / "ddp"
     args = ["train", "--space", str(space_yaml), "--data", "synthetic", "--epochs", "2", "--batch-size", "16"]
-    args += ["--sampling", "multi", "--archs-per-batch", "2", "--out", str(out)]
+    # the draws of the full space from the first step (a warm-up would restrict them: see test_resnas)
+    args += ["--sampling", "multi", "--archs-per-batch", "2", "--no-warmup-choices", "--out", str(out)]
     script = tmp_path / "killed.py"
     script.write_text(textwrap.dedent(KILLED_AFTER_FIRST_CHECKPOINT))
     killed = torchrun(str(script), *args)

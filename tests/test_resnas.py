@@ -3,9 +3,11 @@ extraction, counts against the released code, multi-architectural training, and 
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import os
+import random
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +31,8 @@ from hwnas.spaces import get_space
 from hwnas.supernet import build_supernet
 from hwnas.training import TrainConfig, TrainedRun, train
 from hwnas.training.checkpoint import WEIGHTS
-from tests.helpers import assert_one_line_error, train_killed_after_first_epoch
+from hwnas.training.sampling import step_archs
+from tests.helpers import assert_one_line_error, hwnas_in_process, train_killed_after_first_epoch
 from tests.helpers import hwnas as run_cli
 
 QUICK = Protocol(warmup_runs=3, warmup_s=0.01, rounds=2, round_s=0.01, group_size=3)
@@ -247,6 +250,74 @@ def test_multi_refuses_uneven_batches_and_families_without_masks(toy_yaml, tmp_p
     assert not (tmp_path / "unused").exists()  # bad input leaves no folder behind
 
 
+# ---- warm-up of choices and rewiring (the release's `set_epoch`) ---------------------------------------
+def test_rewiring_permutes_weights_and_moments_but_keeps_the_largest(digits, supernet):
+    net = copy.deepcopy(supernet)
+    optimizer = torch.optim.AdamW(net.parameters())
+    x = torch.randn(4, 3, 32, 32)
+    F.cross_entropy(net.forward_multi(x, [digits.largest(), digits.smallest()]), torch.arange(4)).backward()
+    optimizer.step()
+    mlp = net.stages[1][0].mlp
+    order = torch.sort(resnas_supernet.hidden_importance(mlp), descending=True).indices
+    assert not torch.equal(order, torch.arange(len(order)))  # the test needs a non-trivial order
+    old_weight, old_moment = mlp.fc1.weight.clone(), optimizer.state[mlp.fc1.weight]["exp_avg"].clone()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with torch.no_grad():
+        largest, smallest = net(x, digits.largest()), net(x, digits.smallest())
+        net.rewire(optimizer)
+        assert torch.allclose(net(x, digits.largest()), largest, atol=1e-5)  # the same function
+        assert torch.allclose(net.forward_multi(x, [digits.largest()] * 2), largest, atol=1e-5)
+        assert not torch.allclose(net(x, digits.smallest()), smallest, atol=1e-3)  # other leading channels
+    moved = {k for k, v in net.state_dict().items() if not torch.equal(v, before[k])}
+    assert moved == {
+        f"stages.{s}.{j}.{name}"
+        for s, stage in enumerate(net.stages)
+        for j in range(len(stage))
+        for name in (
+            "attn.qkv.weight",
+            "attn.qkv.bias",
+            "attn.proj.weight",
+            "mlp.fc1.weight",
+            "mlp.fc1.bias",
+            "mlp.fc2.weight",
+        )
+    }
+    assert torch.equal(mlp.fc1.weight, old_weight[order])  # most important unit first
+    assert torch.equal(optimizer.state[mlp.fc1.weight]["exp_avg"], old_moment[order])  # its moments with it
+    assert (resnas_supernet.hidden_importance(mlp).diff() <= 0).all()
+
+
+def test_warmup_draws_the_largest_first_then_adds_the_others(digits):
+    net = resnas_supernet.ResNASSupernet(digits)
+    epochs, largest = 40, digits.largest()
+    first = net.on_epoch(0, epochs)
+    for sampling in ("uniform", "distinct", "multi", "sandwich"):
+        for step in range(10):
+            assert set(step_archs(first, sampling, 0, step, archs_per_batch=4)) == {largest}, sampling
+    # a dimension of K choices draws from its 1 + floor(epoch (K - 1) / 10) largest: skipping (the
+    # release's [keep, keep, skip, skip]) from epoch 7, the widths (K = 2) from epoch 10, all of it
+    assert digits.warmup_draws(6, epochs).sample(random.Random(0)) == largest
+    late = [digits.warmup_draws(7, epochs).sample(random.Random(i)) for i in range(30)]
+    assert any(a.skip_2 == (1,) for a in late) and all(a.embed_dim_1 == 64 for a in late)
+    assert all(a.space is digits for a in late) and digits.warmup_draws(7, epochs).smallest().skip_1 == (1,)
+    assert digits.warmup_draws(10, epochs) is digits and net.on_epoch(10, epochs) is digits
+    assert len({digits.warmup_draws(10, epochs).sample(random.Random(i)) for i in range(30)}) > 20
+
+
+def test_warmup_is_on_for_resnas_recorded_and_refused_elsewhere(digits, toy_yaml):
+    config = TrainConfig(space="resnas-digits").with_defaults(digits)
+    assert config.warmup_choices is True and "warm-up of choices" in config.describe()
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    off = TrainConfig(space="resnas-digits", warmup_choices=False).with_defaults(digits)
+    assert off.warmup_choices is False and TrainConfig.from_dict(off.to_dict()) == off
+    # a run saved before the setting had no warm-up, whatever its family
+    saved = {k: v for k, v in config.to_dict().items() if k != "warmup_choices"}
+    assert TrainConfig.from_dict({**saved, "format": 2}).warmup_choices is False
+    assert TrainConfig(space=str(toy_yaml)).with_defaults(get_space(toy_yaml)).warmup_choices is False
+    with pytest.raises(HwnasError, match="no warm-up of choices"):
+        TrainConfig(space=str(toy_yaml), warmup_choices=True).with_defaults(get_space(toy_yaml))
+
+
 # ---- the pipeline (on the two-stage test space: 15 blocks profile in seconds) ---------------------------
 @pytest.fixture(scope="module")
 def small(tmp_path_factory) -> Path:
@@ -355,3 +426,31 @@ def test_demo_runs_on_a_resnas_space(small, table, tmp_path):
         "has 1000; pick a digits space",
         "resnas-digits",
     )
+
+
+def test_warmup_rewires_resumes_exactly_and_turns_off(small, tmp_path, monkeypatch):
+    calls: list[bool] = []
+    rewire = resnas_supernet.ResNASSupernet.rewire
+
+    def recording(self, optimizer=None):
+        calls.append(optimizer is not None)
+        return rewire(self, optimizer)
+
+    monkeypatch.setattr(resnas_supernet.ResNASSupernet, "rewire", recording)
+    config = TrainConfig(space=str(small), data="synthetic", epochs=4, batch_size=64)
+    train(config, tmp_path / "run", progress=False)
+    assert calls == [True, True]  # epochs 0 and 1: up to the end of the warm-up (4 / 4), with the moments
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["warmup_choices"] is True
+    # killed after its first epoch and resumed: the resumed epoch rewires the loaded weights and moments
+    train_killed_after_first_epoch(config, tmp_path / "killed", monkeypatch)
+    train(config, tmp_path / "killed", resume=True, progress=False)
+    assert len(calls) == 4  # epoch 0 before the kill, epoch 1 after the resume
+    straight, resumed = load_file(str(tmp_path / "run" / WEIGHTS)), load_file(str(tmp_path / "killed" / WEIGHTS))
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    calls.clear()
+    printed = hwnas_in_process(
+        "train", "--space", str(small), "--data", "synthetic", "--epochs", "1", "--batch-size", "64",
+        "--no-warmup-choices", "--out", str(tmp_path / "off"), "--json",
+    )  # fmt: skip
+    assert printed.returncode == 0, printed.stderr
+    assert not calls and json.loads((tmp_path / "off" / "config.json").read_text())["warmup_choices"] is False

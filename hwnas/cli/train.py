@@ -100,6 +100,13 @@ def _eval_text(report: InheritedTop1) -> None:
     "others 0).",
 )
 @click.option(
+    "--no-warmup-choices",
+    is_flag=True,
+    help="Turn off the family's warm-up of choices, on by default where it has one (resnas-*: the largest "
+    "choices first, the others added over the first quarter of the epochs, heads and MLP units re-sorted by "
+    "importance before each epoch until then).",
+)
+@click.option(
     "--weight-sharing",
     type=click.Choice(["prefix", "cyclic"]),
     default="prefix",
@@ -158,6 +165,7 @@ def train_cmd(
     archs_per_batch: int,
     shared_draws: bool | None,
     alike_share: float | None,
+    no_warmup_choices: bool,
     weight_sharing: str,
     aug: str,
     hflip: float | None,
@@ -186,6 +194,7 @@ def train_cmd(
         archs_per_batch=archs_per_batch,
         shared_draws=shared_draws,
         alike_share=alike_share,
+        warmup_choices=False if no_warmup_choices else None,
         weight_sharing=weight_sharing,
         aug=aug,
         hflip=hflip,

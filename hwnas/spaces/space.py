@@ -322,6 +322,14 @@ class SearchSpace(ABC):
         rng = seed if isinstance(seed, random.Random) else random.Random(seed)
         return self._redraw_refused(lambda: self._build(lambda gene: rng.choice(gene.choices)))
 
+    def _drawable(self, gene: Gene) -> Sequence[Choice]:
+        """The values a training draw may give `gene`: all its choices (a warm-up restricts them)."""
+        return gene.choices
+
+    def _drawn_arch(self, **genes: GeneValue) -> Arch:
+        """The arch a training draw of these genes gives (a warm-up's draws are the full space's)."""
+        return self.arch(**genes)
+
     def sample_spread(self, count: int, seed: Seed = None) -> list[Arch]:
         """`count` archs drawn one after the other, each as `sample` draws one but from the values
         the archs before it left: at every gene (every layer's value) they take distinct values while
@@ -340,10 +348,12 @@ class SearchSpace(ABC):
             for gene in self.genes:
                 values = []
                 for i in range(self._length(gene, genes)):
-                    drawn[gene.name, i] = rng.choice((left.get((gene.name, i)) if spread else None) or gene.choices)
+                    drawn[gene.name, i] = rng.choice(
+                        (left.get((gene.name, i)) if spread else None) or self._drawable(gene)
+                    )
                     values.append(drawn[gene.name, i])
                 genes[gene.name] = tuple(values) if gene.is_list else values[0]
-            return self.arch(**genes), drawn
+            return self._drawn_arch(**genes), drawn
 
         def accepted(spread: bool, tries: int) -> tuple[Arch, dict[tuple[str, int], Choice]]:
             for _ in range(tries - 1):
@@ -360,7 +370,7 @@ class SearchSpace(ABC):
             except ArchError:
                 arch, drawn = accepted(False, SAMPLE_TRIES)
             for (name, i), value in drawn.items():  # taken: out of its round (one drawn from all may be out already)
-                pool = list(left.get((name, i)) or self._genes_by_name[name].choices)
+                pool = list(left.get((name, i)) or self._drawable(self._genes_by_name[name]))
                 if value in pool:
                     pool.remove(value)
                 left[name, i] = pool

@@ -26,6 +26,9 @@ class Supernet(nn.Module, ABC):
     # Whether it has BatchNorm layers whose statistics depend on the subnet (trained across subnets,
     # they fit none): scoring and extraction then recalibrate them per subnet (`batchnorm.py`).
     arch_dependent_batchnorm: bool = False
+    # Whether `on_epoch` warms up the choices (the largest first, the others added over the first
+    # epochs): the default of `TrainConfig.warmup_choices`, which families without it refuse.
+    warms_up_choices: bool = False
 
     def __init__(self, space: SearchSpace):
         super().__init__()
@@ -62,6 +65,15 @@ class Supernet(nn.Module, ABC):
         raise ArchError(
             f"the {self.space.family} supernet has no per-example channel masks; use --sampling uniform or sandwich"
         )
+
+    def on_epoch(self, epoch: int, epochs: int, optimizer: torch.optim.Optimizer | None = None) -> SearchSpace:
+        """Under warm-up of choices, called on every process before training epoch `epoch` (0-based)
+        of `epochs`, also the first one after a resume; returns the space that epoch's subnets are
+        drawn from (its archs are archs of `self.space`). Whatever it changes must follow from the
+        weights and the epoch alone, so that a resumed run and every process agree; a family that
+        reorders its weights here reorders `optimizer`'s state with them. By default: nothing, all
+        of the space."""
+        return self.space
 
     @torch.no_grad()
     def extract(self, arch: Arch) -> nn.Module:

@@ -17,7 +17,8 @@ from hwnas.training.sampling import SAMPLINGS, get_sampling
 SMALL_DATA = 20_000  # train images at or below this get the small budget (digits: 1,167; ImageNet: 1.28M)
 MAX_WORKERS = 8
 # 1: runs before `sampling distinct` and `no_weight_decay` (their "uniform" drew distinct archs);
-# 2: runs whose `multi` subnets were drawn independently and shared by every process
+# 2: runs whose `multi` subnets were drawn independently and shared by every process, and before
+#    `warmup_choices` (they had none)
 FORMAT = 3
 
 
@@ -56,6 +57,8 @@ class TrainConfig:
     aug: str = "weak"
     hflip: float | None = None  # None: 0.5 on folders, 0 on the in-memory digits (a flipped digit is another symbol)
     no_weight_decay: bool | None = None  # pos_embed and cls_token without weight decay (None: yes, as timm's ViT)
+    # the family's warm-up of choices (`Supernet.on_epoch`; ViT-ResNAS: largest first, rewiring) (None: where it has one)
+    warmup_choices: bool | None = None
     # the search-val part of train: auto (15%, at most 10,000), P%, N images or N/class (None: auto)
     search_val: str | None = None
     seed: int = 0
@@ -109,6 +112,7 @@ class TrainConfig:
         budget["hflip"] = 0.0 if in_memory else 0.5
         budget["no_weight_decay"] = True
         budget["shared_draws"] = False
+        budget["warmup_choices"] = supernet.warms_up_choices
         budget["workers"] = local_workers(self.data)
         unset = {k: v for k, v in budget.items() if getattr(self, k) is None}
         if in_memory:
@@ -117,6 +121,11 @@ class TrainConfig:
             raise HwnasError(
                 f"--alike-share needs genes that take one high-level value per block (GLiT's "
                 f"global_heads); {space.key} has none: use --alike-share 0"
+            )
+        if self.warmup_choices and not supernet.warms_up_choices:
+            raise HwnasError(
+                f"--warmup-choices: the {space.family} supernet ({space.key}) has no warm-up of choices; "
+                f"leave the option out"
             )
         if self.sampling is not None and get_sampling(self.sampling).per_example and not supernet.per_example_archs:
             raise HwnasError(
@@ -135,6 +144,8 @@ class TrainConfig:
             sampling += ", drawn per process" if self.draw_rank(0) is not None else ", the same on every process"
         if self.alike_share:
             sampling += f", alike share {self.alike_share:g}"
+        if self.warmup_choices:
+            sampling += ", warm-up of choices"
         return (
             f"{self.epochs} epoch{'s' if self.epochs != 1 else ''}, batch {self.batch_size}, lr {self.lr:g} "
             f"({self.warmup_epochs} warm-up), drop-path {self.drop_path:g}, {sampling}, augmentation {self.aug}, "

@@ -208,9 +208,9 @@ def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress:
 
     draw_kind = config.draw_kind(space)
 
-    def archs_of(step: int, rank: int | None) -> list[Arch]:
+    def archs_of(draws: SearchSpace, step: int, rank: int | None) -> list[Arch]:
         return step_archs(
-            space,
+            draws,
             config.sampling,
             config.seed,
             step,
@@ -226,6 +226,8 @@ def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress:
     batch_multiple = math.lcm(2 if recipe.mixup else 1, config.archs_per_batch if sampling.per_example else 1)
     for epoch in range(start_epoch, config.epochs):
         began = time.perf_counter()
+        # the family's warm-up (ViT-ResNAS: rewired weights, the largest choices first); from the epoch and weights alone
+        draws = supernet.on_epoch(epoch, config.epochs, recipe.optimizer) if config.warmup_choices else space
         model.train()
         sampler.set_epoch(epoch)
         losses, trained, failed = [], hashlib.sha256(), 0
@@ -239,7 +241,7 @@ def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if recipe.mixup:
                 x, y = recipe.mixup(x, y)
-            archs = archs_of(global_step, draw_rank)
+            archs = archs_of(draws, global_step, draw_rank)
             trained.update("".join(a.digest for a in archs).encode())
             with torch.autocast(device.type, enabled=amp):
                 logits = model(x, archs)  # one tensor per subnet, or one for all that share the batch
@@ -252,7 +254,7 @@ def _train(world: World, config: TrainConfig, out: Path, resume: bool, progress:
         if draw_rank is None:
             world.agree(archs_sha, f"the archs trained in epoch {epoch + 1}")
         else:  # each rank trained its own: the ranks agree on what every rank draws, and the row holds all
-            first = [archs_of(epoch * steps, r) for r in range(world.size)]
+            first = [archs_of(draws, epoch * steps, r) for r in range(world.size)]
             world.agree(digest(a.digest for archs in first for a in archs), f"the archs drawn in epoch {epoch + 1}")
             archs_sha = digest(world.gather(archs_sha))
         failed = world.total(failed)

@@ -8,6 +8,11 @@ Genes, for each stage s = 1..S: `embed_dim_s`, `attn_dim_s` and `mlp_hidden_s` (
 `skip_s` (one 0/1 flag per skippable slot; absent when the stage has none). A skipped slot's widths
 do not matter and are canonicalised to the smallest choice, so equal networks have one encoding.
 Stage widths may not shrink: the reduction's residual path zero-pads channels.
+
+Warm-up of choices (`warmup_draws`) follows the release's `ChannelDrop.set_mask`
+(`nets/channel_drop.py`): each dimension is drawn among its largest choices only, from the largest
+alone in the first epoch to all of them after a quarter of the epochs (`main.py --num-warmup-epochs
+30` of 120).
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ from hwnas.spaces.space import Frame, Gene, GeneValue, SearchSpace, Seed, SpaceS
 if TYPE_CHECKING:
     from hwnas.spaces.arch import Arch
 
+WARMUP_SHARE = 4  # the warm-up lasts 1/4 of the epochs: the release's 30 of 120
+# A skip flag's choices largest first as the release lists a skippable block's (`supernet_config/
+# sr_*_mh.py`, `layer: [d, d, 0, 0]`): it may be skipped from 2/3 of the warm-up on, then in half the draws.
+SKIP_RANKED = (0, 0, 1, 1)
 STEMS = ("patch", "conv")  # plain patchify conv (ViT), or ViT-ResNAS's conv-BN-ReLU stem (`PatchConvEmbed`)
 
 
@@ -154,6 +163,19 @@ class ResNASSpace(SearchSpace):
                 low = min(self.spec.choices[name])
                 out[name] = tuple(low if i in skipped else v for i, v in enumerate(genes[name]))  # type: ignore[arg-type]
         return out
+
+    # ---- warm-up of choices ----------------------------------------------------------------------
+    def warmup_draws(self, epoch: int, epochs: int) -> ResNASSpace:
+        """What epoch `epoch` (0-based) of `epochs` draws from: the release's schedule, in which a
+        dimension of K choices (largest first) draws among its 1 + floor(epoch (K - 1) / W) largest,
+        W = epochs / 4; this space itself once the warm-up is over."""
+        if WARMUP_SHARE * epoch >= epochs:
+            return self
+        ranked = {}
+        for gene in self.genes:
+            order = SKIP_RANKED if gene.name.startswith("skip_") else tuple(sorted(gene.choices, reverse=True))
+            ranked[gene.name] = order[: 1 + WARMUP_SHARE * epoch * (len(order) - 1) // epochs]
+        return WarmupDraws(self, ranked)
 
     # ---- sampling and counting -----------------------------------------------------------------
     def _widths(self) -> list[tuple[int, ...]]:
@@ -406,3 +428,43 @@ class ResNASSpace(SearchSpace):
             if self.skippable(s):
                 genes[f"skip_{n}"] = [1 if i in skipped else 0 for i in self.skippable(s)]
         return self.arch(**genes)
+
+
+class WarmupDraws(ResNASSpace):
+    """The draws of a warm-up epoch: every gene (every slot's value) uniformly among its allowed
+    choices, as the release draws each `ChannelDrop` layer on its own; the archs are the full space's.
+    Only the draws training makes are restricted (`sample`, `sample_distinct`, `sample_spread`,
+    `largest`, `smallest`); the rest describes the full space."""
+
+    def __init__(self, full: ResNASSpace, ranked: Mapping[str, tuple[Any, ...]]):
+        super().__init__(full.spec)
+        self.full, self.ranked = full, dict(ranked)
+
+    def _drawable(self, gene: Gene) -> Sequence[Any]:
+        return self.ranked[gene.name]
+
+    def _drawn_arch(self, **genes: Any) -> Arch:
+        return self.full.arch(**genes)
+
+    def _draw(self, pick: Callable[[Sequence[Any]], Any]) -> Arch:
+        genes: dict[str, Any] = {}
+        for gene in self.genes:
+            options = self._drawable(gene)
+            genes[gene.name] = (
+                [pick(options) for _ in range(self._length(gene, genes))] if gene.is_list else pick(options)
+            )
+        return self._drawn_arch(**genes)
+
+    def sample(self, seed: Seed = None) -> Arch:
+        rng = seed if isinstance(seed, random.Random) else random.Random(seed)
+        return self._redraw_refused(lambda: self._draw(rng.choice))
+
+    def sample_distinct(self, seed: Seed = None) -> Arch:
+        """Gene by gene, as the release draws in warm-up (its only draw)."""
+        return self.sample(seed)
+
+    def largest(self) -> Arch:
+        return self.full.largest()
+
+    def smallest(self) -> Arch:
+        return self._draw(lambda options: options[-1])

@@ -10,6 +10,12 @@ stage's largest); a skipped slot is an identity. Two ways to run it:
   attention width before the projection, MLP hidden after the activation, block on/off) zero what
   an example's subnet does not have, with a LayerNorm over each example's own active channels. The
   M subnets train in one forward and backward pass and each gets exactly its sliced result.
+
+Warm-up of choices and rewiring, as the release (`nets/vit_sr_supernet.py`, `set_epoch`): in the
+first quarter of the epochs the draws grow from the largest choices (`ResNASSpace.warmup_draws`),
+and up to its end every block's heads and MLP hidden units are re-sorted by importance before the
+epoch (`ResNASSupernet.rewire`), so that the leading channels smaller subnets keep are the ones
+that matter most.
 """
 
 from __future__ import annotations
@@ -17,19 +23,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
 from hwnas.errors import HwnasError
 from hwnas.families.resnas.model import NORM_EPS, ConvBnAct
-from hwnas.families.resnas.space import ResNASSpace
-from hwnas.spaces import Arch
+from hwnas.families.resnas.space import WARMUP_SHARE, ResNASSpace
+from hwnas.spaces import Arch, SearchSpace
 from hwnas.supernet.base import Supernet
 from hwnas.supernet.elastic import (
+    ElasticAttention,
     ElasticBlock,
     ElasticLayerNorm,
     ElasticLinear,
+    ElasticMlp,
     ElasticPatchEmbed,
     Selection,
     State,
@@ -161,11 +170,38 @@ def _masked_block(block: ElasticBlock, x: Tensor, m: Masks, slot: int) -> Tensor
     return x + block.drop_path(F.linear(hidden, mlp.fc2.weight, mlp.fc2.bias) * m.embed) * m.on[slot]
 
 
+def head_importance(attn: ElasticAttention) -> Tensor:
+    """Per head, the L1 norm of its q, k and v weight rows and biases and of its columns of the
+    output projection (the release's `Attention.rewiring`, `nets/supernet_blocks.py`)."""
+    heads, d = attn.proj.in_features // attn.head_dim, attn.head_dim
+    qkv = attn.qkv.weight.abs().view(3, heads, d, -1).sum((0, 2, 3))
+    return (
+        qkv + attn.qkv.bias.abs().view(3, heads, d).sum((0, 2)) + attn.proj.weight.abs().view(-1, heads, d).sum((0, 2))
+    )
+
+
+def hidden_importance(mlp: ElasticMlp) -> Tensor:
+    """Per MLP hidden unit, the L1 norm of its fc1 row and bias and of its fc2 column (the release's
+    `Mlp.rewiring`)."""
+    return mlp.fc1.weight.abs().sum(1) + mlp.fc1.bias.abs() + mlp.fc2.weight.abs().sum(0)
+
+
+def _reorder(
+    param: nn.Parameter, shape: tuple[int, ...], dim: int, order: Tensor, optimizer: torch.optim.Optimizer | None
+) -> None:
+    """Put the slices of `param` (viewed as `shape`) along `dim` in `order`, in place, and so each of
+    the optimiser's per-element state tensors (AdamW's moment estimates) that has its shape."""
+    state = optimizer.state.get(param, {}) if optimizer is not None else {}
+    for t in [param.data, *(v for v in state.values() if torch.is_tensor(v) and v.shape == param.shape)]:
+        t.copy_(t.view(shape).index_select(dim, order).view(t.shape))
+
+
 class ResNASSupernet(Supernet):
     """Parameter names follow `ResNASNet` (`model.py`): `stem`, `stages.s.slot`, `reductions.s`, `head`."""
 
     space: ResNASSpace
     per_example_archs = True
+    warms_up_choices = True
 
     def __init__(self, space: ResNASSpace, drop_path_rate: float = 0.0, weight_sharing: str = "prefix"):
         super().__init__(space)
@@ -193,6 +229,42 @@ class ResNASSupernet(Supernet):
         self.norm = ElasticLayerNorm(widths[-1], eps=NORM_EPS)
         self.head = ElasticLinear(widths[-1], space.spec.num_classes)
         init_linears(self)
+
+    # ---- warm-up of choices and rewiring ------------------------------------------------------------
+    def on_epoch(self, epoch: int, epochs: int, optimizer: torch.optim.Optimizer | None = None) -> SearchSpace:
+        """As the release's `set_epoch`: rewired in every epoch up to and including the one that ends
+        the warm-up (epoch <= epochs / 4: its 0..30 of 120), and drawn as `ResNASSpace.warmup_draws`."""
+        if WARMUP_SHARE * epoch <= epochs:
+            self.rewire(optimizer)
+        return self.space.warmup_draws(epoch, epochs)
+
+    @torch.no_grad()
+    def rewire(self, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Re-sort every block's heads (`head_importance`) and MLP hidden units (`hidden_importance`),
+        most important first. Only hidden units are relabelled (q, k, v rows and biases and the
+        projection's columns per head; fc1 rows and biases and fc2 columns per unit; norms and output
+        biases stay), so the largest subnet computes the same function; the optimiser's moment
+        estimates move with their weights (the release leaves them in place). Under DDP every process
+        applies rank 0's orders: the weights agree after the all-reduce, the broadcast keeps ties safe."""
+        blocks = [block for stage in self.stages for block in stage]
+        orders = [
+            torch.sort(importance, descending=True, stable=True).indices
+            for block in blocks
+            for importance in (head_importance(block.attn), hidden_importance(block.mlp))
+        ]
+        flat = torch.cat(orders)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.broadcast(flat, 0)
+        orders = list(flat.split([len(o) for o in orders]))
+        for block in blocks:
+            heads, hidden = orders.pop(0), orders.pop(0)
+            attn, mlp, d = block.attn, block.mlp, block.attn.head_dim
+            _reorder(attn.qkv.weight, (3, len(heads), d, -1), 1, heads, optimizer)
+            _reorder(attn.qkv.bias, (3, len(heads), d), 1, heads, optimizer)
+            _reorder(attn.proj.weight, (-1, len(heads), d), 1, heads, optimizer)
+            _reorder(mlp.fc1.weight, (len(hidden), -1), 0, hidden, optimizer)
+            _reorder(mlp.fc1.bias, (len(hidden),), 0, hidden, optimizer)
+            _reorder(mlp.fc2.weight, (-1, len(hidden)), 1, hidden, optimizer)
 
     # ---- one subnet on sliced weights ----------------------------------------------------------
     def forward(self, x: Tensor, arch: Arch) -> Tensor:
