@@ -220,9 +220,14 @@ def test_budget_checks_before_any_evaluation():
         ({"params_m": 0}, "positive"),
         ({"flops_g": -1}, "positive"),
         ({"latency": (LatencyBudget(float("nan")),)}, "positive"),
+        ({"latency": (LatencyBudget(1.0, "a"), LatencyBudget(1.0, "b", "p90"))}, "one statistic"),
     ):
         with pytest.raises(BudgetError, match=match):
             Budget(**bad)
+    tail = Budget.on([1.0, 2.0], ["a", "b"], params_m=3.0, statistic="p90")
+    assert tail.statistic == "p90" and tail.describe() == (
+        "latency <= 1 ms (p90), latency <= 2 ms on b (p90), params <= 3 M params"
+    )
     with pytest.raises(BudgetError, match="--latency-ms needs --device"):
         Constraints(Budget.on([1.0]), costs)
 

@@ -65,10 +65,12 @@ class BudgetError(HwnasError):
 @dataclass(frozen=True)
 class LatencyBudget:
     """At most `ms` of predicted latency on `device` (its table's label; None: the one table a
-    search predicts with, when it names no device)."""
+    search predicts with, when it names no device), latency meaning `statistic` of the run times
+    (p50, or p90 for a tail budget: each table's rows and calibration of that statistic)."""
 
     ms: float
     device: str | None = None
+    statistic: str = "p50"
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,8 @@ class Budget:
     params_m: float | None = None
 
     def __post_init__(self) -> None:
+        if len({b.statistic for b in self.latency}) > 1:
+            raise BudgetError("latency budgets of one search bound one statistic (p50 or p90) on every device")
         given = self.limits()
         if not given:
             raise BudgetError("give at least one constraint: --latency-ms (with --device), --flops-g or --params-m")
@@ -95,10 +99,12 @@ class Budget:
         devices: Sequence[str | None] = (),
         flops_g: float | None = None,
         params_m: float | None = None,
+        statistic: str = "p50",
     ) -> Budget:
         """A budget pairing each latency limit with a device, in order (no device: the one table)."""
         devices = list(devices) or [None] * len(latency_ms)
-        return cls(tuple(LatencyBudget(float(ms), d) for ms, d in zip(latency_ms, devices)), flops_g, params_m)
+        latency = tuple(LatencyBudget(float(ms), d, statistic) for ms, d in zip(latency_ms, devices))
+        return cls(latency, flops_g, params_m)
 
     @property
     def latency_ms(self) -> float | None:
@@ -111,10 +117,16 @@ class Budget:
         others = {k: float(v) for k, v in (("flops_g", self.flops_g), ("params_m", self.params_m)) if v is not None}
         return {**latency, **others}
 
+    @property
+    def statistic(self) -> str:
+        """What latency means in this budget (p50 when it bounds no latency)."""
+        return self.latency[0].statistic if self.latency else "p50"
+
     def describe(self) -> str:
+        tail = f" ({self.statistic})" if self.statistic != "p50" else ""
         return ", ".join(
             f"{k.partition('@')[0].removesuffix('_ms').removesuffix('_g').removesuffix('_m')} <= {v:g} "
-            f"{metric_info(k)[1]}"
+            f"{metric_info(k)[1]}{tail if is_latency(k) else ''}"
             for k, v in self.limits().items()
         )
 

@@ -87,12 +87,17 @@ def default_out(run: Path, budgets: Sequence[Budget], settings: EvolutionSetting
 
 
 def _budgets(
-    strategy: str, limits_ms: Sequence[float], devices: Sequence[str], flops_g: float | None, params_m: float | None
+    strategy: str,
+    limits_ms: Sequence[float],
+    devices: Sequence[str],
+    flops_g: float | None,
+    params_m: float | None,
+    statistic: str,
 ) -> list[Budget]:
     """The budgets asked for. One, pairing each --latency-ms with a device; with nsga2 also several
     latency budgets on one device (one winner each from the one run), or none at all (the front)."""
     if strategy == "nsga2" and len(devices) == 1 and len(limits_ms) > 1:
-        return [Budget.on([ms], devices, flops_g, params_m) for ms in sorted(set(limits_ms))]
+        return [Budget.on([ms], devices, flops_g, params_m, statistic) for ms in sorted(set(limits_ms))]
     if limits_ms and len(limits_ms) != len(devices):
         raise BudgetError(
             f"--latency-ms is given {len(limits_ms)} times for {len(devices)} device(s) "
@@ -100,7 +105,7 @@ def _budgets(
         )
     if strategy == "nsga2" and not limits_ms and flops_g is None and params_m is None:
         return []
-    return [Budget.on(limits_ms, devices, flops_g, params_m)]
+    return [Budget.on(limits_ms, devices, flops_g, params_m, statistic)]
 
 
 def _loosest(budgets: Sequence[Budget]) -> Budget | None:
@@ -314,7 +319,7 @@ def _load(
         if devices or tables
         else []
     )
-    budgets = _budgets(settings.strategy, limits_ms, [t.device for t in found], flops_g, params_m)
+    budgets = _budgets(settings.strategy, limits_ms, [t.device for t in found], flops_g, params_m, latency_stat)
     predictors = {
         latency_metric(t.device, first=i == 0): LatencyPredictor(t, space, STATISTICS[latency_stat])
         for i, t in enumerate(found)
