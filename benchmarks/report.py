@@ -1408,7 +1408,8 @@ def search_vs_manual_section(src: Source) -> Section:
         "Per digits supernet, latency budgets at "
         + ", ".join(f"{f:.0%}" for f in d["fractions"])
         + " of the way from the fastest to the slowest subnet (predicted CPU latency); per budget, "
-        f"{len(d['seeds'])} seeds of search against the best DeiT-style uniform arch that fits (every layer alike, "
+        f"{len(d['seeds'])} seeds of search ({len(d.get('paper_seeds', d['seeds']))} with `--preset paper`) against "
+        "the best DeiT-style uniform arch that fits (every layer alike, "
         "best by inherited search-val top-1 among all uniform archs within the budget). Each pick is fine-tuned the "
         "same way (`hwnas finetune` defaults) and scored on the same test images (95% Wilson interval); an exact "
         f"McNemar test on the images one gets right and the other wrong decides a win or loss at p < "

@@ -118,6 +118,9 @@ def main() -> None:
         default=["resnas-digits"],
         help="spaces also searched with --preset paper (the family's released evolution)",
     )
+    parser.add_argument(
+        "--paper-seeds", type=int, nargs="+", default=None, help="seeds of the paper preset (default: --seeds)"
+    )
     parser.add_argument("--run", type=Path, default=Path("runs/bench_search_vs_manual"))
     parser.add_argument("--epochs", type=int, default=None, help="supernet epochs (default: the family's budget)")
     parser.add_argument("--processes", type=int, default=2, help="fresh processes that measure every pick")
@@ -125,7 +128,12 @@ def main() -> None:
     parser.add_argument("--append", action="store_true", help="keep --out's other spaces (a run per space, one JSON)")
     args = parser.parse_args()
     began = time.perf_counter()
-    result: dict[str, Any] = {"fractions": args.fractions, "seeds": args.seeds, "significance": SIGNIFICANCE}
+    result: dict[str, Any] = {
+        "fractions": args.fractions,
+        "seeds": args.seeds,
+        "paper_seeds": args.paper_seeds or args.seeds,
+        "significance": SIGNIFICANCE,
+    }
     spaces, earlier = [], {}
     if args.append and args.out.is_file():
         previous = json.loads(args.out.read_text())
@@ -146,7 +154,8 @@ def main() -> None:
             uniform, uniform_val = best_uniform(run, predictor, budget, net)
             hand = finetuned(run, uniform, args.run / name / "finetune" / uniform.digest, cache)
             for preset in presets:
-                for seed in args.seeds:
+                seeds = (args.paper_seeds or args.seeds) if preset == "paper" else args.seeds
+                for seed in seeds:
                     start = time.perf_counter()
                     options = {} if preset == "default" else {"preset": preset}
                     found = hwnas.search(
