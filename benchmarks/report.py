@@ -1356,6 +1356,32 @@ def missing_rows_section(src: Source) -> Section:
     )
 
 
+def rowfit_section(src: Source) -> Section:
+    d = src.data
+    body = [
+        f"The per-kind fit that fills a table's rows (`hwnas.latency.rowfit`: non-negative least squares on a "
+        f"row's MACs, parameters and input size), cross-validated on the measured rows of `{d['table']}` "
+        "(leave-one-out up to 20 rows, else 5-fold): with the errors weighted relatively (1/y², what hwnas "
+        "fits) and with plain least squares, which fits a kind's large rows and leaves its small ones off.",
+        "",
+    ]
+    body += table(
+        ["block kind", "measured rows", "p50 (ms)", "relative fit: error", "plain least squares: error"],
+        [
+            [
+                r["kind"],
+                str(r["rows"]),
+                f"{ms(r['ms_range'][0])}–{ms(r['ms_range'][1])}",
+                pct(r["relative_loo_mape_pct"]),
+                pct(r["plain_loo_mape_pct"]),
+            ]
+            for r in d["kinds"]
+        ],
+        "lrrrr",
+    )
+    return Section("latency-tables", 5, "Filling rows from a fit", body, provenance_of(src, "rowfit"), [])
+
+
 def multi_arch_section(src: Source) -> Section:
     """Data-parallel multi-architectural sampling (`multi_arch.py --processes N`)."""
     d = src.data
@@ -1485,6 +1511,7 @@ RENDERERS: dict[str, Callable[[Source], Section]] = {
     "noise_floor": noise_floor_section,
     "operator_rows": operator_rows_section,
     "ranking": ranking_section,
+    "rowfit": rowfit_section,
     "samplers": samplers_section,
     "search_vs_manual": search_vs_manual_section,
     "transfer": transfer_section,
