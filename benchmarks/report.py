@@ -1382,6 +1382,34 @@ def rowfit_section(src: Source) -> Section:
     return Section("latency-tables", 5, "Filling rows from a fit", body, provenance_of(src, "rowfit"), [])
 
 
+def warmup_choices_section(src: Source) -> Section:
+    d = src.data
+    ft = d["runs"][0]["config"]
+    body = [
+        f"`{d['space']}` trained with the family's digits budget ({ft['epochs']} epochs, batch {ft['batch_size']}, "
+        f"sampling {ft['sampling']}) with ViT-ResNAS's warm-up of choices and rewiring (the default) and without "
+        f"(`--no-warmup-choices`), {len(d['seeds'])} seeds; inherited test top-1 of the largest, smallest and middle "
+        "subnets.",
+        "",
+    ]
+    rows = [
+        [
+            "on" if r["warmup_choices"] else "off",
+            str(r["seed"]),
+            *(pct(r[f"test_top1_{k}"], 2) for k in ("largest", "smallest", "middle")),
+        ]
+        for r in d["runs"]
+    ]
+    rows += [
+        [f"mean, {label}", "", *(pct(m[k], 2) for k in ("largest", "smallest", "middle"))]
+        for label, m in d["mean"].items()
+    ]
+    body += table(["warm-up and rewiring", "seed", "largest", "smallest", "middle"], rows, "llrrr")
+    return Section(
+        "supernet", 4, "ViT-ResNAS's warm-up of choices and rewiring", body, provenance_of(src, "warmup_choices"), []
+    )
+
+
 def multi_arch_section(src: Source) -> Section:
     """Data-parallel multi-architectural sampling (`multi_arch.py --processes N`)."""
     d = src.data
@@ -1431,9 +1459,8 @@ def multi_arch_section(src: Source) -> Section:
 def search_vs_manual_section(src: Source) -> Section:
     d = src.data
     body = [
-        "Per digits supernet, latency budgets at "
-        + ", ".join(f"{f:.0%}" for f in d["fractions"])
-        + " of the way from the fastest to the slowest subnet (predicted CPU latency); per budget, "
+        "Per digits supernet, latency budgets at fractions of the way from the fastest to the slowest subnet "
+        "(predicted CPU latency; the percentage beside each budget); per budget, "
         f"{len(d['seeds'])} seeds of search ({len(d.get('paper_seeds', d['seeds']))} with `--preset paper`) against "
         "the best DeiT-style uniform arch that fits (every layer alike, "
         "best by inherited search-val top-1 among all uniform archs within the budget). Each pick is fine-tuned the "
@@ -1482,6 +1509,12 @@ def search_vs_manual_section(src: Source) -> Section:
             rows,
             "lrrrrrrrrl",
         )
+        for k in s.get("no_uniform_fits", []):
+            body += [
+                "",
+                f"At {k['budget_ms']} ms ({k['fraction']:.0%}) no uniform arch fits (the fastest predicts "
+                f"{k['fastest_uniform_ms']:.3f} ms): nothing to compare, not searched.",
+            ]
         body += [""]
     tally = "; ".join(f"{k}: {v['win']} wins, {v['tie']} ties, {v['loss']} losses" for k, v in d["tally"].items())
     body += [f"Searched against uniform, {tally}. The whole benchmark took {d['seconds'] / 60:.0f} min."]
@@ -1515,6 +1548,7 @@ RENDERERS: dict[str, Callable[[Source], Section]] = {
     "samplers": samplers_section,
     "search_vs_manual": search_vs_manual_section,
     "transfer": transfer_section,
+    "warmup_choices": warmup_choices_section,
 }
 
 

@@ -53,13 +53,15 @@ def budgets(space: hwnas.SearchSpace, predictor: LatencyPredictor, fractions: li
     return {f: round(low + f * (high - low), 3) for f in fractions}
 
 
-def best_uniform(run: TrainedRun, predictor: LatencyPredictor, budget: float, net: Any) -> tuple[hwnas.Arch, float]:
+def best_uniform(
+    run: TrainedRun, predictor: LatencyPredictor, budget: float, net: Any
+) -> tuple[hwnas.Arch, float] | None:
     """The DeiT-style arch a designer would pick with the supernet at hand: of every uniform arch
-    within the budget, the best by inherited search-val top-1 (ties: the faster)."""
+    within the budget, the best by inherited search-val top-1 (ties: the faster); None if none fits."""
     uniform = run.space.uniform_archs()
     fits = [a for a, ms in zip(uniform, predictor.predict_many(uniform)) if ms <= budget]
     if not fits:
-        raise SystemExit(f"no uniform arch of {run.space.key} fits {budget} ms")
+        return None
     scored = [(run.top1(a, "search_val", net), -float(predictor.predict(a).latency_ms), a) for a in fits]
     top1, _, arch = max(scored, key=lambda t: (t[0], t[1]))
     return arch, top1
@@ -149,9 +151,18 @@ def main() -> None:
         predictor = LatencyPredictor(table, space)
         cache: dict[str, dict[str, Any]] = {}
         presets = ["default", *(["paper"] if name in args.paper_spaces else [])]
-        rows = []
+        rows: list[dict[str, Any]] = []
+        skipped: list[dict[str, float]] = []
         for fraction, budget in budgets(space, predictor, args.fractions).items():
-            uniform, uniform_val = best_uniform(run, predictor, budget, net)
+            picked = best_uniform(run, predictor, budget, net)
+            if picked is None:  # nothing to compare with: recorded, not searched
+                fastest = float(predictor.predict_many(space.uniform_archs()).min())
+                skipped.append({"fraction": fraction, "budget_ms": budget, "fastest_uniform_ms": fastest})
+                print(
+                    f"{space.key} {fraction:g}: no uniform arch fits {budget} ms (the fastest predicts {fastest:.3f})"
+                )
+                continue
+            uniform, uniform_val = picked
             hand = finetuned(run, uniform, args.run / name / "finetune" / uniform.digest, cache)
             for preset in presets:
                 seeds = (args.paper_seeds or args.seeds) if preset == "paper" else args.seeds
@@ -199,7 +210,10 @@ def main() -> None:
                             "mcnemar": mcnemar(searched["correct"], hand["correct"]),
                         }
                     )
-                    spaces_now = [*spaces, {"space": space.key, "train_seconds": train_seconds, "rows": rows}]
+                    spaces_now = [
+                        *spaces,
+                        {"space": space.key, "train_seconds": train_seconds, "rows": rows, "no_uniform_fits": skipped},
+                    ]
                     atomic_write_json(args.out, {**result, "spaces": spaces_now, "complete": False})
                     r = rows[-1]
                     print(
@@ -221,7 +235,13 @@ def main() -> None:
             for side in ("searched", "uniform"):
                 r[side]["measured_ms"] = by_digest[r[side]["digest"]]
         spaces.append(
-            {"space": space.key, "train_seconds": train_seconds, "finetune": run_finetune_settings(cache), "rows": rows}
+            {
+                "space": space.key,
+                "train_seconds": train_seconds,
+                "finetune": run_finetune_settings(cache),
+                "rows": rows,
+                "no_uniform_fits": skipped,
+            }
         )
     tally = {
         f"{s['space']} {preset}": {
@@ -250,7 +270,9 @@ def main() -> None:
 
 
 def run_finetune_settings(cache: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The fine-tuning recipe every pick of a space shared (read back from one of its folders)."""
+    """The fine-tuning recipe every pick of a space shared (read back from one of its folders; {}: none)."""
+    if not cache:
+        return {}
     folder = Path(next(iter(cache.values()))["folder"])
     settings = json.loads((folder / "finetune.json").read_text())
     return {k: settings.get(k) for k in ("epochs", "lr", "seed")}
@@ -259,8 +281,9 @@ def run_finetune_settings(cache: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def plot(spaces: list[dict[str, Any]], path: Path) -> Path:
     fig, axes = figure(5.5 * len(spaces), 4.5, ncols=len(spaces))
     axes = np.atleast_1d(axes)
-    colours = {0.1: "tab:blue", 0.25: "tab:orange", 0.4: "tab:green"}
     for ax, s in zip(axes, spaces):
+        fractions = sorted({r["fraction"] for r in s["rows"]})
+        colours = {f: f"C{i}" for i, f in enumerate(fractions)}
         for r in s["rows"]:
             colour = colours.get(r["fraction"], "tab:gray")
             marker = "o" if r["preset"] == "default" else "^"
