@@ -1750,6 +1750,25 @@ def headline_block(kept: list[Source], by_page: dict[str, list[Section]]) -> str
         ),
     )
     add(
+        "search_vs_manual.json",
+        "search",
+        lambda d: (
+            "Searched subnets against the best uniform (DeiT-style) arch under the same latency budget, both "
+            "fine-tuned, paired McNemar test at p < 0.05"
+        ),
+        lambda d: "; ".join(
+            f"{k}: {v['win']} wins, {v['tie']} ties, {v['loss']} losses" for k, v in d["tally"].items()
+        ),
+    )
+    add(
+        "multi_arch_ddp.json",
+        "supernet",
+        lambda d: f"Multi-architectural sampling on {d['processes']} processes: distinct subnets per optimiser step",
+        lambda d: ", ".join(
+            f"M={r['archs_per_batch']} {r['draws']}: {r['distinct_subnets_per_step']['mean']:g}" for r in d["rows"]
+        ),
+    )
+    add(
         "multi_device.json",
         "search",
         lambda d: (
