@@ -1518,6 +1518,9 @@ def search_vs_manual_section(src: Source) -> Section:
         body += [""]
     tally = "; ".join(f"{k}: {v['win']} wins, {v['tie']} ties, {v['loss']} losses" for k, v in d["tally"].items())
     body += [f"Searched against uniform, {tally}. The whole benchmark took {d['seconds'] / 60:.0f} min."]
+    if d.get("earlier_commands"):
+        body += ["", "Run one space at a time (`--append`); besides the command below: "]
+        body[-1] += "; ".join(f"`{c}`" for c in d["earlier_commands"]) + "."
     png = src.path.with_suffix(".png")
     return Section(
         "search",
