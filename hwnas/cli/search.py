@@ -103,7 +103,7 @@ def _search_text(result: SearchResult) -> None:
     default=None,
     metavar="NAME",
     help="evolution (AutoFormer; the default preset's), random (baseline, same evaluations), hierarchical "
-    "(GLiT) or nsga2 (the whole accuracy-latency front in one run; with one --device, --latency-ms may repeat: "
+    "(GLiT) or nsga2 (the whole accuracy-latency front in one run; with a single device a latency budget may repeat, "
     "one best-<budget>.json each; no budget at all is allowed).",
 )
 @click.option(
