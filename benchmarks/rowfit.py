@@ -9,6 +9,7 @@ Prints a markdown table and writes JSON.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +59,12 @@ def main() -> None:
         )
     atomic_write_json(
         args.out,
-        {"table": str(args.table), "fingerprint": table.fingerprint, "kinds": rows, "provenance": provenance()},
+        {
+            "table": os.path.relpath(args.table),
+            "fingerprint": table.fingerprint,
+            "kinds": rows,
+            "provenance": provenance(),
+        },
     )
     print("| block kind | measured rows | p50 range (ms) | relative fit: LOO MAPE | plain least squares: LOO MAPE |")
     print("|---|---|---|---|---|")
