@@ -28,12 +28,12 @@ from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.profile import ProfileSettings, profile_space
 from hwnas.latency.resolve import resolve_table
 from hwnas.latency.table import LatencyTable
+from hwnas.layers.elastic import ElasticLayer, ElasticLayerNorm, ElasticLinear, leading, prefixed
 from hwnas.profilers.protocol import Protocol
 from hwnas.spaces import Arch, BlockConfig, BlockKind, Gene, SearchSpace, SpaceSpec, get_space, register_kind
 from hwnas.subnet_search import Budget, Constraints, Costs
 from hwnas.subnet_search.operators import Operators
-from hwnas.supernet import Supernet, build_supernet
-from hwnas.supernet.elastic import ElasticLayerNorm, ElasticLinear, leading, prefixed
+from hwnas.supernet import LayerChoice, Supernet, build_supernet
 from hwnas.training import TrainConfig, TrainedRun, train
 
 FAMILY = "toy-mlp"
@@ -186,7 +186,7 @@ class ToyHeadKind(BlockKind):
 
 
 # ---- the supernet ------------------------------------------------------------------------------------
-class ElasticToyMlp(nn.Module):
+class ElasticToyMlp(ElasticLayer):
     """The residual MLP at its widest; hidden width h uses the leading h units."""
 
     def __init__(self, dim: int, max_hidden: int):
@@ -201,13 +201,16 @@ class ElasticToyMlp(nn.Module):
         d = leading(x.shape[-1])
         return x + self.fc2(torch.nn.functional.gelu(self.fc1(self.norm(x, d), d, leading(hidden))), leading(hidden), d)
 
-    def active_state(self, dim: int, hidden: int) -> dict[str, Tensor]:
-        d = leading(dim)
+    def active_state(self, hidden: int) -> dict[str, Tensor]:
+        d = leading(self.fc1.in_features)
         return {
             **prefixed("norm", self.norm.active_state(d)),
             **prefixed("fc1", self.fc1.active_state(d, leading(hidden))),
             **prefixed("fc2", self.fc2.active_state(leading(hidden), d)),
         }
+
+    def static_layer(self, hidden: int) -> ToyMlp:
+        return ToyMlp(self.fc1.in_features, hidden)
 
 
 class ToySupernet(Supernet):
@@ -218,18 +221,15 @@ class ToySupernet(Supernet):
         self.blocks = nn.ModuleList(ElasticToyMlp(space.dim, max(c["hidden"])) for _ in range(max(c["depth"])))
         self.head = ToyHead(space.dim, s.num_classes)
 
-    def forward(self, x: Tensor, arch: Arch) -> Tensor:
+    def layer_choices(self, arch: Arch) -> dict[str, LayerChoice]:
         self.check_arch(arch)
-        x = self.stem(x)
-        for block, hidden in zip(self.blocks, arch.hidden):
-            x = block(x, hidden)
-        return self.head(x)
+        blocks = {f"blocks.{i}": LayerChoice((hidden,)) for i, hidden in enumerate(arch.hidden)}
+        return {"stem": LayerChoice(), **blocks, "head": LayerChoice()}
 
-    def active_state_dict(self, arch: Arch) -> dict[str, Tensor]:
-        state = {**prefixed("stem", self.stem.state_dict()), **prefixed("head", self.head.state_dict())}
-        for i, hidden in enumerate(arch.hidden):
-            state.update(prefixed(f"blocks.{i}", self.blocks[i].active_state(self.space.dim, hidden)))
-        return state
+    def forward(self, x: Tensor, arch: Arch) -> Tensor:
+        for path, layer in self.layer_choices(arch).items():
+            x = self.get_submodule(path)(x, *layer.choice)
+        return x
 
 
 for kind in (ToyStemKind(), ToyMlpKind(), ToyHeadKind()):

@@ -12,7 +12,7 @@ from timm.models.vision_transformer import VisionTransformer
 
 from hwnas import ArchError, build_supernet, get_space, list_spaces
 from hwnas.families.registry import timm_kwargs
-from hwnas.supernet.elastic import ElasticAttention, ElasticLayerNorm, ElasticLinear, leading, take
+from hwnas.layers.elastic import ElasticAttention, ElasticLayer, ElasticLayerNorm, ElasticLinear, leading, take
 
 from .conftest import perturbed_supernet
 
@@ -102,6 +102,35 @@ def test_extraction_equivalence_every_space(name):
     rng = random.Random(1)
     for arch in [space.smallest(), space.largest(), space.sample(rng), space.sample(rng)]:
         assert _max_diff(net, arch, batch=1) <= TOL, arch
+
+
+@pytest.mark.parametrize("name", ["autoformer-digits", "vitas-digits", "glit-digits", "resnas-digits", "resnas-tiny"])
+def test_every_elastic_layer_is_its_active_static_layer(name):
+    """Each layer a subnet runs, given as its static layer (`get_active_subnet`), computes what the
+    elastic layer computed on the same input with the same choice; its static class is the one the
+    family's static model uses there (so the layer and the builder agree, not only the weights)."""
+    net = perturbed_supernet(name)
+    arch = net.space.sample(random.Random(2))
+    static_model = net.extract(arch)
+    seen: dict[str, tuple] = {}
+    modules = dict(net.named_modules())
+    hooks = [
+        modules[path].register_forward_hook(lambda m, args, out, path=path: seen.update({path: (args, out)}))
+        for path, layer in net.layer_choices(arch).items()
+        if isinstance(modules.get(path), ElasticLayer)
+    ]
+    x = torch.randn(2, 3, net.space.spec.img_size, net.space.spec.img_size)
+    with torch.no_grad():
+        net(x, arch)
+        for hook in hooks:
+            hook.remove()
+        assert len(seen) >= 3
+        for path, ((inputs, *choice), out) in seen.items():
+            layer = net.get_submodule(path).get_active_subnet(*choice)
+            name_in_model = net.layer_choices(arch)[path].name or path
+            assert type(layer) is type(static_model.get_submodule(name_in_model)), path
+            assert layer.training == net.training
+            assert torch.allclose(layer(inputs), out, atol=TOL), path
 
 
 def test_extracted_model_is_static_timm_vit_with_copied_weights(digits_supernet):

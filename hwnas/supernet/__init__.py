@@ -1,4 +1,5 @@
-"""Weight-sharing supernets (design §3): the contract (`base.py`), elastic layers and channel sharing.
+"""Weight-sharing supernets (design §3): the contract (`base.py`) and channel sharing (the elastic
+layers are in `hwnas.layers.elastic`).
 Each family's supernet class lives in its folder and is found through its family record."""
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from typing import Any
 
 from hwnas.families.registry import get_family
 from hwnas.spaces import SearchSpace
-from hwnas.supernet.base import Supernet
+from hwnas.supernet.base import LayerChoice, Supernet
 
 
 def build_supernet(space: SearchSpace | str, **kwargs: Any) -> Supernet:
@@ -18,4 +19,4 @@ def build_supernet(space: SearchSpace | str, **kwargs: Any) -> Supernet:
     return get_family(space.family).supernet_class()(space, **kwargs)
 
 
-__all__ = ["Supernet", "build_supernet"]
+__all__ = ["LayerChoice", "Supernet", "build_supernet"]

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from hwnas.errors import ArchError, HwnasError
 from hwnas.families.registry import build_model
+from hwnas.layers.elastic import ElasticLayer, State, prefixed, take
 from hwnas.rng import isolated_rng
 from hwnas.spaces import Arch, SearchSpace
+
+
+class LayerChoice(NamedTuple):
+    """What one layer of a supernet is in a subnet: its `choice` (the arguments its `forward` takes
+    after the input; for a loose parameter, `take`'s dimension and selection; none: all of it) and
+    its `name` in the static model (None: the same path as in the supernet)."""
+
+    choice: tuple[Any, ...] = ()
+    name: str | None = None
 
 
 class Supernet(nn.Module, ABC):
@@ -19,6 +30,10 @@ class Supernet(nn.Module, ABC):
     `supernet(x, arch)` runs the subnet `arch` on the shared weights (the arch is an explicit
     argument: nothing is remembered between calls); `extract(arch)` returns it as a static module:
     the family's static model (`hwnas.build_model`) with `active_state_dict(arch)` loaded into it.
+
+    A family writes one walk over the subnet, `layer_choices(arch)`: what each layer is in it.
+    `forward` runs the layers with those choices and `active_state_dict` gathers each layer's
+    `active_state` for the same choices, so the two cannot disagree.
     """
 
     # Whether `forward_multi` runs a different subnet per example (multi-architectural sampling).
@@ -52,12 +67,33 @@ class Supernet(nn.Module, ABC):
             raise ArchError(f"arch is from space {arch.space.key} but this supernet is {self.space.key}")
 
     @abstractmethod
-    def forward(self, x: Tensor, arch: Arch) -> Tensor:
-        """Logits of subnet `arch` on images `x` (B, C, H, W)."""
+    def layer_choices(self, arch: Arch) -> dict[str, LayerChoice]:
+        """Every layer and loose parameter subnet `arch` uses, by its path in this supernet, in the
+        order `forward` runs them (call `self.check_arch(arch)` first)."""
 
     @abstractmethod
-    def active_state_dict(self, arch: Arch) -> dict[str, Tensor]:
-        """The subnet's weights, named as the parameters of `hwnas.build_model(arch)`."""
+    def forward(self, x: Tensor, arch: Arch) -> Tensor:
+        """Logits of subnet `arch` on images `x` (B, C, H, W), its layers run as `layer_choices` says."""
+
+    def active_state_dict(self, arch: Arch) -> State:
+        """The subnet's weights, named as the parameters of `hwnas.build_model(arch)`: each layer's
+        `active_state` for its choice (a layer without choices: all its weights and buffers)."""
+        state: State = {}
+        for path, layer in self.layer_choices(arch).items():
+            name = layer.name or path
+            try:
+                module = self.get_submodule(path)
+            except AttributeError:  # a loose parameter
+                param = self.get_parameter(path)
+                state[name] = take(param, *layer.choice) if layer.choice else param
+                continue
+            if isinstance(module, ElasticLayer):
+                state.update(prefixed(name, module.active_state(*layer.choice)))
+            elif layer.choice:
+                raise TypeError(f"{type(module).__name__} at {path} is not elastic and takes no choice")
+            else:
+                state.update(prefixed(name, dict(module.state_dict(keep_vars=True))))
+        return state
 
     def forward_multi(self, x: Tensor, archs: list[Arch]) -> Tensor:
         """Logits of every example under its own subnet: example i runs `archs[i // (B / M)]`. Every

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-from hwnas.supernet.elastic import Selection, leading
+from hwnas.layers.elastic import Selection, leading
 
 SHARINGS = ("prefix", "cyclic")
 

@@ -8,19 +8,17 @@ from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
 from hwnas.families.autoformer.space import AutoFormerSpace, mlp_hidden
-from hwnas.spaces import Arch
-from hwnas.supernet.base import Supernet
-from hwnas.supernet.elastic import (
+from hwnas.layers.elastic import (
     ElasticBlock,
     ElasticLayerNorm,
     ElasticLinear,
     ElasticPatchEmbed,
-    State,
     init_linears,
     leading,
-    prefixed,
     take,
 )
+from hwnas.spaces import Arch
+from hwnas.supernet.base import LayerChoice, Supernet
 from hwnas.supernet.sharing import ChannelSharing
 
 
@@ -56,30 +54,29 @@ class AutoFormerSupernet(Supernet):
         nn.init.normal_(self.cls_token, std=1e-6)
         init_linears(self)
 
-    def forward(self, x: Tensor, arch: Arch) -> Tensor:
+    def layer_choices(self, arch: Arch) -> dict[str, LayerChoice]:
+        """Names as timm's `VisionTransformer`: the first `depth` blocks, every layer on the arch's
+        token-embedding channels."""
         self.check_arch(arch)
         embed = self.embed_sharing.select(arch.embed_dim)
-        x = self.patch_embed(x, embed)
-        cls = take(self.cls_token, 2, embed).expand(x.shape[0], -1, -1)
-        x = torch.cat([cls, x], dim=1) + take(self.pos_embed, 2, embed)
-        for block, (heads, ratio) in zip(self.blocks, self.space.layers(arch)):
-            x = block(x, embed, heads, mlp_hidden(arch.embed_dim, ratio))
-        x = self.norm(x, embed)[:, 0]
-        return self.head(x, embed, leading(self.head.out_features))
-
-    def active_state_dict(self, arch: Arch) -> State:
-        """The subnet's weights under the parameter names of timm's `VisionTransformer`."""
-        self.check_arch(arch)
-        embed = self.embed_sharing.select(arch.embed_dim)
-        state = {
-            **prefixed("patch_embed", self.patch_embed.active_state(embed)),
-            "cls_token": take(self.cls_token, 2, embed),
-            "pos_embed": take(self.pos_embed, 2, embed),
+        layers = {
+            "patch_embed": LayerChoice((embed,)),
+            "cls_token": LayerChoice((2, embed)),
+            "pos_embed": LayerChoice((2, embed)),
         }
         for i, (heads, ratio) in enumerate(self.space.layers(arch)):
-            state.update(
-                prefixed(f"blocks.{i}", self.blocks[i].active_state(embed, heads, mlp_hidden(arch.embed_dim, ratio)))
-            )
-        state.update(prefixed("norm", self.norm.active_state(embed)))
-        state.update(prefixed("head", self.head.active_state(embed, leading(self.head.out_features))))
-        return state
+            layers[f"blocks.{i}"] = LayerChoice((embed, heads, mlp_hidden(arch.embed_dim, ratio)))
+        layers["norm"] = LayerChoice((embed,))
+        layers["head"] = LayerChoice((embed, leading(self.head.out_features)))
+        return layers
+
+    def forward(self, x: Tensor, arch: Arch) -> Tensor:
+        c = self.layer_choices(arch)
+        x = self.patch_embed(x, *c["patch_embed"].choice)
+        cls = take(self.cls_token, *c["cls_token"].choice).expand(x.shape[0], -1, -1)
+        x = torch.cat([cls, x], dim=1) + take(self.pos_embed, *c["pos_embed"].choice)
+        for i, block in enumerate(self.blocks):
+            if f"blocks.{i}" not in c:  # the first `depth` blocks run
+                break
+            x = block(x, *c[f"blocks.{i}"].choice)
+        return self.head(self.norm(x, *c["norm"].choice)[:, 0], *c["head"].choice)

@@ -56,12 +56,12 @@ class GlobalLocalMixer(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(B, N, -1))
 
 
-def glit_block(dim: int, layer: Layer) -> nn.Module:
+def glit_block(dim: int, layer: Layer, drop_path: float = 0.0) -> nn.Module:
     """A GLiT block: timm's pre-norm `Block` (LN -> mixer -> +res, LN -> MLP -> +res). A pure-global
     block is a plain ViT block; any other has `GlobalLocalMixer` as its token mixer."""
     if not layer.local_hidden:
-        return vit_block(dim, layer.num_heads, layer.head_dim, layer.mlp_hidden)
-    block = vit_block(dim, 1, dim, layer.mlp_hidden)
+        return vit_block(dim, layer.num_heads, layer.head_dim, layer.mlp_hidden, drop_path=drop_path)
+    block = vit_block(dim, 1, dim, layer.mlp_hidden, drop_path=drop_path)
     block.attn = GlobalLocalMixer(
         dim, layer.global_dim, layer.num_heads, layer.qkv_dim, layer.local_hidden, layer.kernel
     )

@@ -21,13 +21,14 @@ import torch.nn.functional as F
 from timm.layers import DropPath, trunc_normal_
 from torch import Tensor, nn
 
+from hwnas.families.glit.model import LocalBranch, glit_block
 from hwnas.families.glit.space import GLiTSpace, Layer
+from hwnas.layers.elastic import ElasticLayer, ElasticLinear, ElasticMlp, State, init_linears, leading, prefixed
 from hwnas.spaces import Arch
-from hwnas.supernet.base import Supernet
-from hwnas.supernet.elastic import ElasticLinear, ElasticMlp, State, init_linears, leading, prefixed
+from hwnas.supernet.base import LayerChoice, Supernet
 
 
-class ElasticLocalBranch(nn.Module):
+class ElasticLocalBranch(ElasticLayer):
     """`LocalBranch` at its largest (`dim` channels in and out, `max_hidden` wide, `max_kernel`
     taps); a choice reads and writes the trailing `local_dim` channels."""
 
@@ -39,7 +40,7 @@ class ElasticLocalBranch(nn.Module):
         self.bn = nn.BatchNorm1d(max_hidden)
         self.pw2 = nn.Conv1d(max_hidden, dim, 1)
 
-    def active(self, local_dim: int, hidden: int, kernel: int) -> State:
+    def active_state(self, local_dim: int, hidden: int, kernel: int) -> State:
         """The weights and BatchNorm buffers of the static `LocalBranch` (views of this one's)."""
         m, lo, k0 = self.max_hidden, self.dim - local_dim, (self.max_kernel - kernel) // 2
         bn = self.bn
@@ -57,8 +58,11 @@ class ElasticLocalBranch(nn.Module):
             "pw2.bias": self.pw2.bias[lo:],
         }
 
-    def forward(self, x: Tensor, hidden: int, kernel: int) -> Tensor:
-        w = self.active(x.shape[-1], hidden, kernel)
+    def static_layer(self, local_dim: int, hidden: int, kernel: int) -> LocalBranch:
+        return LocalBranch(local_dim, hidden, kernel)
+
+    def forward(self, x: Tensor, local_dim: int, hidden: int, kernel: int) -> Tensor:
+        w = self.active_state(local_dim, hidden, kernel)
         y = F.glu(F.conv1d(x.transpose(1, 2), w["pw1.weight"], w["pw1.bias"]), dim=1)
         y = F.conv1d(y, w["dw.weight"], w["dw.bias"], padding=kernel // 2, groups=hidden)
         y = F.silu(self._batch_norm(y, w))
@@ -83,7 +87,7 @@ class ElasticLocalBranch(nn.Module):
         )
 
 
-class ElasticGLiTBlock(nn.Module):
+class ElasticGLiTBlock(ElasticLayer):
     """A pre-norm block holding every token mixer of one position: attention (parameter names as
     timm's `Attention`) and the locality module (`attn.local`), and an elastic MLP."""
 
@@ -115,7 +119,7 @@ class ElasticGLiTBlock(nn.Module):
         h, g = self.norm1(x), layer.global_dim
         parts = [self._attend(h[..., :g], layer)] if g else []
         if layer.local_hidden:
-            parts.append(self.attn.local(h[..., g:], layer.local_hidden, layer.kernel))
+            parts.append(self.attn.local(h[..., g:], self.dim - g, layer.local_hidden, layer.kernel))
         x = x + self.drop_path(torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0])
         return x + self.drop_path(self.mlp(self.norm2(x), leading(self.dim), layer.mlp_hidden))
 
@@ -141,9 +145,13 @@ class ElasticGLiTBlock(nn.Module):
                 }
             )
         if layer.local_hidden:
-            local = self.attn.local.active(self.dim - layer.global_dim, layer.local_hidden, layer.kernel)
+            local = self.attn.local.active_state(self.dim - layer.global_dim, layer.local_hidden, layer.kernel)
             state.update(prefixed("attn.local", local))
         return state
+
+    def static_layer(self, layer: Layer) -> nn.Module:
+        drop_path = self.drop_path.drop_prob if isinstance(self.drop_path, DropPath) else 0.0
+        return glit_block(self.dim, layer, drop_path=drop_path)
 
 
 class GLiTSupernet(Supernet):
@@ -181,26 +189,17 @@ class GLiTSupernet(Supernet):
         nn.init.normal_(self.cls_token, std=1e-6)
         init_linears(self)
 
-    def forward(self, x: Tensor, arch: Arch) -> Tensor:
+    def layer_choices(self, arch: Arch) -> dict[str, LayerChoice]:
+        """Every layer but the blocks at its full (fixed) width; block i as the arch's layer i."""
         self.check_arch(arch)
+        layers = {path: LayerChoice() for path in ("patch_embed", "cls_token", "pos_embed")}
+        layers.update({f"blocks.{i}": LayerChoice((layer,)) for i, layer in enumerate(self.space.layers(arch))})
+        return {**layers, "norm": LayerChoice(), "head": LayerChoice()}
+
+    def forward(self, x: Tensor, arch: Arch) -> Tensor:
+        c = self.layer_choices(arch)
         x = self.patch_embed.proj(x).flatten(2).transpose(1, 2)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
-        for block, layer in zip(self.blocks, self.space.layers(arch)):
-            x = block(x, layer)
+        for i, block in enumerate(self.blocks):
+            x = block(x, *c[f"blocks.{i}"].choice)
         return self.head(self.norm(x)[:, 0])
-
-    def active_state_dict(self, arch: Arch) -> State:
-        self.check_arch(arch)
-        state: State = {
-            "patch_embed.proj.weight": self.patch_embed.proj.weight,
-            "patch_embed.proj.bias": self.patch_embed.proj.bias,
-            "cls_token": self.cls_token,
-            "pos_embed": self.pos_embed,
-            "norm.weight": self.norm.weight,
-            "norm.bias": self.norm.bias,
-            "head.weight": self.head.weight,
-            "head.bias": self.head.bias,
-        }
-        for i, layer in enumerate(self.space.layers(arch)):
-            state.update(prefixed(f"blocks.{i}", self.blocks[i].active_state(layer)))
-        return state

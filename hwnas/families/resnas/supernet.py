@@ -29,13 +29,12 @@ from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
 from hwnas.errors import HwnasError
-from hwnas.families.resnas.model import NORM_EPS, ConvBnAct
+from hwnas.families.resnas.model import NORM_EPS, ConvBnAct, ConvStem, SpatialReduction
 from hwnas.families.resnas.space import WARMUP_SHARE, ResNASSpace
-from hwnas.spaces import Arch, SearchSpace
-from hwnas.supernet.base import Supernet
-from hwnas.supernet.elastic import (
+from hwnas.layers.elastic import (
     ElasticAttention,
     ElasticBlock,
+    ElasticLayer,
     ElasticLayerNorm,
     ElasticLinear,
     ElasticMlp,
@@ -48,6 +47,9 @@ from hwnas.supernet.elastic import (
     take,
     width,
 )
+from hwnas.layers.vit import Stem
+from hwnas.spaces import Arch, SearchSpace
+from hwnas.supernet.base import LayerChoice, Supernet
 
 
 def masked_layer_norm(x: Tensor, mask: Tensor, active: Tensor, norm: nn.LayerNorm) -> Tensor:
@@ -74,14 +76,14 @@ class Masks:
     on: list[Tensor]
 
 
-class ElasticStem(nn.Module):
+class ElasticStem(ElasticLayer):
     """The stem (patchify conv, or the conv-BN-ReLU stem) with an elastic output width, plus the class
     token and position embedding; parameter names as the static `Stem` / `ConvStem`."""
 
     def __init__(self, space: ResNASSpace, max_dim: int):
         super().__init__()
         s = space.spec
-        self.conv = space.stem == "conv"
+        self.conv, self.in_chans, self.patch_size = space.stem == "conv", s.in_chans, s.patch_size
         if self.conv:
             mid = space.stem_channels
             self.conv1 = ConvBnAct(s.in_chans, mid, stride=2)
@@ -112,8 +114,14 @@ class ElasticStem(nn.Module):
                 state.update(prefixed(name, dict(getattr(self, name).state_dict(keep_vars=True))))
         return state
 
+    def static_layer(self, sel: Selection) -> nn.Module:
+        tokens = self.pos_embed.shape[1]
+        if self.conv:
+            return ConvStem(self.in_chans, self.conv1[0].out_channels, width(sel), self.patch_size, tokens)
+        return Stem(self.in_chans, width(sel), self.patch_size, tokens)
 
-class ElasticReduction(nn.Module):
+
+class ElasticReduction(ElasticLayer):
     """Residual spatial reduction with elastic input and output widths (static: `SpatialReduction`)."""
 
     def __init__(self, max_in: int, max_out: int, grid: int):
@@ -154,6 +162,9 @@ class ElasticReduction(nn.Module):
             "pos_embed": take(self.pos_embed, 2, out_sel),
             **prefixed("token", self.token.active_state(in_sel, out_sel)),
         }
+
+    def static_layer(self, in_sel: Selection, out_sel: Selection) -> SpatialReduction:
+        return SpatialReduction(width(in_sel), width(out_sel), self.grid)
 
 
 def _masked_block(block: ElasticBlock, x: Tensor, m: Masks, slot: int) -> Tensor:
@@ -267,39 +278,29 @@ class ResNASSupernet(Supernet):
             _reorder(mlp.fc2.weight, (-1, len(hidden)), 1, hidden, optimizer)
 
     # ---- one subnet on sliced weights ----------------------------------------------------------
-    def forward(self, x: Tensor, arch: Arch) -> Tensor:
+    def layer_choices(self, arch: Arch) -> dict[str, LayerChoice]:
+        """Names as `ResNASNet`: a stage's chosen slots become its blocks 0, 1, ... in order; the
+        final norm and the classifier are the static `Head`'s."""
         self.check_arch(arch)
         layout = self.space.stages(arch)
-        x = self.stem(x, leading(layout[0].embed_dim))
+        sels = [leading(stage.embed_dim) for stage in layout]
+        layers = {"stem": LayerChoice((sels[0],))}
         for s, stage in enumerate(layout):
-            sel = leading(stage.embed_dim)
             if s:
-                x = self.reductions[s - 1](x, leading(layout[s - 1].embed_dim), sel)
-            for slot, (attn, hidden) in zip(stage.slots, stage.blocks):
-                x = self.stages[s][slot](x, sel, attn // self.space.head_dim(s), hidden)
-        sel = leading(layout[-1].embed_dim)
-        return self.head(self.norm(x[:, :1], sel)[:, 0], sel, leading(self.head.out_features))
-
-    def active_state_dict(self, arch: Arch) -> State:
-        self.check_arch(arch)
-        layout = self.space.stages(arch)
-        state = prefixed("stem", self.stem.active_state(leading(layout[0].embed_dim)))
-        for s, stage in enumerate(layout):
-            sel = leading(stage.embed_dim)
-            if s:
-                state.update(
-                    prefixed(
-                        f"reductions.{s - 1}",
-                        self.reductions[s - 1].active_state(leading(layout[s - 1].embed_dim), sel),
-                    )
-                )
+                layers[f"reductions.{s - 1}"] = LayerChoice((sels[s - 1], sels[s]))
             for j, (slot, (attn, hidden)) in enumerate(zip(stage.slots, stage.blocks)):
-                block = self.stages[s][slot].active_state(sel, attn // self.space.head_dim(s), hidden)
-                state.update(prefixed(f"stages.{s}.{j}", block))
-        sel = leading(layout[-1].embed_dim)
-        state.update(prefixed("head.norm", self.norm.active_state(sel)))
-        state.update(prefixed("head.head", self.head.active_state(sel, leading(self.head.out_features))))
-        return state
+                choice = (sels[s], attn // self.space.head_dim(s), hidden)
+                layers[f"stages.{s}.{slot}"] = LayerChoice(choice, f"stages.{s}.{j}")
+        layers["norm"] = LayerChoice((sels[-1],), "head.norm")
+        layers["head"] = LayerChoice((sels[-1], leading(self.head.out_features)), "head.head")
+        return layers
+
+    def forward(self, x: Tensor, arch: Arch) -> Tensor:
+        for path, layer in self.layer_choices(arch).items():
+            if path == "norm":
+                x = x[:, 0]  # the head reads the class token alone
+            x = self.get_submodule(path)(x, *layer.choice)
+        return x
 
     # ---- several subnets in one pass (multi-architectural sampling) -------------------------------
     def masks(self, archs: list[Arch], batch: int, device: torch.device) -> list[Masks]:

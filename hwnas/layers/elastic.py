@@ -1,7 +1,9 @@
-"""Elastic layers: each holds the largest weight, runs any smaller choice on a selection of it, and
-gives that selection as the state dict of its static counterpart (`active_state`): extraction
-builds the static model from the arch alone (the family's builder) and loads these weights into
-it, which is OFA's `get_active_subnet` split into `build_from_config` and a weight copy.
+"""The elastic versions of `hwnas.layers.vit`'s layers: each holds the largest weight, runs any
+smaller choice on a selection of it, and gives that choice as its static layer, as OFA's elastic
+layers do (`get_active_subnet`): `static_layer(*choice)` builds it as the static model's builder
+would (OFA's `build_from_config`) and `active_state(*choice)` holds its weights. A supernet's
+extraction builds the whole static model from the arch alone (the family's builder) and loads the
+layers' `active_state`s into it, so the two are checked against each other on every extraction.
 
 A *selection* names the channels a choice uses along one dimension: a leading `slice` (AutoFormer's
 weight entanglement: every smaller choice is the prefix of every larger one) or a 1-D index tensor
@@ -11,9 +13,16 @@ no layer keeps a "current config" between calls.
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 import torch.nn.functional as F
-from timm.layers import DropPath, trunc_normal_
+from timm.layers import DropPath, LayerNorm, Mlp, PatchEmbed, trunc_normal_
+from timm.models.vision_transformer import Attention
 from torch import Tensor, nn
+
+from hwnas.layers.vit import vit_block
+from hwnas.rng import isolated_rng
 
 Selection = slice | Tensor
 State = dict[str, Tensor]
@@ -49,7 +58,29 @@ def prefixed(prefix: str, state: State) -> State:
     return {f"{prefix}.{name}": value for name, value in state.items()}
 
 
-class ElasticLinear(nn.Linear):
+class ElasticLayer(nn.Module):
+    """A layer that runs any of its choices (the arguments its `forward` takes after the input)."""
+
+    def active_state(self, *choice: Any) -> State:
+        """The weights of the static layer that `choice` is, under that layer's names."""
+        raise NotImplementedError
+
+    def static_layer(self, *choice: Any) -> nn.Module:
+        """The static layer that `choice` is, freshly initialised (OFA's `build_from_config`)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def get_active_subnet(self, *choice: Any) -> nn.Module:
+        """`choice` as a static layer with its weights copied out: the same outputs without slicing,
+        on this layer's device and in its train/eval mode. The caller's RNG is left as it was."""
+        device = next(self.parameters()).device
+        with isolated_rng(0, device), device:  # the fresh initialisation is overwritten below
+            layer = self.static_layer(*choice)
+        layer.load_state_dict({k: v.detach().clone() for k, v in self.active_state(*choice).items()}, strict=True)
+        return layer.train(self.training)
+
+
+class ElasticLinear(ElasticLayer, nn.Linear):
     """`nn.Linear` at its largest size; a choice uses rows `out_sel` and columns `in_sel`."""
 
     def active(self, in_sel: Selection, out_sel: Selection) -> tuple[Tensor, Tensor | None]:
@@ -65,8 +96,11 @@ class ElasticLinear(nn.Linear):
         weight, bias = self.active(in_sel, out_sel)
         return {"weight": weight} if bias is None else {"weight": weight, "bias": bias}
 
+    def static_layer(self, in_sel: Selection, out_sel: Selection) -> nn.Linear:
+        return nn.Linear(width(in_sel), width(out_sel), bias=self.bias is not None)
 
-class ElasticLayerNorm(nn.LayerNorm):
+
+class ElasticLayerNorm(ElasticLayer, nn.LayerNorm):
     """LayerNorm over the active channels only, with their affine parameters."""
 
     def forward(self, x: Tensor, sel: Selection) -> Tensor:  # type: ignore[override]
@@ -75,8 +109,12 @@ class ElasticLayerNorm(nn.LayerNorm):
     def active_state(self, sel: Selection) -> State:
         return {"weight": take(self.weight, 0, sel), "bias": take(self.bias, 0, sel)}
 
+    def static_layer(self, sel: Selection) -> LayerNorm:
+        """timm's `LayerNorm`, as timm's ViT and its blocks use."""
+        return LayerNorm(width(sel), eps=self.eps)
 
-class ElasticPatchEmbed(nn.Module):
+
+class ElasticPatchEmbed(ElasticLayer):
     """Non-overlapping conv patchify; a choice keeps the output channels `sel`. Output: (B, N, C)."""
 
     def __init__(self, in_chans: int, max_dim: int, patch_size: int):
@@ -92,8 +130,12 @@ class ElasticPatchEmbed(nn.Module):
         """The weights of the patchify `nn.Conv2d` (timm: `patch_embed.proj`)."""
         return {"proj.weight": take(self.proj.weight, 0, sel), "proj.bias": take(self.proj.bias, 0, sel)}
 
+    def static_layer(self, sel: Selection) -> PatchEmbed:
+        """timm's `PatchEmbed` (any image size)."""
+        return PatchEmbed(None, self.patch_size, self.proj.in_channels, width(sel))
 
-class ElasticAttention(nn.Module):
+
+class ElasticAttention(ElasticLayer):
     """Multi-head self-attention with a fixed head width and an elastic number of heads.
 
     The qkv weight is laid out as timm's: [q rows | k rows | v rows], each `max_heads * head_dim` tall.
@@ -129,8 +171,11 @@ class ElasticAttention(nn.Module):
         proj = self.proj.active_state(leading(num_heads * self.head_dim), embed_sel)
         return {"qkv.weight": weight, "qkv.bias": bias, **prefixed("proj", proj)}
 
+    def static_layer(self, embed_sel: Selection, num_heads: int) -> Attention:
+        return Attention(width(embed_sel), num_heads=num_heads, attn_head_dim=self.head_dim, qkv_bias=True)
 
-class ElasticMlp(nn.Module):
+
+class ElasticMlp(ElasticLayer):
     """fc1 -> GELU -> fc2 with an elastic hidden width (leading hidden units)."""
 
     def __init__(self, max_dim: int, max_hidden: int):
@@ -149,8 +194,11 @@ class ElasticMlp(nn.Module):
             **prefixed("fc2", self.fc2.active_state(leading(hidden), embed_sel)),
         }
 
+    def static_layer(self, embed_sel: Selection, hidden: int) -> Mlp:
+        return Mlp(width(embed_sel), hidden)
 
-class ElasticBlock(nn.Module):
+
+class ElasticBlock(ElasticLayer):
     """Pre-norm transformer block (timm's `Block` layout and parameter names) with elastic widths."""
 
     def __init__(self, max_dim: int, max_heads: int, head_dim: int, max_hidden: int, drop_path: float = 0.0):
@@ -173,3 +221,7 @@ class ElasticBlock(nn.Module):
             **prefixed("norm2", self.norm2.active_state(embed_sel)),
             **prefixed("mlp", self.mlp.active_state(embed_sel, hidden)),
         }
+
+    def static_layer(self, embed_sel: Selection, num_heads: int, hidden: int) -> nn.Module:
+        drop_path = self.drop_path.drop_prob if isinstance(self.drop_path, DropPath) else 0.0
+        return vit_block(width(embed_sel), num_heads, self.attn.head_dim, hidden, drop_path=drop_path)
