@@ -18,7 +18,7 @@ Names that need torch load on first use, so the CLI and the space tools start fa
 from importlib import import_module
 from typing import Any
 
-from hwnas.errors import ArchError, HwnasError, SpaceError
+from hwnas.errors import ArchError, HwnasError, HwnasWarning, SpaceError
 from hwnas.spaces import Arch, BlockConfig, SearchSpace, get_space, list_spaces
 
 __version__ = "0.1.0"
@@ -53,6 +53,7 @@ __all__ = [
     "ExportReport",
     "FinetuneReport",
     "HwnasError",
+    "HwnasWarning",
     "PredictReport",
     "ProfileReport",
     "SearchResult",

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hwnas.errors import HwnasError
+from hwnas.errors import HwnasError, cli_message
 from hwnas.latency.agreement import worst
 from hwnas.latency.local import describe_outcome
 
@@ -412,7 +412,7 @@ def _table(path: Path) -> FolderSummary:
     try:
         table = LatencyTable.load(path)
     except TableError as exc:
-        raise ShowError(str(exc)) from None
+        raise ShowError(cli_message(exc)) from None
     s = FolderSummary("table", str(path))
     side = LatencyTable.sidecar_path(path)
     meta = _read_json(side)

@@ -72,7 +72,7 @@ def test_cli_prints_what_the_api_returns(tmp_path):
 
 def test_predict_refusals_name_the_fix():
     arch = hwnas.get_space("autoformer-digits").smallest()
-    with pytest.raises(TableError, match="--device LABEL"):
+    with pytest.raises(TableError, match="`device` LABEL"):
         hwnas.predict(arch)
     with pytest.raises(TableError, match="p50 or p90"):
         hwnas.predict(arch, "cpu", latency_stat="p99")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.helpers import assert_one_line_error, hwnas
+from tests.helpers import assert_one_line_error, hwnas, hwnas_in_process
 
 
 def test_spaces_lists_the_shipped_spaces():
@@ -101,3 +101,22 @@ def test_usage_errors_exit_2_in_one_line():
 def test_debug_shows_traceback():
     result = hwnas("--debug", "sample", "--space", "nope")
     assert result.returncode == 2 and "Traceback" in result.stderr
+
+
+def test_an_error_names_the_flag_on_the_command_line_and_the_keyword_in_python(tmp_path):
+    """The same refusal: the CLI names `--budget-min`, a Python caller `budget_min`; a quoted command
+    stays a command in both."""
+    import hwnas
+    from hwnas.errors import HwnasError
+
+    out = str(tmp_path / "t.csv")
+    result = hwnas_in_process(
+        "profile", "--device", "cpu", "--space", "autoformer-digits", "--budget-min", "-1", "--out", out
+    )
+    assert_one_line_error(result, "hwnas: error: --budget-min must be a positive number of minutes, got -1")
+    with pytest.raises(HwnasError) as info:
+        hwnas.profile("autoformer-digits", "cpu", budget_min=-1.0, out=out, progress=False)
+    assert str(info.value) == "`budget_min` must be a positive number of minutes, got -1.0"
+    assert result.stderr.strip() == f"hwnas: error: {info.value.cli_message()}"
+    command = HwnasError("no row; profile it with `hwnas profile --device cpu --space s` or pass --table T")
+    assert str(command) == "no row; profile it with `hwnas profile --device cpu --space s` or pass `table` T"

@@ -139,10 +139,10 @@ def test_search_val_rules():
     assert list(search_val_counts("180", sizes, sizes)) == [100, 50, 30]
     assert list(search_val_counts("10%", sizes, sizes)) == [100, 50, 30]
     with pytest.raises(
-        DataError, match="--search-val 300/class takes 900 .* leaving a class with none .* smallest class has 300"
+        DataError, match="`search_val` 300/class takes 900 .* leaving a class with none .* smallest class has 300"
     ):
         search_val_counts("300/class", sizes, sizes)
-    with pytest.raises(DataError, match="--search-val 'lots' is not a size; use auto"):
+    with pytest.raises(DataError, match="`search_val` 'lots' is not a size; use auto"):
         search_val_counts("lots", sizes, sizes)
     labels = np.repeat(np.arange(3), 40)
     split = stratified_split(labels, "x", 0, search_val="5/class", test=0.0)

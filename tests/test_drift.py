@@ -90,7 +90,7 @@ def copy_table(src: Path, dst: Path, scale: float = 1.0, scale_where: str | None
 
 def test_cli_drift_choices_are_the_library_modes():
     assert CLI_DRIFT_MODES == DRIFT_MODES
-    with pytest.raises(HwnasError, match="unknown --drift value 'sometimes'; use refit, fail, ignore"):
+    with pytest.raises(HwnasError, match="unknown `drift` value 'sometimes'; use refit, fail, ignore"):
         DriftPolicy(mode="sometimes")
 
 

@@ -444,7 +444,7 @@ def test_hierarchical_search_fixes_the_low_level_then_the_distribution(tmp_path)
     best_high = min((r for r in state.records if r.generation < state.stage_began), key=evo.rank_key).arch
     assert all(a.global_heads == best_high.global_heads for a in later)
     assert len({a.low_level for a in later}) > 1
-    with pytest.raises(hwnas.HwnasError, match="--high-level-share"):
+    with pytest.raises(hwnas.HwnasError, match="`high_level_share`"):
         engine(space, Budget(params_m=0.05), strategy="hierarchical", high_level_share=1.0)
 
 
@@ -470,9 +470,9 @@ def test_a_share_of_training_draws_is_alike_across_blocks(digits):
     auto = get_space("autoformer-digits")
     plain = TrainConfig(space="autoformer-digits").with_defaults(auto)
     assert plain.alike_share == 0.0 and (plain.epochs, plain.lr) == (40, 1e-3)
-    with pytest.raises(hwnas.HwnasError, match="--alike-share needs .* autoformer-digits has none"):
+    with pytest.raises(hwnas.HwnasError, match="`alike_share` needs .* autoformer-digits has none"):
         TrainConfig(space="autoformer-digits", alike_share=0.5).with_defaults(auto)
-    with pytest.raises(hwnas.HwnasError, match="--alike-share 1.5 is not a share"):
+    with pytest.raises(hwnas.HwnasError, match="`alike_share` 1.5 is not a share"):
         TrainConfig(space="glit-digits", alike_share=1.5).with_defaults(digits)
 
 

@@ -55,7 +55,7 @@ def test_device_labels_and_backends():
         parse_device("foo")
     with pytest.raises(DeviceError, match="fp32 only"):
         choose_backend(parse_device("cpu"), None, "fp16")
-    with pytest.raises(DeviceError, match="use --backend tensorrt or torch"):
+    with pytest.raises(DeviceError, match="use `backend` tensorrt or torch"):
         choose_backend(a100, "onnxruntime", "fp32")
 
 
@@ -208,7 +208,7 @@ def test_tables_share_rows_between_spaces(toy, toy_table, tmp_path):
 
 
 def test_profile_refuses_to_mix_setups(toy, toy_table, tmp_path):
-    with pytest.raises(TableError, match="another setup.*threads.*--out NEW.csv"):
+    with pytest.raises(TableError, match="another setup.*threads.*`out` NEW.csv"):
         profile_space(toy, replace(SETTINGS, threads=2), toy_table, progress=False)
     with pytest.raises(TableError, match="another setup.*protocol"):  # rows timed otherwise are another statistic
         profile_space(toy, replace(SETTINGS, protocol=replace(QUICK, round_tolerance=None)), toy_table, progress=False)
@@ -324,7 +324,7 @@ def test_find_table_by_device(toy_table, tmp_path, monkeypatch):
     with pytest.raises(TableError, match="no latency table for device 'a100'.*hwnas profile --device a100"):
         find_table("a100")
     assert select_table("cpu", toy_table, "any").path == toy_table == select_table(None, toy_table, "any").path
-    with pytest.raises(TableError, match="measured on device 'cpu', not 'cpu-other'; pass --device cpu"):
+    with pytest.raises(TableError, match="measured on device 'cpu', not 'cpu-other'; pass `device` cpu"):
         select_table("cpu-other", toy_table, "any")
 
 
@@ -414,7 +414,7 @@ def test_validate_table_measures_in_separate_processes(toy, toy_table, tmp_path,
     assert Path(report["plot"]).read_bytes()[:4] == b"\x89PNG"
     assert json.loads(Path(report["json"]).read_text())["n"] == 4
     assert not (tmp_path / "val" / "work").exists()
-    with pytest.raises(HwnasError, match="--processes must be at least 2"):
+    with pytest.raises(HwnasError, match="`processes` must be at least 2"):
         validate_table(toy, LatencyTable.load(toy_table), n=4, processes=1, progress=False)
 
 
@@ -639,5 +639,5 @@ def test_bad_threads_in_protocol():
 
     with pytest.raises(ProfilerError, match="at least 1"):
         session_settings(0)
-    with pytest.raises(HwnasError, match="--batch-size must be at least 1"):
+    with pytest.raises(HwnasError, match="`batch_size` must be at least 1"):
         replace(SETTINGS, batch_size=0).resolve()

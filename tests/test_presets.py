@@ -128,7 +128,7 @@ def test_a_window_no_arch_reaches_is_refused():
     space = get_space("autoformer-digits")
     costs = Costs(space)
     wide = Constraints(Budget(params_m=10.0), costs, 0.5)
-    with pytest.raises(BudgetError, match="--min-fraction 0.5 keeps archs of at least 5 M params .* costliest arch"):
+    with pytest.raises(BudgetError, match="`min_fraction` 0.5 keeps archs of at least 5 M params .* costliest arch"):
         check_window(wide, check_feasible(Constraints(Budget(params_m=10.0), costs)))
     narrow = Constraints(Budget(params_m=0.4), costs, 0.999)
     check_window(narrow, check_feasible(narrow))  # below the costliest: for the search to find
@@ -144,5 +144,5 @@ def test_bad_min_fraction_is_one_line(tmp_path):
     ]
     for args, fragments in cases:
         assert_one_line_error(hwnas_in_process("search", "--run", run, *args), *fragments)
-    with pytest.raises(BudgetError, match=r"--min-fraction must be in \(0, 1\]"):
+    with pytest.raises(BudgetError, match=r"`min_fraction` must be in \(0, 1\]"):
         hwnas.search(run, params_m=1.0, min_fraction=-0.1)

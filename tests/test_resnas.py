@@ -225,11 +225,11 @@ def test_masked_forward_and_gradients_equal_separate_subnets(digits, supernet, m
 
 
 def test_multi_refuses_uneven_batches_and_families_without_masks(toy_yaml, tmp_path):
-    with pytest.raises(HwnasError, match="--batch-size 30 is not a multiple of --archs-per-batch 4"):
+    with pytest.raises(HwnasError, match="`batch_size` 30 is not a multiple of `archs_per_batch` 4"):
         TrainConfig(space="resnas-digits", sampling="multi", archs_per_batch=4, batch_size=30).with_defaults(
             get_space("resnas-digits")
         )
-    with pytest.raises(HwnasError, match="--sampling multi needs per-example channel masks, which the autoformer"):
+    with pytest.raises(HwnasError, match="`sampling` multi needs per-example channel masks, which the autoformer"):
         TrainConfig(space=str(toy_yaml), sampling="multi").with_defaults(get_space(toy_yaml))
     assert_one_line_error(
         run_cli(

@@ -228,7 +228,7 @@ def test_budget_checks_before_any_evaluation():
     assert tail.statistic == "p90" and tail.describe() == (
         "latency <= 1 ms (p90), latency <= 2 ms on b (p90), params <= 3 M params"
     )
-    with pytest.raises(BudgetError, match="--latency-ms needs --device"):
+    with pytest.raises(BudgetError, match="`latency_ms` needs `device`"):
         Constraints(Budget.on([1.0]), costs)
 
 
@@ -244,7 +244,7 @@ def test_contradicting_constraints_are_refused(toy, table, tmp_path):
     budget = Budget.on([fast["latency_ms"] * 1.01], params_m=light["params_m"] * 1.01)
     with pytest.raises(
         BudgetError,
-        match="no arch of search-toy meets these budgets together: --latency-ms .* and --params-m .*exact check",
+        match="no arch of search-toy meets these budgets together: `latency_ms` .* and `params_m` .*exact check",
     ):
         check_feasible(Constraints(budget, costs))
 
@@ -356,7 +356,7 @@ def test_search_on_two_devices_meets_both_and_reports_both(run_dir, toy, table, 
     # each device's cheapest arch alone: the reversed ranks make them two archs, so no arch meets both
     cheapest = [float(every[m].min()) * 1.0001 for m in ("latency_ms", "latency_ms@cpu-b")]
     assert not ((every["latency_ms"] <= cheapest[0]) & (every["latency_ms@cpu-b"] <= cheapest[1])).any()
-    with pytest.raises(BudgetError, match="--latency-ms .* and --latency-ms \\(--device cpu-b\\) .*exact check"):
+    with pytest.raises(BudgetError, match="`latency_ms` .* and `latency_ms` \\(`device` cpu-b\\) .*exact check"):
         hwnas.search(
             run_dir,
             latency_ms=cheapest,
@@ -823,7 +823,7 @@ def test_parents_follow_the_population_unless_given():
     assert EvolutionSettings().parents == 10  # AutoFormer's 10 of 50
     assert EvolutionSettings(population=8).parents == 2  # `--population 8` alone is no longer refused
     assert EvolutionSettings(population=8, parents=5).parents == 5
-    with pytest.raises(hwnas.HwnasError, match="--parents must be between 1 and --population"):
+    with pytest.raises(hwnas.HwnasError, match="`parents` must be between 1 and `population`"):
         EvolutionSettings(population=8, parents=9)
 
 

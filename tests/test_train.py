@@ -97,7 +97,7 @@ def test_resume_after_a_kill_is_exact(toy_yaml, trained, tmp_path, monkeypatch):
 
 
 def test_bad_runs_are_refused(toy_yaml, trained, tmp_path):
-    with pytest.raises(HwnasError, match="already holds a training run; pass --resume"):
+    with pytest.raises(HwnasError, match="already holds a training run; pass `resume`"):
         train(config(toy_yaml), trained, progress=False)
     with pytest.raises(HwnasError, match=r"other settings than the run's: lr=0.001 \(run: 0.002\)"):
         train(config(toy_yaml, lr=1e-3), trained, resume=True, progress=False)
@@ -168,7 +168,7 @@ def test_a_sampling_registered_once_is_known_to_the_config_and_the_trainer(toy_y
         report["config"]["sampling"] == mine.name
         and "sampling largest-teaches-one" in TrainConfig(**{**report["config"], "format": 2}).describe()
     )
-    with pytest.raises(HwnasError, match="unknown --sampling 'nope'; use uniform or distinct or sandwich or multi"):
+    with pytest.raises(HwnasError, match="unknown `sampling` 'nope'; use uniform or distinct or sandwich or multi"):
         TrainConfig(space="autoformer-digits", sampling="nope").with_defaults(get_space("autoformer-digits"))
 
 
@@ -216,7 +216,7 @@ def test_the_budget_follows_the_size_of_the_data():
         on_imagenet = TrainConfig(space=name, data="/data/imagenet").with_defaults(get_space(name), train_images=10**6)
         assert (on_imagenet.epochs, on_imagenet.warmup_epochs, on_imagenet.drop_path) == (120, 5, drop_path)
         assert (on_imagenet.batch_size, on_imagenet.lr) == (128, 1e-3)
-    with pytest.raises(HwnasError, match="unknown --weight-sharing 'suffix'; use prefix or cyclic"):
+    with pytest.raises(HwnasError, match="unknown `weight_sharing` 'suffix'; use prefix or cyclic"):
         replace(cfg, weight_sharing="suffix").check()
 
 
@@ -312,7 +312,7 @@ def test_trains_on_an_image_folder(tmp_path):
     assert run.top1(run.space.largest(), "test") == pytest.approx(
         100 * manual_correct(run, run.space.largest(), "test") / 6
     )
-    with pytest.raises(HwnasError, match=r"--resume with other settings than the run's: img_size=32 \(run: 16\)"):
+    with pytest.raises(HwnasError, match=r"`resume` with other settings than the run's: img_size=32 \(run: 16\)"):
         train(TrainConfig(space=space, data=str(data), img_size=32), tmp_path / "run", resume=True, progress=False)
 
 

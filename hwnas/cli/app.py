@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
-from hwnas.errors import HwnasError, HwnasNotice, HwnasWarning
+from hwnas.errors import HwnasError, HwnasNotice, HwnasWarning, cli_message
 from hwnas.profilers.protocol import ProfilerError
 
 EXIT_USAGE = 2
@@ -152,9 +152,9 @@ def _one_line_warnings(prog: str) -> None:
 
     def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
         if issubclass(category, HwnasNotice):
-            click.echo(f"{prog}: {message}", err=True)
+            click.echo(f"{prog}: {cli_message(message)}", err=True)
         elif issubclass(category, HwnasWarning):
-            click.echo(f"{prog}: warning: {message}", err=True)
+            click.echo(f"{prog}: warning: {cli_message(message)}", err=True)
         else:
             default(message, category, *args, **kwargs)
 
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     except (HwnasError, ProfilerError) as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"{prog}: error: {exc}", err=True)
+        click.echo(f"{prog}: error: {cli_message(exc)}", err=True)
         sys.exit(EXIT_USAGE)
     except (click.Abort, KeyboardInterrupt):
         click.echo(f"{prog}: interrupted", err=True)

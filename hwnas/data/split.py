@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from hwnas import migrate
-from hwnas.errors import HwnasError
+from hwnas.errors import HwnasError, cli_message
 from hwnas.io import atomic_write_json
 
 SPLITS = ("train", "search_val", "test")
@@ -51,7 +51,9 @@ class Split:
                 str(d["search_val_rule"]),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise DataError(f"split file {path} is unreadable ({exc}); delete it to draw the split again") from exc
+            raise DataError(
+                f"split file {path} is unreadable ({cli_message(exc)}); delete it to draw the split again"
+            ) from exc
 
 
 SEARCH_VAL_SHARE = 0.15

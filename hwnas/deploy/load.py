@@ -16,7 +16,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from hwnas.errors import HwnasError
+from hwnas.errors import HwnasError, cli_message
 from hwnas.families.registry import get_family
 from hwnas.rng import isolated_rng
 from hwnas.spaces import Arch, space_from_dict
@@ -32,7 +32,7 @@ def _read_export(folder: Path) -> tuple[Arch, dict[str, Tensor]]:
         weights = load_file(str(folder / WEIGHTS))
     except (OSError, ValueError) as exc:
         raise HwnasError(
-            f"{folder} holds no exported model ({exc}); export one with "
+            f"{folder} holds no exported model ({cli_message(exc)}); export one with "
             f"`hwnas export --formats safetensors --out {folder}`, or pass a weights file with its arch: "
             f"`hwnas.load_model(path, arch=arch)`"
         ) from exc
@@ -77,7 +77,7 @@ def load_model(source: str | Path | Mapping[str, Tensor], arch: Arch | None = No
     try:
         weights = family.native_weights(weights, model)
     except WeightsError as exc:  # the family's message names the key as the weights have it
-        raise WeightsError(f"{what}, {exc}") from exc
+        raise WeightsError(f"{what}, {cli_message(exc)}") from exc
     check_fits(weights, model.state_dict(), what)
     model.load_state_dict(weights, strict=True)
     return model.eval()

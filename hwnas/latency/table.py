@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from hwnas import migrate
-from hwnas.errors import HwnasError
+from hwnas.errors import HwnasError, cli_message
 from hwnas.io import atomic_write_bytes, atomic_write_json, package_data
 from hwnas.profilers.protocol import STAT_COLUMNS
 from hwnas.spaces import SearchSpace
@@ -174,7 +174,7 @@ class LatencyTable:
             }
             version = int(meta.get("format", 1))
         except (ValueError, KeyError, TypeError) as exc:
-            raise TableError(f"latency table sidecar {side} is corrupted ({exc}); {rebuild}") from exc
+            raise TableError(f"latency table sidecar {side} is corrupted ({cli_message(exc)}); {rebuild}") from exc
         if version > TABLE_FORMAT:
             raise TableError(
                 f"latency table {path} has format {version}, newer than this hwnas reads ({TABLE_FORMAT}); "

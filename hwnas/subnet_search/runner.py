@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
+from hwnas.errors import cli_message
 from hwnas.families.registry import DEFAULT_PRESET, get_family
 from hwnas.io import atomic_write_json, sha256_file
 from hwnas.latency.measure import measure_archs_apart, require_here
@@ -123,7 +124,7 @@ def _load_state(out: Path, context: dict[str, Any], run: TrainedRun) -> SearchSt
         saved = json.loads(path.read_text())
         state = SearchState.from_dict(saved["state"], run.space)
     except (ValueError, KeyError, TypeError) as exc:
-        raise BudgetError(f"{path} is corrupted ({exc}); delete it to start the search over") from exc
+        raise BudgetError(f"{path} is corrupted ({cli_message(exc)}); delete it to start the search over") from exc
     differs = [k for k in context if saved.get("context", {}).get(k) != context[k]]
     if differs:
         raise BudgetError(f"{out} holds a search with another {differs[0]}; use another --out or delete {out}")

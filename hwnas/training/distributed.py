@@ -39,7 +39,7 @@ class World:
         if self.local_rank >= torch.cuda.device_count():
             raise HwnasError(
                 f"torchrun started local rank {self.local_rank}, but this node has "
-                f"{torch.cuda.device_count()} GPU(s); use --nproc_per_node {torch.cuda.device_count()}, "
+                f"{torch.cuda.device_count()} GPU(s); use `torchrun --nproc_per_node {torch.cuda.device_count()}`, "
                 f"or CUDA_VISIBLE_DEVICES= to train on CPU"
             )
         torch.cuda.set_device(self.local_rank)

@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from hwnas.data import FAILED
-from hwnas.errors import ArchError, HwnasError
+from hwnas.errors import ArchError, HwnasError, cli_message
 from hwnas.families.registry import build_model
 from hwnas.io import atomic_write_bytes, atomic_write_json
 from hwnas.rng import isolated_rng, rng_state, seed_everything
@@ -106,7 +106,7 @@ def _subnet(run: TrainedRun, arch: Arch | dict[str, Any]) -> Arch:
     try:
         found = arch if isinstance(arch, Arch) else Arch.from_dict(arch, run.space)
     except ArchError as exc:
-        raise ArchError(f"{exc} (the run trained {run.space.key}: fine-tune one of its archs)") from None
+        raise ArchError(f"{cli_message(exc)} (the run trained {run.space.key}: fine-tune one of its archs)") from None
     if found.space != run.space:
         raise ArchError(
             f"arch is from space {found.space.key!r}, but the run trained {run.space.key!r}; "
@@ -273,7 +273,7 @@ class FinetunedRun:
             self.settings = FinetuneConfig.from_dict(json.loads((self.dir / FINETUNE).read_text()))
         except (OSError, ValueError, TypeError) as exc:
             raise CheckpointError(
-                f"{self.dir} is not a fine-tuning folder ({exc}); make one with `hwnas finetune`"
+                f"{self.dir} is not a fine-tuning folder ({cli_message(exc)}); make one with `hwnas finetune`"
             ) from exc
         self.source = TrainedRun(self.settings.run)
         self.space, self.split, self.config = self.source.space, self.source.split, self.source.config

@@ -355,7 +355,7 @@ def restore(
             changes = "global batch, learning-rate schedule and subnets of every step"
         raise HwnasError(
             f"the checkpoint was written by {saved} process(es) and this resume runs {processes}; the "
-            f"{changes} would change: resume with --nproc_per_node {saved}"
+            f"{changes} would change: resume with `torchrun --nproc_per_node {saved}`"
         )
     model.load_state_dict(state["model"])
     recipe.optimizer.load_state_dict(state["optimizer"])
