@@ -28,7 +28,7 @@ from pathlib import Path
 from provenance import provenance  # date, machine, versions and command, for benchmarks/report.py
 
 from hwnas import get_space
-from hwnas.io import atomic_write_json
+from hwnas.io import atomic_write_bytes, atomic_write_json
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.profile import ProfileSettings, profile_space
 from hwnas.latency.table import LatencyTable, fingerprint_summary
@@ -60,6 +60,25 @@ def drop_spaces(table: LatencyTable, spaces: list[SearchSpace]) -> None:
     for space in spaces:
         own = {b.key for b in space.block_configs()} - table.rows_of_other_spaces(space)
         table.rows = table.rows.drop(index=[k for k in own if k in table.rows.index])
+
+
+def profile_afresh(
+    space: SearchSpace, settings: ProfileSettings, path: Path, budget_min: float | None, reprofile: bool
+) -> dict:
+    """`profile_space`; with `reprofile`, `space` taken out of the table first, and the table as it
+    was put back if the profile stops (a budget too small, an interruption): no shipped row is lost."""
+    if not reprofile:
+        return profile_space(space, settings, path, budget_min=budget_min)
+    before = {f: f.read_bytes() for f in (path, LatencyTable.sidecar_path(path))}
+    table = LatencyTable.load(path)
+    drop_spaces(table, [space])
+    table.save(path)
+    try:
+        return profile_space(space, settings, path, budget_min=budget_min)
+    except BaseException:
+        for f, content in before.items():
+            atomic_write_bytes(f, content)
+        raise
 
 
 def per_kind(table: LatencyTable, plot: Path) -> dict[str, dict[str, float]]:
@@ -134,10 +153,6 @@ def main() -> None:
         kept = [r for r in previous["results"] if r["space"] not in args.spaces]
         # the runs that profiled the kept spaces, for the results page
         earlier = [*previous.get("earlier_commands", []), (previous.get("provenance") or {}).get("command")]
-        if args.reprofile:
-            table = LatencyTable.load(args.table)
-            drop_spaces(table, [get_space(name) for name in args.spaces])
-            table.save(args.table)
     else:
         for stale in (args.table, LatencyTable.sidecar_path(args.table)):
             stale.unlink(missing_ok=True)
@@ -148,7 +163,7 @@ def main() -> None:
     for name in args.spaces:
         space = get_space(name)
         start = time.perf_counter()
-        profiled = profile_space(space, settings, args.table, budget_min=budgets[name])
+        profiled = profile_afresh(space, settings, args.table, budgets[name], args.append and args.reprofile)
         seconds = time.perf_counter() - start
         table = LatencyTable.load(args.table)
         report = validate_table(space, table, n=args.n, out=args.out.parent / f"validate_{name}")

@@ -193,13 +193,36 @@ def test_a_sampled_table_measures_a_design_per_kind_and_fits_the_rest():
     table, calibration, measure, calls, block_plan = sample_setup(space)
     result = profile_sampled(space, table, calibration, block_plan, measure, budget_s=None)
     kinds = {b.kind for b in blocks}
-    assert [c[0] for c in calls] == ["probe", "calibration", "design"]
+    assert [c[0] for c in calls] == ["probe", "probe", "calibration", "design"]  # the second probe is timed
     assert result["rows_measured"] == sum(min(FIRST_PER_KIND, sum(b.kind == k for b in blocks)) for k in kinds)
     assert result["rows_fitted"] == len(blocks) - result["rows_measured"] > 0
     assert not table.missing(blocks) and len(table.filled_rows) == result["rows_fitted"]
     fitted = [b for b in blocks if b.key in table.filled_rows]
     truth = synthetic_ms(fitted)
     assert np.abs(table.latencies(fitted, space.key) / truth - 1).max() < 0.01  # costs' combination recovered
+
+
+def test_the_budget_minimum_leaves_out_the_first_models_start_up():
+    """The first model measured pays one-time costs (the exporter's start-up); the minimum a refused
+    budget names comes from the second, so a 0.2-s model behind a 2-s first one asks for 0.1 minute,
+    not the half minute twelve first models would take."""
+    import time
+
+    from hwnas.latency.sampled import BudgetTooSmall, profile_sampled
+
+    space = get_space("autoformer-digits")
+    table, calibration, measure, calls, block_plan = sample_setup(space)
+    calibration = calibration + calibration[:1] * 9  # 12 subnets, as by default
+
+    def slow_start(plans, name, show):
+        time.sleep(2.0 if not calls else 0.2 * len(plans))
+        return measure(plans, name, show)
+
+    with pytest.raises(
+        BudgetTooSmall, match=r"12 calibration subnets .* \(one takes 0\.[2-4] s\); give at least `budget_min` 0\.1$"
+    ):
+        profile_sampled(space, table, calibration, block_plan, slow_start, budget_s=1.0)
+    assert [c[0] for c in calls] == ["probe", "probe"]  # refused before the other ten
 
 
 def test_a_table_transfers_to_a_device_that_scales_kinds_unevenly():
