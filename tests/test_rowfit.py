@@ -204,8 +204,8 @@ def test_a_sampled_table_measures_a_design_per_kind_and_fits_the_rest():
 
 def test_the_budget_minimum_leaves_out_the_first_models_start_up():
     """The first model measured pays one-time costs (the exporter's start-up); the minimum a refused
-    budget names comes from the second, so a 0.2-s model behind a 2-s first one asks for 0.1 minute,
-    not the half minute twelve first models would take."""
+    budget names comes from the second, so a 0.2-s model behind a 2-s first one asks for 0.1 minute
+    (up to 0.3 on a loaded machine), not the half minute twelve first models would take."""
     import time
 
     from hwnas.latency.sampled import BudgetTooSmall, profile_sampled
@@ -219,7 +219,8 @@ def test_the_budget_minimum_leaves_out_the_first_models_start_up():
         return measure(plans, name, show)
 
     with pytest.raises(
-        BudgetTooSmall, match=r"12 calibration subnets .* \(one takes 0\.[2-4] s\); give at least `budget_min` 0\.1$"
+        BudgetTooSmall,
+        match=r"12 calibration subnets .* \(one takes 0\.[2-5] s\); give at least `budget_min` 0\.[1-3]$",
     ):
         profile_sampled(space, table, calibration, block_plan, slow_start, budget_s=1.0)
     assert [c[0] for c in calls] == ["probe", "probe"]  # refused before the other ten
