@@ -1382,6 +1382,43 @@ def rowfit_section(src: Source) -> Section:
     return Section("latency-tables", 5, "Filling rows from a fit", body, provenance_of(src, "rowfit"), [])
 
 
+def calibration_subnets_section(src: Source) -> Section:
+    d = src.data
+    counts = sorted({c["subnets"] for s in d["spaces"] for c in s["by_count"]})
+    body = [
+        f"How many calibration subnets a table needs: each space's calibration in `{d['table']}` refitted on fewer "
+        "of its subnets (every subset that keeps the smallest and the largest, which a profile measures first) "
+        "and scored, as the worse of two processes, on the validation subnets measured end to end above. "
+        "A profile whose budget the calibration subnets would mostly fill (`--budget-min`) measures fewer, "
+        "never fewer than 8. No measuring: arithmetic on the committed table and validations.",
+        "",
+    ]
+    rows = []
+    for s in d["spaces"]:
+        cells = {c["subnets"]: c for c in s["by_count"]}
+        rows.append(
+            [s["space"], f"{s['calibration_subnets']}: {pct(s['mape_pct_all'], 2)}"]
+            + [
+                f"{pct(cells[k]['mape_pct_mean'], 2)} / {pct(cells[k]['mape_pct_worst'], 2)}" if k in cells else "–"
+                for k in counts
+            ]
+        )
+    body += table(
+        ["space", "all subnets: MAPE"] + [f"{k} subnets: MAPE mean / worst subset" for k in counts],
+        rows,
+        "l" + "r" * (len(counts) + 1),
+    )
+    png = src.path.with_suffix(".png")
+    return Section(
+        "latency-tables",
+        6,
+        "How many calibration subnets",
+        body,
+        provenance_of(src, "calibration_subnets"),
+        [(png, "Validation MAPE against the number of calibration subnets, per space")] if png.exists() else [],
+    )
+
+
 def warmup_choices_section(src: Source) -> Section:
     d = src.data
     ft = d["runs"][0]["config"]
@@ -1535,6 +1572,7 @@ def search_vs_manual_section(src: Source) -> Section:
 
 # script name: renderer; a JSON belongs to the longest script name its file name starts with
 RENDERERS: dict[str, Callable[[Source], Section]] = {
+    "calibration_subnets": calibration_subnets_section,
     "cost_counting": cost_counting_section,
     "data_scale": data_scale_section,
     "demo": demo_section,

@@ -175,11 +175,11 @@ def synthetic_measure(table, space, scale=None):
     return measure, calls
 
 
-def sample_setup(space, scale=None):
+def sample_setup(space, scale=None, calibration_archs=3):
     from hwnas.latency.profile import ProfileSettings, plans_for
 
     table = LatencyTable.empty({"device": "cpu", "backend": "onnxruntime"})
-    settings = ProfileSettings(calibration_archs=3)
+    settings = ProfileSettings(calibration_archs=calibration_archs)
     measure, calls = synthetic_measure(table, space, scale)
     calibration = plans_for(space, settings, [], calibrate=True)
     return table, calibration, measure, calls, lambda blocks: plans_for(space, settings, blocks, calibrate=False)
@@ -193,7 +193,7 @@ def test_a_sampled_table_measures_a_design_per_kind_and_fits_the_rest():
     table, calibration, measure, calls, block_plan = sample_setup(space)
     result = profile_sampled(space, table, calibration, block_plan, measure, budget_s=None)
     kinds = {b.kind for b in blocks}
-    assert [c[0] for c in calls] == ["probe", "probe", "calibration", "design"]  # the second probe is timed
+    assert [c[0] for c in calls] == ["probe", "probe", "probe", "design"]  # three subnets timed one by one
     assert result["rows_measured"] == sum(min(FIRST_PER_KIND, sum(b.kind == k for b in blocks)) for k in kinds)
     assert result["rows_fitted"] == len(blocks) - result["rows_measured"] > 0
     assert not table.missing(blocks) and len(table.filled_rows) == result["rows_fitted"]
@@ -204,15 +204,14 @@ def test_a_sampled_table_measures_a_design_per_kind_and_fits_the_rest():
 
 def test_the_budget_minimum_leaves_out_the_first_models_start_up():
     """The first model measured pays one-time costs (the exporter's start-up); the minimum a refused
-    budget names comes from the second, so a 0.2-s model behind a 2-s first one asks for 0.1 minute
-    (up to 0.3 on a loaded machine), not the half minute twelve first models would take."""
+    budget names comes from the next two, so a 0.2-s model behind a 2-s first one asks for 0.1 minute
+    (up to 0.3 on a loaded machine), not the half minute eight first models would take."""
     import time
 
-    from hwnas.latency.sampled import BudgetTooSmall, profile_sampled
+    from hwnas.latency.sampled import MIN_CALIBRATION, BudgetTooSmall, profile_sampled
 
     space = get_space("autoformer-digits")
-    table, calibration, measure, calls, block_plan = sample_setup(space)
-    calibration = calibration + calibration[:1] * 9  # 12 subnets, as by default
+    table, calibration, measure, calls, block_plan = sample_setup(space, calibration_archs=12)
 
     def slow_start(plans, name, show):
         time.sleep(2.0 if not calls else 0.2 * len(plans))
@@ -220,10 +219,54 @@ def test_the_budget_minimum_leaves_out_the_first_models_start_up():
 
     with pytest.raises(
         BudgetTooSmall,
-        match=r"12 calibration subnets .* \(one takes 0\.[2-5] s\); give at least `budget_min` 0\.[1-3]$",
+        match=rf"even {MIN_CALIBRATION} calibration subnets .* \(one takes about 0\.[2-5] s\); give at least `budget_min` 0\.[1-3]$",
     ):
         profile_sampled(space, table, calibration, block_plan, slow_start, budget_s=1.0)
-    assert [c[0] for c in calls] == ["probe", "probe"]  # refused before the other ten
+    assert [c[0] for c in calls] == ["probe"] * 3  # refused before the other nine
+
+
+def test_a_tight_budget_measures_fewer_calibration_subnets_and_says_so():
+    """Twelve 0.2-s subnets would fill more than three quarters of a 3-s budget: fewer are measured
+    (the first ones, so the smallest and the largest stay), never fewer than the minimum, with a
+    notice naming the budget that measures all twelve."""
+    import time
+
+    from hwnas.errors import HwnasNotice
+    from hwnas.latency.sampled import MIN_CALIBRATION, profile_sampled
+
+    space = get_space("autoformer-digits")
+    table, calibration, measure, calls, block_plan = sample_setup(space, calibration_archs=12)
+
+    def timed(plans, name, show):
+        time.sleep(0.2 * len(plans))
+        return measure(plans, name, show)
+
+    with pytest.warns(HwnasNotice, match=r"holds \d+ of the 12 calibration subnets .* measures all 12$"):
+        result = profile_sampled(space, table, calibration, block_plan, timed, budget_s=3.0)
+    used = result["calibration_subnets"]
+    assert MIN_CALIBRATION <= used < 12
+    assert calls[:4] == [("probe", 1)] * 3 + [("calibration", used - 3)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a budget that holds them all measures all, without a word
+        table, calibration, measure, calls, block_plan = sample_setup(space, calibration_archs=12)
+        assert profile_sampled(space, table, calibration, block_plan, timed, budget_s=30.0)["calibration_subnets"] == 12
+
+
+def test_a_subnets_measuring_time_is_estimated_from_its_macs_not_from_the_largest():
+    """The probes are the smallest (start-up included), the largest and a random subnet: the others
+    are estimated on the line in MACs through the last two, so a space whose largest subnet takes
+    twice the typical one is not refused for twice what it needs."""
+    from hwnas.latency.sampled import _seconds_per_subnet
+    from hwnas.spaces.blocks import BlockConfig
+
+    space = get_space("autoformer-base")
+    _, calibration, *_ = sample_setup(space, calibration_archs=12)
+    macs = np.array([sum(BlockConfig.from_key(k).macs() for k in p.entry.blocks) for p in calibration])
+    truth = 1.0 + macs / macs.max() * 20.0  # seconds: a fixed cost and a share that grows with MACs
+    seconds = _seconds_per_subnet(calibration, [30.0, *truth[1:3]])
+    assert seconds[0] == 30.0 and macs[1] == macs.max()
+    np.testing.assert_allclose(seconds[3:], truth[3:], rtol=1e-9)
+    assert seconds[3:].mean() < 0.9 * seconds[1]
 
 
 def test_a_table_transfers_to_a_device_that_scales_kinds_unevenly():
@@ -297,7 +340,7 @@ def test_cli_profiles_from_another_devices_table_and_marks_the_fitted_rows(tmp_p
     assert_one_line_error(hwnas(*digits, "--from", str(other)), "does not cover autoformer-digits")
     assert_one_line_error(
         hwnas(*base, "--budget-min", "0.001", "--out", str(tmp_path / "y.csv")),
-        "too small to measure even the 12 calibration subnets",
+        "too small to measure even 8 calibration subnets",
         "give at least --budget-min",
     )
 

@@ -255,6 +255,7 @@ def _profile_sampled(
         max_rows,
         frozenset(table.rows_of_other_spaces(space)),
     )
+    calibration = calibration[: result["calibration_subnets"]]  # a tight budget measures fewer
     merge_measurements(table, [p.entry for p in calibration], result.pop("measured"), space)
     table.save(path)
     shutil.rmtree(work, ignore_errors=True)
