@@ -1419,6 +1419,56 @@ def calibration_subnets_section(src: Source) -> Section:
     )
 
 
+def row_repeat_section(src: Source) -> Section:
+    d = src.data
+    body = [
+        f"Whether a table's miss is the noise of its rows: the measured rows of each space in `{d['table']}` and "
+        "its calibration subnets measured again in one fresh process with the table's setup. *Row move* is each "
+        "row's change after the median change (the machine's drift); τ ranks the validation subnets above by "
+        "the plain sum of their rows (the space's fitted rows as they are), as the worse of the two processes, "
+        "with the rows as profiled, as measured again and as the mean of both. Where the mean of two "
+        "measurements does not raise τ, the gap to the floor is not row noise: it lies in the fitted rows and in "
+        "what a block timed alone misses of the same block inside the network (where the runtime fuses and "
+        "caches across block boundaries).",
+        "",
+    ]
+    body += table(
+        [
+            "space",
+            "rows measured again",
+            "row move: std / largest",
+            "machine since profiling",
+            "τ: rows as profiled",
+            "measured again",
+            "mean of both",
+            "floor τ",
+        ],
+        [
+            [
+                r["space"],
+                f"{r['rows_measured_again']} of {r['rows_in_space']}",
+                f"{pct(r['row_move_std_pct'], 2)} / {pct(r['row_move_max_pct'], 2)}",
+                signed_pct(r["machine_since_profiling_pct"]),
+                tau(r["tau_rows_profiled"]),
+                tau(r["tau_rows_again"]),
+                tau(r["tau_rows_mean"]),
+                tau(r["tau_floor"]),
+            ]
+            for r in d["spaces"]
+        ],
+        "lrrrrrrr",
+    )
+    png = src.path.with_suffix(".png")
+    return Section(
+        "latency-tables",
+        7,
+        "Rows measured twice",
+        body,
+        provenance_of(src, "row_repeat"),
+        [(png, "Rows measured again against the table, after the median move")] if png.exists() else [],
+    )
+
+
 def warmup_choices_section(src: Source) -> Section:
     d = src.data
     ft = d["runs"][0]["config"]
@@ -1585,6 +1635,7 @@ RENDERERS: dict[str, Callable[[Source], Section]] = {
     "noise_floor": noise_floor_section,
     "operator_rows": operator_rows_section,
     "ranking": ranking_section,
+    "row_repeat": row_repeat_section,
     "rowfit": rowfit_section,
     "samplers": samplers_section,
     "search_vs_manual": search_vs_manual_section,
