@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from provenance import provenance  # date, machine, versions and command, for benchmarks/report.py
-from scipy.stats import kendalltau
 
 from hwnas.io import atomic_write_json
+from hwnas.latency.agreement import agreement
 from hwnas.latency.bundle import block_plans, network_plans, sample_archs
 from hwnas.latency.measure import measure_here, require_here, statistic_by_plan, table_settings
 from hwnas.latency.profile import CALIBRATION_SEED
@@ -51,7 +51,7 @@ def space_result(table: LatencyTable, space_key: str, validations: Path) -> dict
 
     def tau_of(rows: dict[str, float]) -> float:
         sums = np.array([sum(rows[b.key] for b in a.blocks()) for a in archs])
-        return float(min(kendalltau(sums, m)[0] for m in processes))
+        return min(agreement(sums, m)["kendall_tau"] for m in processes)  # as validate-table ranks
 
     return {
         "space": space.key,
@@ -65,7 +65,7 @@ def space_result(table: LatencyTable, space_key: str, validations: Path) -> dict
         "tau_rows_profiled": tau_of(fixed),
         "tau_rows_again": tau_of({**fixed, **dict(zip(keys, now))}),
         "tau_rows_mean": tau_of({**fixed, **dict(zip(keys, (now + then) / 2))}),
-        "tau_floor": float(min(kendalltau(a, b)[0] for a, b in zip(processes, processes[1:]))),
+        "tau_floor": min(agreement(b, a)["kendall_tau"] for a, b in zip(processes, processes[1:])),
     }
 
 
