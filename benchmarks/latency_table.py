@@ -147,10 +147,11 @@ def main() -> None:
         "uses), then profile and validate them afresh",
     )
     args = parser.parse_args()
-    kept, earlier = [], []
+    kept, earlier, order = [], [], []
     if args.append:
         previous = json.loads(args.out.read_text())
         kept = [r for r in previous["results"] if r["space"] not in args.spaces]
+        order = [r["space"] for r in previous["results"]]  # a space profiled again keeps its place
         # the runs that profiled the kept spaces, for the results page
         earlier = [*previous.get("earlier_commands", []), (previous.get("provenance") or {}).get("command")]
     else:
@@ -202,7 +203,7 @@ def main() -> None:
                 "plot": report["plot"],
             }
         )
-    rows = kept + rows
+    rows = sorted(kept + rows, key=lambda r: order.index(r["space"]) if r["space"] in order else len(order))
     final = LatencyTable.load(args.table)
     fingerprint = final.fingerprint
     kinds = per_kind(final, args.out.with_name(args.out.stem + "_macs.png"))
