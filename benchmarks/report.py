@@ -24,7 +24,9 @@ from __future__ import annotations
 import argparse
 import ast
 import filecmp
+import itertools
 import json
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -377,6 +379,24 @@ def shipped_table_of(fingerprint: dict[str, Any]) -> str | None:
     return None
 
 
+def profiled_by(d: dict) -> list[tuple[str, list[str]]]:
+    """The earlier runs (`earlier_commands`) that last profiled a space of `d["results"]`, each with
+    those spaces; a run whose spaces were all profiled again later is left out."""
+    runs = [*d.get("earlier_commands", []), (d.get("provenance") or {}).get("command") or ""]
+    last = {}
+    for i, command in enumerate(runs):
+        words = shlex.split(command)
+        at = words.index("--spaces") + 1 if "--spaces" in words else len(words)
+        for space in itertools.takewhile(lambda w: not w.startswith("--"), words[at:]):
+            last[space] = i
+    spaces = [r["space"] for r in d["results"]]
+    return [
+        (runs[i], [s for s in spaces if last.get(s) == i])
+        for i in sorted({last[s] for s in spaces if s in last})
+        if i < len(runs) - 1
+    ]
+
+
 def latency_table_section(src: Source) -> Section:
     d, folder = src.data, src.path.parent
     fp = d["fingerprint"]
@@ -472,11 +492,14 @@ def latency_table_section(src: Source) -> Section:
         rows,
         "l" + "r" * (len(rows[0]) - 1),
     )
-    if d.get("earlier_commands"):
+    earlier = profiled_by(d)
+    if earlier:
         body += [
             "",
-            "The table was built over several runs of the script, each adding spaces (`--append`); besides the "
-            "command below: " + "; ".join(f"`{c}`" for c in d["earlier_commands"]) + ".",
+            "The table was built over several runs of the script, each adding spaces (`--append`); each space's "
+            "rows come from the last run that profiled it, besides the command below: "
+            + "; ".join(f"`{c}` ({', '.join(spaces)})" for c, spaces in earlier)
+            + ".",
         ]
     body += ["", "Block latency per MAC, per block kind (p50 rows of the table):", ""]
     body += table(
@@ -1227,7 +1250,12 @@ def transfer_section(src: Source) -> Section:
     )
     threads = (
         f"*threads* is measured: the same machine with 2 onnxruntime threads instead of 1, scored on "
-        f"{'/'.join(sorted({str(r['evaluated_subnets']) for r in measured}))} random subnets measured end to end."
+        f"{'/'.join(sorted({str(r['evaluated_subnets']) for r in measured}))} random subnets measured end to end"
+        + (
+            " in two separate processes (each method shows the worse; *floor* is one process against the other)."
+            if any("floor_process_vs_process" in r for r in measured)
+            else "."
+        )
     )
     body = [
         f"A table moved to a new device from a few measurements: per-kind factors (`hwnas profile --from TABLE`: "
@@ -1239,15 +1267,22 @@ def transfer_section(src: Source) -> Section:
         "",
     ]
     rows = []
+    methods = (
+        ("per_kind", "per-kind (--from)"),
+        ("linear_refit", "linear refit"),
+        ("floor_process_vs_process", "floor"),
+    )
     for r in d["results"]:
-        for method, name in (("per_kind", "per-kind (--from)"), ("linear_refit", "linear refit")):
+        for method, name in methods:
+            if method not in r:
+                continue
             m = r[method]
             rows.append(
                 [
                     r["space"],
                     r["case"],
                     name,
-                    f"{m['measured_subnets']} + {m['measured_rows']}",
+                    f"{m['measured_subnets']} + {m['measured_rows']}" if "measured_subnets" in m else "–",
                     pct(m["mape_pct"]),
                     pct(m["within_5pct"], 0),
                     pct(m["within_10pct"], 0),
