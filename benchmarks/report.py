@@ -1239,6 +1239,29 @@ def cost_counting_section(src: Source) -> Section:
     )
 
 
+def within_noise(measured: list[dict]) -> str:
+    """A sentence naming the spaces where the floor errs at least half as much as the better method: there
+    the methods' figures differ by the machine's noise."""
+    noisy = [
+        r
+        for r in measured
+        if "floor_process_vs_process" in r
+        and 2 * r["floor_process_vs_process"]["mape_pct"] >= min(r[m]["mape_pct"] for m in ("per_kind", "linear_refit"))
+    ]
+    if not noisy:
+        return ""
+    floors = "; ".join(
+        f"{r['space']} {pct(r['floor_process_vs_process']['mape_pct'])} MAPE, "
+        f"{pct(r['floor_process_vs_process']['within_10pct'], 0)} within ±10%"
+        for r in noisy
+    )
+    return (
+        f" Here the two processes alone disagree at least half as much as the methods miss ({floors}): this "
+        "machine does not measure 2 threads to better than that, and the methods' figures differ by its noise, "
+        "not by what they predict."
+    )
+
+
 def transfer_section(src: Source) -> Section:
     d = src.data
     cases = sorted({r["case"] for r in d["results"]})
@@ -1260,6 +1283,7 @@ def transfer_section(src: Source) -> Section:
             if all("drift_pct" in r for r in measured)
             else "."
         )
+        + within_noise(measured)
     )
     body = [
         f"A table moved to a new device from a few measurements: per-kind factors (`hwnas profile --from TABLE`: "
