@@ -105,8 +105,12 @@ def pct(x: float | None, digits: int = 1) -> str:
     return "-" if x is None else f"{x:.{digits}f}%"
 
 
+def signed(x: float, digits: int = 1) -> str:
+    return f"{x:+.{digits}f}".replace("-", "−")
+
+
 def signed_pct(x: float, digits: int = 1) -> str:
-    return f"{x:+.{digits}f}%".replace("-", "−")
+    return signed(x, digits) + "%"
 
 
 def pct_span(values: Iterable[float], digits: int = 1) -> str:
@@ -1421,17 +1425,40 @@ def missing_rows_section(src: Source) -> Section:
     )
 
 
+def per_value_verdict(subnets: list[dict]) -> str:
+    """What the per-value factors do to whole subnets, from the figures: the spread of their change, and
+    whether that earns them a place in hwnas (a mean MAPE gain of a tenth of a point or more)."""
+    mape = [s["per_value"]["mape_pct"] - s["hwnas_fit"]["mape_pct"] for s in subnets]
+    taus = [s["per_value"]["kendall_tau"] - s["hwnas_fit"]["kendall_tau"] for s in subnets]
+    mean = sum(mape) / len(mape)
+    moved = (
+        f"Across the {len(subnets)} spaces they change the MAPE by {signed(min(mape), 2)} to "
+        f"{signed(max(mape), 2)} points (mean {signed(mean, 2)}) and τ by {signed(min(taus), 3)} to "
+        f"{signed(max(taus), 3)}"
+    )
+    if mean > -0.1:
+        return (
+            moved + ": rows filled better leave whole subnets about where they were, so hwnas keeps the plainer "
+            "fit. A table's gap to the floor lies elsewhere (and, by *Rows measured twice* below, not in the "
+            "noise of its rows either)."
+        )
+    return moved + "."
+
+
 def rowfit_section(src: Source) -> Section:
     d = src.data
     body = [
         f"The per-kind fit that fills a table's rows (`hwnas.latency.rowfit`: non-negative least squares on a "
         f"row's MACs, parameters and input size), cross-validated on the measured rows of `{d['table']}` "
         "(leave-one-out up to 20 rows, else 5-fold): with the errors weighted relatively (1/y², what hwnas "
-        "fits) and with plain least squares, which fits a kind's large rows and leaves its small ones off.",
+        "fits), with plain least squares, which fits a kind's large rows and leaves its small ones off, and with "
+        "*per-value factors* on top of the hwnas fit: a factor per field value, alone and beside the kind's first "
+        f"field (`in_dim=384`, `tokens=65/in_dim=384`; ridge {d['ridge']:g}), for a kernel that suits one width "
+        "better than its neighbours.",
         "",
     ]
     body += table(
-        ["block kind", "measured rows", "p50 (ms)", "relative fit: error", "plain least squares: error"],
+        ["block kind", "measured rows", "p50 (ms)", "hwnas fit: error", "plain least squares", "per-value factors"],
         [
             [
                 r["kind"],
@@ -1439,8 +1466,32 @@ def rowfit_section(src: Source) -> Section:
                 f"{ms(r['ms_range'][0])}–{ms(r['ms_range'][1])}",
                 pct(r["relative_loo_mape_pct"]),
                 pct(r["plain_loo_mape_pct"]),
+                pct(r["per_value_loo_mape_pct"]),
             ]
             for r in d["kinds"]
+        ],
+        "lrrrrr",
+    )
+    body += [
+        "",
+        "Whether better rows make better subnets: the table's fitted rows refitted on all its measured rows with "
+        "each fit, each space's calibration refitted on its own calibration points, and both scored on the "
+        "validation subnets of the shipped table above (the worse process), each process's median miss taken "
+        "out first (the machine's drift since profiling, which no fit of the rows changes). "
+        + per_value_verdict(d["subnets"]),
+        "",
+    ]
+    body += table(
+        ["space", "fitted rows", "hwnas fit: MAPE / τ", "per-value factors: MAPE / τ", "floor τ"],
+        [
+            [
+                s["space"],
+                str(s["fitted_rows"]),
+                f"{pct(s['hwnas_fit']['mape_pct'], 2)} / {tau(s['hwnas_fit']['kendall_tau'])}",
+                f"{pct(s['per_value']['mape_pct'], 2)} / {tau(s['per_value']['kendall_tau'])}",
+                tau(s["floor_tau"]),
+            ]
+            for s in d["subnets"]
         ],
         "lrrrr",
     )

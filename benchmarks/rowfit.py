@@ -1,7 +1,16 @@
-"""How well the per-kind fit fills a table's rows: cross-validated error per block kind on the
-shipped CPU table's measured rows, with the fit's errors weighted as `hwnas.latency.rowfit` weighs
-them (relative: 1/y^2) against plain least squares. No measuring: arithmetic on the committed table.
-Prints a markdown table and writes JSON.
+"""How well the per-kind fit fills a table's rows, and whether a finer fit of the rows moves whole subnets.
+
+Rows: cross-validated error per block kind on the shipped CPU table's measured rows, fitted as
+`hwnas.latency.rowfit` fits them (relative errors, 1/y^2), with plain least squares, and with
+*per-value factors* on top (a variant hwnas does not use: a log factor per field value, alone and
+beside the kind's first field, e.g. `in_dim=384` and `tokens=65/in_dim=384`, ridge-shrunk; it
+models a kernel that suits one width better than its neighbours).
+
+Subnets (of the spaces with fitted rows): the table's fitted rows refitted on all its measured rows, with the hwnas fit and with the
+variant, each space's calibration refitted on its own calibration points, and both tables scored on
+the committed 50-subnet validation measurements (`benchmarks/latency_table.py`), each process's
+median miss taken out first (the machine's drift since profiling, which no fit of the rows changes).
+No measuring: arithmetic on committed data. Prints markdown tables and writes JSON.
 
     .venv/bin/python benchmarks/rowfit.py [--table latency_tables/cpu_onnxruntime_fp32_bs1_t1.csv]
 """
@@ -9,39 +18,81 @@ Prints a markdown table and writes JSON.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from provenance import provenance  # date, machine, versions and command, for benchmarks/report.py
 from sklearn.linear_model import LinearRegression
 
 from hwnas.io import atomic_write_json
+from hwnas.latency.agreement import agreement, worst
+from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.rowfit import KindFit, costs
-from hwnas.latency.table import LATENCY, SHIPPED_DIR, LatencyTable
+from hwnas.latency.table import LATENCY, SHIPPED_DIR, Calibration, LatencyTable
+from hwnas.latency.validate import calibration_pairs
+from hwnas.spaces import Arch, get_space
 from hwnas.spaces.blocks import BlockConfig
+
+RIDGE = 1.0  # a value seen in n rows keeps n / (n + RIDGE) of its mean log residual
+
+
+def folds(n: int) -> np.ndarray:
+    """Leave-one-out up to 20 rows, else 5-fold, as `rowfit` cross-validates."""
+    return np.arange(n) if n <= 20 else np.arange(n) % 5
 
 
 def plain_loo_error(x: np.ndarray, y: np.ndarray) -> float:
-    """Leave-one-out (5-fold above 20 rows, as `rowfit` does) MAPE of unweighted non-negative least squares."""
-    folds = np.arange(len(y)) if len(y) <= 20 else np.arange(len(y)) % 5
+    """Cross-validated MAPE of unweighted non-negative least squares."""
     scale = np.maximum(x.max(axis=0), 1.0)
-    out = np.empty_like(y)
-    for fold in np.unique(folds):
-        held = folds == fold
+    out, fold = np.empty_like(y), folds(len(y))
+    for f in np.unique(fold):
+        held = fold == f
         model = LinearRegression(positive=True).fit(x[~held] / scale, y[~held])
         out[held] = np.maximum(model.predict(x[held] / scale), 1e-6)
     return float(100 * np.mean(np.abs(out - y) / y))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--table", type=Path, default=SHIPPED_DIR / "cpu_onnxruntime_fp32_bs1_t1.csv")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/rowfit.json"))
-    args = parser.parse_args()
-    table = LatencyTable.load(args.table)
-    measured = table.measured_rows()
-    rows = []
+def field_values(block: BlockConfig) -> list[str]:
+    (first, value), *rest = block.values
+    return [f"{name}={v}" for name, v in block.values] + [f"{first}={value}/{name}={v}" for name, v in rest]
+
+
+class PerValueFit:
+    """The costs fit of `rowfit`, times a factor per field value fitted on its log residuals."""
+
+    def __init__(self, blocks: Sequence[BlockConfig], y: np.ndarray):
+        self.base = KindFit.fit(blocks, y, LATENCY)
+        self.names = sorted({v for b in blocks for v in field_values(b)})
+        values = self.matrix(blocks)
+        gram = values.T @ values + RIDGE * np.eye(len(self.names))
+        self.log_factors = np.linalg.solve(gram, values.T @ np.log(y / self.base(blocks)))
+
+    def matrix(self, blocks: Sequence[BlockConfig]) -> np.ndarray:
+        index = {v: j for j, v in enumerate(self.names)}
+        out = np.zeros((len(blocks), len(self.names)))
+        for i, b in enumerate(blocks):
+            out[i, [index[v] for v in field_values(b) if v in index]] = 1.0  # a value no row had: no factor
+        return out
+
+    def __call__(self, blocks: Sequence[BlockConfig]) -> np.ndarray:
+        return self.base(blocks) * np.exp(self.matrix(blocks) @ self.log_factors)
+
+
+def per_value_loo_error(blocks: list[BlockConfig], y: np.ndarray) -> float:
+    out, fold = np.empty_like(y), folds(len(y))
+    for f in np.unique(fold):
+        held = fold == f
+        fit = PerValueFit([b for b, h in zip(blocks, held) if not h], y[~held])
+        out[held] = fit([b for b, h in zip(blocks, held) if h])
+    return float(100 * np.mean(np.abs(out - y) / y))
+
+
+def kind_rows(table: LatencyTable) -> list[dict]:
+    measured, rows = table.measured_rows(), []
     for kind in sorted(set(measured["kind"])):
         of_kind = measured[measured["kind"] == kind]
         blocks = [BlockConfig.from_key(k) for k in of_kind.index]
@@ -55,24 +106,94 @@ def main() -> None:
                 "ms_range": [float(y.min()), float(y.max())],
                 "relative_loo_mape_pct": KindFit.fit(blocks, y, LATENCY).cv_error_pct,
                 "plain_loo_mape_pct": plain_loo_error(costs(blocks), y),
+                "per_value_loo_mape_pct": per_value_loo_error(blocks, y),
             }
         )
+    return rows
+
+
+def refitted(table: LatencyTable, path: Path, fit: Callable) -> LatencyTable:
+    """A copy of the table whose fitted rows (p50) `fit(blocks, ms)` gives, per kind on its measured rows."""
+    copy = LatencyTable.load(path)
+    fitted = [BlockConfig.from_key(k) for k in table.filled_rows]
+    measured = table.measured_rows()
+    for kind in sorted({b.kind for b in fitted}):
+        of_kind = measured[measured["kind"] == kind]
+        blocks = [BlockConfig.from_key(k) for k in of_kind.index]
+        if len(blocks) <= costs(blocks).shape[1] + 1:
+            continue
+        targets = [b for b in fitted if b.kind == kind]
+        copy.rows.loc[[b.key for b in targets], LATENCY] = fit(blocks, of_kind[LATENCY].to_numpy(dtype=float))(targets)
+    return copy
+
+
+def subnet_scores(table: LatencyTable, variants: dict[str, LatencyTable], validation: dict) -> dict:
+    """Each variant of the table on the space's validation subnets (worse process), each process's median
+    miss taken out."""
+    space = get_space(validation["space"])
+    archs, measured_then = calibration_pairs(space, LatencyPredictor(table, space))
+    df = pd.read_csv(validation["csv"])
+    subnets = [Arch.from_dict(json.loads(a), space) for a in df["arch"]]
+    processes = [df[c].to_numpy() for c in df.columns if c.startswith("process")]
+    out = {"space": space.key, "fitted_rows": sum(b.key in table.filled_rows for b in space.block_configs())}
+    for name, t in variants.items():
+        predictor = LatencyPredictor(t, space)
+        calibration = Calibration.fit(predictor.sum_many(archs), measured_then)
+        predicted = calibration(predictor.sum_many(subnets))
+        out[name] = worst([agreement(predicted * np.median(m / predicted), m) for m in processes])
+    out["floor_tau"] = validation["floor_process_vs_process"][0]["kendall_tau"]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--table", type=Path, default=SHIPPED_DIR / "cpu_onnxruntime_fp32_bs1_t1.csv")
+    parser.add_argument("--results", type=Path, default=Path("benchmarks/results/latency_cpu/latency_table.json"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/rowfit.json"))
+    args = parser.parse_args()
+    table = LatencyTable.load(args.table)
+    kinds = kind_rows(table)
+    variants = {
+        "hwnas_fit": refitted(table, args.table, lambda blocks, ms: KindFit.fit(blocks, ms, LATENCY)),
+        "per_value": refitted(table, args.table, PerValueFit),
+    }
+    validations = [
+        json.loads((args.results.parent / f"validate_{r['space']}" / "validate.json").read_text())
+        for r in json.loads(args.results.read_text())["results"]
+        if r.get("validation")
+    ]
+    fitted = set(table.filled_rows)  # a space without fitted rows scores the same under every fit
+    subnets = [
+        subnet_scores(table, variants, v)
+        for v in validations
+        if any(b.key in fitted for b in get_space(v["space"]).block_configs())
+    ]
     atomic_write_json(
         args.out,
         {
             "table": os.path.relpath(args.table),
             "fingerprint": table.fingerprint,
-            "kinds": rows,
+            "ridge": RIDGE,
+            "kinds": kinds,
+            "subnets": subnets,
             "provenance": provenance(),
         },
     )
-    print("| block kind | measured rows | p50 range (ms) | relative fit: LOO MAPE | plain least squares: LOO MAPE |")
-    print("|---|---|---|---|---|")
-    for r in rows:
+    print("| block kind | measured rows | p50 range (ms) | hwnas fit | plain least squares | per-value factors |")
+    print("|---|---|---|---|---|---|")
+    for r in kinds:
         lo, hi = r["ms_range"]
         print(
             f"| {r['kind']} | {r['rows']} | {lo:.3f}–{hi:.3f} | {r['relative_loo_mape_pct']:.1f}% | "
-            f"{r['plain_loo_mape_pct']:.1f}% |"
+            f"{r['plain_loo_mape_pct']:.1f}% | {r['per_value_loo_mape_pct']:.1f}% |"
+        )
+    print("\n| space | fitted rows | hwnas fit: MAPE / τ | per-value factors: MAPE / τ | floor τ |")
+    print("|---|---|---|---|---|")
+    for s in subnets:
+        a, b = s["hwnas_fit"], s["per_value"]
+        print(
+            f"| {s['space']} | {s['fitted_rows']} | {a['mape_pct']:.2f}% / {a['kendall_tau']:.3f} | "
+            f"{b['mape_pct']:.2f}% / {b['kendall_tau']:.3f} | {s['floor_tau']:.3f} |"
         )
     print(f"wrote {args.out}")
 
