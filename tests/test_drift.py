@@ -14,6 +14,7 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -21,11 +22,19 @@ import hwnas.latency.drift as drift_mod
 import hwnas.latency.local as local_mod
 from hwnas.cli import DRIFT_MODES as CLI_DRIFT_MODES
 from hwnas.errors import HwnasError, HwnasNotice
-from hwnas.latency.drift import DRIFT_MODES, DriftError, DriftPolicy, LatencyDriftWarning, check_drift, recalibrate
+from hwnas.latency.drift import (
+    DRIFT_MODES,
+    Comparison,
+    DriftError,
+    DriftPolicy,
+    LatencyDriftWarning,
+    check_drift,
+    recalibrate,
+)
 from hwnas.latency.local import CALIBRATION_DIR_ENV, LocalCalibrations, LocalCalibrationWarning
 from hwnas.latency.profile import ProfileSettings, profile_space
 from hwnas.latency.resolve import resolve_table
-from hwnas.latency.table import STAT_COLUMNS, LatencyTable, TableError
+from hwnas.latency.table import STAT_COLUMNS, Calibration, LatencyTable, TableError
 from hwnas.profilers.protocol import ISA_FLAGS, Protocol, cpu_identity
 from tests.helpers import assert_one_line_error, hwnas, hwnas_in_process, toy_space_yaml
 
@@ -97,6 +106,19 @@ def test_cli_drift_choices_are_the_library_modes():
 def test_cpu_identity_names_the_generation_and_isa():
     ident = cpu_identity()
     assert ident["cpu_id"] and set(ident["cpu_isa"].split()) <= set(ISA_FLAGS)
+
+
+def test_near_ties_swapped_by_noise_are_not_uneven_rows_but_a_reversed_order_is():
+    """The spot check's ranking leaves out subnets the table predicts within 10% of each other: a busy
+    machine swaps those, and that says nothing of how the rows drifted."""
+    line = Calibration(1.0, 0.0, 5)
+    sums = np.array([10.0, 10.5, 20.0, 20.8, 40.0])
+    near_ties_swapped = Comparison(tuple("abcde"), sums, line, np.array([10.6, 10.0, 21.0, 20.1, 41.0]))
+    assert near_ties_swapped.kendall_tau == 1.0 and not near_ties_swapped.uneven(0.5)
+    reversed_order = Comparison(tuple("abcde"), sums, line, np.array([40.0, 39.0, 20.0, 19.0, 10.0]))
+    assert reversed_order.kendall_tau == -1.0 and reversed_order.uneven(10.0)  # the ranking alone says so
+    all_close = Comparison(tuple("abc"), np.array([10.0, 10.2, 10.4]), line, np.array([10.4, 10.2, 10.0]))
+    assert np.isnan(all_close.kendall_tau) and not all_close.uneven(0.5)  # no pair to judge a ranking by
 
 
 def test_same_setup_is_used_as_it_is(toy, toy_table, spot_checks):
