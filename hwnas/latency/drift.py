@@ -124,11 +124,12 @@ class Comparison:
     @property
     def kendall_tau(self) -> float:
         """Kendall tau of the measured against the predicted order, over the pairs the table predicts
-        more than `DISTINCT` apart (NaN with fewer than 3 such pairs: too few to judge a ranking)."""
+        more than `DISTINCT` apart (NaN with fewer than 6 such pairs, four subnets' worth: too few to
+        judge a ranking by)."""
         predicted = round_to_resolution(self.predicted)
         i, j = np.triu_indices(len(predicted), k=1)
         apart = np.abs(predicted[i] - predicted[j]) > DISTINCT * np.minimum(predicted[i], predicted[j])
-        if apart.sum() < 3:
+        if apart.sum() < 6:
             return float("nan")
         i, j = i[apart], j[apart]
         return float(np.mean(np.sign(predicted[i] - predicted[j]) * np.sign(self.measured[i] - self.measured[j])))
