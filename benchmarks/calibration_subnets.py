@@ -69,6 +69,15 @@ def space_result(table: LatencyTable, validation: dict) -> dict:
     }
 
 
+def committed_validations(results: Path) -> list[dict]:
+    """The validation reports `benchmarks/latency_table.py` wrote beside `results`, one per validated space."""
+    return [
+        json.loads((results.parent / f"validate_{r['space']}" / "validate.json").read_text())
+        for r in json.loads(results.read_text())["results"]
+        if r.get("validation")
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", type=Path, default=SHIPPED_DIR / "cpu_onnxruntime_fp32_bs1_t1.csv")
@@ -76,11 +85,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/calibration_subnets.json"))
     args = parser.parse_args()
     table = LatencyTable.load(args.table)
-    validations = [
-        json.loads((args.results.parent / f"validate_{r['space']}" / "validate.json").read_text())
-        for r in json.loads(args.results.read_text())["results"]
-        if r.get("validation")
-    ]
+    validations = committed_validations(args.results)
     spaces = [space_result(table, v) for v in validations]
     png = args.out.with_suffix(".png")
     fig, ax = figure(7, 4)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from calibration_subnets import committed_validations  # the committed validations of the shipped table
 from provenance import provenance  # date, machine, versions and command, for benchmarks/report.py
 from sklearn.linear_model import LinearRegression
 
@@ -157,11 +158,7 @@ def main() -> None:
         "hwnas_fit": refitted(table, args.table, lambda blocks, ms: KindFit.fit(blocks, ms, LATENCY)),
         "per_value": refitted(table, args.table, PerValueFit),
     }
-    validations = [
-        json.loads((args.results.parent / f"validate_{r['space']}" / "validate.json").read_text())
-        for r in json.loads(args.results.read_text())["results"]
-        if r.get("validation")
-    ]
+    validations = committed_validations(args.results)
     fitted = set(table.filled_rows)  # a space without fitted rows scores the same under every fit
     subnets = [
         subnet_scores(table, variants, v)
