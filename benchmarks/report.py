@@ -1438,9 +1438,9 @@ def per_value_verdict(subnets: list[dict]) -> str:
     )
     if mean > -0.1:
         return (
-            moved + ": rows filled better leave whole subnets about where they were, so hwnas keeps the plainer "
-            "fit. A table's gap to the floor lies elsewhere (and, by *Rows measured twice* below, not in the "
-            "noise of its rows either)."
+            moved + ": the factors fit the measured rows better but leave whole subnets about where they were "
+            "(they cannot reach the rows a space's fit extrapolates to, widths no measured row has), so hwnas "
+            "keeps the plainer fit."
         )
     return moved + "."
 
@@ -1532,6 +1532,59 @@ def calibration_subnets_section(src: Source) -> Section:
         body,
         provenance_of(src, "calibration_subnets"),
         [(png, "Validation MAPE against the number of calibration subnets, per space")] if png.exists() else [],
+    )
+
+
+def mean_abs_off(rows: list[dict]) -> str:
+    return pct(sum(abs(r["off_pct"]) for r in rows) / len(rows)) if rows else "–"
+
+
+def fitted_rows_section(src: Source) -> Section:
+    d = src.data
+    body = [
+        f"How far a table's fitted rows are from the blocks measured: the fitted rows of {d['spaces'][0]['subnets']} "
+        f"random subnets of each space in `{d['table']}`, measured here with the table's setup and protocol, against "
+        "the values the per-kind fit stored, after the median move of the space's measured rows (the machine's "
+        "drift, measured in the same run). A fitted row's stored error is cross-validated on its kind's measured "
+        "rows; *outside* counts the rows with a cost (MACs, parameters or input size) beyond every measured row of "
+        "their kind, which the fit extrapolates to.",
+        "",
+    ]
+    body += table(
+        [
+            "space",
+            "fitted rows in space",
+            "measured here",
+            "outside",
+            "mean miss: all / outside / within",
+            "stored error",
+            "worst rows",
+        ],
+        [
+            [
+                s["space"],
+                f"{s['fitted_rows_in_space']} of {s['rows_in_space']}",
+                str(len(s["rows"])),
+                str(sum(r["outside_measured"] for r in s["rows"])),
+                " / ".join(
+                    [pct(s["mean_abs_off_pct"])]
+                    + [mean_abs_off([r for r in s["rows"] if r["outside_measured"] == o]) for o in (True, False)]
+                ),
+                pct(s["mean_stored_error_pct"]),
+                ", ".join(f"`{r['key']}` {signed_pct(r['off_pct'], 0)}" for r in s["rows"][:3]),
+            ]
+            for s in d["spaces"]
+        ],
+        "lrrrrrl",
+    )
+    png = src.path.with_suffix(".png")
+    return Section(
+        "latency-tables",
+        8,
+        "Fitted rows measured",
+        body,
+        provenance_of(src, "fitted_rows"),
+        [(png, "Fitted rows measured here against the table, after the drift")] if png.exists() else [],
     )
 
 
@@ -1752,6 +1805,7 @@ RENDERERS: dict[str, Callable[[Source], Section]] = {
     "operator_rows": operator_rows_section,
     "ranking": ranking_section,
     "row_repeat": row_repeat_section,
+    "fitted_rows": fitted_rows_section,
     "rowfit": rowfit_section,
     "samplers": samplers_section,
     "search_vs_manual": search_vs_manual_section,
