@@ -29,12 +29,21 @@ from hwnas.spaces.blocks import BlockConfig
 SEED = 5  # the subnets whose fitted rows are measured (not the calibration or validation subnets)
 
 
-def outside_measured(table: LatencyTable, block: BlockConfig) -> bool:
-    """Whether any of the block's costs lies outside the range of its kind's measured rows."""
+def measured_ranges(table: LatencyTable) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per block kind, the lowest and highest costs of its measured rows."""
     measured = table.measured_rows()
-    of_kind = [BlockConfig.from_key(k) for k in measured.index[measured["kind"] == block.kind]]
-    known, own = costs(of_kind), costs([block])[0]
-    return bool(np.any(own < known.min(axis=0)) or np.any(own > known.max(axis=0)))
+    ranges = {}
+    for kind in set(measured["kind"]):
+        known = costs([BlockConfig.from_key(k) for k in measured.index[measured["kind"] == kind]])
+        ranges[kind] = (known.min(axis=0), known.max(axis=0))
+    return ranges
+
+
+def outside(ranges: dict[str, tuple[np.ndarray, np.ndarray]], block: BlockConfig) -> bool:
+    """Whether any of the block's costs lies outside the range of its kind's measured rows."""
+    low, high = ranges[block.kind]
+    own = costs([block])[0]
+    return bool(np.any(own < low) or np.any(own > high))
 
 
 def space_result(table: LatencyTable, space_key: str, subnets: int) -> dict:
@@ -48,6 +57,7 @@ def space_result(table: LatencyTable, space_key: str, subnets: int) -> dict:
     ratio = now / table.rows.loc[keys + anchors, LATENCY].to_numpy(dtype=float)
     drift = float(np.median(ratio[len(keys) :])) if anchors else float(np.median(ratio))
     off = ratio[: len(keys)] / drift - 1
+    ranges = measured_ranges(table)
     rows = [
         {
             "key": k,
@@ -55,7 +65,7 @@ def space_result(table: LatencyTable, space_key: str, subnets: int) -> dict:
             "measured_ms": float(m),
             "off_pct": float(100 * o),
             "stored_error_pct": fitted[k],
-            "outside_measured": outside_measured(table, BlockConfig.from_key(k)),
+            "outside_measured": outside(ranges, BlockConfig.from_key(k)),
         }
         for k, m, o in zip(keys, now[: len(keys)], off)
     ]
