@@ -1425,40 +1425,57 @@ def missing_rows_section(src: Source) -> Section:
     )
 
 
-def per_value_verdict(subnets: list[dict]) -> str:
-    """What the per-value factors do to whole subnets, from the figures: the spread of their change, and
-    whether that earns them a place in hwnas (a mean MAPE gain of a tenth of a point or more)."""
-    mape = [s["per_value"]["mape_pct"] - s["hwnas_fit"]["mape_pct"] for s in subnets]
-    taus = [s["per_value"]["kendall_tau"] - s["hwnas_fit"]["kendall_tau"] for s in subnets]
+def change_from_line(subnets: list[dict], variant: str) -> tuple[str, float]:
+    """How a fit `variant` moves whole subnets from the line alone: the spread of its MAPE and τ
+    changes over the spaces, and the mean MAPE change."""
+    mape = [s[variant]["mape_pct"] - s["line"]["mape_pct"] for s in subnets]
+    taus = [s[variant]["kendall_tau"] - s["line"]["kendall_tau"] for s in subnets]
     mean = sum(mape) / len(mape)
-    moved = (
-        f"Across the {len(subnets)} spaces they change the MAPE by {signed(min(mape), 2)} to "
-        f"{signed(max(mape), 2)} points (mean {signed(mean, 2)}) and τ by {signed(min(taus), 3)} to "
-        f"{signed(max(taus), 3)}"
+    better = sum(t > 0 for t in taus)
+    text = (
+        f"over the {len(subnets)} spaces, MAPE {signed(min(mape), 2)} to {signed(max(mape), 2)} points (mean "
+        f"{signed(mean, 2)}) and τ {signed(min(taus), 3)} to {signed(max(taus), 3)} (higher in {better} of "
+        f"{len(subnets)})"
     )
+    return text, mean
+
+
+def rowfit_verdict(subnets: list[dict]) -> str:
+    """What the neighbours' correction and the per-value factors do to whole subnets, from the figures."""
+    local, _ = change_from_line(subnets, "hwnas_fit")
+    factors, mean = change_from_line(subnets, "per_value")
+    out = f"From the line, the neighbours' correction (what hwnas fits) moves subnets {local}; the per-value factors {factors}"
     if mean > -0.1:
         return (
-            moved + ": the factors fit the measured rows better but leave whole subnets about where they were "
-            "(they cannot reach the rows a space's fit extrapolates to, widths no measured row has), so hwnas "
-            "keeps the plainer fit."
+            out
+            + "; they fit the measured rows better but leave whole subnets about where they were, so hwnas does not use them."
         )
-    return moved + "."
+    return out + "."
 
 
 def rowfit_section(src: Source) -> Section:
     d = src.data
     body = [
-        f"The per-kind fit that fills a table's rows (`hwnas.latency.rowfit`: non-negative least squares on a "
-        f"row's MACs, parameters and input size), cross-validated on the measured rows of `{d['table']}` "
-        "(leave-one-out up to 20 rows, else 5-fold): with the errors weighted relatively (1/y², what hwnas "
-        "fits), with plain least squares, which fits a kind's large rows and leaves its small ones off, and with "
-        "*per-value factors* on top of the hwnas fit: a factor per field value, alone and beside the kind's first "
-        f"field (`in_dim=384`, `tokens=65/in_dim=384`; ridge {d['ridge']:g}), for a kernel that suits one width "
-        "better than its neighbours.",
+        f"The per-kind fit that fills a table's rows (`hwnas.latency.rowfit`), cross-validated on the measured rows "
+        f"of `{d['table']}` (leave-one-out up to 20 rows, else 5-fold): its *line* alone (non-negative least "
+        "squares on a row's MACs, parameters and input size, errors weighted relatively, 1/y²), plain least "
+        "squares, which fits a kind's large rows and leaves its small ones off, the line with the *measured "
+        "neighbours' correction* (a kernel-weighted, shrunk mean of the log residuals of the measured rows near "
+        "a row, in log-cost and token space: what hwnas fits), and *per-value factors* on the line: a factor per "
+        f"field value, alone and beside the kind's first field (`in_dim=384`, `tokens=65/in_dim=384`; ridge "
+        f"{d['ridge']:g}). The last two model a kernel that suits some widths better than the line says.",
         "",
     ]
     body += table(
-        ["block kind", "measured rows", "p50 (ms)", "hwnas fit: error", "plain least squares", "per-value factors"],
+        [
+            "block kind",
+            "measured rows",
+            "p50 (ms)",
+            "line",
+            "plain least squares",
+            "line + neighbours",
+            "per-value factors",
+        ],
         [
             [
                 r["kind"],
@@ -1466,34 +1483,38 @@ def rowfit_section(src: Source) -> Section:
                 f"{ms(r['ms_range'][0])}–{ms(r['ms_range'][1])}",
                 pct(r["relative_loo_mape_pct"]),
                 pct(r["plain_loo_mape_pct"]),
+                pct(r["neighbours_loo_mape_pct"]),
                 pct(r["per_value_loo_mape_pct"]),
             ]
             for r in d["kinds"]
         ],
-        "lrrrrr",
+        "lrrrrrr",
     )
     body += [
         "",
         "Whether better rows make better subnets: the table's fitted rows refitted on all its measured rows with "
-        "each fit, each space's calibration refitted on its own calibration points, and both scored on the "
+        "each fit, each space's calibration refitted on its own calibration points, and every variant scored on the "
         "validation subnets of the shipped table above (the worse process), each process's median miss taken "
         "out first (the machine's drift since profiling, which no fit of the rows changes). "
-        + per_value_verdict(d["subnets"]),
+        + rowfit_verdict(d["subnets"]),
         "",
     ]
     body += table(
-        ["space", "fitted rows", "hwnas fit: MAPE / τ", "per-value factors: MAPE / τ", "floor τ"],
         [
-            [
-                s["space"],
-                str(s["fitted_rows"]),
-                f"{pct(s['hwnas_fit']['mape_pct'], 2)} / {tau(s['hwnas_fit']['kendall_tau'])}",
-                f"{pct(s['per_value']['mape_pct'], 2)} / {tau(s['per_value']['kendall_tau'])}",
-                tau(s["floor_tau"]),
-            ]
+            "space",
+            "fitted rows",
+            "line: MAPE / τ",
+            "line + neighbours: MAPE / τ",
+            "per-value factors: MAPE / τ",
+            "floor τ",
+        ],
+        [
+            [s["space"], str(s["fitted_rows"])]
+            + [f"{pct(s[v]['mape_pct'], 2)} / {tau(s[v]['kendall_tau'])}" for v in ("line", "hwnas_fit", "per_value")]
+            + [tau(s["floor_tau"])]
             for s in d["subnets"]
         ],
-        "lrrrr",
+        "lrrrrr",
     )
     return Section("latency-tables", 5, "Filling rows from a fit", body, provenance_of(src, "rowfit"), [])
 

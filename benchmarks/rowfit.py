@@ -1,14 +1,15 @@
 """How well the per-kind fit fills a table's rows, and whether a finer fit of the rows moves whole subnets.
 
-Rows: cross-validated error per block kind on the shipped CPU table's measured rows, fitted as
-`hwnas.latency.rowfit` fits them (relative errors, 1/y^2), with plain least squares, and with
-*per-value factors* on top (a variant hwnas does not use: a log factor per field value, alone and
-beside the kind's first field, e.g. `in_dim=384` and `tokens=65/in_dim=384`, ridge-shrunk; it
-models a kernel that suits one width better than its neighbours).
+Rows: cross-validated error per block kind on the shipped CPU table's measured rows, fitted by the
+line of `hwnas.latency.rowfit` alone (relative errors, 1/y^2), by plain least squares, by the line
+with the measured neighbours' correction (what hwnas fits), and with *per-value factors* on the line
+(a variant hwnas does not use: a log factor per field value, alone and beside the kind's first
+field, e.g. `in_dim=384` and `tokens=65/in_dim=384`, ridge-shrunk; it models a kernel that suits one
+width better than its neighbours).
 
-Subnets (of the spaces with fitted rows): the table's fitted rows refitted on all its measured rows, with the hwnas fit and with the
-variant, each space's calibration refitted on its own calibration points, and both tables scored on
-the committed 50-subnet validation measurements (`benchmarks/latency_table.py`), each process's
+Subnets (of the spaces with fitted rows): the table's fitted rows refitted on all its measured rows
+with each fit, each space's calibration refitted on its own calibration points, and every variant
+scored on the committed 50-subnet validation measurements (`benchmarks/latency_table.py`), each process's
 median miss taken out first (the machine's drift since profiling, which no fit of the rows changes).
 No measuring: arithmetic on committed data. Prints markdown tables and writes JSON.
 
@@ -62,11 +63,20 @@ def field_values(block: BlockConfig) -> list[str]:
     return [f"{name}={v}" for name, v in block.values] + [f"{first}={value}/{name}={v}" for name, v in rest]
 
 
+def line_fit(blocks: Sequence[BlockConfig], y: np.ndarray) -> KindFit:
+    """The costs fit of `rowfit` without the measured neighbours' correction."""
+    return KindFit.fit(blocks, y, LATENCY, local=False)
+
+
+def hwnas_fit(blocks: Sequence[BlockConfig], y: np.ndarray) -> KindFit:
+    return KindFit.fit(blocks, y, LATENCY)
+
+
 class PerValueFit:
-    """The costs fit of `rowfit`, times a factor per field value fitted on its log residuals."""
+    """The line of `rowfit`, times a factor per field value fitted on its log residuals."""
 
     def __init__(self, blocks: Sequence[BlockConfig], y: np.ndarray):
-        self.base = KindFit.fit(blocks, y, LATENCY)
+        self.base = line_fit(blocks, y)
         self.names = sorted({v for b in blocks for v in field_values(b)})
         values = self.matrix(blocks)
         gram = values.T @ values + RIDGE * np.eye(len(self.names))
@@ -105,8 +115,9 @@ def kind_rows(table: LatencyTable) -> list[dict]:
                 "kind": kind,
                 "rows": len(y),
                 "ms_range": [float(y.min()), float(y.max())],
-                "relative_loo_mape_pct": KindFit.fit(blocks, y, LATENCY).cv_error_pct,
+                "relative_loo_mape_pct": line_fit(blocks, y).cv_error_pct,
                 "plain_loo_mape_pct": plain_loo_error(costs(blocks), y),
+                "neighbours_loo_mape_pct": hwnas_fit(blocks, y).cv_error_pct,
                 "per_value_loo_mape_pct": per_value_loo_error(blocks, y),
             }
         )
@@ -155,7 +166,8 @@ def main() -> None:
     table = LatencyTable.load(args.table)
     kinds = kind_rows(table)
     variants = {
-        "hwnas_fit": refitted(table, args.table, lambda blocks, ms: KindFit.fit(blocks, ms, LATENCY)),
+        "line": refitted(table, args.table, line_fit),
+        "hwnas_fit": refitted(table, args.table, hwnas_fit),
         "per_value": refitted(table, args.table, PerValueFit),
     }
     validations = committed_validations(args.results)
@@ -176,22 +188,21 @@ def main() -> None:
             "provenance": provenance(),
         },
     )
-    print("| block kind | measured rows | p50 range (ms) | hwnas fit | plain least squares | per-value factors |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| block kind | measured rows | p50 range (ms) | line | plain least squares | line + neighbours | per-value |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for r in kinds:
         lo, hi = r["ms_range"]
         print(
             f"| {r['kind']} | {r['rows']} | {lo:.3f}–{hi:.3f} | {r['relative_loo_mape_pct']:.1f}% | "
-            f"{r['plain_loo_mape_pct']:.1f}% | {r['per_value_loo_mape_pct']:.1f}% |"
+            f"{r['plain_loo_mape_pct']:.1f}% | {r['neighbours_loo_mape_pct']:.1f}% | {r['per_value_loo_mape_pct']:.1f}% |"
         )
-    print("\n| space | fitted rows | hwnas fit: MAPE / τ | per-value factors: MAPE / τ | floor τ |")
-    print("|---|---|---|---|---|")
+    print("\n| space | fitted rows | line | line + neighbours (hwnas) | per-value factors | floor τ |")
+    print("|---|---|---|---|---|---|")
     for s in subnets:
-        a, b = s["hwnas_fit"], s["per_value"]
-        print(
-            f"| {s['space']} | {s['fitted_rows']} | {a['mape_pct']:.2f}% / {a['kendall_tau']:.3f} | "
-            f"{b['mape_pct']:.2f}% / {b['kendall_tau']:.3f} | {s['floor_tau']:.3f} |"
-        )
+        cells = " | ".join(f"{s[v]['mape_pct']:.2f}% / {s[v]['kendall_tau']:.3f}" for v in variants)
+        print(f"| {s['space']} | {s['fitted_rows']} | {cells} | {s['floor_tau']:.3f} |")
     print(f"wrote {args.out}")
 
 

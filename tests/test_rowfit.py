@@ -35,6 +35,24 @@ def test_a_linear_kind_is_fitted_exactly_and_cross_validated():
     assert few.coef[1:] == (0.0, 0.0) and np.isnan(few.cv_error_pct)
 
 
+def test_a_width_slower_than_the_line_is_corrected_near_its_measured_rows_and_far_rows_keep_the_line():
+    """A kernel that suits one width worse than the line says (here every in_dim=1024 row 25%
+    slower) is seen in that width's measured neighbours; a row far from every measured one is the line's."""
+    blocks = list(dict.fromkeys(b for b in get_space("resnas-tiny").block_configs() if b.kind == "encoder"))
+    slow = np.array([b.in_dim == 1024 for b in blocks])
+    truth = (costs(blocks) @ np.array([2e-9, 1e-8, 3e-7]) + 0.01) * np.where(slow, 1.25, 1.0)
+    seen = np.zeros(len(blocks), bool)
+    seen[np.random.default_rng(0).choice(len(blocks), len(blocks) // 3, replace=False)] = True
+    train, held = [b for b, s in zip(blocks, seen) if s], [b for b, s in zip(blocks, seen) if not s]
+    local, line = (KindFit.fit(train, truth[seen], "p50_ms", local=flag) for flag in (True, False))
+    miss = {name: np.abs(fit(held) / truth[~seen] - 1) for name, fit in (("local", local), ("line", line))}
+    assert miss["local"][slow[~seen]].mean() < 0.6 * miss["line"][slow[~seen]].mean()
+    assert miss["local"][~slow[~seen]].mean() <= miss["line"][~slow[~seen]].mean()
+    assert local.cv_error_pct < 0.6 * line.cv_error_pct  # the stored error is the corrected fit's
+    far = [b for b in get_space("autoformer-digits").block_configs() if b.kind == "encoder"][:3]  # 8x8 px, 17 tokens
+    np.testing.assert_allclose(local(far), line(far), rtol=1e-6)
+
+
 def test_missing_rows_are_filled_in_memory_and_stay_marked_as_fitted(tmp_path):
     table = LatencyTable.load(SHIPPED)
     space = get_space("resnas-digits", num_classes=7)
@@ -186,18 +204,23 @@ def sample_setup(space, scale=None, calibration_archs=3):
 
 
 def test_a_sampled_table_measures_a_design_per_kind_and_fits_the_rest():
-    from hwnas.latency.sampled import FIRST_PER_KIND, profile_sampled
+    """The first design gives each kind rows by its weight in a subnet (at least 3, for a
+    cross-validated error): most to the encoders, which are most of a subnet's latency."""
+    from hwnas.latency.sampled import LEAST_PER_KIND, first_design, kind_shares, profile_sampled
 
-    space = get_space("autoformer-tiny")
+    space = get_space("resnas-tiny")
     blocks = list(dict.fromkeys(space.block_configs()))
     table, calibration, measure, calls, block_plan = sample_setup(space)
+    design = first_design(table, blocks, kind_shares(space))
+    per_kind = {k: sum(b.kind == k for b in design) for k in {b.kind for b in blocks}}
+    assert min(per_kind.values()) == LEAST_PER_KIND and per_kind["encoder"] > 3 * LEAST_PER_KIND
+    assert [b.kind for b in design[:4]] == sorted(per_kind)  # a row of each kind first
     result = profile_sampled(space, table, calibration, block_plan, measure, budget_s=None)
-    kinds = {b.kind for b in blocks}
     assert [c[0] for c in calls] == ["probe", "probe", "probe", "design"]  # three subnets timed one by one
-    assert result["rows_measured"] == sum(min(FIRST_PER_KIND, sum(b.kind == k for b in blocks)) for k in kinds)
+    assert result["rows_measured"] == len(design)
     assert result["rows_fitted"] == len(blocks) - result["rows_measured"] > 0
     assert not table.missing(blocks) and len(table.filled_rows) == result["rows_fitted"]
-    fitted = [b for b in blocks if b.key in table.filled_rows]
+    fitted = [b for b in blocks if b.key in table.filled_rows and b.kind == "encoder"]
     truth = synthetic_ms(fitted)
     assert np.abs(table.latencies(fitted, space.key) / truth - 1).max() < 0.01  # costs' combination recovered
 
@@ -252,6 +275,46 @@ def test_a_tight_budget_measures_fewer_calibration_subnets_and_says_so():
         assert profile_sampled(space, table, calibration, block_plan, timed, budget_s=30.0)["calibration_subnets"] == 12
 
 
+def test_a_budget_measures_as_many_rows_as_a_rows_own_time_allows():
+    """A row takes a fraction of a subnet's time (an export of one block, not of a network): the
+    time left after the calibration subnets goes to rows at what the first rows took, not at a
+    subnet's time per row."""
+    from hwnas.latency.sampled import profile_sampled
+
+    space = get_space("resnas-tiny")
+    table, calibration, measure, calls, block_plan = sample_setup(space, calibration_archs=12)
+
+    def timed(plans, name, show):
+        time.sleep(sum(0.2 if p.entry.kind == "network" else 0.01 for p in plans))
+        return measure(plans, name, show)
+
+    result = profile_sampled(space, table, calibration, block_plan, timed, budget_s=4.0)
+    assert result["calibration_subnets"] == 12  # 2.4 s, within three quarters of the budget
+    assert result["rows_measured"] >= 60  # ~1.5 s left at 0.01 s a row (at a subnet's 0.2 s: 8)
+    assert [c[0] for c in calls][4:6] == ["design", "round 2"]
+
+
+def test_a_wider_space_in_a_shared_table_measures_its_rows_beyond_the_tables_first():
+    """A table shared with a narrower space fits each kind on that space's rows too; the wider
+    space's first rows are the ones farthest from those (its costliest), not its cheapest, which
+    the fit would have predicted anyway."""
+    from hwnas.latency.sampled import profile_sampled
+    from hwnas.spaces.blocks import BlockConfig
+
+    narrow, wide = get_space("autoformer-tiny"), get_space("autoformer-small")
+    table, calibration, measure, _, block_plan = sample_setup(narrow)
+    profile_sampled(narrow, table, calibration, block_plan, measure, budget_s=None)
+    before = set(table.measured_rows().index)
+    _, calibration2, _, _, block_plan2 = sample_setup(wide)
+    measure_into = synthetic_measure(table, wide)[0]
+    profile_sampled(wide, table, calibration2, block_plan2, measure_into, budget_s=None, max_rows=3)
+    new = [k for k in table.measured_rows().index if k not in before]
+    assert sorted(BlockConfig.from_key(k).kind for k in new) == ["encoder", "head", "patch_embed"]
+    encoders = [b for b in dict.fromkeys(wide.block_configs()) if b.kind == "encoder"]
+    chosen = costs([BlockConfig.from_key(k) for k in new if k.startswith("encoder")])[0]
+    assert chosen[0] >= np.quantile(costs(encoders)[:, 0], 0.9)  # MACs among the costliest tenth
+
+
 def test_a_subnets_measuring_time_is_estimated_from_its_macs_not_from_the_largest():
     """The probes are the smallest (start-up included), the largest and a random subnet: the others
     are estimated on the line in MACs through the last two, so a space whose largest subnet takes
@@ -272,7 +335,7 @@ def test_a_subnets_measuring_time_is_estimated_from_its_macs_not_from_the_larges
 def test_a_table_transfers_to_a_device_that_scales_kinds_unevenly():
     from hwnas.latency.sampled import profile_sampled
 
-    space = get_space("autoformer-tiny")
+    space = get_space("vitas-deit-tiny")
     blocks = list(dict.fromkeys(space.block_configs()))
     source = LatencyTable.empty({"device": "cpu-other", "backend": "onnxruntime"})
     source.add_rows(
@@ -348,7 +411,7 @@ def test_cli_profiles_from_another_devices_table_and_marks_the_fitted_rows(tmp_p
 def test_a_second_space_sampled_into_the_same_table_keeps_the_first_ones_fitted_rows():
     from hwnas.latency.sampled import profile_sampled
 
-    first, second = get_space("autoformer-digits"), get_space("autoformer-tiny")  # no block in common
+    first, second = get_space("resnas-digits"), get_space("autoformer-tiny")  # no block in common
     table, calibration, measure, _, block_plan = sample_setup(first)
     profile_sampled(first, table, calibration, block_plan, measure, budget_s=None)
     before = dict(table.filled_rows)
@@ -364,7 +427,7 @@ def test_a_fitted_row_in_another_spaces_calibration_keeps_its_value():
     from hwnas.latency.profile import merge_measurements
     from hwnas.latency.sampled import profile_sampled
 
-    first, second = get_space("autoformer-tiny"), get_space("vitas-deit-tiny")  # 6 rows in common
+    first, second = get_space("vitas-deit-tiny"), get_space("autoformer-tiny")  # 6 rows in common
     table, calibration, measure, _, block_plan = sample_setup(first)
     result = profile_sampled(first, table, calibration, block_plan, measure, budget_s=None)
     merge_measurements(table, [p.entry for p in calibration], result["measured"], first)  # first is calibrated
@@ -375,6 +438,6 @@ def test_a_fitted_row_in_another_spaces_calibration_keeps_its_value():
     assert shared <= keep and not keep & ({b.key for b in second.block_configs()} - shared)
     _, calibration2, _, _, block_plan2 = sample_setup(second)
     measure_into = synthetic_measure(table, second, scale={"encoder": 1.3})[0]  # the second fit differs
-    profile_sampled(second, table, calibration2, block_plan2, measure_into, budget_s=None, keep=keep)
+    profile_sampled(second, table, calibration2, block_plan2, measure_into, budget_s=None, max_rows=4, keep=keep)
     still = {k: v for k, v in fitted.items() if k in table.filled_rows}
     assert still and all(table.rows.loc[k, "p50_ms"] == v for k, v in still.items())

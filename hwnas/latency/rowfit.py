@@ -4,7 +4,11 @@ A block's latency grows with the work it does, so within one block kind it is we
 few costs of its shape: MACs, parameters (the bytes of weights read) and input activations (the
 bytes of tokens read). `KindFit` fits, per kind and per statistic, a non-negative linear model on
 those costs (scikit-learn's `LinearRegression(positive=True)` on relative errors; with fewer than 5
-rows, a line in MACs) and reports its cross-validated error, so a filled row says how far it may be off.
+rows, a line in MACs), then corrects it near the measured rows by what they say it misses there
+(`Neighbours`: a kernel-weighted, shrunk mean of their log residuals, in log-cost and token space;
+a width whose kernels run faster or slower than the line is seen in its neighbours, and a row far
+from every measured one keeps the line), and reports the cross-validated error of the whole, so a
+filled row says how far it may be off.
 
 A run on another class count than the table was profiled for needs its head rows:
 `fill_missing` adds them to an in-memory copy of the table, never to its file, and
@@ -27,9 +31,44 @@ from hwnas.spaces.blocks import BlockConfig
 TIMINGS = tuple(s for s in STAT_COLUMNS if s.endswith("_ms"))  # fitted; the counts (runs, rounds) of a filled row are 0
 
 
+# A measured row corrects the rows within about BANDWIDTH of it, on axes each spanning its kind's measured
+# rows (0 to 1); SHRINK is kernel weight that says "no correction", so one distant neighbour moves a row
+# little. Chosen a priori and checked on the shipped table (`benchmarks/rowfit.py`: held-out rows and
+# whole subnets, over bandwidths 0.05-0.3 and shrinks 0.5-2, all of which rank subnets alike).
+BANDWIDTH = 0.1
+SHRINK = 1.0
+
+
 def costs(blocks: Sequence[BlockConfig]) -> np.ndarray:
     """The (n, 3) costs a row's latency is fitted on: MACs, parameters and input elements per image."""
     return np.array([[b.macs(), b.params(), math.prod(b.definition.input_shape(b, 1))] for b in blocks], dtype=float)
+
+
+def _where(blocks: Sequence[BlockConfig], x: np.ndarray) -> np.ndarray:
+    """Where rows lie for `Neighbours`: their fitted-on features and token count, in log space."""
+    return np.log1p(np.hstack([np.maximum(x, 0.0), np.array([[b.tokens] for b in blocks], dtype=float)]))
+
+
+@dataclass(frozen=True, eq=False)
+class Neighbours:
+    """What the measured rows near a row say the linear fit misses there, as a factor: their log
+    residuals, weighted by a Gaussian kernel of their distance and shrunk toward no correction."""
+
+    low: np.ndarray
+    span: np.ndarray
+    points: np.ndarray  # the measured rows, scaled to their span
+    log_residuals: np.ndarray
+
+    @classmethod
+    def fit(cls, where: np.ndarray, log_residuals: np.ndarray) -> Neighbours:
+        low, span = where.min(axis=0), np.maximum(np.ptp(where, axis=0), 1e-9)
+        return cls(low, span, (where - low) / span, log_residuals)
+
+    def __call__(self, where: np.ndarray) -> np.ndarray:
+        scaled = (where - self.low) / self.span
+        distance2 = ((scaled[:, None, :] - self.points[None, :, :]) ** 2).sum(axis=2)
+        weight = np.exp(-distance2 / BANDWIDTH**2)
+        return np.exp(weight @ self.log_residuals / (weight.sum(axis=1) + SHRINK))
 
 
 @dataclass(frozen=True)
@@ -44,9 +83,12 @@ class KindFit:
     cv_error_pct: float  # mean absolute percentage error of held-out rows (leave-one-out up to 20 rows, else 5-fold)
     # what a row is fitted on: its costs (MACs, params, input size), or another basis such as its latency on another device
     basis: Callable[[Sequence[BlockConfig]], np.ndarray] = field(default=costs, compare=False, repr=False)
+    neighbours: Neighbours | None = field(default=None, compare=False, repr=False)  # None: the line alone
 
     def __call__(self, blocks: Sequence[BlockConfig]) -> np.ndarray:
-        return np.maximum(self.basis(blocks) @ np.array(self.coef) + self.intercept, 1e-6)
+        x = self.basis(blocks)
+        line = np.maximum(x @ np.array(self.coef) + self.intercept, 1e-6)
+        return line if self.neighbours is None else line * self.neighbours(_where(blocks, x))
 
     @classmethod
     def fit(
@@ -55,17 +97,29 @@ class KindFit:
         ms: Sequence[float],
         statistic: str,
         basis: Callable[[Sequence[BlockConfig]], np.ndarray] | None = None,
+        local: bool = True,
     ) -> KindFit:
-        """The fit on measured rows (at least one, all of one kind), on their costs or on `basis`."""
+        """The fit on measured rows (at least one, all of one kind), on their costs or on `basis`;
+        `local` False: the line without the neighbours' correction (`benchmarks/rowfit.py` compares)."""
         basis = basis or costs
         x, y = basis(blocks), np.asarray(ms, dtype=float)
-        coef, intercept = _fit(x, y)
-        held_out = _cross_validated(x, y)
+        where = _where(blocks, x) if local else None
+        coef, intercept, neighbours = _fit(x, y, where)
+        held_out = _cross_validated(x, y, where)
         error = float(100 * np.mean(np.abs(held_out - y) / y)) if held_out is not None else float("nan")
-        return cls(blocks[0].kind, statistic, coef, intercept, len(y), error, basis)
+        return cls(blocks[0].kind, statistic, coef, intercept, len(y), error, basis, neighbours)
 
 
-def _fit(x: np.ndarray, y: np.ndarray) -> tuple[tuple[float, ...], float]:
+def _fit(x: np.ndarray, y: np.ndarray, where: np.ndarray | None) -> tuple[tuple[float, ...], float, Neighbours | None]:
+    """The line (`_line`) and, given where the rows lie, the neighbours' correction of it."""
+    coef, intercept = _line(x, y)
+    if where is None:
+        return coef, intercept, None
+    line = np.maximum(x @ np.array(coef) + intercept, 1e-6)
+    return coef, intercept, Neighbours.fit(where, np.log(y / line))
+
+
+def _line(x: np.ndarray, y: np.ndarray) -> tuple[tuple[float, ...], float]:
     """Non-negative least squares on all features given enough rows; else a line (or a ratio) in the
     first (MACs). Squared errors are relative (weights 1/y^2): a kind's rows span 100x (a digits
     space's 25-us reduction beside a 224-px one's 2 ms), and plain least squares would fit the
@@ -84,7 +138,7 @@ def _fit(x: np.ndarray, y: np.ndarray) -> tuple[tuple[float, ...], float]:
     return (float(y.sum() / max(first.sum(), 1e-12)), *rest), 0.0
 
 
-def _cross_validated(x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+def _cross_validated(x: np.ndarray, y: np.ndarray, where: np.ndarray | None) -> np.ndarray | None:
     """Each row predicted by a fit on the others (None with fewer than 3 rows: no error to report)."""
     if len(y) < 3:
         return None
@@ -92,8 +146,10 @@ def _cross_validated(x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
     out = np.empty_like(y)
     for fold in np.unique(folds):
         held = folds == fold
-        coef, intercept = _fit(x[~held], y[~held])
+        coef, intercept, neighbours = _fit(x[~held], y[~held], None if where is None else where[~held])
         out[held] = np.maximum(x[held] @ np.array(coef) + intercept, 1e-6)
+        if neighbours is not None:
+            out[held] *= neighbours(where[held])
     return out
 
 

@@ -3,9 +3,11 @@
 A space's rows grow with the product of its choices (480 for `resnas-tiny`), yet within one block
 kind latency follows a few costs of the block's shape (`hwnas.latency.rowfit`). So, in the spirit
 of nn-Meter's adaptive sampling: the calibration subnets are measured first (the table needs them
-whatever else it has), then per kind a design of rows spread over the kind's costs (the cheapest
-and costliest rows, then the rows farthest from those measured, in log-cost space), then, while
-the budget lasts, more rows for the kinds whose cross-validated fit errs most. Every row not
+whatever else it has), then a design of rows shared among the kinds by their weight in a subnet,
+spread over each kind's costs (each the row farthest, in log-cost space, from those measured, the
+rows other spaces put in the table included; in a new table the costliest rows by MACs, parameters
+and input come first), then, while the budget lasts, more rows for the kinds whose cross-validated
+fit errs most in a subnet's latency. Every row not
 measured is fitted and stored as such (`source` fit, with the fit's error), and the calibration is
 fitted on the calibration subnets as for a full table.
 
@@ -16,8 +18,8 @@ whose attention and MLP kernels scale differently is followed kind by kind, not 
 
 from __future__ import annotations
 
-import itertools
 import math
+import random
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -32,7 +34,8 @@ from hwnas.latency.table import LATENCY, LatencyTable
 from hwnas.spaces import SearchSpace
 from hwnas.spaces.blocks import BlockConfig
 
-FIRST_PER_KIND = 4  # rows of each kind in the first design (all of a kind with fewer)
+FIRST_PER_KIND = 4  # rows per kind in the first design, on average: shared by the kinds' weight in a subnet
+LEAST_PER_KIND = 3  # but at least these (where a kind has them): its fit's error is cross-validated from 3
 # A budget that the calibration subnets would mostly fill measures fewer of them, down to 8, so the
 # rows keep a quarter of it (`benchmarks/calibration_subnets.py`: calibrations refitted on 8 of the
 # shipped table's 12 subnets predict the validation subnets within a few tenths of a MAPE point).
@@ -49,7 +52,8 @@ class BudgetTooSmall(HwnasError):
 
 def spread(blocks: Sequence[BlockConfig], taken: Sequence[BlockConfig], count: int) -> list[BlockConfig]:
     """`count` of `blocks` spread over their costs: each the one farthest (in log-cost space) from
-    those `taken` so far, starting from the cheapest and the costliest."""
+    those `taken` so far; with none taken, the corners first (a fit extrapolates worst along the cost
+    it has not seen: a few-token stage's widest rows are weight-heavy, not MAC-heavy)."""
     if count <= 0 or not blocks:
         return []
     logs = np.log1p(costs(blocks))
@@ -58,8 +62,9 @@ def spread(blocks: Sequence[BlockConfig], taken: Sequence[BlockConfig], count: i
     if taken:
         chosen: list[int] = []
         seen = (np.log1p(costs(taken)) - lo) / span
-    else:  # the corners first: the cheapest and the costliest row by MACs
-        chosen = list(dict.fromkeys([int(np.argmin(x[:, 0])), int(np.argmax(x[:, 0]))]))[:count]
+    else:  # the corners first: the costliest row by MACs, by parameters and by input, then the cheapest
+        corners = [int(np.argmax(x[:, 0])), int(np.argmax(x[:, 1])), int(np.argmax(x[:, 2])), int(np.argmin(x[:, 0]))]
+        chosen = list(dict.fromkeys(corners))[:count]
         seen = x[chosen]
     while len(chosen) < min(count, len(blocks)):
         distance = np.min(np.linalg.norm(x[:, None, :] - seen[None, :, :], axis=2), axis=1)
@@ -102,27 +107,32 @@ def profile_sampled(
     calibration = calibration[: _calibration_count(space, seconds, budget_s, time.perf_counter() - began)]
     if len(calibration) > PROBES:
         rows += measure(calibration[PROBES:], "calibration", True)
-    per_model = float(np.mean(seconds[1:])) if len(seconds) > 1 else float(seconds[0])
-    # the first design, kind by kind in turn (so a cap keeps every kind): at least one row per kind,
-    # at most what the budget left allows at a subnet's time per row (a row takes less)
-    per_kind = [spread([b for b in blocks if b.kind == k], [], FIRST_PER_KIND) for k in kinds]
-    design = [b for group in itertools.zip_longest(*per_kind) for b in group if b is not None]
-    if budget_s is not None:
-        design = design[: max(len(kinds), int((budget_s - (time.perf_counter() - began)) / per_model))]
+    # the first design: a row of each kind first (so a cap keeps every kind), then the others in turn
+    # by their kind's share; with a budget, that first row of each is measured alone, to time a row
+    # here (a row takes a fraction of a subnet: timing rows as subnets left resnas-small's 3 minutes
+    # with one measured row per kind), then the rest as time allows
+    shares = kind_shares(space)
+    design = first_design(table, blocks, shares)
     design = design[: max(len(kinds), max_rows) if max_rows is not None else len(design)]
-    rows += measure(block_plan(design), "design", True)
-    taken, rounds = len(design), 1
+    first, pending = (design[: len(kinds)], design[len(kinds) :]) if budget_s is not None else (design, [])
+    rows_began = time.perf_counter()
+    rows += measure(block_plan(first), "design", True)
+    taken, rounds = len(first), 1
     while budget_s is not None or max_rows is not None:
         unmeasured = [b for b in blocks if b.key not in table.measured_rows().index]
         count = len(unmeasured) if max_rows is None else min(len(unmeasured), max_rows - taken)
         if budget_s is not None:
             left = budget_s - (time.perf_counter() - began)
-            per_row = (time.perf_counter() - began) / max(len(rows), 1)
-            count = min(count, int(left / per_row) if per_row > 0 else 0)
-        if not unmeasured or count <= 0 or (budget_s is not None and count < min(len(kinds), len(unmeasured))):
+            count = min(count, int(left * taken / max(time.perf_counter() - rows_began, 1e-9)))
+        least = 1 if pending else min(len(kinds), len(unmeasured))  # a round of the fit's: a row per kind
+        if not unmeasured or count < max(least, 1):
             break
-        fits = fit_kinds(table, kinds, source)
-        more = _where_fits_err(unmeasured, table, fits, min(count, max(len(kinds), len(unmeasured) // 2)))[:count]
+        if pending:
+            more, pending = pending[:count], pending[count:]
+        else:
+            fits = fit_kinds(table, kinds, source)
+            wanted = min(count, max(len(kinds), len(unmeasured) // 2))
+            more = _where_fits_err(unmeasured, table, fits, shares, wanted)[:count]
         rows += measure(block_plan(more), f"round {rounds + 1}", True)
         taken, rounds = taken + len(more), rounds + 1
     fits = fit_kinds(table, kinds, source)
@@ -186,20 +196,53 @@ def _calibration_count(space: SearchSpace, seconds: np.ndarray, budget_s: float 
     return used
 
 
+def kind_shares(space: SearchSpace, subnets: int = 32) -> dict[str, float]:
+    """Each block kind's share of the MACs of random subnets (a fixed draw): how much its rows weigh
+    in a subnet's latency (a ViT-ResNAS space's encoders about 85%, its head well under 1%)."""
+    rng, macs = random.Random(0), dict[str, float]()
+    for arch in [space.sample(rng) for _ in range(subnets)]:
+        for block in arch.blocks():
+            macs[block.kind] = macs.get(block.kind, 0.0) + block.macs()
+    total = sum(macs.values()) or 1.0
+    return {kind: m / total for kind, m in macs.items()}
+
+
+def first_design(table: LatencyTable, blocks: Sequence[BlockConfig], shares: dict[str, float]) -> list[BlockConfig]:
+    """FIRST_PER_KIND rows per kind in all, shared among the kinds by their `shares` (at least
+    LEAST_PER_KIND, at most all of a kind), each kind's spread from the rows the table has measured:
+    the first row of every kind, then the others in turn, a kind's next row as soon as its share is due."""
+    kinds = sorted({b.kind for b in blocks})
+    per_kind = {}
+    for kind in kinds:
+        of_kind = [b for b in blocks if b.kind == kind]
+        count = min(len(of_kind), max(LEAST_PER_KIND, round(FIRST_PER_KIND * len(kinds) * shares.get(kind, 0.0))))
+        per_kind[kind] = spread(of_kind, _measured_of_kind(table, kind), count)
+    rest = sorted((i / len(rows), kind, i) for kind, rows in per_kind.items() for i in range(1, len(rows)))
+    return [per_kind[k][0] for k in kinds] + [per_kind[kind][i] for _, kind, i in rest]
+
+
 def _where_fits_err(
-    unmeasured: Sequence[BlockConfig], table: LatencyTable, fits: dict[str, dict[str, KindFit]], count: int
+    unmeasured: Sequence[BlockConfig],
+    table: LatencyTable,
+    fits: dict[str, dict[str, KindFit]],
+    shares: dict[str, float],
+    count: int,
 ) -> list[BlockConfig]:
-    """`count` rows shared among the kinds by how much each kind's fit errs (cross-validated, times
-    its unmeasured rows; a kind too small to cross-validate counts as 100% off), spread within each."""
-    measured = table.measured_rows()
+    """`count` rows shared among the kinds by how much each kind's fit errs in a subnet's latency
+    (cross-validated, times the kind's share; a kind too small to cross-validate counts as 100% off),
+    spread within each (but at least one row of each kind)."""
     weight = {}
     for kind in {b.kind for b in unmeasured}:
         error = fits[kind][LATENCY].cv_error_pct if kind in fits else float("nan")
-        weight[kind] = (100.0 if math.isnan(error) else error) * sum(b.kind == kind for b in unmeasured)
+        weight[kind] = (100.0 if math.isnan(error) else error) * shares.get(kind, 0.0)
     total = sum(weight.values()) or 1.0
     chosen = []
     for kind, w in sorted(weight.items()):
         of_kind = [b for b in unmeasured if b.kind == kind]
-        taken = [BlockConfig.from_key(k) for k in measured[measured["kind"] == kind].index]
-        chosen += spread(of_kind, taken, max(1, round(count * w / total)))
+        chosen += spread(of_kind, _measured_of_kind(table, kind), max(1, round(count * w / total)))
     return chosen
+
+
+def _measured_of_kind(table: LatencyTable, kind: str) -> list[BlockConfig]:
+    measured = table.measured_rows()
+    return [BlockConfig.from_key(k) for k in measured[measured["kind"] == kind].index]
