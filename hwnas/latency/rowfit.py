@@ -87,8 +87,7 @@ class KindFit:
 
     def __call__(self, blocks: Sequence[BlockConfig]) -> np.ndarray:
         x = self.basis(blocks)
-        line = np.maximum(x @ np.array(self.coef) + self.intercept, 1e-6)
-        return line if self.neighbours is None else line * self.neighbours(_where(blocks, x))
+        return _predict(x, _where(blocks, x), self.coef, self.intercept, self.neighbours)
 
     @classmethod
     def fit(
@@ -115,8 +114,15 @@ def _fit(x: np.ndarray, y: np.ndarray, where: np.ndarray | None) -> tuple[tuple[
     coef, intercept = _line(x, y)
     if where is None:
         return coef, intercept, None
+    return coef, intercept, Neighbours.fit(where, np.log(y / _predict(x, where, coef, intercept, None)))
+
+
+def _predict(
+    x: np.ndarray, where: np.ndarray | None, coef: tuple[float, ...], intercept: float, neighbours: Neighbours | None
+) -> np.ndarray:
+    """The line at `x` (at least 1 ns), times the neighbours' correction at `where` when there is one."""
     line = np.maximum(x @ np.array(coef) + intercept, 1e-6)
-    return coef, intercept, Neighbours.fit(where, np.log(y / line))
+    return line if neighbours is None or where is None else line * neighbours(where)
 
 
 def _line(x: np.ndarray, y: np.ndarray) -> tuple[tuple[float, ...], float]:
@@ -147,9 +153,7 @@ def _cross_validated(x: np.ndarray, y: np.ndarray, where: np.ndarray | None) -> 
     for fold in np.unique(folds):
         held = folds == fold
         coef, intercept, neighbours = _fit(x[~held], y[~held], None if where is None else where[~held])
-        out[held] = np.maximum(x[held] @ np.array(coef) + intercept, 1e-6)
-        if neighbours is not None:
-            out[held] *= neighbours(where[held])
+        out[held] = _predict(x[held], None if where is None else where[held], coef, intercept, neighbours)
     return out
 
 
