@@ -21,9 +21,9 @@ from provenance import provenance  # date, machine, versions and command, for be
 
 from hwnas.io import atomic_write_json
 from hwnas.latency.agreement import agreement, worst
+from hwnas.latency.calibration_subnets import calibration_pairs
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.table import SHIPPED_DIR, Calibration, LatencyTable
-from hwnas.latency.validate import calibration_pairs
 from hwnas.plots import figure, save_figure
 from hwnas.spaces import get_space
 

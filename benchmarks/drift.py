@@ -38,10 +38,10 @@ from provenance import provenance  # date, machine, versions and command, for be
 from hwnas import get_space
 from hwnas.io import atomic_write_json
 from hwnas.latency.bundle import sample_archs
+from hwnas.latency.calibration_subnets import calibration_archs
 from hwnas.latency.drift import check_drift
 from hwnas.latency.measure import measure_archs_apart, setup_of
 from hwnas.latency.predict import LatencyPredictor
-from hwnas.latency.profile import CALIBRATION_SEED
 from hwnas.latency.table import SHIPPED_DIR, STAT_COLUMNS, LatencyTable, fingerprint_summary
 from hwnas.latency.validate import agreement, worst
 from hwnas.plots import save_figure
@@ -135,7 +135,7 @@ def check_in_fresh_process(table: Path, space: SearchSpace, how: str) -> dict[st
 def held_out(space: SearchSpace, table: LatencyTable, n: int) -> list[Arch]:
     """`n` random subnets that are none of the table's calibration subnets (which the spot check measures)."""
     k = table.calibration(space).n
-    calibration = {a.digest for a in sample_archs(space, k, CALIBRATION_SEED, extremes=True)}
+    calibration = {a.digest for a in calibration_archs(space, k)}
     return [a for a in sample_archs(space, n + k, seed=7) if a.digest not in calibration][:n]
 
 

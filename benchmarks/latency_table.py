@@ -13,7 +13,9 @@ the shipped CPU table is this script's output. `--append` keeps the table (same 
 and the other spaces' results in `--out`, profiling and validating only `--spaces` (`--reprofile`:
 taken out of the table first). `--budget-min`
 profiles each space within that many minutes (a sample of rows measured, the rest fitted); give it
-its own `--out` folder, since validations are written beside `--out`.
+its own `--out` folder, since validations are written beside `--out`. `--append --refit` measures
+nothing: it refits `--spaces`' fitted rows and calibration in the table (`hwnas profile --refit`) and
+scores their committed validations again (`hwnas validate-table --rescore`).
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ from provenance import provenance  # date, machine, versions and command, for be
 from hwnas import get_space
 from hwnas.io import atomic_write_bytes, atomic_write_json
 from hwnas.latency.predict import LatencyPredictor
-from hwnas.latency.profile import ProfileSettings, profile_space
+from hwnas.latency.profile import ProfileSettings, profile_space, refit_space
 from hwnas.latency.table import LatencyTable, fingerprint_summary
-from hwnas.latency.validate import validate_table, worst
+from hwnas.latency.validate import rescore, validate_table, worst
 from hwnas.plots import figure, save_figure
 from hwnas.spaces import BlockConfig, SearchSpace
 
@@ -108,6 +110,38 @@ def per_kind(table: LatencyTable, plot: Path) -> dict[str, dict[str, float]]:
     }
 
 
+VALIDATION_FIELDS = (
+    "n",
+    "processes",
+    "measured_ms_range",
+    "calibrated",
+    "uncalibrated_sum",
+    "macs_only",
+    "macs_line",
+    "floor_process_vs_process",
+    "calibration_remeasured",
+    "recalibrated_now",
+    "calibration",
+)
+
+
+def refitted(space: SearchSpace, path: Path, entry: dict, folder: Path) -> dict:
+    """`entry` (a space's result) after `hwnas profile --refit` of its fitted rows in the table at
+    `path`, its validation in `folder` scored again on the refitted table (nothing measured)."""
+    summary = refit_space(space, LatencyTable.load(path))
+    if summary["up_to_date"]:
+        return entry
+    report = rescore(space, LatencyTable.load(path), folder)
+    keep = ("rows_refitted", "rows_kept", "row_change_pct", "fit_error_pct_before", "calibration_before")
+    return {
+        **entry,
+        "fit_error_pct": summary["fit_error_pct"],
+        "refit": {k: summary[k] for k in keep},
+        "validation": {k: report[k] for k in VALIDATION_FIELDS},
+        "plot": report["plot"],
+    }
+
+
 def _since_profiling(v: dict) -> str:
     """The calibration subnets' drift since profiling and the recalibrated prediction's MAPE / tau."""
     if not v.get("calibration_remeasured"):
@@ -141,6 +175,12 @@ def main() -> None:
         help="add --spaces to the existing --table and --out instead of starting both afresh",
     )
     parser.add_argument(
+        "--refit",
+        action="store_true",
+        help="with --append: measure nothing; refit --spaces' fitted rows and calibration in --table and score "
+        "their committed validations again",
+    )
+    parser.add_argument(
         "--reprofile",
         action="store_true",
         help="with --append: drop --spaces from the table first (their calibrations, and the rows no other space "
@@ -161,8 +201,14 @@ def main() -> None:
     budgets = {name: args.budget_min for name in args.spaces}
     budgets.update({k: float(v) for k, v in (item.split("=", 1) for item in args.budget_min_for)})
     rows = []
+    if args.refit and not args.append:
+        parser.error("--refit rescores the committed validations of --out: give --append")
+    previous_rows = {r["space"]: r for r in previous["results"]} if args.append else {}
     for name in args.spaces:
         space = get_space(name)
+        if args.refit:
+            rows.append(refitted(space, args.table, previous_rows[name], args.out.parent / f"validate_{name}"))
+            continue
         start = time.perf_counter()
         profiled = profile_afresh(space, settings, args.table, budgets[name], args.append and args.reprofile)
         seconds = time.perf_counter() - start
@@ -184,22 +230,7 @@ def main() -> None:
                 "calibration_subnets": profiled["calibration_subnets"],
                 "profile_seconds": round(seconds, 1),
                 "predictions_per_s": round(prediction_rate(LatencyPredictor(table, space))),
-                "validation": {
-                    k: report[k]
-                    for k in (
-                        "n",
-                        "processes",
-                        "measured_ms_range",
-                        "calibrated",
-                        "uncalibrated_sum",
-                        "macs_only",
-                        "macs_line",
-                        "floor_process_vs_process",
-                        "calibration_remeasured",
-                        "recalibrated_now",
-                        "calibration",
-                    )
-                },
+                "validation": {k: report[k] for k in VALIDATION_FIELDS},
                 "plot": report["plot"],
             }
         )

@@ -390,6 +390,8 @@ def profiled_by(d: dict) -> list[tuple[str, list[str]]]:
     last = {}
     for i, command in enumerate(runs):
         words = shlex.split(command)
+        if "--refit" in words:  # measured nothing: the space's rows come from the run that profiled it
+            continue
         at = words.index("--spaces") + 1 if "--spaces" in words else len(words)
         for space in itertools.takewhile(lambda w: not w.startswith("--"), words[at:]):
             last[space] = i
@@ -503,6 +505,22 @@ def latency_table_section(src: Source) -> Section:
             "The table was built over several runs of the script, each adding spaces (`--append`); each space's "
             "rows come from the last run that profiled it, besides the command below: "
             + "; ".join(f"`{c}` ({', '.join(spaces)})" for c, spaces in earlier)
+            + ".",
+        ]
+    refits = [r for r in d["results"] if r.get("refit")]
+    if refits:
+        body += [
+            "",
+            f"The fitted rows of {', '.join(r['space'] for r in refits)} were refitted after their validation "
+            "subnets were measured (`hwnas profile --refit`: each kind's fit, as in *Filling rows from a fit* "
+            "below, on every row the table has measured, and the calibration refitted on the subnets "
+            "measured at profile time), and those same measurements scored again (`hwnas validate-table "
+            "--rescore`); nothing was measured. The rows moved "
+            + ", ".join(
+                f"{pct(r['refit']['row_change_pct']['median_abs'])} (at most {pct(r['refit']['row_change_pct']['max_abs'])}) "
+                f"in {r['space']}"
+                for r in refits
+            )
             + ".",
         ]
     body += ["", "Block latency per MAC, per block kind (p50 rows of the table):", ""]
@@ -1441,10 +1459,14 @@ def change_from_line(subnets: list[dict], variant: str) -> tuple[str, float]:
 
 
 def rowfit_verdict(subnets: list[dict]) -> str:
-    """What the neighbours' correction and the per-value factors do to whole subnets, from the figures."""
-    local, _ = change_from_line(subnets, "hwnas_fit")
+    """What the neighbours' correction, the MACs by part and the per-value factors do to whole subnets, from the figures."""
+    local, _ = change_from_line(subnets, "neighbours")
+    parts, _ = change_from_line(subnets, "hwnas_fit")
     factors, mean = change_from_line(subnets, "per_value")
-    out = f"From the line, the neighbours' correction (what hwnas fits) moves subnets {local}; the per-value factors {factors}"
+    out = (
+        f"From the line, the neighbours' correction moves subnets {local}; with the MACs by part as well (what hwnas "
+        f"fits) {parts}; the per-value factors {factors}"
+    )
     if mean > -0.1:
         return (
             out
@@ -1457,13 +1479,23 @@ def rowfit_section(src: Source) -> Section:
     d = src.data
     body = [
         f"The per-kind fit that fills a table's rows (`hwnas.latency.rowfit`), cross-validated on the measured rows "
-        f"of `{d['table']}` (leave-one-out up to 20 rows, else 5-fold): its *line* alone (non-negative least "
+        f"of `{d['table']}` (leave-one-out up to 20 rows, else 5-fold): a *line* (non-negative least "
         "squares on a row's MACs, parameters and input size, errors weighted relatively, 1/y²), plain least "
         "squares, which fits a kind's large rows and leaves its small ones off, the line with the *measured "
         "neighbours' correction* (a kernel-weighted, shrunk mean of the log residuals of the measured rows near "
-        "a row, in log-cost and token space: what hwnas fits), and *per-value factors* on the line: a factor per "
-        f"field value, alone and beside the kind's first field (`in_dim=384`, `tokens=65/in_dim=384`; ridge "
-        f"{d['ridge']:g}). The last two model a kernel that suits some widths better than the line says.",
+        "a row, in log-cost and token space), *hwnas's fit*: the correction on a line that also weighs the MACs "
+        "of attention's activation products and of depthwise convolutions on their own (a kind's `mac_parts`), "
+        "and *per-value factors* on the line: a factor per field value, alone and beside the kind's first field "
+        f"(`in_dim=384`, `tokens=65/in_dim=384`; ridge {d['ridge']:g}). The correction and the factors model a "
+        "kernel that suits some widths better than the line says; the parts, MACs that cost more than a dense "
+        "product's: hwnas's line charges "
+        + "; ".join(
+            f"a {r['kind']} block's dense MAC {r['per_mac_ps']['dense']:.0f} ps, "
+            + " and ".join(f"its {part} MAC {ps:.0f} ps" for part, ps in r["per_mac_ps"].items() if part != "dense")
+            for r in d["kinds"]
+            if len(r.get("per_mac_ps", {})) > 1
+        )
+        + ".",
         "",
     ]
     body += table(
@@ -1474,6 +1506,7 @@ def rowfit_section(src: Source) -> Section:
             "line",
             "plain least squares",
             "line + neighbours",
+            "hwnas: parts + neighbours",
             "per-value factors",
         ],
         [
@@ -1484,11 +1517,12 @@ def rowfit_section(src: Source) -> Section:
                 pct(r["relative_loo_mape_pct"]),
                 pct(r["plain_loo_mape_pct"]),
                 pct(r["neighbours_loo_mape_pct"]),
+                pct(r["hwnas_loo_mape_pct"]),
                 pct(r["per_value_loo_mape_pct"]),
             ]
             for r in d["kinds"]
         ],
-        "lrrrrrr",
+        "lrrrrrrr",
     )
     body += [
         "",
@@ -1505,16 +1539,20 @@ def rowfit_section(src: Source) -> Section:
             "fitted rows",
             "line: MAPE / τ",
             "line + neighbours: MAPE / τ",
+            "hwnas: parts + neighbours: MAPE / τ",
             "per-value factors: MAPE / τ",
             "floor τ",
         ],
         [
             [s["space"], str(s["fitted_rows"])]
-            + [f"{pct(s[v]['mape_pct'], 2)} / {tau(s[v]['kendall_tau'])}" for v in ("line", "hwnas_fit", "per_value")]
+            + [
+                f"{pct(s[v]['mape_pct'], 2)} / {tau(s[v]['kendall_tau'])}"
+                for v in ("line", "neighbours", "hwnas_fit", "per_value")
+            ]
             + [tau(s["floor_tau"])]
             for s in d["subnets"]
         ],
-        "lrrrrr",
+        "lrrrrrr",
     )
     return Section("latency-tables", 5, "Filling rows from a fit", body, provenance_of(src, "rowfit"), [])
 

@@ -1,11 +1,12 @@
 """How well the per-kind fit fills a table's rows, and whether a finer fit of the rows moves whole subnets.
 
-Rows: cross-validated error per block kind on the shipped CPU table's measured rows, fitted by the
-line of `hwnas.latency.rowfit` alone (relative errors, 1/y^2), by plain least squares, by the line
-with the measured neighbours' correction (what hwnas fits), and with *per-value factors* on the line
-(a variant hwnas does not use: a log factor per field value, alone and beside the kind's first
-field, e.g. `in_dim=384` and `tokens=65/in_dim=384`, ridge-shrunk; it models a kernel that suits one
-width better than its neighbours).
+Rows: cross-validated error per block kind on the shipped CPU table's measured rows, fitted by a
+line in a row's costs (MACs, parameters, input; relative errors, 1/y^2), by plain least squares on
+them, by the line with the measured neighbours' correction, by what hwnas fits (the correction on a
+line in the costs and the MACs of the kind's attention and depthwise parts, `rowfit.features`), and
+with *per-value factors* on the line (a variant hwnas does not use: a log factor per field value,
+alone and beside the kind's first field, e.g. `in_dim=384` and `tokens=65/in_dim=384`,
+ridge-shrunk; it models a kernel that suits one width better than its neighbours).
 
 Subnets (of the spaces with fitted rows): the table's fitted rows refitted on all its measured rows
 with each fit, each space's calibration refitted on its own calibration points, and every variant
@@ -32,12 +33,12 @@ from sklearn.linear_model import LinearRegression
 
 from hwnas.io import atomic_write_json
 from hwnas.latency.agreement import agreement, worst
+from hwnas.latency.calibration_subnets import calibration_pairs
 from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.rowfit import KindFit, costs
 from hwnas.latency.table import LATENCY, SHIPPED_DIR, Calibration, LatencyTable
-from hwnas.latency.validate import calibration_pairs
 from hwnas.spaces import Arch, get_space
-from hwnas.spaces.blocks import BlockConfig
+from hwnas.spaces.blocks import MAC_PARTS, BlockConfig
 
 RIDGE = 1.0  # a value seen in n rows keeps n / (n + RIDGE) of its mean log residual
 
@@ -64,8 +65,13 @@ def field_values(block: BlockConfig) -> list[str]:
 
 
 def line_fit(blocks: Sequence[BlockConfig], y: np.ndarray) -> KindFit:
-    """The costs fit of `rowfit` without the measured neighbours' correction."""
-    return KindFit.fit(blocks, y, LATENCY, local=False)
+    """`rowfit`'s line on the costs alone, without the measured neighbours' correction."""
+    return KindFit.fit(blocks, y, LATENCY, basis=costs, local=False)
+
+
+def neighbours_fit(blocks: Sequence[BlockConfig], y: np.ndarray) -> KindFit:
+    """The line on the costs alone, with the measured neighbours' correction."""
+    return KindFit.fit(blocks, y, LATENCY, basis=costs)
 
 
 def hwnas_fit(blocks: Sequence[BlockConfig], y: np.ndarray) -> KindFit:
@@ -102,6 +108,13 @@ def per_value_loo_error(blocks: list[BlockConfig], y: np.ndarray) -> float:
     return float(100 * np.mean(np.abs(out - y) / y))
 
 
+def per_mac_ps(fit: KindFit, blocks: Sequence[BlockConfig]) -> dict[str, float]:
+    """What the line of hwnas's fit charges per MAC (picoseconds): a dense MAC, and one of each part `blocks` have."""
+    dense, extra = fit.coef[0], dict(zip(MAC_PARTS, fit.coef[3:]))
+    present = {part for b in blocks for part, macs in b.mac_parts().items() if macs}
+    return {"dense": dense * 1e9, **{part: (dense + c) * 1e9 for part, c in extra.items() if part in present}}
+
+
 def kind_rows(table: LatencyTable) -> list[dict]:
     measured, rows = table.measured_rows(), []
     for kind in sorted(set(measured["kind"])):
@@ -117,7 +130,9 @@ def kind_rows(table: LatencyTable) -> list[dict]:
                 "ms_range": [float(y.min()), float(y.max())],
                 "relative_loo_mape_pct": line_fit(blocks, y).cv_error_pct,
                 "plain_loo_mape_pct": plain_loo_error(costs(blocks), y),
-                "neighbours_loo_mape_pct": hwnas_fit(blocks, y).cv_error_pct,
+                "neighbours_loo_mape_pct": neighbours_fit(blocks, y).cv_error_pct,
+                "hwnas_loo_mape_pct": hwnas_fit(blocks, y).cv_error_pct,
+                "per_mac_ps": per_mac_ps(hwnas_fit(blocks, y), blocks),
                 "per_value_loo_mape_pct": per_value_loo_error(blocks, y),
             }
         )
@@ -167,6 +182,7 @@ def main() -> None:
     kinds = kind_rows(table)
     variants = {
         "line": refitted(table, args.table, line_fit),
+        "neighbours": refitted(table, args.table, neighbours_fit),
         "hwnas_fit": refitted(table, args.table, hwnas_fit),
         "per_value": refitted(table, args.table, PerValueFit),
     }
@@ -189,17 +205,21 @@ def main() -> None:
         },
     )
     print(
-        "| block kind | measured rows | p50 range (ms) | line | plain least squares | line + neighbours | per-value |"
+        "| block kind | measured rows | p50 range (ms) | line | plain least squares | line + neighbours | "
+        "hwnas (parts + neighbours) | per-value |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for r in kinds:
         lo, hi = r["ms_range"]
         print(
             f"| {r['kind']} | {r['rows']} | {lo:.3f}–{hi:.3f} | {r['relative_loo_mape_pct']:.1f}% | "
-            f"{r['plain_loo_mape_pct']:.1f}% | {r['neighbours_loo_mape_pct']:.1f}% | {r['per_value_loo_mape_pct']:.1f}% |"
+            f"{r['plain_loo_mape_pct']:.1f}% | {r['neighbours_loo_mape_pct']:.1f}% | {r['hwnas_loo_mape_pct']:.1f}% | "
+            f"{r['per_value_loo_mape_pct']:.1f}% |"
         )
-    print("\n| space | fitted rows | line | line + neighbours (hwnas) | per-value factors | floor τ |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "\n| space | fitted rows | line | line + neighbours | hwnas (parts + neighbours) | per-value factors | floor τ |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for s in subnets:
         cells = " | ".join(f"{s[v]['mape_pct']:.2f}% / {s[v]['kendall_tau']:.3f}" for v in variants)
         print(f"| {s['space']} | {s['fitted_rows']} | {cells} | {s['floor_tau']:.3f} |")

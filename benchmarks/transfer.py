@@ -43,11 +43,12 @@ from hwnas.cost import flops_by_module
 from hwnas.io import atomic_write_json
 from hwnas.latency.agreement import agreement, worst
 from hwnas.latency.bundle import NETWORK, sample_archs
+from hwnas.latency.calibration_subnets import calibration_archs, calibration_pairs
 from hwnas.latency.predict import LatencyPredictor
-from hwnas.latency.profile import CALIBRATION_SEED, ProfileSettings, merge_measurements, plans_for, profile_space
+from hwnas.latency.profile import ProfileSettings, merge_measurements, plans_for, profile_space
 from hwnas.latency.sampled import profile_sampled
 from hwnas.latency.table import LATENCY, Calibration, LatencyTable
-from hwnas.latency.validate import calibration_pairs, validate_table
+from hwnas.latency.validate import validate_table
 from hwnas.plots import figure, save_figure
 from hwnas.profilers.protocol import STAT_COLUMNS
 from hwnas.spaces import Arch, SearchSpace
@@ -123,7 +124,7 @@ def uneven_case(space: SearchSpace, source: LatencyTable, settings: ProfileSetti
     evaluate = sample_archs(space, 200, EVAL_SEED)
     truth = np.array([subnet_ms([b.key for b in a.blocks()]) for a in evaluate])
     per_kind = np.array([LatencyPredictor(table, space).predict(a).latency_ms for a in evaluate])
-    fitted_on = sample_archs(space, LINEAR_SUBNETS, CALIBRATION_SEED, extremes=True)
+    fitted_on = calibration_archs(space, LINEAR_SUBNETS)
     refit = Calibration.fit(
         [LatencyPredictor(source, space).predict(a).sum_ms for a in fitted_on],
         [subnet_ms([b.key for b in a.blocks()]) for a in fitted_on],

@@ -27,7 +27,7 @@ from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.profile import ProfileSettings, profile_space
 from hwnas.latency.resolve import select_table
 from hwnas.latency.table import SHIPPED_DIR, Calibration, LatencyTable, TableError, find_table, round_to_resolution
-from hwnas.latency.validate import agreement, validate_table
+from hwnas.latency.validate import agreement, rescore, validate_table
 from hwnas.profilers.protocol import Protocol, Stats
 from hwnas.spaces import Arch, get_space
 from tests.helpers import assert_one_line_error, hwnas, toy_space_yaml
@@ -414,6 +414,26 @@ def test_validate_table_measures_in_separate_processes(toy, toy_table, tmp_path,
     assert Path(report["plot"]).read_bytes()[:4] == b"\x89PNG"
     assert json.loads(Path(report["json"]).read_text())["n"] == 4
     assert not (tmp_path / "val" / "work").exists()
+    # scored again on the table as it is now, nothing measured: the same table gives the same figures; its
+    # rows refitted (here all x1.1) and its calibration refitted on the same subnets move the sum of rows
+    again = rescore(toy, LatencyTable.load(toy_table), tmp_path / "val")
+    assert again["rescored"] and {k: v for k, v in again.items() if k != "rescored"} == {
+        k: v for k, v in report.items() if k != "rescored"
+    }
+    table = LatencyTable.load(toy_table)
+    table.rows[["p50_ms", "p90_ms"]] *= 1.1
+    table.set_calibration(
+        toy, Calibration.fit([1.1 * p[0] for p in calibration.points], again["calibration_remeasured"]["then_ms"])
+    )
+    refitted = rescore(toy, table, tmp_path / "val")
+    assert refitted["floor_process_vs_process"] == report["floor_process_vs_process"]
+    assert refitted["uncalibrated_sum"] != report["uncalibrated_sum"]
+    assert np.allclose(pd.read_csv(report["csv"])["sum_ms"], 1.1 * df["sum_ms"])
+    table.set_calibration(toy, Calibration.fit([1.1 * p[0] for p in calibration.points], 0.9 * now.mean(axis=0)))
+    with pytest.raises(HwnasError, match="on other measurements than those .* validate it again instead"):
+        rescore(toy, table, tmp_path / "val")  # profiled again since: the validation's subnets are not its
+    with pytest.raises(HwnasError, match="no validation to rescore in .*; run `hwnas validate-table` first"):
+        rescore(toy, table, tmp_path / "none")
     with pytest.raises(HwnasError, match="`processes` must be at least 2"):
         validate_table(toy, LatencyTable.load(toy_table), n=4, processes=1, progress=False)
 

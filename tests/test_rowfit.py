@@ -31,8 +31,25 @@ def test_a_linear_kind_is_fitted_exactly_and_cross_validated():
     fit = KindFit.fit(blocks, truth, "p50_ms")
     assert fit.n == 12 and fit.cv_error_pct < 0.5
     assert np.allclose(fit(blocks), truth, rtol=1e-3)
-    few = KindFit.fit(blocks[:2], truth[:2], "p50_ms")  # too few rows for three costs: a line in MACs
-    assert few.coef[1:] == (0.0, 0.0) and np.isnan(few.cv_error_pct)
+    few = KindFit.fit(blocks[:2], truth[:2], "p50_ms")  # too few rows for its features: a line in MACs
+    assert not any(few.coef[1:]) and np.isnan(few.cv_error_pct)
+
+
+def test_macs_that_cost_more_than_a_dense_products_are_weighed_on_their_own():
+    """A GLiT block's depthwise taps cost several dense MACs each on a CPU: a line in the total MACs
+    misses rows whose share of them differs, the fit on the MACs by part does not."""
+    from hwnas.spaces.blocks import MAC_PARTS
+
+    blocks = list(dict.fromkeys(b for b in get_space("glit-tiny").block_configs() if b.kind == "glit"))
+    depthwise = np.array([b.mac_parts()["depthwise"] for b in blocks], dtype=float)
+    share = depthwise / np.array([b.macs() for b in blocks])
+    assert MAC_PARTS == ("attention", "depthwise") and share.max() > 2 * share.min() > 0
+    truth = costs(blocks) @ np.array([2e-9, 1e-8, 3e-7]) + 15 * 2e-9 * depthwise + 0.01
+    by_parts, by_costs = KindFit.fit(blocks, truth, "p50_ms"), KindFit.fit(blocks, truth, "p50_ms", basis=costs)
+    assert by_parts.cv_error_pct < 0.1 and by_costs.cv_error_pct > 3
+    encoders = [b for b in get_space("autoformer-tiny").block_configs() if b.kind == "encoder"]
+    assert all(b.mac_parts() == {"attention": 2 * b.tokens**2 * b.qkv_dim} for b in encoders)
+    assert all(b.macs() > sum(b.mac_parts().values()) for b in blocks + encoders)  # a part of the MACs
 
 
 def test_a_width_slower_than_the_line_is_corrected_near_its_measured_rows_and_far_rows_keep_the_line():
@@ -406,6 +423,15 @@ def test_cli_profiles_from_another_devices_table_and_marks_the_fitted_rows(tmp_p
         "too small to measure even 8 calibration subnets",
         "give at least --budget-min",
     )
+    # refitting measures nothing: the same fit on the same rows gives the same rows and calibration
+    refit = hwnas(*base, "--refit", "--table", str(out), "--from", str(other), "--json")
+    assert refit.returncode == 0, refit.stderr
+    refitted = json.loads(refit.stdout)
+    assert refitted["rows_refitted"] == report["blocks_fitted"] and refitted["row_change_pct"]["max_abs"] < 1e-3
+    assert refitted["calibration"]["n"] == 3 and refitted["calibration"]["a"] == pytest.approx(
+        report["calibration"]["a"]
+    )
+    assert_one_line_error(hwnas(*base, "--refit", "--budget-min", "3"), "--refit measures nothing")
 
 
 def test_a_second_space_sampled_into_the_same_table_keeps_the_first_ones_fitted_rows():
@@ -441,3 +467,41 @@ def test_a_fitted_row_in_another_spaces_calibration_keeps_its_value():
     profile_sampled(second, table, calibration2, block_plan2, measure_into, budget_s=None, max_rows=4, keep=keep)
     still = {k: v for k, v in fitted.items() if k in table.filled_rows}
     assert still and all(table.rows.loc[k, "p50_ms"] == v for k, v in still.items())
+
+
+def test_a_refit_fits_a_spaces_rows_on_every_measured_row_and_its_calibration_on_what_it_measured():
+    """`hwnas profile --refit`: a space's fitted rows fitted again on the rows the table has measured
+    since (here another space's, of the same kinds), its calibration refitted on the subnets it
+    measured then (found by their sums of rows before the rows move); nothing measured."""
+    from hwnas.latency.calibration_subnets import calibration_pairs
+    from hwnas.latency.predict import LatencyPredictor
+    from hwnas.latency.profile import merge_measurements
+    from hwnas.latency.sampled import profile_sampled, refit
+
+    space, other = get_space("autoformer-tiny"), get_space("glit-tiny")  # encoders, heads and stems in both
+    table, calibration, measure, _, block_plan = sample_setup(space, scale={"encoder": 1.2})
+    result = profile_sampled(space, table, calibration, block_plan, measure, budget_s=None, max_rows=4)
+    merge_measurements(table, [p.entry for p in calibration], result["measured"], space)
+    then = {s: calibration_pairs(space, LatencyPredictor(table, space, s))[1] for s in ("p50_ms", "p90_ms")}
+    fitted = [b for b in dict.fromkeys(space.block_configs()) if b.key in table.filled_rows]
+    encoders = [b for b in fitted if b.kind == "encoder"]
+    truth = synthetic_ms(encoders, {"encoder": 1.2})
+    off_before = np.abs(table.latencies(encoders, space.key) / truth - 1).mean()
+    measured = {k: table.rows.loc[k, "p50_ms"] for k in table.measured_rows().index}
+    # the other space's rows, measured on the same device (not its calibration: its own rows only)
+    rows = [b for b in dict.fromkeys(other.block_configs()) if b.key not in table]
+    stats = ("p10_ms", "p50_ms", "p90_ms", "mean_ms", "runs", "rounds", "round_spread")
+    table.add_rows((b, dict.fromkeys(stats, float(v))) for b, v in zip(rows, synthetic_ms(rows, {"encoder": 1.2})))
+
+    moved = refit(table, space)
+    assert moved["rows_refitted"] == len(fitted) and moved["row_change_pct"]["max_abs"] > 1
+    assert np.abs(table.latencies(encoders, space.key) / truth - 1).mean() < off_before / 10
+    assert all(table.rows.loc[k, "p50_ms"] == v for k, v in measured.items())  # measured rows stay
+    for statistic in ("p50_ms", "p90_ms"):
+        archs, now = calibration_pairs(space, LatencyPredictor(table, space, statistic))
+        assert np.array_equal(now, then[statistic])  # the same subnets, found by the new sums
+    again = refit(table, space)
+    assert again["row_change_pct"]["max_abs"] < 1e-9
+    table.rows.loc[table.measured_rows().index[0], "p50_ms"] *= 1.1  # a row measured again since calibrating
+    with pytest.raises(TableError, match="found by their sums of rows .* re-profile it instead: `hwnas profile"):
+        refit(table, space)

@@ -15,9 +15,9 @@ from hwnas.spaces import Arch, get_space
 
 
 def _profile_text(report: Any) -> None:
-    """A profile's summary, or (a dict) a recalibration's."""
+    """A profile's summary, or (a dict) a refit's or a recalibration's."""
     if isinstance(report, dict):
-        _recalibrate_text(report)
+        (_refit_text if "rows_refitted" in report else _recalibrate_text)(report)
         return
     if report.bundle is not None:
         click.echo(
@@ -42,6 +42,32 @@ def _profile_text(report: Any) -> None:
         click.echo(f"fitted {report.blocks_fitted} blocks from {basis} (cross-validated error: {errors})")
     click.echo(f"calibration: measured = {cal['a']:.4f} x sum + {cal['b']:.4f} ms (n={cal['n']})")
     click.echo(f"table: {report.table}")
+
+
+def _refit_text(report: dict[str, Any]) -> None:
+    if report["up_to_date"]:
+        click.echo(f"{report['table']} has no fitted row of {report['space']}: every row is measured, nothing to refit")
+        return
+    change, before, after = report["row_change_pct"], report["calibration_before"], report["calibration"]
+    errors = ", ".join(
+        f"{kind} {_pct(report['fit_error_pct_before'].get(kind))} -> {_pct(e)}"
+        for kind, e in sorted(report["fit_error_pct"].items())
+    )
+    click.echo(
+        f"refitted {report['rows_refitted']} fitted rows of {report['space']} in {report['table']} (nothing measured): "
+        f"they moved {change['median_abs']:.1f}% (median), at most {change['max_abs']:.1f}%"
+    )
+    if report["rows_kept"]:
+        click.echo(f"kept {report['rows_kept']} fitted rows as they were: other spaces' calibrations sum them")
+    click.echo(f"cross-validated fit error per kind: {errors}")
+    click.echo(
+        f"calibration refitted on its {after['n']} subnets as measured then: measured = {before['a']:.4f} x sum + "
+        f"{before['b']:.4f} ms -> {after['a']:.4f} x sum + {after['b']:.4f} ms ({', '.join(report['calibrated_statistics'])})"
+    )
+
+
+def _pct(error: float | None) -> str:
+    return "n/a" if error is None else f"{error:.1f}%"
 
 
 def _recalibrate_text(report: dict[str, Any]) -> None:
@@ -127,7 +153,7 @@ def _validate_text(report: dict[str, Any], space_key: str, latency_stat: str, de
     click.echo(
         f"{report['n']} subnets of {space_key}, measured {report['measured_ms_range'][0]:.3f}-"
         f"{report['measured_ms_range'][1]:.3f} ms ({latency_stat}) on {device} ({report['backend']}) in "
-        f"{processes} processes"
+        f"{processes} processes" + (" earlier, scored on the table as it is now" if report.get("rescored") else "")
     )
     click.echo(f"{'':<34} {'MAPE %':>7} {'within 5%':>10} {'within 10%':>11} {'Kendall tau':>12}")
     rows = [(f"calibrated, vs process {i + 1}", m) for i, m in enumerate(report["calibrated"])]
@@ -214,10 +240,17 @@ def _validate_text(report: dict[str, Any], space_key: str, latency_stat: str, de
     "(stored beside the table, never in it) and report the drift of both.",
 )
 @click.option(
+    "--refit",
+    is_flag=True,
+    help="Instead of profiling: fit the space's fitted rows again on every row the table has measured (other "
+    "spaces' included) and refit its calibration on the subnets it measured then; nothing is measured, the "
+    "table is rewritten in place.",
+)
+@click.option(
     "--table",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="With --recalibrate: the table to recalibrate (default: the one table for --device).",
+    help="With --recalibrate or --refit: the table to work on (default: the one table for --device).",
 )
 @click.option(
     "--budget-min",
@@ -251,6 +284,7 @@ def profile(
     calibration_archs: int,
     cuda_graphs: bool,
     recalibrate: bool,
+    refit: bool,
     table: Path | None,
     budget_min: float | None,
     from_table: Path | None,
@@ -267,10 +301,17 @@ def profile(
     sampled = budget_min is not None or from_table is not None
     if export_blocks is not None and sampled:
         raise click.UsageError("--export-blocks writes every block for a target; it excludes --budget-min and --from")
+    if refit:
+        if recalibrate or export_blocks is not None or budget_min is not None:
+            raise click.UsageError(
+                "--refit measures nothing: it excludes --recalibrate, --export-blocks and --budget-min"
+            )
+        return _refit(device, space, table, from_table)
     if recalibrate or table is not None:
         if not recalibrate or export_blocks is not None or sampled:
             raise click.UsageError(
-                "--table goes with --recalibrate, which excludes --export-blocks, --budget-min and --from"
+                "--table goes with --recalibrate or --refit; --recalibrate excludes --export-blocks, --budget-min "
+                "and --from"
             )
         return _recalibrate(device, space, table, Protocol.quick() if quick else None, as_json)
     report = profile_space(
@@ -290,6 +331,20 @@ def profile(
         progress=not as_json,
     )
     return report
+
+
+def _refit(device: str, space: Any, table: Path | None, from_table: Path | None) -> dict[str, Any]:
+    from hwnas.latency.profile import refit_space
+    from hwnas.latency.resolve import select_table
+    from hwnas.latency.table import SHIPPED_DIR, LatencyTable
+
+    found = select_table(device, table, space)
+    if table is None and found.path is not None and found.path.resolve().parent == SHIPPED_DIR.resolve():
+        raise click.UsageError(
+            f"the table for --device {device} is the one installed with hwnas ({found.path}); to refit it in place "
+            f"or a copy of it, name it with --table"
+        )
+    return refit_space(space, found, LatencyTable.load(from_table) if from_table is not None else None)
 
 
 def _recalibrate(
@@ -397,6 +452,12 @@ def predict(
     help="Separate processes that each measure every subnet (the floor compares them).",
 )
 @click.option("--quick", is_flag=True, help=QUICK_HELP)
+@click.option(
+    "--rescore",
+    is_flag=True,
+    help="Measure nothing: score the subnets an earlier validation measured (in --out) against the table "
+    "as it is now, e.g. after `hwnas profile --refit`.",
+)
 @latency_stat_option
 @drift_option
 @reports(_validate_text, "Print one JSON object instead of text.")
@@ -409,6 +470,7 @@ def validate_table(
     out: Path | None,
     processes: int,
     quick: bool,
+    rescore: bool,
     latency_stat: str,
     drift: str,
     as_json: bool,
@@ -417,11 +479,23 @@ def validate_table(
 
     Each of --processes fresh processes measures every subnet; the prediction is compared with
     each one's measurement, and the processes with each other (the noise floor)."""
-    from hwnas.latency.resolve import resolve_table
+    from hwnas.latency.resolve import resolve_table, select_table
     from hwnas.latency.table import STATISTICS
+    from hwnas.latency.validate import default_folder
+    from hwnas.latency.validate import rescore as rescore_validation
     from hwnas.latency.validate import validate_table as run
 
     space = get_space(space_name)
+    if rescore:
+        found = select_table(device, table, space)
+        report = rescore_validation(space, found, out or default_folder(found, space))
+        stat = next(k for k, v in STATISTICS.items() if v == report["statistic"])
+        return report, {
+            "space_key": space.key,
+            "latency_stat": stat,
+            "device": device,
+            "processes": report["processes"],
+        }
     found = resolve_table(space, device=device, table=table, drift=drift, progress=not as_json)
     report = run(
         space,

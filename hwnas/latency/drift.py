@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from hwnas.errors import HwnasError, HwnasNotice, HwnasWarning
-from hwnas.latency.bundle import block_plans, network_plans, sample_archs
+from hwnas.latency.bundle import block_plans, network_plans
+from hwnas.latency.calibration_subnets import calibration_archs
 from hwnas.latency.local import LocalCalibration, LocalCalibrations, describe_outcome, direction, table_digest
 from hwnas.latency.measure import (
     measure_archs,
@@ -47,7 +48,6 @@ from hwnas.latency.measure import (
     why_not_here,
 )
 from hwnas.latency.predict import LatencyPredictor
-from hwnas.latency.profile import CALIBRATION_SEED
 from hwnas.latency.table import (
     LATENCY_FIELDS,
     Calibration,
@@ -162,7 +162,7 @@ def spot_check(
 ) -> Comparison:
     """Measure the first `policy.archs` calibration subnets of `space` here and compare them with `table`."""
     n = min(policy.archs, table.calibration(space).n)
-    archs = sample_archs(space, n, CALIBRATION_SEED, extremes=True)
+    archs = calibration_archs(space, n)
     return compare(table, space, archs, measure_archs(space, table, archs, None, policy.protocol, progress))
 
 
@@ -263,7 +263,7 @@ def recalibrate(
     began = time.perf_counter()
     predictor = LatencyPredictor(table, space)  # every row there, or a one-line error naming the command
     settings = table_settings(table, protocol or policy.protocol)
-    archs = sample_archs(space, table.calibration(space).n, CALIBRATION_SEED, extremes=True)
+    archs = calibration_archs(space, table.calibration(space).n)
     measured = table.measured_rows().index  # a fitted row's error is not drift
     candidates = [b for b in predictor.blocks if b.key in measured]
     blocks = random.Random(0).sample(candidates, min(rows, len(candidates)))

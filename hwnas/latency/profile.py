@@ -22,7 +22,8 @@ from typing import Any
 import torch
 
 from hwnas.errors import HwnasError, HwnasNotice
-from hwnas.latency.bundle import BLOCK, NETWORK, OPSET, Plan, block_plans, network_plans, sample_archs, write_bundle
+from hwnas.latency.bundle import BLOCK, NETWORK, OPSET, Plan, block_plans, network_plans, write_bundle
+from hwnas.latency.calibration_subnets import calibration_archs
 from hwnas.latency.device import (
     ONNXRUNTIME,
     PRECISIONS,
@@ -33,8 +34,16 @@ from hwnas.latency.device import (
     choose_backend,
     parse_device,
 )
-from hwnas.latency.sampled import profile_sampled
-from hwnas.latency.table import STATISTICS, Calibration, LatencyTable, TableError, stats_from_row, table_filename
+from hwnas.latency.sampled import profile_sampled, refit
+from hwnas.latency.table import (
+    STATISTICS,
+    Calibration,
+    LatencyTable,
+    TableError,
+    profile_command,
+    stats_from_row,
+    table_filename,
+)
 from hwnas.profilers import ort_profile
 from hwnas.profilers.protocol import (
     FINGERPRINT,
@@ -48,8 +57,6 @@ from hwnas.profilers.protocol import (
 )
 from hwnas.spaces import SearchSpace, get_space, space_from_dict
 from hwnas.spaces.blocks import BlockConfig
-
-CALIBRATION_SEED = 1_000_003  # calibration subnets are drawn apart from validation's seeds
 
 
 @dataclass(frozen=True)
@@ -129,7 +136,7 @@ def plans_for(
 ) -> list[Plan]:
     plans = block_plans(blocks, settings.batch_size, settings.precision)
     if calibrate:
-        archs = sample_archs(space, settings.calibration_archs, CALIBRATION_SEED, extremes=True)
+        archs = calibration_archs(space, settings.calibration_archs)
         plans += network_plans(archs, settings.batch_size, settings.precision)
     return plans
 
@@ -200,25 +207,8 @@ def _profile_sampled(
     """`profile_space` on a sample of the rows: see `hwnas.latency.sampled`."""
     if budget_min is not None and not budget_min > 0:
         raise HwnasError(f"--budget-min must be a positive number of minutes, got {budget_min}")
-    if source is not None and (not source.covers(space) or source.missing(space.block_configs())):
-        raise TableError(f"--from table {source.name} does not cover {space.key}; give a table profiled for it")
-    if source is not None:
-        blocks = {b.key for b in space.block_configs()}
-        fitted = blocks & set(source.filled_rows)
-        if fitted:
-            warnings.warn(
-                f"--from table {source.name} has {len(fitted)} of {len(blocks)} rows of {space.key} fitted, not "
-                f"measured: they serve as the basis of the per-kind factors all the same, with their own fit error",
-                HwnasNotice,
-                stacklevel=3,
-            )
-    summary = {
-        "table": str(path),
-        "space": space.key,
-        "device": settings.device,
-        "backend": backend,
-        "blocks_in_space": len(space.block_configs()),
-    }
+    _check_source(source, space)
+    summary = _summary(path, space, settings.device, backend)
     measured = table.measured_rows().index
     if table.covers(space) and all(b.key in measured for b in space.block_configs()):
         return {
@@ -270,6 +260,56 @@ def _profile_sampled(
         "up_to_date": False,
         "calibration": table.calibration(space).to_dict(),
     }
+
+
+def _summary(path: Path | None, space: SearchSpace, device: str, backend: str) -> dict[str, Any]:
+    """What every profile summary starts with."""
+    return {
+        "table": str(path),
+        "space": space.key,
+        "device": device,
+        "backend": backend,
+        "blocks_in_space": len(space.block_configs()),
+    }
+
+
+def _check_source(source: LatencyTable | None, space: SearchSpace) -> None:
+    """A `--from` table must hold every row of `space` (a fitted one is said, not refused)."""
+    if source is None:
+        return
+    if not source.covers(space) or source.missing(space.block_configs()):
+        raise TableError(f"--from table {source.name} does not cover {space.key}; give a table profiled for it")
+    blocks = {b.key for b in space.block_configs()}
+    fitted = blocks & set(source.filled_rows)
+    if fitted:
+        warnings.warn(
+            f"--from table {source.name} has {len(fitted)} of {len(blocks)} rows of {space.key} fitted, not "
+            f"measured: they serve as the basis of the per-kind factors all the same, with their own fit error",
+            HwnasNotice,
+            stacklevel=4,
+        )
+
+
+def refit_space(space: SearchSpace, table: LatencyTable, source: LatencyTable | None = None) -> dict[str, Any]:
+    """`hwnas profile --refit`: `space`'s fitted rows and calibration fitted again, in place, on what
+    `table` holds (`hwnas.latency.sampled.refit`; with `source`, on that table's rows, as `--from`
+    fits them); nothing is measured. A table that fitted no row of the space is left as it is."""
+    if not table.covers(space):
+        raise TableError(
+            f"latency table {table.name} does not calibrate {space.key}, so it has nothing of it to refit; "
+            f"profile it with `{profile_command(table.fingerprint, space.key, table.path)}`"
+        )
+    _check_source(source, space)
+    summary = {
+        **_summary(table.path, space, table.device, table.fingerprint["backend"]),
+        "from_table": source.name if source is not None else None,
+    }
+    fitted = table.filled_rows
+    if not any(b.key in fitted for b in space.block_configs()):
+        return {**summary, "rows_refitted": 0, "up_to_date": True}
+    result = refit(table, space, source, frozenset(table.rows_of_other_spaces(space)))
+    table.save()
+    return {**summary, **result, "up_to_date": False}
 
 
 def setup_here(settings: ProfileSettings, backend: str) -> dict[str, Any]:
@@ -325,11 +365,7 @@ def profile_space(
     statistics = list(STATISTICS.values()) if fresh else table.missing_statistics(space)
     calibrate = bool(statistics)
     summary = {
-        "table": str(path),
-        "space": space.key,
-        "device": settings.device,
-        "backend": backend,
-        "blocks_in_space": len(space.block_configs()),
+        **_summary(path, space, settings.device, backend),
         "blocks_measured": len(blocks),
         "calibration_subnets": settings.calibration_archs if calibrate else 0,
         "calibrated_statistics": statistics,

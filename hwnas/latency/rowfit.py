@@ -2,8 +2,10 @@
 
 A block's latency grows with the work it does, so within one block kind it is well described by a
 few costs of its shape: MACs, parameters (the bytes of weights read) and input activations (the
-bytes of tokens read). `KindFit` fits, per kind and per statistic, a non-negative linear model on
-those costs (scikit-learn's `LinearRegression(positive=True)` on relative errors; with fewer than 5
+bytes of tokens read), plus the MACs that run at another cost per MAC than dense products (the
+kind's `mac_parts`: attention's activation products, a depthwise convolution's taps, which on a CPU
+cost several times a dense MAC). `KindFit` fits, per kind and per statistic, a non-negative linear
+model on those features (scikit-learn's `LinearRegression(positive=True)` on relative errors; with fewer than 5
 rows, a line in MACs), then corrects it near the measured rows by what they say it misses there
 (`Neighbours`: a kernel-weighted, shrunk mean of their log residuals, in log-cost and token space;
 a width whose kernels run faster or slower than the line is seen in its neighbours, and a row far
@@ -26,7 +28,7 @@ import numpy as np
 
 from hwnas.latency.table import LATENCY, LatencyTable, TableError
 from hwnas.profilers.protocol import STAT_COLUMNS
-from hwnas.spaces.blocks import BlockConfig
+from hwnas.spaces.blocks import MAC_PARTS, BlockConfig
 
 TIMINGS = tuple(s for s in STAT_COLUMNS if s.endswith("_ms"))  # fitted; the counts (runs, rounds) of a filled row are 0
 
@@ -40,8 +42,15 @@ SHRINK = 1.0
 
 
 def costs(blocks: Sequence[BlockConfig]) -> np.ndarray:
-    """The (n, 3) costs a row's latency is fitted on: MACs, parameters and input elements per image."""
+    """The (n, 3) costs of a row's shape: MACs, parameters and input elements per image."""
     return np.array([[b.macs(), b.params(), math.prod(b.definition.input_shape(b, 1))] for b in blocks], dtype=float)
+
+
+def features(blocks: Sequence[BlockConfig]) -> np.ndarray:
+    """The (n, 5) features a row's latency is fitted on: its `costs`, then its MACs of each of
+    `MAC_PARTS` (0 where a kind has no such part)."""
+    parts = [[b.mac_parts().get(part, 0) for part in MAC_PARTS] for b in blocks]
+    return np.hstack([costs(blocks), np.array(parts, dtype=float).reshape(len(blocks), len(MAC_PARTS))])
 
 
 def _where(blocks: Sequence[BlockConfig], x: np.ndarray) -> np.ndarray:
@@ -73,7 +82,7 @@ class Neighbours:
 
 @dataclass(frozen=True)
 class KindFit:
-    """One statistic of one block kind as a function of the blocks' costs."""
+    """One statistic of one block kind as a function of the blocks' features."""
 
     kind: str
     statistic: str
@@ -81,8 +90,8 @@ class KindFit:
     intercept: float
     n: int  # rows fitted on
     cv_error_pct: float  # mean absolute percentage error of held-out rows (leave-one-out up to 20 rows, else 5-fold)
-    # what a row is fitted on: its costs (MACs, params, input size), or another basis such as its latency on another device
-    basis: Callable[[Sequence[BlockConfig]], np.ndarray] = field(default=costs, compare=False, repr=False)
+    # what a row is fitted on: its `features`, or another basis such as its latency on another device
+    basis: Callable[[Sequence[BlockConfig]], np.ndarray] = field(default=features, compare=False, repr=False)
     neighbours: Neighbours | None = field(default=None, compare=False, repr=False)  # None: the line alone
 
     def __call__(self, blocks: Sequence[BlockConfig]) -> np.ndarray:
@@ -98,9 +107,9 @@ class KindFit:
         basis: Callable[[Sequence[BlockConfig]], np.ndarray] | None = None,
         local: bool = True,
     ) -> KindFit:
-        """The fit on measured rows (at least one, all of one kind), on their costs or on `basis`;
+        """The fit on measured rows (at least one, all of one kind), on their `features` or on `basis`;
         `local` False: the line without the neighbours' correction (`benchmarks/rowfit.py` compares)."""
-        basis = basis or costs
+        basis = basis or features
         x, y = basis(blocks), np.asarray(ms, dtype=float)
         where = _where(blocks, x) if local else None
         coef, intercept, neighbours = _fit(x, y, where)
@@ -126,16 +135,20 @@ def _predict(
 
 
 def _line(x: np.ndarray, y: np.ndarray) -> tuple[tuple[float, ...], float]:
-    """Non-negative least squares on all features given enough rows; else a line (or a ratio) in the
-    first (MACs). Squared errors are relative (weights 1/y^2): a kind's rows span 100x (a digits
-    space's 25-us reduction beside a 224-px one's 2 ms), and plain least squares would fit the
-    large rows and leave the small ones tens of percent off."""
-    if len(y) > x.shape[1] + 1:
+    """Non-negative least squares on the features the rows have (a part a kind lacks is none of its
+    features) given enough rows; else a line (or a ratio) in the first (MACs). Squared errors are
+    relative (weights 1/y^2): a kind's rows span 100x (a digits space's 25-us reduction beside a
+    224-px one's 2 ms), and plain least squares would fit the large rows and leave the small ones
+    tens of percent off."""
+    used = np.flatnonzero((x != 0).any(axis=0))
+    if len(y) > len(used) + 1:
         from sklearn.linear_model import LinearRegression
 
-        scale = np.maximum(x.max(axis=0), 1.0)  # costs span 10^3-10^9: fit on a common scale
-        model = LinearRegression(positive=True).fit(x / scale, y, sample_weight=1.0 / y**2)
-        return tuple(float(c) for c in model.coef_ / scale), float(model.intercept_)
+        scale = np.maximum(x[:, used].max(axis=0), 1.0)  # costs span 10^3-10^9: fit on a common scale
+        model = LinearRegression(positive=True).fit(x[:, used] / scale, y, sample_weight=1.0 / y**2)
+        coef = np.zeros(x.shape[1])
+        coef[used] = model.coef_ / scale
+        return tuple(float(c) for c in coef), float(model.intercept_)
     first, rest = x[:, 0], (0.0,) * (x.shape[1] - 1)
     if len(y) >= 2 and np.ptp(first) > 0:
         slope, intercept = np.polyfit(first, y, 1, w=1.0 / y)  # polyfit weights multiply the residuals
@@ -160,7 +173,7 @@ def _cross_validated(x: np.ndarray, y: np.ndarray, where: np.ndarray | None) -> 
 def fit_kinds(
     table: LatencyTable, kinds: Sequence[str], source: LatencyTable | None = None
 ) -> dict[str, dict[str, KindFit]]:
-    """Per kind and timing statistic, the fit on the table's measured rows: on their costs, or, with
+    """Per kind and timing statistic, the fit on the table's measured rows: on their features, or, with
     `source` (a table from another device), on that table's latency of the same rows."""
     measured = table.measured_rows()
     if source is not None:  # a table shared with other spaces: only the rows the source has

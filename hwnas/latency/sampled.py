@@ -29,8 +29,10 @@ import numpy as np
 
 from hwnas.errors import HwnasError, HwnasNotice
 from hwnas.latency.bundle import Plan
+from hwnas.latency.calibration_subnets import calibration_pairs
+from hwnas.latency.predict import LatencyPredictor
 from hwnas.latency.rowfit import KindFit, costs, fit_kinds, fitted_rows
-from hwnas.latency.table import LATENCY, LatencyTable
+from hwnas.latency.table import LATENCY, STATISTICS, Calibration, LatencyTable, TableError, profile_command
 from hwnas.spaces import SearchSpace
 from hwnas.spaces.blocks import BlockConfig
 
@@ -135,19 +137,77 @@ def profile_sampled(
             more = _where_fits_err(unmeasured, table, fits, shares, wanted)[:count]
         rows += measure(block_plan(more), f"round {rounds + 1}", True)
         taken, rounds = taken + len(more), rounds + 1
-    fits = fit_kinds(table, kinds, source)
+    fits, fitted = fit_unmeasured(table, blocks, source, keep)
+    return {
+        "rows_measured": len(blocks) - fitted,
+        "rows_fitted": fitted,
+        "calibration_subnets": len(calibration),
+        "fit_error_pct": {k: _error(f[LATENCY]) for k, f in fits.items()},
+        "measured": rows,
+    }
+
+
+def fit_unmeasured(
+    table: LatencyTable, blocks: Sequence[BlockConfig], source: LatencyTable | None, keep: frozenset[str]
+) -> tuple[dict[str, dict[str, KindFit]], int]:
+    """Fit every row of `blocks` the table has not measured from its kind's measured rows (on their
+    costs, or on `source`'s latency of them); a fitted row in `keep` (another space's calibration
+    sums it) keeps its value. Returns the fits and how many of `blocks` are not measured."""
+    fits = fit_kinds(table, sorted({b.kind for b in blocks}), source)
     missing = [b for b in blocks if b.key not in table.measured_rows().index]
     kept = set(table.filled_rows) & keep
     table.replace_fitted(*fitted_rows(fits, [b for b in missing if b.key not in kept]))
+    return fits, len(missing)
+
+
+def refit(
+    table: LatencyTable, space: SearchSpace, source: LatencyTable | None = None, keep: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """Fit `space`'s fitted rows again, with the fit as it is now on every row the table has
+    measured (other spaces' rows included), and its calibration of each statistic again on the
+    calibration subnets' measurements it stores; nothing is measured. The calibration's points are
+    sums of rows, so its subnets are found by those sums before any row moves. Returns what moved."""
+    pairs = {}
+    for statistic in [s for s in STATISTICS.values() if s not in table.missing_statistics(space)]:
+        calibration = table.calibration(space, statistic)
+        archs, then = calibration_pairs(space, LatencyPredictor(table, space, statistic))
+        if len(archs) < calibration.n:
+            raise TableError(
+                f"only {len(archs)} of the {calibration.n} calibration subnets of {space.key} in {table.name} are found "
+                f"by their sums of rows (rows were measured again after its calibration); re-profile it instead: "
+                f"`{profile_command(table.fingerprint, space.key, table.path)}`"
+            )
+        pairs[statistic] = (archs, then)
+    blocks = list(dict.fromkeys(space.block_configs()))
+    keys, before, stored = {b.key for b in blocks}, table.rows[LATENCY].copy(), table.filled_rows
+    errors_before: dict[str, float | None] = {}  # the error a kind's fitted rows of the space store
+    for block in blocks:
+        if block.key in stored:
+            errors_before.setdefault(block.kind, stored[block.key])
+    fits, _ = fit_unmeasured(table, blocks, source, keep)
+    moved = [k for k in table.filled_rows if k in keys and k in before.index and k not in keep]
+    change = 100 * (table.rows.loc[moved, LATENCY] / before.loc[moved] - 1).to_numpy(dtype=float)
+    calibration_before = table.calibration(space).to_dict()
+    for statistic, (archs, then) in pairs.items():
+        sums = LatencyPredictor(table, space, statistic).sum_many(archs)
+        table.set_calibration(space, Calibration.fit(sums, then), statistic)
     return {
-        "rows_measured": len(blocks) - len(missing),
-        "rows_fitted": len(missing),
-        "calibration_subnets": len(calibration),
-        "fit_error_pct": {
-            k: (None if math.isnan(f[LATENCY].cv_error_pct) else f[LATENCY].cv_error_pct) for k, f in fits.items()
+        "rows_refitted": len(moved),
+        "rows_kept": len(set(stored) & keep & keys),
+        "row_change_pct": {
+            "median_abs": float(np.median(np.abs(change))) if len(change) else 0.0,
+            "max_abs": float(np.max(np.abs(change))) if len(change) else 0.0,
         },
-        "measured": rows,
+        "fit_error_pct_before": errors_before,
+        "fit_error_pct": {k: _error(f[LATENCY]) for k, f in fits.items() if k in set(table.rows.loc[moved, "kind"])},
+        "calibration_before": calibration_before,
+        "calibration": table.calibration(space).to_dict(),
+        "calibrated_statistics": list(pairs),
     }
+
+
+def _error(fit: KindFit) -> float | None:
+    return None if math.isnan(fit.cv_error_pct) else fit.cv_error_pct
 
 
 def _seconds_per_subnet(calibration: Sequence[Plan], took: Sequence[float]) -> np.ndarray:

@@ -29,9 +29,9 @@ from hwnas.errors import HwnasError
 from hwnas.io import atomic_write_bytes, atomic_write_json
 from hwnas.latency.agreement import agreement, worst
 from hwnas.latency.bundle import sample_archs
+from hwnas.latency.calibration_subnets import calibration_archs, calibration_pairs
 from hwnas.latency.measure import measure_archs_apart, table_settings
 from hwnas.latency.predict import LatencyPredictor
-from hwnas.latency.profile import CALIBRATION_SEED
 from hwnas.latency.table import LATENCY, Calibration, LatencyTable
 from hwnas.plots import figure, save_figure
 from hwnas.profilers.protocol import Protocol
@@ -60,19 +60,40 @@ def validate_table(
         )
     predictor = LatencyPredictor(table, space, statistic)
     calibrated_on, then = calibration_pairs(space, predictor)
-    taken = {a.digest for a in sample_archs(space, predictor.calibration.n, CALIBRATION_SEED, extremes=True)}
+    taken = {a.digest for a in calibration_archs(space, predictor.calibration.n)}
     archs = [a for a in sample_archs(space, n + len(taken), seed) if a.digest not in taken][:n]
-    out = Path(out or Path("runs") / "validate" / f"{table.device}_{space.key}")
+    out = Path(out or default_folder(table, space))
     protocol = table_settings(table, protocol).protocol  # the table's statistic, at `protocol`'s effort
     both = measure_archs_apart(
         space, table, archs + calibrated_on, out / "work", [protocol] * processes, progress, statistic
     )
     measured, now = [m[: len(archs)] for m in both], [m[len(archs) :] for m in both]
+    return score(space, table, archs, measured, now, out, seed, statistic)
+
+
+def score(
+    space: SearchSpace,
+    table: LatencyTable,
+    archs: Sequence[Arch],
+    measured: Sequence[np.ndarray],
+    now: Sequence[np.ndarray] | None,
+    out: Path,
+    seed: int,
+    statistic: str = LATENCY,
+    rescored: bool = False,
+) -> dict[str, Any]:
+    """The report of `validate_table` on measurements taken: `measured` (per process, of `archs`)
+    and `now` (per process, of the table's calibration subnets; None: not measured), written to
+    `out` (`rescored`: the measurements are an earlier validation's)."""
+    predictor = LatencyPredictor(table, space, statistic)
+    calibrated_on, then = calibration_pairs(space, predictor)
+    processes = len(measured)
     sums = predictor.sum_many(archs)
     predicted = predictor.calibration(sums)
     line = macs_line(calibrated_on, then)
     by_macs = line(np.array([a.macs() / 1e6 for a in archs])) if line else None
-    refit = Calibration.fit(predictor.sum_many(calibrated_on), np.mean(now, axis=0)) if len(calibrated_on) else None
+    again = now is not None and len(calibrated_on) > 0
+    refit = Calibration.fit(predictor.sum_many(calibrated_on), np.mean(now, axis=0)) if again else None
 
     report = {
         "space": space.key,
@@ -83,6 +104,7 @@ def validate_table(
         "seed": seed,
         "processes": processes,
         "statistic": statistic,
+        "rescored": rescored,
         "calibration": predictor.calibration.to_dict(),
         "calibration_source": table.calibration_source(space),
         # rows of the space fitted, not measured (`hwnas profile --budget-min` / `--from`)
@@ -102,7 +124,7 @@ def validate_table(
             "then_vs_now": [agreement(then, m) for m in now],
             "drift_pct": [float(100 * np.median(m / then - 1)) for m in now],
         }
-        if len(then)
+        if again
         else None,
         # the table's rows with the calibration refitted on those subnets now (`--recalibrate`)
         "recalibrated_now": [agreement(refit(sums), m) for m in measured] if refit else None,
@@ -126,18 +148,35 @@ def validate_table(
     return report
 
 
-def calibration_pairs(space: SearchSpace, predictor: LatencyPredictor) -> tuple[list[Arch], np.ndarray]:
-    """The subnets the table's calibration was fitted on and their measurements then (its points,
-    found by their sums of rows); those whose sum no longer matches (a row re-measured) are left out."""
-    points = predictor.calibration.points
-    archs = sample_archs(space, max(len(points), 2), CALIBRATION_SEED, extremes=True)
-    sums = predictor.sum_many(archs)
-    found: dict[int, float] = {}
-    for total, measured in points:
-        i = int(np.argmin(np.abs(sums - total)))
-        if abs(sums[i] - total) <= 1e-4 * abs(total):
-            found.setdefault(i, measured)
-    return [archs[i] for i in found], np.array(list(found.values()), dtype=float)
+def default_folder(table: LatencyTable, space: SearchSpace) -> Path:
+    """Where a validation of `space` on `table`'s device is written when no folder is given."""
+    return Path("runs") / "validate" / f"{table.device}_{space.key}"
+
+
+def rescore(space: SearchSpace, table: LatencyTable, folder: Path) -> dict[str, Any]:
+    """The report of an earlier validation in `folder` (its validate.json and .csv) scored anew on
+    `table` as it is now, measuring nothing: after `hwnas profile --refit`, the same subnets and the
+    same calibration subnets, as measured then, against the refitted rows."""
+    folder = Path(folder)
+    try:
+        before = json.loads((folder / "validate.json").read_text())
+        df = pd.read_csv(folder / "validate.csv")
+    except (OSError, ValueError) as err:
+        raise HwnasError(f"no validation to rescore in {folder} ({err}); run `hwnas validate-table` first") from None
+    if before["space"] != space.key:
+        raise HwnasError(f"{folder} validated {before['space']}, not {space.key}; pass --space {before['space']}")
+    statistic = before.get("statistic", LATENCY)
+    remeasured = before.get("calibration_remeasured")
+    _, then = calibration_pairs(space, LatencyPredictor(table, space, statistic))
+    if remeasured and not np.array_equal(then, np.array(remeasured["then_ms"], dtype=float)):
+        raise HwnasError(
+            f"the calibration of {space.key} in {table.name} is fitted on other measurements than those {folder} "
+            f"re-measured (the space was profiled again since): validate it again instead"
+        )
+    archs = [Arch.from_dict(json.loads(a), space) for a in df["arch"]]
+    measured = [df[c].to_numpy(dtype=float) for c in df.columns if c.startswith("process")]
+    now = [np.array(m, dtype=float) for m in remeasured["now_ms"]] if remeasured else None
+    return score(space, table, archs, measured, now, folder, int(before["seed"]), statistic, rescored=True)
 
 
 def macs_line(archs: Sequence[Arch], measured: np.ndarray) -> Calibration | None:

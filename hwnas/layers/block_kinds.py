@@ -58,8 +58,10 @@ class EncoderKind(BlockKind):
     def macs(self, cfg: BlockConfig) -> int:
         t, d, q, m = cfg.tokens, cfg.out_dim, cfg.qkv_dim, cfg.mlp_hidden
         linear = t * (3 * q * d + q * d + 2 * m * d)
-        attention = 2 * t * t * q  # q @ k^T and attn @ v
-        return linear + attention
+        return linear + self.mac_parts(cfg)["attention"]
+
+    def mac_parts(self, cfg: BlockConfig) -> dict[str, int]:
+        return {"attention": 2 * cfg.tokens * cfg.tokens * cfg.qkv_dim}  # q @ k^T and attn @ v
 
     def input_shape(self, cfg: BlockConfig, batch_size: int) -> tuple[int, ...]:
         return (batch_size, cfg.tokens, cfg.in_dim)

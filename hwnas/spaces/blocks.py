@@ -81,6 +81,13 @@ class BlockConfig:
         """Multiply-accumulates of one forward pass on one image (see `BlockKind.macs`)."""
         return self.definition.macs(self)
 
+    def mac_parts(self) -> dict[str, int]:
+        """The MACs of `macs` that run at another cost per MAC than dense products (see `BlockKind.mac_parts`)."""
+        return self.definition.mac_parts(self)
+
+
+MAC_PARTS = ("attention", "depthwise")  # what `BlockKind.mac_parts` may name
+
 
 class BlockKind(ABC):
     """What one kind of block is. Subclasses set `name` and `fields` and implement the counts,
@@ -97,6 +104,14 @@ class BlockKind(ABC):
     def macs(self, cfg: BlockConfig) -> int:
         """Multiply-accumulates per image in the ViT literature's convention (DeiT-Tiny = 1.25 G):
         attention's two matrix products counted; norms, activations and additions not."""
+
+    def mac_parts(self, cfg: BlockConfig) -> dict[str, int]:
+        """The MACs among `macs` that a runtime computes at another cost per MAC than dense matrix
+        products with weights, by part (`MAC_PARTS`): `attention`, the two products of activations
+        with activations, and `depthwise`, convolutions a channel at a time (on a CPU, 15x a dense
+        MAC). A latency fit weighs each part on its own (`hwnas.latency.rowfit`); the rest is dense.
+        A kind with neither returns nothing."""
+        return {}
 
     @abstractmethod
     def input_shape(self, cfg: BlockConfig, batch_size: int) -> tuple[int, ...]:

@@ -31,10 +31,14 @@ class GLiTKind(BlockKind):
 
     def macs(self, cfg: BlockConfig) -> int:
         t, d, g, q, h, m = cfg.tokens, cfg.in_dim, cfg.global_dim, cfg.qkv_dim, cfg.local_hidden, cfg.mlp_hidden
-        local = d - g
-        attn = t * (3 * q * g + q * g) + 2 * t * t * q
-        branch = t * (2 * h * local + h * cfg.kernel + h * local)
+        local, parts = d - g, self.mac_parts(cfg)
+        attn = t * (3 * q * g + q * g) + parts["attention"]
+        branch = t * (2 * h * local + h * local) + parts["depthwise"]
         return attn + branch + 2 * t * m * d
+
+    def mac_parts(self, cfg: BlockConfig) -> dict[str, int]:
+        t = cfg.tokens
+        return {"attention": 2 * t * t * cfg.qkv_dim, "depthwise": t * cfg.local_hidden * cfg.kernel}
 
     def input_shape(self, cfg: BlockConfig, batch_size: int) -> tuple[int, ...]:
         return (batch_size, cfg.tokens, cfg.in_dim)
