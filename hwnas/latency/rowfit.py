@@ -5,12 +5,12 @@ few costs of its shape: MACs, parameters (the bytes of weights read) and input a
 bytes of tokens read), plus the MACs that run at another cost per MAC than dense products (the
 kind's `mac_parts`: attention's activation products, a depthwise convolution's taps, which on a CPU
 cost several times a dense MAC). `KindFit` fits, per kind and per statistic, a non-negative linear
-model on those features (scikit-learn's `LinearRegression(positive=True)` on relative errors; with fewer than 5
-rows, a line in MACs), then corrects it near the measured rows by what they say it misses there
-(`Neighbours`: a kernel-weighted, shrunk mean of their log residuals, in log-cost and token space;
-a width whose kernels run faster or slower than the line is seen in its neighbours, and a row far
-from every measured one keeps the line), and reports the cross-validated error of the whole, so a
-filled row says how far it may be off.
+model on those features (scikit-learn's `LinearRegression(positive=True)` on relative errors; with
+too few rows for its features, a line in MACs), then corrects it near the measured rows by what
+they say it misses there (`Neighbours`: a kernel-weighted, shrunk mean of their log residuals, in
+log-cost and token space; a width whose kernels run faster or slower than the line is seen in its
+neighbours, and a row far from every measured one keeps the line), and reports the cross-validated
+error of the whole, so a filled row says how far it may be off.
 
 A run on another class count than the table was profiled for needs its head rows:
 `fill_missing` adds them to an in-memory copy of the table, never to its file, and

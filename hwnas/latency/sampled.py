@@ -123,9 +123,9 @@ def profile_sampled(
     while budget_s is not None or max_rows is not None:
         unmeasured = [b for b in blocks if b.key not in table.measured_rows().index]
         count = len(unmeasured) if max_rows is None else min(len(unmeasured), max_rows - taken)
-        if budget_s is not None:
+        if budget_s is not None:  # as many rows as fit, less one: the last fits and the save take time too
             left = budget_s - (time.perf_counter() - began)
-            count = min(count, int(left * taken / max(time.perf_counter() - rows_began, 1e-9)))
+            count = min(count, int(left * taken / max(time.perf_counter() - rows_began, 1e-9)) - 1)
         least = 1 if pending else min(len(kinds), len(unmeasured))  # a round of the fit's: a row per kind
         if not unmeasured or count < max(least, 1):
             break
@@ -151,7 +151,7 @@ def fit_unmeasured(
     table: LatencyTable, blocks: Sequence[BlockConfig], source: LatencyTable | None, keep: frozenset[str]
 ) -> tuple[dict[str, dict[str, KindFit]], int]:
     """Fit every row of `blocks` the table has not measured from its kind's measured rows (on their
-    costs, or on `source`'s latency of them); a fitted row in `keep` (another space's calibration
+    features, or on `source`'s latency of them); a fitted row in `keep` (another space's calibration
     sums it) keeps its value. Returns the fits and how many of `blocks` are not measured."""
     fits = fit_kinds(table, sorted({b.kind for b in blocks}), source)
     missing = [b for b in blocks if b.key not in table.measured_rows().index]

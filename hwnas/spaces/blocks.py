@@ -108,8 +108,8 @@ class BlockKind(ABC):
     def mac_parts(self, cfg: BlockConfig) -> dict[str, int]:
         """The MACs among `macs` that a runtime computes at another cost per MAC than dense matrix
         products with weights, by part (`MAC_PARTS`): `attention`, the two products of activations
-        with activations, and `depthwise`, convolutions a channel at a time (on a CPU, 15x a dense
-        MAC). A latency fit weighs each part on its own (`hwnas.latency.rowfit`); the rest is dense.
+        with activations, and `depthwise`, convolutions a channel at a time (on the shipped table's CPU,
+        about 15x a dense MAC). A latency fit weighs each part on its own (`hwnas.latency.rowfit`); the rest is dense.
         A kind with neither returns nothing."""
         return {}
 
