@@ -187,6 +187,7 @@ def refit(
     fits, _ = fit_unmeasured(table, blocks, source, keep)
     moved = [k for k in table.filled_rows if k in keys and k in before.index and k not in keep]
     change = 100 * (table.rows.loc[moved, LATENCY] / before.loc[moved] - 1).to_numpy(dtype=float)
+    kinds_moved = set(table.rows.loc[moved, "kind"])
     calibration_before = table.calibration(space).to_dict()
     for statistic, (archs, then) in pairs.items():
         sums = LatencyPredictor(table, space, statistic).sum_many(archs)
@@ -199,7 +200,7 @@ def refit(
             "max_abs": float(np.max(np.abs(change))) if len(change) else 0.0,
         },
         "fit_error_pct_before": errors_before,
-        "fit_error_pct": {k: _error(f[LATENCY]) for k, f in fits.items() if k in set(table.rows.loc[moved, "kind"])},
+        "fit_error_pct": {k: _error(f[LATENCY]) for k, f in fits.items() if k in kinds_moved},
         "calibration_before": calibration_before,
         "calibration": table.calibration(space).to_dict(),
         "calibrated_statistics": list(pairs),
