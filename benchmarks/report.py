@@ -1647,6 +1647,43 @@ def fitted_rows_section(src: Source) -> Section:
     )
 
 
+def export_workers_section(src: Source) -> Section:
+    d = src.data
+    body = [
+        "What a profile spends before it times anything: a space's first calibration subnets (the largest among "
+        "them) and a spread of its rows exported into a bundle one at a time, then in one process per core, "
+        "as `hwnas profile`, `hwnas validate-table` and `hwnas profile --export-blocks` do (as many processes as the free memory "
+        f"holds at {d['peak_bytes_allowed'] / 2**30:.0f} GB each). The files are the same byte for byte. The "
+        f"largest export process peaked at {d['peak_export_process_bytes'] / 2**30:.1f} GB.",
+        "",
+    ]
+    body += table(
+        ["space", "models", "processes", "one at a time", "in parallel", "speed-up", "same files"],
+        [
+            [
+                r["space"],
+                f"{r['subnets']} subnets + {r['rows']} rows",
+                str(r["workers"]),
+                f"{r['seconds_one_at_a_time']:.1f} s",
+                f"{r['seconds_parallel']:.1f} s",
+                f"{r['speedup']:.2f}x",
+                "yes" if r["files_identical"] else "no",
+            ]
+            for r in d["spaces"]
+        ],
+        "lrrrrrl",
+    )
+    png = src.path.with_suffix(".png")
+    return Section(
+        "latency-tables",
+        9,
+        "Exports in parallel",
+        body,
+        provenance_of(src, "export_workers"),
+        [(png, "Export time of the same models, one at a time and one process per core")] if png.exists() else [],
+    )
+
+
 def row_repeat_section(src: Source) -> Section:
     d = src.data
     body = [
@@ -1854,6 +1891,7 @@ RENDERERS: dict[str, Callable[[Source], Section]] = {
     "cost_counting": cost_counting_section,
     "data_scale": data_scale_section,
     "demo": demo_section,
+    "export_workers": export_workers_section,
     "glit_subnets": glit_subnets_section,
     "hflip": hflip_section,
     "latency_table": latency_table_section,

@@ -20,7 +20,7 @@ import torch
 
 import hwnas.profilers.protocol as protocol_mod
 from hwnas.errors import HwnasError
-from hwnas.latency.bundle import block_plans, example_input, export_onnx, network_plans
+from hwnas.latency.bundle import BundleError, block_plans, example_input, export_onnx, network_plans, write_bundle
 from hwnas.latency.device import DeviceError, choose_backend, parse_device
 from hwnas.latency.measure import MeasureError, table_settings
 from hwnas.latency.predict import LatencyPredictor
@@ -96,6 +96,25 @@ def test_building_what_is_measured_leaves_the_callers_rng_alone(toy):
     assert torch.equal(torch.rand(4), expected)
     first, second = (network_plans([toy.largest()], 1, "fp32")[0].build() for _ in range(2))
     assert all(torch.equal(p, q) for p, q in zip(first.parameters(), second.parameters()))  # and reproducibly so
+
+
+def test_exports_in_parallel_processes_write_the_same_files_and_a_dead_one_is_one_line(toy, tmp_path):
+    plans = block_plans(toy.block_configs()[:3], 1, "fp32") + network_plans([toy.smallest(), toy.largest()], 1, "fp32")
+    one, two = tmp_path / "one", tmp_path / "two"
+    write_bundle(one, plans, {}, progress=False, workers=1)
+    (two / plans[0].entry.file).parent.mkdir(parents=True)
+    (two / plans[0].entry.file).write_bytes(b"kept")  # a file already there is kept (an interrupted export resumes)
+    write_bundle(two, plans, {}, progress=False, workers=2)
+    assert (two / plans[0].entry.file).read_bytes() == b"kept"
+    assert all((one / p.entry.file).read_bytes() == (two / p.entry.file).read_bytes() for p in plans[1:])
+    assert (one / "manifest.json").read_text() == (two / "manifest.json").read_text()
+
+    def killed() -> torch.nn.Module:  # an export process killed (the kernel's OOM killer does this)
+        os._exit(9)
+
+    dying = [replace(plans[1], build=killed)]
+    with pytest.raises(BundleError, match="export process died .* rerun to resume"):
+        write_bundle(tmp_path / "dead", dying + plans[2:], {}, progress=False, workers=2)
 
 
 def test_a_table_of_a_newer_format_is_refused(tmp_path):

@@ -15,10 +15,10 @@ from safetensors.torch import load_file
 
 from hwnas.data.split import DataError
 from hwnas.errors import ArchError, HwnasError
+from hwnas.resources import available_cores
 from hwnas.spaces import Arch, get_space
 from hwnas.training import TrainConfig, TrainedRun, train
 from hwnas.training.checkpoint import CheckpointError
-from hwnas.training.config import available_cores
 from hwnas.training.sampling import step_archs
 from tests.helpers import assert_one_line_error, hwnas, torchrun, toy_space_yaml, train_killed_after_first_epoch
 

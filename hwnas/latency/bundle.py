@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import multiprocessing as mp
 import random
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +24,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from hwnas.errors import HwnasError
 from hwnas.families.registry import build_model
 from hwnas.io import atomic_write_bytes, atomic_write_json
 from hwnas.profilers.protocol import MANIFEST, MANIFEST_VERSION, Entry
+from hwnas.resources import available_cores, available_memory_bytes
 from hwnas.rng import isolated_rng
 from hwnas.spaces import Arch, SearchSpace
 from hwnas.spaces.blocks import BlockConfig
@@ -32,6 +37,10 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 DTYPE_NAMES = {"fp32": "float32", "fp16": "float16"}  # as numpy and the manifest spell them
 BLOCK, NETWORK = "block", "network"
 OPSET = 20
+
+
+class BundleError(HwnasError):
+    """A bundle that could not be written."""
 
 
 @dataclass(frozen=True)
@@ -131,16 +140,80 @@ def export_onnx(
     return atomic_write_bytes(path, model.SerializeToString())
 
 
-def write_bundle(folder: str | Path, plans: Sequence[Plan], info: dict[str, Any], progress: bool = True) -> Path:
+# One export process's peak memory, at most: exporting resnas-small's largest subnet (621 MB of fp32
+# weights) peaks near 3 GB (`benchmarks/export_workers.py`). Parallel exports are capped by it.
+EXPORT_PEAK_BYTES = 4 * 2**30
+
+
+def write_bundle(
+    folder: str | Path, plans: Sequence[Plan], info: dict[str, Any], progress: bool = True, workers: int | None = None
+) -> Path:
     """Export every plan (files already there are kept: an interrupted export resumes) and write
-    the manifest, which `info` (space, precision, batch size, ...) heads."""
+    the manifest, which `info` (space, precision, batch size, ...) heads. The exports run in
+    `workers` processes at once (None: `export_workers`); each file is the same whichever runs it."""
     folder = Path(folder)
     todo = [p for p in plans if not (folder / p.entry.file).is_file()]
-    for plan in tqdm(todo, desc="export ONNX", unit="model", disable=not progress or not todo):
-        export_onnx(plan.build(), example_input(plan.entry), folder / plan.entry.file, check=False)
+    workers = export_workers(len(todo)) if workers is None else max(1, min(workers, len(todo)))
+    with tqdm(total=len(todo), desc="export ONNX", unit="model", disable=not progress or not todo) as bar:
+        if workers == 1:
+            for plan in todo:
+                _export_plan(folder, plan)
+                bar.update()
+        else:
+            _export_in_processes(folder, todo, workers, bar)
     models = [manifest_entry(p.entry) for p in plans]
     atomic_write_json(folder / MANIFEST, {"version": MANIFEST_VERSION, **info, "opset": OPSET, "models": models})
     return folder
+
+
+def export_workers(count: int) -> int:
+    """How many of `count` exports run at once: one per core, as many as the free memory holds at an
+    export's peak (`EXPORT_PEAK_BYTES`), one where processes cannot be forked (the plans build
+    their modules from closures, which only a forked process inherits)."""
+    if count < 2 or "fork" not in mp.get_all_start_methods():
+        return 1
+    memory = available_memory_bytes()
+    fit = available_cores() if memory is None else memory // EXPORT_PEAK_BYTES
+    return max(1, min(count, available_cores(), fit))
+
+
+def _export_plan(folder: Path, plan: Plan) -> None:
+    export_onnx(plan.build(), example_input(plan.entry), folder / plan.entry.file, check=False)
+
+
+_WORKER_PLANS: dict[str, Any] = {}  # in an export process only: what `_init_export_worker` was given
+
+
+def _init_export_worker(folder: Path, plans: Sequence[Plan]) -> None:
+    torch.set_num_threads(1)  # one export per core (and OpenMP's pool is not the parent's after a fork)
+    _WORKER_PLANS.update(folder=folder, plans=plans)
+
+
+def _export_nth(i: int) -> None:
+    _export_plan(_WORKER_PLANS["folder"], _WORKER_PLANS["plans"][i])
+
+
+def _export_in_processes(folder: Path, plans: Sequence[Plan], workers: int, bar: tqdm) -> None:
+    """Export `plans` in `workers` forked processes (the exporter is single-threaded Python: a
+    process per core is what makes it faster), each file written atomically as it finishes."""
+    context = mp.get_context("fork")
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_export_worker, initargs=(folder, plans)
+    ) as pool:
+        futures = [pool.submit(_export_nth, i) for i in range(len(plans))]
+        try:
+            for future in as_completed(futures):
+                future.result()
+                bar.update()
+        except BrokenProcessPool as e:
+            raise BundleError(
+                f"an ONNX export process died (out of memory?) exporting into {folder}; rerun to resume "
+                f"(finished files are kept), or free memory: each export may take up to "
+                f"{EXPORT_PEAK_BYTES / 2**30:.0f} GB"
+            ) from e
+        finally:
+            for future in futures:
+                future.cancel()
 
 
 def manifest_entry(e: Entry) -> dict[str, Any]:

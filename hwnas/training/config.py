@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -10,6 +9,7 @@ from hwnas import migrate
 from hwnas.data import IN_MEMORY
 from hwnas.errors import HwnasError
 from hwnas.families.registry import get_family
+from hwnas.resources import available_cores
 from hwnas.spaces import SearchSpace
 from hwnas.supernet.sharing import SHARINGS
 from hwnas.training.sampling import SAMPLINGS, get_sampling
@@ -20,10 +20,6 @@ MAX_WORKERS = 8
 # 2: runs whose `multi` subnets were drawn independently and shared by every process, and before
 #    `warmup_choices` (they had none)
 FORMAT = 3
-
-
-def available_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def local_workers(data: str) -> int:
