@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -20,7 +21,15 @@ import torch
 
 import hwnas.profilers.protocol as protocol_mod
 from hwnas.errors import HwnasError
-from hwnas.latency.bundle import BundleError, block_plans, example_input, export_onnx, network_plans, write_bundle
+from hwnas.latency.bundle import (
+    BundleError,
+    block_plans,
+    example_input,
+    export_onnx,
+    export_workers,
+    network_plans,
+    write_bundle,
+)
 from hwnas.latency.device import DeviceError, choose_backend, parse_device
 from hwnas.latency.measure import MeasureError, table_settings
 from hwnas.latency.predict import LatencyPredictor
@@ -108,6 +117,13 @@ def test_exports_in_parallel_processes_write_the_same_files_and_a_dead_one_is_on
     assert (two / plans[0].entry.file).read_bytes() == b"kept"
     assert all((one / p.entry.file).read_bytes() == (two / p.entry.file).read_bytes() for p in plans[1:])
     assert (one / "manifest.json").read_text() == (two / "manifest.json").read_text()
+
+    context = multiprocessing.get_context("fork")
+    counts = context.SimpleQueue()
+    daemon = context.Process(target=lambda: counts.put(export_workers(8)), daemon=True)  # a daemon may not fork
+    daemon.start()
+    daemon.join()
+    assert counts.get() == 1
 
     def killed() -> torch.nn.Module:  # an export process killed (the kernel's OOM killer does this)
         os._exit(9)

@@ -169,8 +169,9 @@ def write_bundle(
 def export_workers(count: int) -> int:
     """How many of `count` exports run at once: one per core, as many as the free memory holds at an
     export's peak (`EXPORT_PEAK_BYTES`), one where processes cannot be forked (the plans build
-    their modules from closures, which only a forked process inherits)."""
-    if count < 2 or "fork" not in mp.get_all_start_methods():
+    their modules from closures, which only a forked process inherits) or this one is a daemon
+    (which may not have children)."""
+    if count < 2 or "fork" not in mp.get_all_start_methods() or mp.current_process().daemon:
         return 1
     memory = available_memory_bytes()
     fit = available_cores() if memory is None else memory // EXPORT_PEAK_BYTES
