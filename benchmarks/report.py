@@ -1652,9 +1652,11 @@ def export_workers_section(src: Source) -> Section:
     body = [
         "What a profile spends before it times anything: a space's first calibration subnets (the largest among "
         "them) and a spread of its rows exported into a bundle one at a time, then in one process per core, "
-        "as `hwnas profile`, `hwnas validate-table` and `hwnas profile --export-blocks` do (as many processes as the free memory "
-        f"holds at {d['peak_bytes_allowed'] / 2**30:.0f} GB each). The files are the same byte for byte. The "
-        f"largest export process peaked at {d['peak_export_process_bytes'] / 2**30:.1f} GB.",
+        "as `hwnas profile`, `hwnas validate-table` and `hwnas profile --export-blocks` do (as many processes as "
+        "the free memory holds at the largest model's estimated peak: 1 GB plus four copies of its weights). "
+        "The files are the same byte for byte. The largest export process peaked at "
+        f"{d['peak_export_process_bytes'] / 2**30:.1f} GB, estimated beforehand at "
+        f"{d['largest_estimated_peak_bytes'] / 2**30:.1f} GB.",
         "",
     ]
     body += table(

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import unittest.mock
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +27,7 @@ from hwnas.latency.bundle import (
     block_plans,
     example_input,
     export_onnx,
+    export_peak_bytes,
     export_workers,
     network_plans,
     write_bundle,
@@ -38,6 +40,7 @@ from hwnas.latency.resolve import select_table
 from hwnas.latency.table import SHIPPED_DIR, Calibration, LatencyTable, TableError, find_table, round_to_resolution
 from hwnas.latency.validate import agreement, rescore, validate_table
 from hwnas.profilers.protocol import Protocol, Stats
+from hwnas.resources import available_cores
 from hwnas.spaces import Arch, get_space
 from tests.helpers import assert_one_line_error, hwnas, toy_space_yaml
 
@@ -120,10 +123,16 @@ def test_exports_in_parallel_processes_write_the_same_files_and_a_dead_one_is_on
 
     context = multiprocessing.get_context("fork")
     counts = context.SimpleQueue()
-    daemon = context.Process(target=lambda: counts.put(export_workers(8)), daemon=True)  # a daemon may not fork
+    daemon = context.Process(target=lambda: counts.put(export_workers(plans)), daemon=True)  # a daemon may not fork
     daemon.start()
     daemon.join()
     assert counts.get() == 1
+    # no more at once than the free memory holds at the largest one's peak
+    peak = max(map(export_peak_bytes, plans))
+    assert peak > export_peak_bytes(plans[0])  # a whole network's weights outweigh a block's
+    for room, most in ((1.5 * peak, 1), (2.5 * peak, 2)):
+        with unittest.mock.patch("hwnas.latency.bundle.available_memory_bytes", return_value=int(room)):
+            assert export_workers(plans) == min(most, available_cores())
 
     def killed() -> torch.nn.Module:  # an export process killed (the kernel's OOM killer does this)
         os._exit(9)

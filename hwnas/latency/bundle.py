@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 import torch
 from torch import nn
@@ -140,9 +141,12 @@ def export_onnx(
     return atomic_write_bytes(path, model.SerializeToString())
 
 
-# One export process's peak memory, at most: exporting resnas-small's largest subnet (621 MB of fp32
-# weights) peaks near 3 GB (`benchmarks/export_workers.py`). Parallel exports are capped by it.
-EXPORT_PEAK_BYTES = 4 * 2**30
+# An export process's peak memory: the exporter holds the module, its traced program and the
+# serialized model at once, about four copies of the weights, over what the process holds already
+# (torch and hwnas loaded, about 1 GB). `benchmarks/export_workers.py` compares it with the
+# measured peak (resnas-small's largest subnet, 621 MB of fp32 weights: about 3 GB).
+EXPORT_BASE_BYTES = 2**30
+EXPORT_WEIGHT_COPIES = 4
 
 
 def write_bundle(
@@ -153,7 +157,7 @@ def write_bundle(
     `workers` processes at once (None: `export_workers`); each file is the same whichever runs it."""
     folder = Path(folder)
     todo = [p for p in plans if not (folder / p.entry.file).is_file()]
-    workers = export_workers(len(todo)) if workers is None else max(1, min(workers, len(todo)))
+    workers = export_workers(todo) if workers is None else max(1, min(workers, len(todo)))
     with tqdm(total=len(todo), desc="export ONNX", unit="model", disable=not progress or not todo) as bar:
         if workers == 1:
             for plan in todo:
@@ -166,16 +170,22 @@ def write_bundle(
     return folder
 
 
-def export_workers(count: int) -> int:
-    """How many of `count` exports run at once: one per core, as many as the free memory holds at an
-    export's peak (`EXPORT_PEAK_BYTES`), one where processes cannot be forked (the plans build
+def export_workers(plans: Sequence[Plan]) -> int:
+    """How many of `plans` to export at once: one per core, as many as the free memory holds at the
+    largest one's peak (`export_peak_bytes`), one where processes cannot be forked (the plans build
     their modules from closures, which only a forked process inherits) or this one is a daemon
     (which may not have children)."""
-    if count < 2 or "fork" not in mp.get_all_start_methods() or mp.current_process().daemon:
+    if len(plans) < 2 or "fork" not in mp.get_all_start_methods() or mp.current_process().daemon:
         return 1
     memory = available_memory_bytes()
-    fit = available_cores() if memory is None else memory // EXPORT_PEAK_BYTES
-    return max(1, min(count, available_cores(), fit))
+    fit = available_cores() if memory is None else memory // max(map(export_peak_bytes, plans))
+    return max(1, min(len(plans), available_cores(), fit))
+
+
+def export_peak_bytes(plan: Plan) -> int:
+    """What exporting `plan` may take at its peak, from its weights (its blocks' parameters)."""
+    params = sum(BlockConfig.from_key(k).params() for k in plan.entry.blocks or (plan.entry.key,))
+    return EXPORT_BASE_BYTES + EXPORT_WEIGHT_COPIES * params * np.dtype(plan.entry.input_dtype).itemsize
 
 
 def _export_plan(folder: Path, plan: Plan) -> None:
@@ -207,10 +217,10 @@ def _export_in_processes(folder: Path, plans: Sequence[Plan], workers: int, bar:
                 future.result()
                 bar.update()
         except BrokenProcessPool as e:
+            peak = max(map(export_peak_bytes, plans)) / 2**30
             raise BundleError(
                 f"an ONNX export process died (out of memory?) exporting into {folder}; rerun to resume "
-                f"(finished files are kept), or free memory: each export may take up to "
-                f"{EXPORT_PEAK_BYTES / 2**30:.0f} GB"
+                f"(finished files are kept), or free memory: each export may take up to {peak:.1f} GB"
             ) from e
         finally:
             for future in futures:
