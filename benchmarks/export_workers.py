@@ -3,7 +3,8 @@ rows exported into a bundle one at a time, then in one process per core (`write_
 in one run; the files are compared byte for byte. Exporting, not timing, is most of what a
 calibration subnet of a 224-px space costs a profile (and all of what a validation's 50 subnets
 cost before they are timed), and the exporter is single-threaded Python. Also records the largest
-export process's peak memory beside its estimate, which caps how many run at once. Prints a table, writes JSON and a plot.
+export process's peak memory beside its estimate, which caps how many run at once. Prints a table,
+writes JSON and a plot.
 
     .venv/bin/python benchmarks/export_workers.py --spaces resnas-small glit-tiny
 """
