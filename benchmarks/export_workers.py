@@ -72,6 +72,7 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # the largest export process's
+    estimate = max(r["largest_estimated_peak_bytes"] for r in results)
     png = args.out.with_suffix(".png")
     fig, ax = figure(6, 3.5)
     x = range(len(results))
@@ -86,7 +87,7 @@ def main() -> None:
         {
             "spaces": results,
             "peak_export_process_bytes": peak,
-            "largest_estimated_peak_bytes": max(r["largest_estimated_peak_bytes"] for r in results),
+            "largest_estimated_peak_bytes": estimate,
             "plot": str(png),
             "provenance": provenance(),
         },
@@ -99,7 +100,6 @@ def main() -> None:
             f"{r['seconds_one_at_a_time']:.1f} s | {r['seconds_parallel']:.1f} s | {r['speedup']:.2f}x | "
             f"{r['files_identical']} |"
         )
-    estimate = max(r["largest_estimated_peak_bytes"] for r in results)
     print(
         f"largest export process: {peak / 2**30:.2f} GB at its peak (estimated beforehand: {estimate / 2**30:.2f} GB)"
     )
